@@ -1,0 +1,3 @@
+from crmtasks.cli import main
+
+main(prog_name="crmtasks")

@@ -1,0 +1,75 @@
+"""Shared pieces of crmtasks' command-line tools: errors, settings loading, progress, tables.
+
+Every user-facing failure becomes ``CommandError``: one line on stderr,
+exit code 2 (usage, settings, unreachable services, missing schema).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crmtasks.settings import Settings, SettingsError, configure_logging, get_settings
+
+stderr = Console(stderr=True)
+stdout = Console()
+
+
+class CommandError(click.ClickException):
+    """A one-line error for the user; exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"crmtasks: {self.format_message()}", err=True)
+
+
+def load_settings_or_exit() -> Settings:
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        raise CommandError(str(error)) from None
+    configure_logging(settings)
+    return settings
+
+
+@contextlib.contextmanager
+def seed_progress(enabled: bool = True):
+    """A progress bar for the demo seeder; yields its ``progress(step, done, total)`` callback."""
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=stderr, transient=False) as bar:
+        task_id = bar.add_task("seeding demo CRM", total=None)
+
+        def progress(step: str, done: int, total: int) -> None:
+            bar.update(task_id, description=f"seeding demo CRM: {step}", completed=done, total=total)
+
+        yield progress
+
+
+def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    stdout.print(table)
+
+
+def print_json(value: object) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def summarize_stats(stats: dict, limit: int = 80) -> str:
+    """A short ``key=value`` line of a job's scalar stats, for tables."""
+    parts = [f"{key}={value}" for key, value in stats.items() if isinstance(value, (int, float, str, bool))]
+    text = ", ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

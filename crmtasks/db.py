@@ -1,0 +1,86 @@
+"""The peewee database object every model is bound to, and how it is opened.
+
+``database`` is a proxy: models declare against it at import time and the
+real pooled database is attached by ``bind`` when a process first needs it
+(after any fork, so no connection ever crosses one). Units of work open and
+close connections explicitly; in workers the DatabaseConnection middleware
+does that around each message.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+import peewee
+import psycopg2.extensions
+from playhouse.postgres_ext import PooledPostgresqlExtDatabase
+
+from crmtasks import services
+from crmtasks.settings import Settings, get_settings
+
+database = peewee.DatabaseProxy()
+# (pid, settings) the proxy's database was opened for; see bind().
+_bound_for: tuple[int, Settings] | None = None
+
+# Seconds an idle pooled connection may live before it is replaced.
+_STALE_TIMEOUT_S = 300
+
+
+def open_database(url: str, *, pool_size: int = 20) -> PooledPostgresqlExtDatabase:
+    """A pooled PostgreSQL database for ``url`` (connections are opened lazily).
+
+    Parameters:
+      url(str): libpq URL, TCP or unix socket (``?host=/socket/dir``).
+      pool_size(int): Most connections kept by this process; at least the
+        number of worker threads.
+    """
+    name = urlsplit(url).path.lstrip("/") or None
+    return PooledPostgresqlExtDatabase(
+        name,
+        dsn=url,
+        max_connections=pool_size,
+        stale_timeout=_STALE_TIMEOUT_S,
+        timeout=30,
+        register_hstore=False,
+        application_name=f"crmtasks[{os.getpid()}]",
+    )
+
+
+def bind(settings: Settings | None = None) -> peewee.Database:
+    """Attach the real database to the proxy (idempotent within a process) and return it."""
+    global _bound_for
+    settings = settings or get_settings()
+    if database.obj is not None and _bound_for == (os.getpid(), settings):
+        return database.obj
+    # A pool inherited through fork is abandoned, never closed: closing would
+    # end the parent's sessions on the sockets both processes share.
+    database.initialize(open_database(services.database_url(settings), pool_size=settings.db_pool_size))
+    _bound_for = (os.getpid(), settings)
+    return database.obj
+
+
+def rollback_open_transaction() -> None:
+    """Roll back whatever this thread's connection has not committed.
+
+    Asks the driver, not peewee's bookkeeping: a transaction opened with a
+    bare ``begin()`` or by a failed statement is invisible to peewee.
+    """
+    db = database.obj
+    if db is None or db.is_closed():
+        return
+    # peewee runs psycopg2 in autocommit mode and sends a raw BEGIN, so
+    # conn.rollback() would be a no-op: db.rollback() sends ROLLBACK.
+    if db.connection().get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+        db.rollback()
+
+
+def release_connection() -> None:
+    """Roll back anything left open and return this thread's connection to the pool."""
+    db = database.obj
+    if db is None or db.is_closed():
+        return
+    try:
+        rollback_open_transaction()
+    finally:
+        db.close()

@@ -1,0 +1,72 @@
+"""The one place each periodic job is declared.
+
+Everything that needs to know about a job (the Dramatiq actors, the
+scheduler, ``python -m crmtasks.run``, settings validation, the dashboard)
+reads it from ``TASKS``. A job's code lives in ``crmtasks/jobs/<name>.py`` as
+a plain ``run() -> dict`` function that returns its stats, so it can be
+tested and run without a broker.
+
+This module imports nothing from crmtasks: settings validation imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Callable
+
+QUEUES = ("workflow_io", "workflow_cpu", "default")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """One periodic job.
+
+    Parameters:
+      name(str): CLI name, as in the seed's ``--task`` (``precompute_facets``).
+      actor_name(str): Dramatiq actor name, as in the seed (``analytics.precompute_facets``).
+      cron(str): Default 5-field cron schedule, in UTC.
+      queue(str): Dramatiq queue, one of QUEUES.
+      job(str): ``module:function`` of the job's code; it returns a stats dict.
+      description(str): One line for listings.
+      time_limit_s(int): Seconds a run may take before the worker aborts it.
+      max_retries(int): Retries allowed for transient faults (never for bugs or bad data).
+      min_backoff_ms(int): First retry delay in milliseconds; doubles each retry.
+      max_backoff_ms(int): Longest retry delay in milliseconds.
+    """
+
+    name: str
+    actor_name: str
+    cron: str
+    queue: str
+    job: str
+    description: str
+    time_limit_s: int
+    max_retries: int = 3
+    min_backoff_ms: int = 5_000
+    max_backoff_ms: int = 60_000
+
+    def __post_init__(self) -> None:
+        if self.queue not in QUEUES:
+            raise ValueError(f"task {self.name}: queue {self.queue!r} is not one of {QUEUES}")
+
+    def load(self) -> Callable[[], dict]:
+        """Import and return the job function."""
+        module_name, _, function_name = self.job.partition(":")
+        return getattr(importlib.import_module(module_name), function_name)
+
+
+TASKS: tuple[TaskSpec, ...] = ()
+
+
+def names() -> list[str]:
+    """CLI names of every registered task, in run order."""
+    return [spec.name for spec in TASKS]
+
+
+def get(name: str) -> TaskSpec:
+    """The task called ``name`` (CLI or actor name); KeyError listing valid names when unknown."""
+    for spec in TASKS:
+        if name in (spec.name, spec.actor_name):
+            return spec
+    raise KeyError(f"unknown task {name!r}; valid tasks: {', '.join(names()) or '(none registered)'}")

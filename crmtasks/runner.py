@@ -1,0 +1,68 @@
+"""Running jobs now, in this process: what ``python -m crmtasks.run`` does.
+
+A run here behaves like a worker's run: it takes the same cluster-wide
+mutex (a job already running elsewhere is recorded as skipped, not run
+twice), and it is recorded in ``task_runs`` with trigger ``manual``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+
+from crmtasks import db, registry, runs
+from crmtasks.middleware.job_mutex import job_mutex
+from crmtasks.settings import Settings
+
+
+@dataclasses.dataclass
+class Outcome:
+    """How one run ended.
+
+    Parameters:
+      task(str): CLI name of the job.
+      status(str): succeeded, failed or skipped.
+      duration_s(float): Wall-clock seconds.
+      stats(dict): What the job returned (or the skip reason).
+      error(str|None): One line: the error's type and message.
+      run_id(int|None): The task_runs row.
+    """
+
+    task: str
+    status: str
+    duration_s: float
+    stats: dict
+    error: str | None = None
+    run_id: int | None = None
+
+
+def run_now(spec: registry.TaskSpec, settings: Settings, *, trigger: str = "manual") -> Outcome:
+    """Run one job in this process under its mutex and record it. Never raises for a job's failure."""
+    db.bind(settings).connect(reuse_if_open=True)
+    mutex = job_mutex(settings, spec)
+    token = f"run-now-{uuid.uuid4()}"
+    started = time.perf_counter()
+    if not mutex.acquire(token):
+        run_id = runs.record_skip(spec.name, trigger, "overlap")
+        return Outcome(spec.name, "skipped", 0.0, {"skip_reason": "overlap"}, run_id=run_id)
+    try:
+        run_id = runs.start_run(spec.name, trigger)
+        try:
+            stats = spec.load()()
+        except Exception as error:  # noqa: BLE001 - a job's failure is an outcome, recorded below
+            runs.finish_run(run_id, error=error)
+            return Outcome(spec.name, "failed", time.perf_counter() - started, {},
+                           error=f"{type(error).__name__}: {error}".splitlines()[0], run_id=run_id)
+        runs.finish_run(run_id, stats=stats)
+        return Outcome(spec.name, "succeeded", time.perf_counter() - started, dict(stats or {}), run_id=run_id)
+    finally:
+        mutex.release(token)
+
+
+def resolve(names: list[str] | None) -> list[registry.TaskSpec]:
+    """The specs for ``names`` in registry order (all when empty); KeyError for an unknown name."""
+    if not names:
+        return list(registry.TASKS)
+    wanted = [registry.get(name) for name in names]
+    return [spec for spec in registry.TASKS if spec in wanted]

@@ -1,0 +1,85 @@
+"""Recording job runs in ``task_runs``: one row per run, written at start and at finish.
+
+Used by the RunRecorder worker middleware and by the in-process runner, so
+a run looks the same in the history whoever ran it. Each write is its own
+short transaction: a run's row survives its job's rollback.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import traceback
+
+from crmtasks.db import database, rollback_open_transaction
+from crmtasks.models import TaskRun
+
+TRIGGERS = ("schedule", "manual", "retry")
+_ERROR_LIMIT = 20_000
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def start_run(task: str, trigger: str, message_id: str | None = None) -> int:
+    """Insert a ``running`` row and return its id."""
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger {trigger!r} is not one of {TRIGGERS}")
+    database.connect(reuse_if_open=True)
+    with database.atomic():
+        run = TaskRun.create(
+            task=task, trigger=trigger, message_id=message_id, status="running",
+            started_at=_now(), stats={}, host=socket.gethostname(), pid=os.getpid(),
+        )
+    return run.id
+
+
+def finish_run(run_id: int, *, stats: object = None, error: BaseException | None = None) -> None:
+    """Mark a run succeeded (with its stats) or failed (with the error and its traceback).
+
+    Whatever the job left uncommitted is rolled back first: a job commits
+    its own work, and the run's row must not carry a half-done transaction.
+    """
+    database.connect(reuse_if_open=True)
+    rollback_open_transaction()
+    values = {TaskRun.finished_at: _now()}
+    if error is None:
+        values[TaskRun.status] = "succeeded"
+        values[TaskRun.stats] = _jsonable(stats)
+    else:
+        values[TaskRun.status] = "failed"
+        values[TaskRun.error] = format_error(error)
+    with database.atomic():
+        TaskRun.update(values).where(TaskRun.id == run_id).execute()
+
+
+def record_skip(task: str, trigger: str, reason: str, message_id: str | None = None) -> int:
+    """Insert a finished ``skipped`` row (the job did not run) and return its id."""
+    database.connect(reuse_if_open=True)
+    rollback_open_transaction()
+    now = _now()
+    with database.atomic():
+        run = TaskRun.create(
+            task=task, trigger=trigger, message_id=message_id, status="skipped",
+            started_at=now, finished_at=now, stats={"skip_reason": reason},
+            host=socket.gethostname(), pid=os.getpid(),
+        )
+    return run.id
+
+
+def format_error(error: BaseException) -> str:
+    """The error's type, message and traceback, cut to a size fit for a table cell."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return text[-_ERROR_LIMIT:]
+
+
+def _jsonable(stats: object) -> dict:
+    """Stats as a JSON object; non-dict results are kept under ``result``."""
+    if stats is None:
+        return {}
+    if not isinstance(stats, dict):
+        stats = {"result": stats}
+    return json.loads(json.dumps(stats, default=str))

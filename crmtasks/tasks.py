@@ -1,0 +1,35 @@
+"""The module Dramatiq workers and the periodiq scheduler load.
+
+    dramatiq crmtasks.tasks      # workers
+    periodiq crmtasks.tasks      # scheduler
+
+Importing it builds the broker from settings, makes it the global broker,
+and declares one actor per registered job (``crmtasks.actors``). A bad
+setting stops the process with one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import dramatiq
+
+from crmtasks import registry
+from crmtasks.actors import declare_actor
+from crmtasks.broker import build_broker
+from crmtasks.settings import SettingsError, configure_logging, get_settings
+
+
+def _load_settings():
+    try:
+        return get_settings()
+    except SettingsError as error:
+        print(f"crmtasks: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+settings = _load_settings()
+configure_logging(settings)
+broker = build_broker(settings)
+dramatiq.set_broker(broker)
+actors = {spec.name: declare_actor(broker, spec, settings.schedule(spec.name)) for spec in registry.TASKS}

@@ -1,0 +1,211 @@
+"""The broker's middleware end to end: a real RedisBroker, a Dramatiq worker, real PostgreSQL.
+
+The jobs here are test jobs declared through the same registry and actor
+factory as the real ones, so what is checked is the machinery every job
+runs through: run recording, retries for transient faults only, the
+no-overlap mutex, connection release, schedule staleness.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+import dramatiq
+import pendulum
+import pytest
+import redis as redis_module
+
+from crmtasks import registry
+from crmtasks.actors import declare_actor
+from crmtasks.broker import build_broker
+from crmtasks.db import database
+from crmtasks.middleware.job_mutex import job_mutex
+from crmtasks.models import Lead, TaskRun
+from crmtasks.redis_client import get_redis, key
+from crmtasks.settings import get_settings
+
+# --- test jobs -------------------------------------------------------------
+
+
+def count_leads() -> dict:
+    return {"leads": Lead.select().count(), "note": "counted"}
+
+
+def reject_bad_data() -> dict:
+    raise ValueError("lead 7 has no status")
+
+
+def flaky_then_fine() -> dict:
+    attempts = get_redis().incr(key(get_settings(), "test", "flaky-attempts"))
+    if attempts == 1:
+        raise redis_module.ConnectionError("Redis went away")
+    return {"attempts": attempts}
+
+
+def leave_transaction_open() -> dict:
+    database.begin()
+    database.execute_sql("SELECT 1")
+    return {"left": "open"}
+
+
+def _spec(name, job, **overrides):
+    values = dict(name=name, actor_name=f"tests.{name}", cron="* * * * *", queue="default",
+                  job=f"{__name__}:{job}", description=name, time_limit_s=30, max_retries=2,
+                  min_backoff_ms=10, max_backoff_ms=50)
+    values.update(overrides)
+    return registry.TaskSpec(**values)
+
+
+SPECS = {
+    "count_leads": _spec("count_leads", "count_leads"),
+    "reject_bad_data": _spec("reject_bad_data", "reject_bad_data"),
+    "flaky_then_fine": _spec("flaky_then_fine", "flaky_then_fine"),
+    "leave_transaction_open": _spec("leave_transaction_open", "leave_transaction_open"),
+}
+
+
+@pytest.fixture()
+def pipeline(crm_db, monkeypatch, redis_client):
+    monkeypatch.setattr(registry, "TASKS", tuple(SPECS.values()))
+    settings = get_settings()
+    redis_client.delete(key(settings, "test", "flaky-attempts"))
+    broker = build_broker(settings)
+    broker.emit_after("process_boot")
+    actors = {name: declare_actor(broker, spec, spec.cron) for name, spec in SPECS.items()}
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
+    worker.start()
+
+    def drain():
+        broker.join("default", timeout=20_000)
+        worker.join()
+
+    yield actors, drain, broker
+    worker.stop()
+    broker.flush_all()
+    broker.close()
+
+
+def _runs(task):
+    return list(TaskRun.select().where(TaskRun.task == task).order_by(TaskRun.id))
+
+
+def test_success_is_recorded_with_its_stats(pipeline):
+    actors, drain, _ = pipeline
+    Lead.create(name="Ada", status="New", created_at=datetime.datetime.now(datetime.timezone.utc),
+                updated_at=datetime.datetime.now(datetime.timezone.utc))
+    message = actors["count_leads"].send()
+    drain()
+    [run] = _runs("count_leads")
+    assert (run.status, run.trigger, run.message_id) == ("succeeded", "manual", message.message_id)
+    assert run.stats == {"leads": 1, "note": "counted"}
+    assert run.finished_at >= run.started_at
+    assert run.error is None
+
+
+def test_bad_data_fails_once_and_is_dead_lettered(pipeline, redis_client):
+    actors, drain, _ = pipeline
+    actors["reject_bad_data"].send()
+    drain()
+    [run] = _runs("reject_bad_data")
+    assert run.status == "failed"
+    assert "ValueError: lead 7 has no status" in run.error
+    assert redis_client.zcard(f"{get_settings().redis_prefix}:default.XQ") == 1
+
+
+def test_transient_fault_is_retried_then_succeeds(pipeline):
+    actors, drain, _ = pipeline
+    actors["flaky_then_fine"].send()
+    drain()
+    runs = _runs("flaky_then_fine")
+    assert [(r.status, r.trigger) for r in runs] == [("failed", "manual"), ("succeeded", "retry")]
+    assert "ConnectionError" in runs[0].error
+    assert runs[1].stats == {"attempts": 2}
+
+
+def test_a_job_already_running_is_skipped_not_retried(pipeline, redis_client):
+    actors, drain, _ = pipeline
+    mutex = job_mutex(get_settings(), SPECS["count_leads"])
+    assert mutex.acquire("another-host-run")
+    try:
+        actors["count_leads"].send()
+        drain()
+    finally:
+        mutex.release("another-host-run")
+    [run] = _runs("count_leads")
+    assert run.status == "skipped"
+    assert run.stats == {"skip_reason": "overlap"}
+    assert redis_client.zcard(f"{get_settings().redis_prefix}:default.XQ") == 0
+
+
+def test_lock_is_released_after_each_run(pipeline):
+    actors, drain, _ = pipeline
+    actors["count_leads"].send()
+    drain()
+    actors["count_leads"].send()
+    drain()
+    assert [r.status for r in _runs("count_leads")] == ["succeeded", "succeeded"]
+    assert job_mutex(get_settings(), SPECS["count_leads"]).holder() is None
+
+
+def test_open_transactions_and_connections_are_released(pipeline, crm_db):
+    actors, drain, _ = pipeline
+    for _ in range(5):  # one after the other: the mutex would skip overlapping runs
+        actors["leave_transaction_open"].send()
+        drain()
+    assert [r.status for r in _runs("leave_transaction_open")] == ["succeeded"] * 5
+    cursor = crm_db.execute_sql(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND state = 'idle in transaction' AND pid <> pg_backend_pid()")
+    assert cursor.fetchone()[0] == 0
+
+
+def test_scheduled_messages_are_recorded_as_schedule(pipeline):
+    actors, drain, _ = pipeline
+    actors["count_leads"].send_with_options(scheduled_at=str(pendulum.now()))
+    drain()
+    [run] = _runs("count_leads")
+    assert (run.status, run.trigger) == ("succeeded", "schedule")
+
+
+def test_stale_scheduled_messages_are_skipped(pipeline):
+    actors, drain, _ = pipeline
+    actors["count_leads"].send_with_options(scheduled_at=str(pendulum.now().subtract(minutes=10)))
+    drain()
+    [run] = _runs("count_leads")
+    assert run.status == "skipped"
+    assert run.stats == {"skip_reason": "stale"}
+
+
+def test_unregistered_actors_pass_through_untouched(pipeline):
+    _, drain, broker = pipeline
+    seen = []
+
+    @dramatiq.actor(broker=broker, actor_name=f"tests.plain_{uuid.uuid4().hex[:6]}")
+    def plain():
+        seen.append(1)
+
+    broker.declare_actor(plain)
+    plain.send()
+    drain()
+    assert seen == [1]
+    assert TaskRun.select().count() == 0
+
+
+def write_without_commit() -> dict:
+    database.begin()
+    Lead.create(name="uncommitted", status="New", created_at=datetime.datetime.now(datetime.timezone.utc),
+                updated_at=datetime.datetime.now(datetime.timezone.utc))
+    return {"wrote": 1}
+
+
+SPECS["write_without_commit"] = _spec("write_without_commit", "write_without_commit")
+
+
+def test_work_a_job_did_not_commit_is_rolled_back_not_committed_by_the_recorder(pipeline, crm_db):
+    actors, drain, _ = pipeline
+    actors["write_without_commit"].send()
+    drain()
+    [run] = _runs("write_without_commit")
+    assert run.status == "succeeded"
+    assert Lead.select().where(Lead.name == "uncommitted").count() == 0
