@@ -41,18 +41,28 @@ def load_settings_or_exit() -> Settings:
 
 @contextlib.contextmanager
 def seed_progress(enabled: bool = True):
-    """A progress bar for the demo seeder; yields its ``progress(step, done, total)`` callback."""
+    """A progress bar for the demo seeder; yields its ``progress(step, done, total)`` callback.
+
+    The bar is drawn on the first call only, so nothing shows when no seeding happens.
+    """
     if not enabled:
         yield None
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=stderr, transient=False) as bar:
-        task_id = bar.add_task("seeding demo CRM", total=None)
+    state: dict = {}
 
-        def progress(step: str, done: int, total: int) -> None:
-            bar.update(task_id, description=f"seeding demo CRM: {step}", completed=done, total=total)
+    def progress(step: str, done: int, total: int) -> None:
+        if not state:
+            state["bar"] = Progress(TextColumn("{task.description}"), BarColumn(),
+                                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=stderr)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task("seeding demo CRM", total=total)
+        state["bar"].update(state["task"], description=f"seeding demo CRM: {step}", completed=done, total=total)
 
+    try:
         yield progress
+    finally:
+        if state:
+            state["bar"].stop()
 
 
 def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:

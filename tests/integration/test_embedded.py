@@ -88,6 +88,13 @@ def _wait_until(condition, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _new_home(tmp_path_factory, request, name: str) -> Path:
     home = tmp_path_factory.mktemp(name) / "home"
     request.addfinalizer(lambda: embedded.stop(home))
@@ -105,7 +112,7 @@ def fresh_home(tmp_path_factory, request) -> Path:
     return _new_home(tmp_path_factory, request, "fresh")
 
 
-def test_ensure_postgres_gives_a_connectable_crmtasks_database(home):
+def test_ensure_postgres_gives_a_connectable_crmtasks_database(home, monkeypatch):
     url = embedded.ensure_postgres(home)
 
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
@@ -116,7 +123,8 @@ def test_ensure_postgres_gives_a_connectable_crmtasks_database(home):
         cur.execute("show max_connections")
         assert cur.fetchone() == ("200",)
     conn.close()
-    assert embedded.ensure_postgres(home) == url  # reuse gives the same URL
+    monkeypatch.chdir(home.parent)
+    assert embedded.ensure_postgres(Path(home.name)) == url  # a relative home reuses the same server
 
 
 def test_ensure_redis_gives_a_unix_socket_url(home):
@@ -167,7 +175,7 @@ def test_stop_stops_both_and_ensure_starts_them_again(home):
 
     assert not after["postgres"].running and not after["redis"].running
     assert after["postgres"].pid is None and after["postgres"].url is None
-    assert not psutil.pid_exists(old_pg_pid)
+    _wait_until(lambda: _gone(old_pg_pid))  # pg_ctl returns once postmaster.pid is removed
     assert _servers_of(home) == ([], [])
     assert embedded.stop(home) == list(after.values())  # idempotent
 
