@@ -143,5 +143,19 @@ def list_tasks(as_json: bool) -> None:
         print_table("crmtasks jobs", list(rows[0]), [list(row.values()) for row in rows])
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to bind.")
+def dashboard(host: str, port: int) -> None:
+    """Serve the web dashboard (queues, dead letters) with waitress."""
+    from crmtasks.web.app import UnsafeBinding, serve
+
+    settings = load_settings_or_exit()
+    try:
+        serve(settings, host, port)
+    except UnsafeBinding as error:
+        raise CommandError(str(error)) from None
+
+
 if __name__ == "__main__":
     main()

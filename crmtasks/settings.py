@@ -54,6 +54,8 @@ class Settings:
         overridden by ``CRMTASKS_SCHEDULE_<TASK>``; a tuple keeps Settings hashable.
       db_pool_size(int): Most PostgreSQL connections one process keeps open.
       log_level(str): Level of crmtasks' log records.
+      dashboard_user(str|None): Login of the dashboard; with dashboard_password.
+      dashboard_password(str|None): Its password (never shown: repr hides it).
     """
 
     database_url: str | None
@@ -63,6 +65,8 @@ class Settings:
     schedules: tuple[tuple[str, str], ...]
     db_pool_size: int
     log_level: str
+    dashboard_user: str | None = None
+    dashboard_password: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def embedded_database(self) -> bool:
@@ -88,6 +92,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         schedules=_schedules(environ),
         db_pool_size=_positive_int(environ, "CRMTASKS_DB_POOL_SIZE", default=20, most=500),
         log_level=_log_level(environ.get("CRMTASKS_LOG_LEVEL")),
+        **_dashboard_credentials(environ),
     )
 
 
@@ -191,6 +196,17 @@ def _log_level(value: str | None) -> str:
     if value not in _LOG_LEVELS:
         raise SettingsError("CRMTASKS_LOG_LEVEL", f"{value!r} is not one of {', '.join(_LOG_LEVELS)}")
     return value
+
+
+def _dashboard_credentials(environ: Mapping[str, str]) -> dict[str, str | None]:
+    user = _empty_to_none(environ.get("CRMTASKS_DASHBOARD_USER"))
+    password = environ.get("CRMTASKS_DASHBOARD_PASSWORD") or None
+    if (user is None) != (password is None):
+        missing = "CRMTASKS_DASHBOARD_PASSWORD" if password is None else "CRMTASKS_DASHBOARD_USER"
+        raise SettingsError(missing, "must be set together with the other dashboard credential")
+    if password is not None and len(password) < 8:
+        raise SettingsError("CRMTASKS_DASHBOARD_PASSWORD", "must be at least 8 characters")
+    return {"dashboard_user": user, "dashboard_password": password}
 
 
 def _schedules(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

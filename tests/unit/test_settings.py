@@ -113,3 +113,15 @@ def test_bad_schedule_override(one_task, value, expected):
 def test_schedule_override_for_unknown_task(one_task):
     with pytest.raises(SettingsError, match="^CRMTASKS_SCHEDULE_NOPE: names no task; valid: CRMTASKS_SCHEDULE_TIDY_UP"):
         load_settings({"CRMTASKS_SCHEDULE_NOPE": "* * * * *"})
+
+
+def test_dashboard_credentials_come_in_pairs_and_stay_hidden():
+    settings = load_settings({"CRMTASKS_DASHBOARD_USER": "ops", "CRMTASKS_DASHBOARD_PASSWORD": "correct horse"})
+    assert (settings.dashboard_user, settings.dashboard_password) == ("ops", "correct horse")
+    assert "correct horse" not in repr(settings)
+    with pytest.raises(SettingsError, match="^CRMTASKS_DASHBOARD_PASSWORD: must be set together"):
+        load_settings({"CRMTASKS_DASHBOARD_USER": "ops"})
+    with pytest.raises(SettingsError, match="^CRMTASKS_DASHBOARD_USER: must be set together"):
+        load_settings({"CRMTASKS_DASHBOARD_PASSWORD": "correct horse"})
+    with pytest.raises(SettingsError, match="^CRMTASKS_DASHBOARD_PASSWORD: must be at least 8"):
+        load_settings({"CRMTASKS_DASHBOARD_USER": "ops", "CRMTASKS_DASHBOARD_PASSWORD": "short"})

@@ -1,0 +1,1 @@
+"""The web view: dramatiq-dashboard for queues and dead letters, behind a login."""
