@@ -2,12 +2,61 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
+import logging
 
 import dramatiq
-from periodiq import cron
+import pendulum
 
-from crmtasks import registry, transient
+from crmtasks import registry, scheduling, transient
+from crmtasks.cron import UtcCron, to_utc_minute
+
+logger = logging.getLogger(__name__)
+
+# Message options crmtasks adds: the UTC slot a scheduled message is for, and
+# whether it is a catch-up of a slot missed while no scheduler ran.
+SLOT_OPTION = "crmtasks_slot"
+CATCH_UP_OPTION = "crmtasks_catch_up"
+
+
+class ScheduledActor(dramatiq.Actor):
+    """An actor whose scheduled sends are deduplicated per slot across all schedulers.
+
+    periodiq's scheduler sends with a ``scheduled_at`` option; here that send
+    first claims the slot in ``schedule_slots`` and is dropped when another
+    scheduler claimed it already, or recorded as skipped when the job is
+    paused. Sends without ``scheduled_at`` (run now, retries) pass through.
+    """
+
+    def send_with_options(self, *, args=(), kwargs=None, delay=None, **options):
+        if "scheduled_at" not in options or SLOT_OPTION in options:
+            return super().send_with_options(args=args, kwargs=kwargs, delay=delay, **options)
+        slot = to_utc_minute(pendulum.parse(options["scheduled_at"]))
+        return send_for_slot(self, slot, args=args, kwargs=kwargs, delay=delay, **options)
+
+
+def send_for_slot(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up: bool = False, **send_options):
+    """Enqueue ``actor`` for ``slot`` exactly once across schedulers; None when not sent."""
+    task = registry.get(actor.actor_name).name
+    if scheduling.is_paused(task):
+        scheduling.claim_slot(task, slot, state="skipped", reason="paused")
+        logger.info("%s slot %s not enqueued: the job is paused", task, slot.isoformat())
+        return None
+    if not scheduling.claim_slot(task, slot, reason="catch_up" if catch_up else None):
+        logger.info("%s slot %s was already enqueued by another scheduler", task, slot.isoformat())
+        return None
+    send_options.setdefault("scheduled_at", slot.isoformat())
+    send_options[SLOT_OPTION] = slot.isoformat()
+    if catch_up:
+        send_options[CATCH_UP_OPTION] = True
+    try:
+        message = dramatiq.Actor.send_with_options(actor, **send_options)
+    except BaseException:
+        scheduling.release_slot(task, slot)
+        raise
+    scheduling.update_slot(task, slot, message_id=message.message_id)
+    return message
 
 
 def declare_actor(broker: dramatiq.Broker, spec: registry.TaskSpec, schedule: str) -> dramatiq.Actor:
@@ -16,7 +65,7 @@ def declare_actor(broker: dramatiq.Broker, spec: registry.TaskSpec, schedule: st
     Parameters:
       broker(Broker): The broker to bind to.
       spec(TaskSpec): The job: name, queue, limits and retry policy.
-      schedule(str): The cron expression in force (the default or the user's override).
+      schedule(str): The cron expression in force (the default or the user's override), in UTC.
     """
 
     def perform() -> dict:
@@ -25,10 +74,11 @@ def declare_actor(broker: dramatiq.Broker, spec: registry.TaskSpec, schedule: st
     perform.__name__ = perform.__qualname__ = spec.name
     return dramatiq.actor(
         perform,
+        actor_class=ScheduledActor,
         broker=broker,
         actor_name=spec.actor_name,
         queue_name=spec.queue,
-        periodic=cron(schedule),
+        periodic=UtcCron(schedule),
         time_limit=spec.time_limit_s * 1000,
         max_retries=spec.max_retries,
         min_backoff=spec.min_backoff_ms,

@@ -9,6 +9,7 @@ does that around each message.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from urllib.parse import urlsplit
 
@@ -84,3 +85,21 @@ def release_connection() -> None:
         rollback_open_transaction()
     finally:
         db.close()
+
+
+@contextlib.contextmanager
+def connection():
+    """Use this thread's connection; open it (and release it after) only if none is open.
+
+    Unlike peewee's ``connection_context``, it never closes a connection that
+    a caller (the worker middleware, the runner) opened and still uses.
+    """
+    bind()
+    opened_here = database.is_closed()
+    if opened_here:
+        database.connect()
+    try:
+        yield database
+    finally:
+        if opened_here:
+            release_connection()

@@ -117,5 +117,34 @@ class TaskRun(BaseModel):
         table_name = "task_runs"
 
 
+class ScheduleSlot(BaseModel):
+    """One schedule slot of one job: enqueued once, then ran or skipped (with the reason)."""
+
+    task = peewee.TextField()
+    slot_at = DateTimeTZField()
+    state = peewee.TextField()  # enqueued | ran | skipped
+    reason = peewee.TextField(null=True)  # overlap | stale | missed | paused | catch_up
+    message_id = peewee.TextField(null=True)
+    run = peewee.ForeignKeyField(TaskRun, null=True, column_name="run_id", backref="slots")
+    scheduler = peewee.TextField(null=True)
+    created_at = DateTimeTZField()
+    updated_at = DateTimeTZField()
+
+    class Meta:
+        table_name = "schedule_slots"
+        primary_key = peewee.CompositeKey("task", "slot_at")
+
+
+class JobPause(BaseModel):
+    """A job an operator paused: neither scheduled nor run until resumed."""
+
+    task = peewee.TextField(primary_key=True)
+    note = peewee.TextField(default="")
+    paused_at = DateTimeTZField()
+
+    class Meta:
+        table_name = "job_pauses"
+
+
 CRM_MODELS = (Role, User, Account, Contact, Lead, Deal)
-ALL_MODELS = CRM_MODELS + (TaskRun,)
+ALL_MODELS = CRM_MODELS + (TaskRun, ScheduleSlot, JobPause)

@@ -16,6 +16,7 @@ import importlib
 from typing import Callable
 
 QUEUES = ("workflow_io", "workflow_cpu", "default")
+OVERLAP_POLICIES = ("skip", "queue_one")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,9 @@ class TaskSpec:
       max_retries(int): Retries allowed for transient faults (never for bugs or bad data).
       min_backoff_ms(int): First retry delay in milliseconds; doubles each retry.
       max_backoff_ms(int): Longest retry delay in milliseconds.
+      overlap(str): What a run that finds the job already running does:
+        ``skip`` (recorded as skipped) or ``queue_one`` (waits for the running
+        one to finish; at most one waits, later ones are skipped).
     """
 
     name: str
@@ -45,10 +49,13 @@ class TaskSpec:
     max_retries: int = 3
     min_backoff_ms: int = 5_000
     max_backoff_ms: int = 60_000
+    overlap: str = "skip"
 
     def __post_init__(self) -> None:
         if self.queue not in QUEUES:
             raise ValueError(f"task {self.name}: queue {self.queue!r} is not one of {QUEUES}")
+        if self.overlap not in OVERLAP_POLICIES:
+            raise ValueError(f"task {self.name}: overlap {self.overlap!r} is not one of {OVERLAP_POLICIES}")
 
     def load(self) -> Callable[[], dict]:
         """Import and return the job function."""

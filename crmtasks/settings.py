@@ -22,6 +22,7 @@ _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DATABASE_SCHEMES = ("postgres", "postgresql")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+_CRON_NICKNAMES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
 class SettingsError(ValueError):
@@ -54,6 +55,14 @@ class Settings:
         overridden by ``CRMTASKS_SCHEDULE_<TASK>``; a tuple keeps Settings hashable.
       db_pool_size(int): Most PostgreSQL connections one process keeps open.
       log_level(str): Level of crmtasks' log records.
+      catch_up_s(int): After a scheduler outage, a job's latest missed slot runs
+        once if it is at most this many seconds old (0: never catch up).
+      metrics_host(str): Address of the Prometheus exporter (loopback by default).
+      metrics_port(int): Its port.
+      log_format(str): ``text`` or ``json``.
+      log_file(Path|None): Also write crmtasks' log records to this file.
+      worker_heartbeat_timeout_ms(int): Milliseconds without a heartbeat after
+        which a worker counts as dead and its messages are redelivered.
       dashboard_user(str|None): Login of the dashboard; with dashboard_password.
       dashboard_password(str|None): Its password (never shown: repr hides it).
     """
@@ -65,6 +74,12 @@ class Settings:
     schedules: tuple[tuple[str, str], ...]
     db_pool_size: int
     log_level: str
+    catch_up_s: int = 3600
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9191
+    log_format: str = "text"
+    log_file: Path | None = None
+    worker_heartbeat_timeout_ms: int = 60_000
     dashboard_user: str | None = None
     dashboard_password: str | None = dataclasses.field(default=None, repr=False)
 
@@ -92,6 +107,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         schedules=_schedules(environ),
         db_pool_size=_positive_int(environ, "CRMTASKS_DB_POOL_SIZE", default=20, most=500),
         log_level=_log_level(environ.get("CRMTASKS_LOG_LEVEL")),
+        catch_up_s=_positive_int(environ, "CRMTASKS_SCHEDULE_CATCHUP_S", default=3600, most=7 * 86400, least=0),
+        metrics_host=_empty_to_none(environ.get("CRMTASKS_METRICS_HOST")) or "127.0.0.1",
+        metrics_port=_positive_int(environ, "CRMTASKS_METRICS_PORT", default=9191, most=65535),
+        log_format=_choice(environ, "CRMTASKS_LOG_FORMAT", ("text", "json"), default="text"),
+        log_file=_log_file(environ.get("CRMTASKS_LOG_FILE")),
+        worker_heartbeat_timeout_ms=_positive_int(environ, "CRMTASKS_WORKER_HEARTBEAT_TIMEOUT_MS", default=60_000,
+                                                  most=3_600_000, least=1000),
         **_dashboard_credentials(environ),
     )
 
@@ -178,7 +200,7 @@ def _redis_prefix(value: str | None) -> str:
     return value
 
 
-def _positive_int(environ: Mapping[str, str], variable: str, *, default: int, most: int) -> int:
+def _positive_int(environ: Mapping[str, str], variable: str, *, default: int, most: int, least: int = 1) -> int:
     value = _empty_to_none(environ.get(variable))
     if value is None:
         return default
@@ -186,9 +208,28 @@ def _positive_int(environ: Mapping[str, str], variable: str, *, default: int, mo
         number = int(value)
     except ValueError:
         raise SettingsError(variable, f"{value!r} is not a whole number") from None
-    if not 1 <= number <= most:
-        raise SettingsError(variable, f"{number} is out of range (1 to {most})")
+    if not least <= number <= most:
+        raise SettingsError(variable, f"{number} is out of range ({least} to {most})")
     return number
+
+
+def _choice(environ: Mapping[str, str], variable: str, choices: tuple[str, ...], *, default: str) -> str:
+    value = (_empty_to_none(environ.get(variable)) or default).lower()
+    if value not in choices:
+        raise SettingsError(variable, f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _log_file(value: str | None) -> Path | None:
+    value = _empty_to_none(value)
+    if value is None:
+        return None
+    path = Path(value).expanduser().resolve()
+    if path.is_dir():
+        raise SettingsError("CRMTASKS_LOG_FILE", f"{path} is a directory")
+    if not path.parent.is_dir():
+        raise SettingsError("CRMTASKS_LOG_FILE", f"directory {path.parent} does not exist")
+    return path
 
 
 def _log_level(value: str | None) -> str:
@@ -230,15 +271,23 @@ def cron_problem(expression: str) -> str | None:
     """Return why ``expression`` is not a usable 5-field cron, or None when it is."""
     from croniter import croniter  # imported here: only settings validation needs it
 
+    if expression.strip() in _CRON_NICKNAMES:
+        return None
     fields = expression.split()
     if len(fields) != 5:
-        return f"{expression!r} is not a 5-field cron expression (minute hour day-of-month month day-of-week)"
+        return (f"{expression!r} is not a 5-field cron expression (minute hour day-of-month month day-of-week) "
+                f"or one of {', '.join(_CRON_NICKNAMES)}")
     if not croniter.is_valid(expression):
         return f"{expression!r} is not a valid cron expression"
     return None
 
 
 def configure_logging(settings: Settings) -> None:
-    """Send crmtasks' log records to stderr at the configured level."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("crmtasks").setLevel(settings.log_level)
+    """Send crmtasks' log records to stderr (and the log file, if set) as text or JSON.
+
+    Idempotent. The ``crmtasks`` logger gets handlers of its own and does not
+    propagate, so records are not doubled by Dramatiq's root configuration.
+    """
+    from crmtasks.logging_setup import install_handlers
+
+    install_handlers(settings.log_level, settings.log_format, settings.log_file)

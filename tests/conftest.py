@@ -106,7 +106,8 @@ def crm_db(migrated_database_url):
     database = db.bind(get_settings())
     database.connect(reuse_if_open=True)
     database.execute_sql(
-        "TRUNCATE roles, users, accounts, contacts, leads, deals, task_runs RESTART IDENTITY CASCADE"
+        "TRUNCATE roles, users, accounts, contacts, leads, deals, task_runs, schedule_slots, job_pauses "
+        "RESTART IDENTITY CASCADE"
     )
     yield database
     db.release_connection()

@@ -1,8 +1,10 @@
 """Never two runs of one job at once, across every worker on every host.
 
 Before a job's message runs, take the job's RedisMutex with the message id
-as token; when it is held by another message, skip this one (SkipMessage:
-acknowledged, not retried, recorded as skipped with reason ``overlap``).
+as token. When another message holds it, the job's overlap policy decides:
+``skip`` acknowledges this message (SkipMessage: not retried, recorded as
+skipped with reason ``overlap``); ``queue_one`` lets one message wait (it is
+re-enqueued with a short delay until the lock is free) and skips the rest.
 """
 
 from __future__ import annotations
@@ -16,11 +18,18 @@ from crmtasks.redis_client import get_redis, key
 from crmtasks.settings import Settings
 
 SKIP_REASON_OPTION = "crmtasks_skip_reason"
+# Milliseconds a waiting (queue_one) message sleeps before trying the lock again.
+QUEUE_ONE_POLL_MS = 5_000
 
 
 def job_mutex(settings: Settings, spec: registry.TaskSpec) -> RedisMutex:
     """The mutex of one job; it outlives the job's time limit by a minute."""
     return RedisMutex(get_redis(settings), key(settings, "lock", spec.name), ttl_ms=(spec.time_limit_s + 60) * 1000)
+
+
+def waiting_slot(settings: Settings, spec: registry.TaskSpec) -> RedisMutex:
+    """The single place in line of a ``queue_one`` job."""
+    return RedisMutex(get_redis(settings), key(settings, "waiting", spec.name), ttl_ms=(spec.time_limit_s + 60) * 1000)
 
 
 class JobMutex(dramatiq.Middleware):
@@ -31,20 +40,25 @@ class JobMutex(dramatiq.Middleware):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def _mutex(self, message) -> RedisMutex | None:
+    def before_process_message(self, broker, message):
         try:
             spec = registry.get(message.actor_name)
         except KeyError:
-            return None
-        return job_mutex(self.settings, spec)
-
-    def before_process_message(self, broker, message):
-        mutex = self._mutex(message)
-        if mutex is not None and not mutex.acquire(message.message_id):
-            message.options[SKIP_REASON_OPTION] = "overlap"
-            raise SkipMessage(f"{message.actor_name} is already running")
+            return
+        if job_mutex(self.settings, spec).acquire(message.message_id):
+            if spec.overlap == "queue_one":
+                waiting_slot(self.settings, spec).release(message.message_id)
+            return
+        if spec.overlap == "queue_one" and waiting_slot(self.settings, spec).acquire(message.message_id):
+            broker.enqueue(message, delay=QUEUE_ONE_POLL_MS)
+            message.options[SKIP_REASON_OPTION] = "queued"
+            raise SkipMessage(f"{spec.name} is running; this run waits for it")
+        message.options[SKIP_REASON_OPTION] = "overlap"
+        raise SkipMessage(f"{spec.name} is already running")
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
-        mutex = self._mutex(message)
-        if mutex is not None:
-            mutex.release(message.message_id)
+        try:
+            spec = registry.get(message.actor_name)
+        except KeyError:
+            return
+        job_mutex(self.settings, spec).release(message.message_id)

@@ -1,10 +1,11 @@
-"""Record every run of a registered job in ``task_runs``.
+"""Record every run of a registered job in ``task_runs``, and its slot in ``schedule_slots``.
 
 A row is written when the message starts (``running``) and completed when
 it ends with the job's returned stats or its error. A message skipped by
-another middleware (overlap, or periodiq's stale-schedule check) gets a
-``skipped`` row with the reason. Trigger: ``retry`` for a retried message,
-``schedule`` for one sent by the scheduler, ``manual`` otherwise.
+another middleware (overlap, paused, stale) gets a ``skipped`` row with the
+reason; a ``queue_one`` message re-queued to wait gets none (it will run).
+Trigger: ``retry`` for a retried message, ``schedule`` for one sent by the
+scheduler, ``manual`` otherwise.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import threading
 
 import dramatiq
 
-from crmtasks import registry, runs
+from crmtasks import registry, runs, scheduling
 from crmtasks.middleware.job_mutex import SKIP_REASON_OPTION
+from crmtasks.middleware.schedule_guard import message_slot
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ def trigger_of(message) -> str:
 
 class RunRecorder(dramatiq.Middleware):
     def __init__(self) -> None:
-        self._run_ids = threading.local()
+        self._current = threading.local()
 
     @staticmethod
     def _task_name(message) -> str | None:
@@ -43,18 +45,29 @@ class RunRecorder(dramatiq.Middleware):
         task = self._task_name(message)
         if task is None:
             return
-        self._run_ids.value = (message.message_id, runs.start_run(task, trigger_of(message), message.message_id))
+        run_id = runs.start_run(task, trigger_of(message), message.message_id)
+        self._current.value = (message.message_id, run_id)
+        slot = message_slot(message)
+        if slot is not None:
+            scheduling.update_slot(task, slot, message_id=message.message_id, run_id=run_id)
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
-        current = getattr(self._run_ids, "value", None)
+        current = getattr(self._current, "value", None)
         if current is None or current[0] != message.message_id:
             return
-        self._run_ids.value = None
+        self._current.value = None
+        task = self._task_name(message)
         runs.finish_run(current[1], stats=result, error=exception)
+        slot = message_slot(message)
+        if slot is not None:
+            scheduling.update_slot(task, slot, state="ran")
 
     def after_skip_message(self, broker, message):
         task = self._task_name(message)
-        if task is None:
-            return
         reason = message.options.get(SKIP_REASON_OPTION, "stale")
+        if task is None or reason == "queued":
+            return
         runs.record_skip(task, trigger_of(message), reason, message.message_id)
+        slot = message_slot(message)
+        if slot is not None:
+            scheduling.update_slot(task, slot, state="skipped", reason=reason)

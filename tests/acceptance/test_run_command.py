@@ -35,7 +35,7 @@ def _runs(url):
 def empty_history(migrated_database_url):
     conn = psycopg2.connect(migrated_database_url)
     with conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE task_runs")
+        cur.execute("TRUNCATE task_runs, schedule_slots, job_pauses")
     conn.close()
     return migrated_database_url
 

@@ -10,12 +10,14 @@ import psycopg2
 import pytest
 import redis
 from dramatiq.brokers.stub import StubBroker
-from periodiq import PeriodiqMiddleware, cron
+from periodiq import PeriodiqMiddleware
+
+from crmtasks.cron import UtcCron
 
 from crmtasks import registry
 from crmtasks.actors import declare_actor
 from crmtasks.broker import add_crmtasks_middleware
-from crmtasks.middleware import DatabaseConnection, JobMutex, RunRecorder
+from crmtasks.middleware import DatabaseConnection, JobMutex, RunRecorder, ScheduleGuard
 from crmtasks.settings import load_settings
 
 SPEC = registry.TaskSpec(name="tidy_up", actor_name="tests.tidy_up", cron="*/5 * * * *", queue="workflow_io",
@@ -32,15 +34,16 @@ def broker(tmp_path):
 
 
 def test_middleware_order(broker):
-    ours = [type(m) for m in broker.middleware[-4:]]
-    assert ours == [PeriodiqMiddleware, DatabaseConnection, JobMutex, RunRecorder]
+    ours = [type(m) for m in broker.middleware[-6:-2]]
+    assert ours == [ScheduleGuard, DatabaseConnection, JobMutex, RunRecorder]
+    assert isinstance(broker.middleware[-6], PeriodiqMiddleware)  # keeps the periodic= option
 
 
 def test_actor_options_come_from_the_registry(broker):
     actor = declare_actor(broker, SPEC, "15 3 * * *")
     assert actor.actor_name == "tests.tidy_up"
     assert actor.queue_name == "workflow_io"
-    assert actor.options["periodic"] == cron("15 3 * * *")
+    assert actor.options["periodic"] == UtcCron("15 3 * * *")
     assert actor.options["time_limit"] == 90_000
     assert (actor.options["min_backoff"], actor.options["max_backoff"]) == (1000, 8000)
     assert actor() == {}  # calls the job function named in the spec

@@ -1,0 +1,76 @@
+"""Liveness of workers and schedulers, kept in Redis so any host can see every other.
+
+Each live process refreshes a key ``<prefix>:heartbeat:<role>:<host>:<pid>``
+every few seconds with a short expiry: a process that dies (even by
+SIGKILL) disappears from ``alive()`` within the expiry. ``crmtasks check``
+and the dashboard read them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+
+import redis
+
+from crmtasks.redis_client import get_redis, key
+from crmtasks.settings import Settings
+
+logger = logging.getLogger(__name__)
+INTERVAL_S = 5
+TTL_MS = 20_000
+
+
+class Heartbeat:
+    """A daemon thread that keeps one process's heartbeat key alive.
+
+    Parameters:
+      settings(Settings): Where Redis is, and the key prefix.
+      role(str): ``worker`` or ``scheduler``.
+      info(dict): What others should know (queues consumed, threads).
+    """
+
+    def __init__(self, settings: Settings, role: str, info: dict) -> None:
+        self.settings = settings
+        self.key = key(settings, "heartbeat", role, f"{socket.gethostname()}:{os.getpid()}")
+        self.info = dict(info, host=socket.gethostname(), pid=os.getpid(), started_at=time.time())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"crmtasks-{role}-heartbeat", daemon=True)
+
+    def start(self) -> "Heartbeat":
+        self._write()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            get_redis(self.settings).delete(self.key)
+        except redis.RedisError:
+            logger.warning("could not remove heartbeat %s", self.key)
+
+    def _write(self) -> None:
+        get_redis(self.settings).set(self.key, json.dumps(dict(self.info, beat_at=time.time())), px=TTL_MS)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(INTERVAL_S):
+            try:
+                self._write()
+            except redis.RedisError as error:  # Redis restarting: try again next beat
+                logger.warning("heartbeat not written: %s", error)
+
+
+def alive(settings: Settings, role: str) -> list[dict]:
+    """The live processes of ``role`` with what they published."""
+    client = get_redis(settings)
+    pattern = key(settings, "heartbeat", role, "*")
+    found = []
+    for name in client.scan_iter(match=pattern, count=500):
+        value = client.get(name)
+        if value is not None:
+            found.append(json.loads(value))
+    return found

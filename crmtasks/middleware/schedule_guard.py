@@ -1,0 +1,71 @@
+"""Decide whether a job's message should run at all: paused jobs and stale slots are skipped.
+
+Replaces periodiq's middleware (and keeps its ``periodic`` actor option).
+periodiq skips any scheduled message older than a fixed 30 s, which also
+throws away the retries of a periodic job. Here a scheduled message is
+stale only once the job's *next* slot has come (a newer message supersedes
+it), so retries within the interval still run; a catch-up message may run
+within the catch-up window. A paused job's messages are skipped, whoever
+sent them.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pendulum
+from dramatiq.middleware import SkipMessage
+from periodiq import PeriodiqMiddleware
+
+from crmtasks import registry, scheduling
+from crmtasks.actors import CATCH_UP_OPTION, SLOT_OPTION
+from crmtasks.cron import to_utc_minute
+from crmtasks.middleware.job_mutex import SKIP_REASON_OPTION
+from crmtasks.settings import Settings
+
+# A scheduled message may start this long after its next slot came (clock skew, a busy queue).
+GRACE = datetime.timedelta(seconds=30)
+
+
+def message_slot(message) -> datetime.datetime | None:
+    """The UTC slot a scheduled message is for, or None for a message nobody scheduled."""
+    if SLOT_OPTION in message.options:
+        return datetime.datetime.fromisoformat(message.options[SLOT_OPTION])
+    if "scheduled_at" in message.options:
+        return to_utc_minute(pendulum.parse(message.options["scheduled_at"]))
+    return None
+
+
+class ScheduleGuard(PeriodiqMiddleware):
+    """Parameters:
+      settings(Settings): The catch-up window. The schedule in force is the
+        actor's ``periodic`` option, as declared in this process.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(skip_delay=None)
+        self.settings = settings
+
+    def before_process_message(self, broker, message):
+        try:
+            spec = registry.get(message.actor_name)
+        except KeyError:
+            return
+        if scheduling.is_paused(spec.name):
+            self._skip(message, "paused", f"{spec.name} is paused")
+        slot = message_slot(message)
+        if slot is None:
+            return
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if message.options.get(CATCH_UP_OPTION):
+            deadline = slot + datetime.timedelta(seconds=self.settings.catch_up_s) + GRACE
+        else:
+            cron = broker.get_actor(message.actor_name).options["periodic"]
+            deadline = cron.next_slot(slot) + GRACE
+        if now > deadline:
+            self._skip(message, "stale", f"{spec.name} slot {slot.isoformat()} is stale")
+
+    @staticmethod
+    def _skip(message, reason: str, text: str):
+        message.options[SKIP_REASON_OPTION] = reason
+        raise SkipMessage(text)

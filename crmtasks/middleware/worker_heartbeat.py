@@ -1,0 +1,30 @@
+"""Publish each worker process's heartbeat and the queues it consumes (see crmtasks.heartbeats)."""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.common import dq_name, xq_name
+
+from crmtasks.heartbeats import Heartbeat
+from crmtasks.settings import Settings
+
+
+class WorkerHeartbeat(dramatiq.Middleware):
+    """Parameters:
+      settings(Settings): Where Redis is, and the key prefix.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._heartbeat: Heartbeat | None = None
+
+    def after_worker_boot(self, broker, worker):
+        queues = sorted(name for name in worker.consumers if name not in
+                        {dq_name(q) for q in worker.consumers} | {xq_name(q) for q in worker.consumers})
+        self._heartbeat = Heartbeat(self.settings, "worker",
+                                    {"queues": queues, "threads": worker.worker_threads}).start()
+
+    def before_worker_shutdown(self, broker, worker):
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
