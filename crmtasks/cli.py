@@ -7,6 +7,8 @@ functions that are tested on their own.
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from crmtasks import migrate as migrations
@@ -130,17 +132,87 @@ def services_stop() -> None:
 @main.command(name="tasks")
 @click.option("--json", "as_json", is_flag=True)
 def list_tasks(as_json: bool) -> None:
-    """List the registered jobs with their schedule, queue and limits."""
+    """List the jobs: schedule (UTC), next three fire times, last run and state."""
+    from crmtasks.overview import job_overviews
+
     settings = load_settings_or_exit()
-    rows = [{"task": s.name, "actor": s.actor_name, "schedule": settings.schedule(s.name), "queue": s.queue,
-             "time_limit_s": s.time_limit_s, "max_retries": s.max_retries, "description": s.description}
-            for s in registry.TASKS]
+    _require_schema(settings)
+    overviews = job_overviews(settings)
     if as_json:
-        print_json(rows)
-    elif not rows:
+        print_json([dataclasses.asdict(o) for o in overviews])
+        return
+    if not overviews:
         stderr.print("no jobs are registered")
+        return
+    print_table("crmtasks jobs", ["task", "queue", "schedule (UTC)", "next runs", "state", "last run", "status"], [
+        [o.task, o.queue, o.schedule, "\n".join(t.strftime("%Y-%m-%d %H:%M") for t in o.next_runs),
+         o.state + (f" ({o.pause_note})" if o.pause_note else ""),
+         o.last_started_at.strftime("%Y-%m-%d %H:%M:%S") if o.last_started_at else "never",
+         (o.last_status or "") + (f" {o.last_duration_s:.1f} s" if o.last_duration_s is not None else "")]
+        for o in overviews])
+
+
+def _task_name(name: str) -> str:
+    try:
+        return registry.get(name).name
+    except KeyError as error:
+        raise CommandError(error.args[0]) from None
+
+
+def _require_schema(settings) -> None:
+    conn = _connect(settings)
+    try:
+        migrations.require_current(conn)
+    except migrations.SchemaMissing as error:
+        raise CommandError(str(error)) from None
+    finally:
+        conn.close()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def check(as_json: bool) -> None:
+    """Check Redis, PostgreSQL, schema, workers per queue, scheduler, overdue and failing jobs.
+
+    Exit 0 when healthy, 1 with the list of problems.
+    """
+    from crmtasks.health import run_checks
+
+    settings = load_settings_or_exit()
+    findings = run_checks(settings)
+    if as_json:
+        print_json([dataclasses.asdict(f) for f in findings])
     else:
-        print_table("crmtasks jobs", list(rows[0]), [list(row.values()) for row in rows])
+        for finding in findings:
+            click.echo(f"{'ok     ' if finding.ok else 'PROBLEM'} {finding.area:<9} {finding.message}")
+    if not all(f.ok for f in findings):
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("job")
+@click.option("--note", default="", help="Why it is paused (shown in listings and the dashboard).")
+def pause(job: str, note: str) -> None:
+    """Pause a job: schedulers stop enqueuing it and workers skip its messages."""
+    from crmtasks import scheduling
+
+    settings = load_settings_or_exit()
+    task = _task_name(job)
+    _require_schema(settings)
+    scheduling.pause(task, note)
+    click.echo(f"{task}: paused" + (f" ({note})" if note else ""))
+
+
+@main.command()
+@click.argument("job")
+def resume(job: str) -> None:
+    """Resume a paused job."""
+    from crmtasks import scheduling
+
+    settings = load_settings_or_exit()
+    task = _task_name(job)
+    _require_schema(settings)
+    click.echo(f"{task}: resumed" if scheduling.resume(task) else f"{task}: was not paused")
 
 
 @main.command()

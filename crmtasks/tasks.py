@@ -4,13 +4,16 @@
     periodiq crmtasks.tasks      # scheduler
 
 Importing it builds the broker from settings, makes it the global broker,
-and declares one actor per registered job (``crmtasks.actors``). A bad
-setting stops the process with one line and exit code 2.
+and declares one actor per registered job (``crmtasks.actors``). In the
+periodiq process it also starts the scheduler's heartbeat and catch-up
+(``crmtasks.scheduler_boot``). A bad setting stops the process with one
+line and exit code 2.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import dramatiq
 
@@ -33,3 +36,9 @@ configure_logging(settings)
 broker = build_broker(settings)
 dramatiq.set_broker(broker)
 actors = {spec.name: declare_actor(broker, spec, settings.schedule(spec.name)) for spec in registry.TASKS}
+
+
+if Path(sys.argv[0]).name == "periodiq":
+    from crmtasks.scheduler_boot import start_scheduler
+
+    scheduler_heartbeat = start_scheduler(settings, actors)

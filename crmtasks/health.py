@@ -1,0 +1,116 @@
+"""``crmtasks check``: is the system healthy, and if not, what exactly is wrong.
+
+The seed guide's troubleshooting list (is Redis running, are workers and
+beat running, is the database reachable, did tasks fail) as one command
+that any host can run: it reads heartbeats and run history, not processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+import redis
+
+from crmtasks import heartbeats, migrate, registry, services
+from crmtasks.bootstrap import NotReady, connect_checked
+from crmtasks.redis_client import get_redis
+from crmtasks.settings import Settings, mask_url
+
+UTC = datetime.timezone.utc
+
+
+@dataclasses.dataclass
+class Finding:
+    ok: bool
+    area: str
+    message: str
+
+
+def run_checks(settings: Settings, now: datetime.datetime | None = None) -> list[Finding]:
+    """Every check, in order; later checks are skipped when what they need is down."""
+    now = now or datetime.datetime.now(UTC)
+    findings = [_check_redis(settings)]
+    redis_ok = findings[-1].ok
+    findings.extend(_check_database(settings))
+    database_ok = all(f.ok for f in findings[1:])
+    if redis_ok:
+        findings.extend(_check_workers(settings))
+        findings.append(_check_scheduler(settings))
+    if database_ok:
+        findings.extend(_check_jobs(settings, now))
+    return findings
+
+
+def _check_redis(settings: Settings) -> Finding:
+    url = services.redis_url(settings)
+    try:
+        get_redis(settings).ping()
+    except redis.RedisError as error:
+        return Finding(False, "redis", f"Redis at {mask_url(url)} is unreachable: {error}")
+    return Finding(True, "redis", f"Redis at {mask_url(url)} answers")
+
+
+def _check_database(settings: Settings) -> list[Finding]:
+    url = services.database_url(settings)
+    try:
+        conn = connect_checked(url)
+    except NotReady as error:
+        return [Finding(False, "postgres", str(error))]
+    try:
+        pending = migrate.pending(conn)
+    finally:
+        conn.close()
+    found = [Finding(True, "postgres", f"PostgreSQL at {mask_url(url)} answers")]
+    if pending:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
+        found.append(Finding(False, "schema", f"migrations pending: {names}; run `crmtasks migrate`"))
+    else:
+        found.append(Finding(True, "schema", "schema is up to date"))
+    return found
+
+
+def _check_workers(settings: Settings) -> list[Finding]:
+    workers = heartbeats.alive(settings, "worker")
+    consumed: dict[str, int] = {}
+    for worker in workers:
+        for queue in worker.get("queues", []):
+            consumed[queue] = consumed.get(queue, 0) + 1
+    findings = []
+    for queue in sorted({spec.queue for spec in registry.TASKS}):
+        if consumed.get(queue):
+            findings.append(Finding(True, "workers", f"queue {queue}: {consumed[queue]} live worker process(es)"))
+        else:
+            findings.append(Finding(False, "workers", f"queue {queue}: no live worker; start "
+                                                      f"`dramatiq crmtasks.tasks --queues {queue}`"))
+    return findings
+
+
+def _check_scheduler(settings: Settings) -> Finding:
+    schedulers = heartbeats.alive(settings, "scheduler")
+    if not schedulers:
+        return Finding(False, "scheduler", "no live scheduler; start `periodiq crmtasks.tasks`")
+    hosts = ", ".join(sorted(f"{s['host']}:{s['pid']}" for s in schedulers))
+    return Finding(True, "scheduler", f"{len(schedulers)} live scheduler(s): {hosts}")
+
+
+def _check_jobs(settings: Settings, now: datetime.datetime) -> list[Finding]:
+    from crmtasks.overview import job_overviews
+
+    findings = []
+    for job in job_overviews(settings, now):
+        if job.state == "paused":
+            findings.append(Finding(True, "jobs", f"{job.task} is paused ({job.pause_note or 'no note'})"))
+            continue
+        if job.last_status == "failed":
+            findings.append(Finding(False, "jobs", f"{job.task} failed on its last run: {job.last_error}"))
+        allowed = datetime.timedelta(seconds=2 * job.interval_s)
+        if job.last_success_at is None:
+            findings.append(Finding(False, "jobs", f"{job.task} has never succeeded"))
+        elif now - job.last_success_at > allowed:
+            findings.append(Finding(False, "jobs", f"{job.task} is overdue: last success "
+                                                   f"{job.last_success_at:%Y-%m-%d %H:%M} UTC, more than twice "
+                                                   f"its interval ({job.interval_s / 60:.0f} min) ago"))
+        elif job.last_status != "failed":
+            findings.append(Finding(True, "jobs", f"{job.task} last succeeded {job.last_success_at:%Y-%m-%d %H:%M} UTC"))
+    return findings

@@ -1,0 +1,86 @@
+"""What an operator wants to know about each job, in one place for the CLI, the dashboard and checks.
+
+Reads the registry, the schedules in force, pauses, the last runs and the
+next fire times. Read-only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+from crmtasks import db, registry, scheduling
+from crmtasks.cron import UtcCron
+from crmtasks.models import TaskRun
+from crmtasks.settings import Settings
+
+UTC = datetime.timezone.utc
+
+
+@dataclasses.dataclass
+class JobOverview:
+    """One job as an operator sees it.
+
+    Parameters:
+      task, actor, queue, schedule(str): From the registry and the settings (schedule in UTC).
+      next_runs(list[datetime]): The next three fire times.
+      state(str): ``active`` or ``paused``.
+      pause_note(str|None): Why it is paused.
+      last_status(str|None): Status of the latest run (running, succeeded, failed, skipped).
+      last_started_at(datetime|None), last_duration_s(float|None): Of the latest finished or running run.
+      last_success_at(datetime|None): When the latest successful run finished.
+      last_error(str|None): The last line of the latest run's error.
+      interval_s(float): Seconds between slots (used to judge "overdue").
+    """
+
+    task: str
+    actor: str
+    queue: str
+    schedule: str
+    time_limit_s: int
+    overlap: str
+    next_runs: list[datetime.datetime]
+    state: str
+    pause_note: str | None
+    last_status: str | None
+    last_started_at: datetime.datetime | None
+    last_duration_s: float | None
+    last_success_at: datetime.datetime | None
+    last_error: str | None
+    interval_s: float
+
+
+def job_overviews(settings: Settings, now: datetime.datetime | None = None) -> list[JobOverview]:
+    now = now or datetime.datetime.now(UTC)
+    paused = scheduling.pauses()
+    overviews = []
+    with db.connection():
+        for spec in registry.TASKS:
+            cron = UtcCron(settings.schedule(spec.name))
+            last = TaskRun.select().where(TaskRun.task == spec.name).order_by(TaskRun.started_at.desc()).first()
+            success = (TaskRun.select(TaskRun.finished_at)
+                       .where((TaskRun.task == spec.name) & (TaskRun.status == "succeeded"))
+                       .order_by(TaskRun.finished_at.desc()).first())
+            duration = None
+            if last is not None and last.finished_at is not None:
+                duration = (last.finished_at - last.started_at).total_seconds()
+            overviews.append(JobOverview(
+                task=spec.name, actor=spec.actor_name, queue=spec.queue, schedule=cron.expression,
+                time_limit_s=spec.time_limit_s, overlap=spec.overlap, next_runs=cron.next_slots(now, 3),
+                state="paused" if spec.name in paused else "active",
+                pause_note=paused[spec.name].note if spec.name in paused else None,
+                last_status=last.status if last else None, last_started_at=last.started_at if last else None,
+                last_duration_s=duration, last_success_at=success.finished_at if success else None,
+                last_error=(last.error.strip().splitlines()[-1] if last and last.error else None),
+                interval_s=cron.interval(now).total_seconds(),
+            ))
+    return overviews
+
+
+def recent_runs(limit: int = 50, task: str | None = None) -> list[TaskRun]:
+    """The latest runs, newest first."""
+    with db.connection():
+        query = TaskRun.select().order_by(TaskRun.started_at.desc(), TaskRun.id.desc()).limit(limit)
+        if task:
+            query = query.where(TaskRun.task == task)
+        return list(query)

@@ -1,0 +1,46 @@
+"""What a periodiq scheduler process does when it starts, besides periodiq's own loop.
+
+It announces itself (a heartbeat that ``crmtasks check`` reads) and settles
+the slots that passed while no scheduler ran: the latest one runs once if
+it is within the catch-up window, older ones are recorded as missed. With
+two schedulers starting together, slot claims keep the catch-up single.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+import dramatiq
+
+from crmtasks import registry, scheduling
+from crmtasks.actors import send_for_slot
+from crmtasks.heartbeats import Heartbeat
+from crmtasks.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def catch_up(settings: Settings, actors: dict[str, dramatiq.Actor],
+             now: datetime.datetime | None = None) -> dict[str, dict]:
+    """Settle the slots missed while no scheduler ran; returns what was done per job."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    done = {}
+    for spec in registry.TASKS:
+        actor = actors[spec.name]
+        cron = actor.options["periodic"]
+        run_slot, missed = scheduling.plan_catch_up(cron, scheduling.latest_slot(spec.name), now,
+                                                    settings.catch_up_s)
+        recorded = scheduling.record_missed(spec.name, missed)
+        message = send_for_slot(actor, run_slot, catch_up=True) if run_slot else None
+        done[spec.name] = {"caught_up": run_slot.isoformat() if message else None, "missed": recorded}
+        if message or recorded:
+            logger.info("%s: caught up slot %s, recorded %d missed slots", spec.name,
+                        run_slot.isoformat() if message else "none", recorded)
+    return done
+
+
+def start_scheduler(settings: Settings, actors: dict[str, dramatiq.Actor]) -> Heartbeat:
+    heartbeat = Heartbeat(settings, "scheduler", {"jobs": sorted(actors)}).start()
+    catch_up(settings, actors)
+    return heartbeat
