@@ -58,6 +58,7 @@ def update_slot(task: str, slot_at: datetime.datetime, *, state: str | None = No
     values = {ScheduleSlot.updated_at: _now()}
     if state is not None:
         values[ScheduleSlot.state] = state
+    if reason is not None:  # a caught-up slot that ran keeps its catch_up reason
         values[ScheduleSlot.reason] = reason
     if message_id is not None:
         values[ScheduleSlot.message_id] = message_id

@@ -209,3 +209,96 @@ def test_work_a_job_did_not_commit_is_rolled_back_not_committed_by_the_recorder(
     [run] = _runs("write_without_commit")
     assert run.status == "succeeded"
     assert Lead.select().where(Lead.name == "uncommitted").count() == 0
+
+
+# --- schedules you can steer ------------------------------------------------
+
+
+def test_paused_job_is_skipped_by_workers_and_not_enqueued_by_schedulers(pipeline, redis_client):
+    from crmtasks import scheduling
+    from crmtasks.actors import send_for_slot
+    from crmtasks.models import ScheduleSlot
+
+    actors, drain, _ = pipeline
+    scheduling.pause("count_leads", "index rebuild tonight")
+    actors["count_leads"].send()  # a manual send still reaches the worker, which skips it
+    drain()
+    [run] = _runs("count_leads")
+    assert (run.status, run.stats) == ("skipped", {"skip_reason": "paused"})
+    slot = datetime.datetime(2026, 11, 29, 10, 5, tzinfo=datetime.timezone.utc)
+    assert send_for_slot(actors["count_leads"], slot) is None
+    recorded = ScheduleSlot.get((ScheduleSlot.task == "count_leads") & (ScheduleSlot.slot_at == slot))
+    assert (recorded.state, recorded.reason) == ("skipped", "paused")
+    assert redis_client.llen(f"{get_settings().redis_prefix}:default") == 0
+    assert scheduling.resume("count_leads") and not scheduling.resume("count_leads")
+
+
+def test_a_slot_is_enqueued_once_however_many_schedulers_send_it(pipeline):
+    from crmtasks.models import ScheduleSlot
+
+    actors, drain, _ = pipeline
+    scheduled_at = str(pendulum.now("UTC").replace(second=0, microsecond=0))
+    sent = [actors["count_leads"].send_with_options(scheduled_at=scheduled_at) for _ in range(3)]
+    assert sum(message is not None for message in sent) == 1
+    drain()
+    [run] = _runs("count_leads")
+    assert (run.status, run.trigger) == ("succeeded", "schedule")
+    [slot] = ScheduleSlot.select().where(ScheduleSlot.task == "count_leads")
+    assert (slot.state, slot.run_id, slot.message_id) == ("ran", run.id, run.message_id)
+
+
+def test_scheduler_catch_up_runs_the_latest_missed_slot_once(pipeline, monkeypatch):
+    from crmtasks.models import ScheduleSlot
+    from crmtasks.scheduler_boot import catch_up
+
+    actors, drain, _ = pipeline
+    monkeypatch.setattr(registry, "TASKS", (SPECS["count_leads"],))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    minute = now.replace(second=0, microsecond=0)
+    # The job last ran 4 slots ago (every minute): 3 slots were missed while no scheduler ran.
+    ScheduleSlot.create(task="count_leads", slot_at=minute - datetime.timedelta(minutes=4), state="ran",
+                        created_at=now, updated_at=now)
+    first = catch_up(get_settings(), actors, now)
+    second = catch_up(get_settings(), actors, now)  # a second scheduler starting at the same time
+    assert first["count_leads"] == {"caught_up": (minute - datetime.timedelta(minutes=1)).isoformat(), "missed": 2}
+    assert second["count_leads"] == {"caught_up": None, "missed": 0}
+    drain()
+    runs = _runs("count_leads")
+    assert [(r.status, r.trigger) for r in runs] == [("succeeded", "schedule")]
+    states = {(s.slot_at, s.state, s.reason) for s in ScheduleSlot.select().where(ScheduleSlot.task == "count_leads")}
+    assert states == {
+        (minute - datetime.timedelta(minutes=4), "ran", None),
+        (minute - datetime.timedelta(minutes=3), "skipped", "missed"),
+        (minute - datetime.timedelta(minutes=2), "skipped", "missed"),
+        (minute - datetime.timedelta(minutes=1), "ran", "catch_up"),
+    }
+
+
+def slow_job() -> dict:
+    import time
+
+    time.sleep(1.5)
+    return {"slept": 1.5}
+
+
+SPECS["slow_queue_one"] = _spec("slow_queue_one", "slow_job", overlap="queue_one")
+
+
+def test_queue_one_lets_one_run_wait_and_skips_the_rest(pipeline, monkeypatch):
+    from crmtasks.middleware import job_mutex as job_mutex_module
+
+    monkeypatch.setattr(job_mutex_module, "QUEUE_ONE_POLL_MS", 200)
+    actors, drain, _ = pipeline
+    mutex = job_mutex(get_settings(), SPECS["slow_queue_one"])
+    assert mutex.acquire("run-on-another-host")
+    actors["slow_queue_one"].send()  # waits in line
+    actors["slow_queue_one"].send()  # line is full: skipped
+    import time
+
+    time.sleep(1.0)
+    mutex.release("run-on-another-host")
+    drain()
+    time.sleep(0.5)
+    drain()
+    statuses = sorted(r.status for r in _runs("slow_queue_one"))
+    assert statuses == ["skipped", "succeeded"]
