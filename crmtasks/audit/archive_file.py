@@ -31,8 +31,8 @@ import os
 import queue
 import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from psycopg2 import sql
 
@@ -112,7 +112,7 @@ class Manifest:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "Manifest":
+    def from_json(cls, text: str) -> Manifest:
         try:
             data = json.loads(text)
             fields = {field.name for field in dataclasses.fields(cls)}

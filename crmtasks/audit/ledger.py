@@ -71,12 +71,12 @@ def set_state(cur, month: Month, state: str, **values) -> None:
         raise ValueError(f"no ledger column(s) {', '.join(sorted(unknown))}")
     assignments = ["state = %s", "updated_at = now()"] + [f"{name} = %s" for name in values]
     params = [state, *values.values(), month.first_day]
-    cur.execute(f"UPDATE audit_retention_ledger SET {', '.join(assignments)} WHERE month = %s", params)  # noqa: S608 - column names are checked against _COLUMNS
+    cur.execute(f"UPDATE audit_retention_ledger SET {', '.join(assignments)} WHERE month = %s", params)
 
 
 def rows(cur, states: tuple[str, ...] | None = None) -> list[LedgerRow]:
     """Ledger rows, oldest month first, optionally only those in ``states``."""
-    query = f"SELECT {', '.join(_COLUMNS)} FROM audit_retention_ledger"  # noqa: S608 - constant
+    query = f"SELECT {', '.join(_COLUMNS)} FROM audit_retention_ledger"
     params: tuple = ()
     if states:
         query += " WHERE state = ANY(%s)"
@@ -86,7 +86,7 @@ def rows(cur, states: tuple[str, ...] | None = None) -> list[LedgerRow]:
 
 
 def get(cur, month: Month) -> LedgerRow | None:
-    cur.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit_retention_ledger WHERE month = %s",  # noqa: S608
+    cur.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit_retention_ledger WHERE month = %s",
                 (month.first_day,))
     row = cur.fetchone()
     return LedgerRow(*row) if row else None

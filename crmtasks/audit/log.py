@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 import psycopg2.errors
 import psycopg2.extensions
@@ -119,9 +119,10 @@ def record_many(entries: Iterable[AuditEntry], *, connection=None, retention_mon
                 cur.execute("ROLLBACK TO SAVEPOINT audit_record")
             _create_missing_months(conn, entries, in_transaction_block)
             cur.execute(_INSERT_MANY, params)
+        ids = [row[0] for row in cur.fetchall()]
         if in_transaction_block:
             cur.execute("RELEASE SAVEPOINT audit_record")
-        return [row[0] for row in cur.fetchall()]
+        return ids
 
 
 def history(entity: str, entity_id: int, since: datetime.datetime | None = None,

@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 import re
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 PARENT_TABLE = "audit_log"
 _MONTH_TEXT = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -33,7 +33,7 @@ class Month:
             raise ValueError(f"{self.year:04d}-{self.month:02d} is not a month")
 
     @classmethod
-    def parse(cls, text: str) -> "Month":
+    def parse(cls, text: str) -> Month:
         """``YYYY-MM`` -> Month; ValueError with a one-line reason otherwise."""
         match = _MONTH_TEXT.match(text.strip())
         if not match:
@@ -41,7 +41,7 @@ class Month:
         return cls(int(match.group(1)), int(match.group(2)))
 
     @classmethod
-    def of(cls, moment: datetime.datetime | datetime.date) -> "Month":
+    def of(cls, moment: datetime.datetime | datetime.date) -> Month:
         """The month containing ``moment`` (an aware datetime is converted to UTC; a date is taken as is)."""
         if isinstance(moment, datetime.datetime):
             if moment.tzinfo is None:
@@ -50,13 +50,13 @@ class Month:
         return cls(moment.year, moment.month)
 
     @classmethod
-    def from_start(cls, start: datetime.datetime) -> "Month | None":
+    def from_start(cls, start: datetime.datetime) -> Month | None:
         """The month whose first instant (UTC) is ``start``, or None if ``start`` is not such an instant."""
         start = start.astimezone(UTC)
         month = cls(start.year, start.month)
         return month if month.start == start else None
 
-    def plus(self, months: int) -> "Month":
+    def plus(self, months: int) -> Month:
         """The month ``months`` later (negative: earlier)."""
         index = self.year * 12 + (self.month - 1) + months
         return Month(index // 12, index % 12 + 1)

@@ -8,7 +8,7 @@ from pathlib import Path
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(name: str) -> str:
     """The text of ``crmtasks/sql/<name>.sql``."""
     return (SQL_DIR / f"{name}.sql").read_text()
