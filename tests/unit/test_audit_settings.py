@@ -108,3 +108,14 @@ def test_retention_decides_from_bounds_not_names():
     expired = [p.name for p in past_retention(partitions, cutoff)]
     assert expired == ["audit_log_p209901", "audit_log_p202405", "open_start"]
     assert [p.month for p in past_retention(partitions, cutoff)] == [Month(2024, 1), Month(2024, 5), None]
+
+
+def test_audit_job_is_registered():
+    from crmtasks import registry
+    from crmtasks.jobs import audit_maintenance
+
+    spec = registry.get("system_config.audit_maintenance")
+    assert (spec.name, spec.cron, spec.queue) == ("audit_maintenance", "0 2 * * *", "workflow_io")
+    assert (spec.max_retries, spec.min_backoff_ms, spec.max_backoff_ms) == (3, 5_000, 60_000)
+    assert spec.time_limit_s == 3600
+    assert spec.load() is audit_maintenance.run
