@@ -5,8 +5,8 @@
 Makes a database of its own on the server of DATABASE_URL (created and
 dropped here), fills one month past retention with --rows realistic rows,
 then:
-1. baseline: a writer inserts into audit_log (crmtasks.audit.record, one row
-   per transaction, autocommit) for --writer-seconds; its latencies are kept;
+1. baseline: a writer process inserts into audit_log (crmtasks.audit.record,
+   one row per transaction, --writer-rate per second) for --writer-seconds;
 2. maintenance: the same writer keeps inserting while run_maintenance()
    detaches, archives (COPY -> gzip -> fsync -> read back -> verify),
    and drops the month.
@@ -62,18 +62,26 @@ def _with_database(url: str, name: str) -> str:
     return urlsplit(url)._replace(path=f"/{name}").geturl()
 
 
-def _write(url: str, stop, results) -> None:
+def _write(url: str, stop, results, rate: float) -> None:
     """Writer process: insert audit rows one per transaction until ``stop``; send (time, ms, error) samples.
 
     A process of its own, like the application: a writer thread inside this
-    process would compete with the archiver for the GIL and slow both.
+    process would compete with the archiver for the GIL and slow both. Paced
+    at ``rate`` inserts/s (an application, not a load generator): a tight loop
+    would measure CPU contention on a small machine rather than locking.
     """
     conn = psycopg2.connect(url, application_name="bench-audit-writer")
     conn.autocommit = True
     samples = []
     n = 0
+    interval = 1.0 / rate
+    next_at = time.perf_counter()
     while not stop.is_set():
         n += 1
+        next_at += interval
+        pause = next_at - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
         started = time.perf_counter()
         try:
             record("update", "lead", n % 5000, actor_id=1 + n % 50, changes={"status": ["new", "qualified"]},
@@ -94,6 +102,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the month to archive")
     parser.add_argument("--writer-seconds", type=float, default=5.0, help="length of the baseline")
+    parser.add_argument("--writer-rate", type=float, default=500.0, help="writer inserts per second")
     parser.add_argument("--level", type=int, default=archive_file.GZIP_LEVEL, help="gzip level")
     args = parser.parse_args()
     server_url = os.environ.get("DATABASE_URL")
@@ -143,7 +152,7 @@ def _bench(url: str, args) -> int:
 
     context = multiprocessing.get_context("spawn")
     stop, results = context.Event(), context.Queue()
-    writer = context.Process(target=_write, args=(url, stop, results))
+    writer = context.Process(target=_write, args=(url, stop, results, args.writer_rate))
     writer.start()
     time.sleep(1.0)  # connection and imports settle
     baseline_from = time.time()
