@@ -101,12 +101,15 @@ def apply_retention(conn, settings: Settings, current: Month) -> RetentionStats:
         unfinished = ledger.rows(cur, ledger.UNFINISHED)
     for row in unfinished:
         _advance(conn, settings, row, stats)
+    resumed = {row.calendar_month for row in unfinished}
 
     cutoff = retention_cutoff(current, settings.audit_retention_months)
     for partition in past_retention(list_partitions(conn), cutoff):
         month = partition.month
         if partition.is_default:
             continue
+        if month in resumed:
+            continue  # still attached because the hold stopped it above: counted there
         if month is None:
             stats.irregular += 1
             log.warning("audit partition %s has irregular bounds [%s, %s): not touched by retention",

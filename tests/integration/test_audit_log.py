@@ -178,19 +178,22 @@ def test_legal_hold_stops_every_drop(audit_conn, tmp_path):
     assert released["dropped"] == 2 and table_ids(audit_conn) == []
 
 
-def test_hold_keeps_a_half_done_month(audit_conn, tmp_path):
+@pytest.mark.parametrize("step", ["before_detach", "after_manifest", "before_drop"])
+def test_hold_keeps_a_half_done_month(audit_conn, tmp_path, step):
     month = old_months(1)[0]
     fill_month(audit_conn, month, 100)
     ids = sorted(table_ids(audit_conn))
-    env = dict(os.environ, CRMTASKS_ARCHIVE_DIR=str(tmp_path / "archive"), CRMTASKS_AUDIT_PAUSE_AT="before_drop")
+    env = dict(os.environ, CRMTASKS_ARCHIVE_DIR=str(tmp_path / "archive"), CRMTASKS_AUDIT_PAUSE_AT=step)
     child = subprocess.Popen([sys.executable, "-c", "from crmtasks.jobs.audit_maintenance import run; run()"],
                              env=env, stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline().strip() == "paused at before_drop"
+    assert child.stdout.readline().strip() == f"paused at {step}"
     child.kill()
     child.wait()
     held = run_maintenance(audit_conn, audit_settings(tmp_path, CRMTASKS_AUDIT_HOLD=1))
     assert (held["dropped"], held["held"]) == (0, 1)
     assert sorted(table_ids(audit_conn, month.partition_name)) == ids
+    released = run_maintenance(audit_conn, audit_settings(tmp_path))
+    assert released["dropped"] == 1 and sorted(archived_ids(tmp_path / "archive")) == ids
 
 
 def test_delete_policy_drops_without_archive(audit_conn, tmp_path):
