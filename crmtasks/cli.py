@@ -57,36 +57,53 @@ def migrate() -> None:
 @click.option("--contacts", type=click.IntRange(min=1), help="Number of contacts.")
 @click.option("--leads", type=click.IntRange(min=1), help="Number of leads.")
 @click.option("--deals", type=click.IntRange(min=1), help="Number of deals.")
+@click.option("--audit", "audit_rows", type=click.IntRange(min=1), metavar="N",
+              help="Also add N audit rows spread over the last 24 months (alone: only audit rows).")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True,
               help="Random seed: the same seed gives the same CRM.")
-@click.option("--replace", is_flag=True, help="Empty the CRM tables first (never task_runs).")
-def seed(users, accounts, contacts, leads, deals, seed_value, replace) -> None:
+@click.option("--replace", is_flag=True, help="Empty the CRM tables first (never task_runs, never audit_log).")
+def seed(users, accounts, contacts, leads, deals, audit_rows, seed_value, replace) -> None:
     """Fill the CRM with realistic demo data, generated inside PostgreSQL."""
+    settings = load_settings_or_exit()
+    crm_sizes = (users, accounts, contacts, leads, deals)
+    seed_crm = audit_rows is None or any(crm_sizes) or replace
+    conn = _connect(settings)
+    counts: dict[str, int] = {}
+    try:
+        try:
+            migrations.require_current(conn)
+        except migrations.SchemaMissing as error:
+            raise CommandError(str(error)) from None
+        if seed_crm:
+            counts.update(_seed_crm(conn, crm_sizes, seed_value, replace))
+        if audit_rows is not None:
+            from crmtasks.audit.partitions import PartitionConflict
+            from crmtasks.audit.seed import seed_audit
+
+            try:
+                with stderr.status(f"seeding {audit_rows:,} audit rows"):
+                    counts.update(seed_audit(conn, audit_rows, seed_value))
+            except (ValueError, PartitionConflict) as error:
+                raise CommandError(str(error)) from None
+    finally:
+        conn.close()
+    print_table("seeded", ["table", "rows"], [[table, f"{count:,}"] for table, count in counts.items()])
+
+
+def _seed_crm(conn, crm_sizes, seed_value, replace) -> dict[str, int]:
     from crmtasks import seed as seeding
 
-    settings = load_settings_or_exit()
+    users, accounts, contacts, leads, deals = crm_sizes
     defaults = seeding.DemoSize()
     try:
         size = seeding.DemoSize(
             users=users or defaults.users, accounts=accounts or defaults.accounts,
             contacts=contacts or defaults.contacts, leads=leads or defaults.leads, deals=deals or defaults.deals,
         )
+        with seed_progress() as progress:
+            return seeding.seed_demo(conn, size, seed_value, replace=replace, progress=progress)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    conn = _connect(settings)
-    try:
-        try:
-            migrations.require_current(conn)
-        except migrations.SchemaMissing as error:
-            raise CommandError(str(error)) from None
-        try:
-            with seed_progress() as progress:
-                counts = seeding.seed_demo(conn, size, seed_value, replace=replace, progress=progress)
-        except ValueError as error:
-            raise CommandError(str(error)) from None
-    finally:
-        conn.close()
-    print_table("seeded", ["table", "rows"], [[table, f"{count:,}"] for table, count in counts.items()])
 
 
 @main.group()
@@ -127,6 +144,91 @@ def services_stop() -> None:
     settings = load_settings_or_exit()
     for status in embedded.stop(settings.home):
         click.echo(f"{status.name}: {'running' if status.running else 'stopped'}")
+
+
+@main.group(name="audit")
+def audit_group() -> None:
+    """Inspect, verify and restore the audit log's partitions and archives."""
+
+
+def _audit_connection(settings):
+    conn = _connect(settings)
+    try:
+        migrations.require_current(conn)
+    except migrations.SchemaMissing as error:
+        conn.close()
+        raise CommandError(str(error)) from None
+    return conn
+
+
+@audit_group.command(name="status")
+@click.option("--json", "as_json", is_flag=True)
+def audit_status(as_json: bool) -> None:
+    """List audit_log's partitions (range, rows, size), months being archived, and the archives."""
+    from crmtasks.audit import status
+
+    settings = load_settings_or_exit()
+    conn = _audit_connection(settings)
+    try:
+        report = {"partitions": status.partition_rows(conn), "in_progress": status.unfinished_months(conn),
+                  "archives": status.archives(settings.audit_archive_dir),
+                  "archive_dir": str(settings.audit_archive_dir), "hold": settings.audit_hold}
+    finally:
+        conn.close()
+    if as_json:
+        print_json(report)
+        return
+    print_table("audit_log partitions", ["partition", "from", "to", "state", "rows", "bytes"],
+                [[p["partition"], p["from"][:16], p["to"][:16], p["state"], f"{p['rows']:,}", f"{p['bytes']:,}"]
+                 for p in report["partitions"]])
+    if report["in_progress"]:
+        print_table("retention in progress (the next run resumes)", ["month", "table", "state", "policy", "since"],
+                    [list(row.values()) for row in report["in_progress"]])
+    print_table(f"archives in {report['archive_dir']}", ["month", "rows", "ids", "bytes", "archived at", "state"],
+                [[a["month"], a["rows"], a["ids"], a["bytes"], a["archived_at"], a["state"]]
+                 for a in report["archives"]])
+    if settings.audit_hold:
+        stderr.print("legal hold is ON (CRMTASKS_AUDIT_HOLD): no audit row leaves the database")
+
+
+@audit_group.command(name="verify")
+@click.option("--json", "as_json", is_flag=True)
+def audit_verify(as_json: bool) -> None:
+    """Re-read every archive and check it against its manifest; exit 1 if any fails."""
+    from crmtasks.audit.status import verify_archives
+
+    settings = load_settings_or_exit()
+    checks = verify_archives(settings)
+    if as_json:
+        print_json([vars(check) for check in checks])
+    else:
+        print_table(f"archives in {settings.audit_archive_dir}", ["month", "result", "rows", "problem"],
+                    [[c.month, "ok" if c.ok else "FAILED", c.rows, c.problem] for c in checks])
+    if any(not check.ok for check in checks):
+        raise SystemExit(1)
+
+
+@audit_group.command(name="restore")
+@click.argument("month", metavar="YYYY-MM")
+def audit_restore(month: str) -> None:
+    """Verify the archive of MONTH and re-attach it to audit_log (refuses on a mismatch or an overlap)."""
+    from crmtasks.audit.months import Month
+    from crmtasks.audit.restore import RestoreRefused, restore_month
+
+    settings = load_settings_or_exit()
+    try:
+        wanted = Month.parse(month)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    conn = _audit_connection(settings)
+    try:
+        result = restore_month(conn, settings, wanted)
+    except RestoreRefused as refusal:
+        raise CommandError(f"restore refused: {refusal}") from None
+    finally:
+        conn.close()
+    click.echo(f"restored {result.month}: {result.rows:,} rows (ids {result.min_id}..{result.max_id}) "
+               f"re-attached as {result.partition}")
 
 
 @main.command(name="tasks")

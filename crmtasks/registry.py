@@ -63,7 +63,17 @@ class TaskSpec:
         return getattr(importlib.import_module(module_name), function_name)
 
 
-TASKS: tuple[TaskSpec, ...] = ()
+TASKS: tuple[TaskSpec, ...] = (
+    # workflow_io: the job mostly waits on PostgreSQL (DETACH waits for older
+    # transactions, COPY) and on the disk (fsync); its CPU share (gzip level 1)
+    # is a fraction of one core. One hour covers a first run that archives a
+    # backlog of months; a transient fault (lost connection, lock timeout) is
+    # retried 3 times, 5 s to 60 s apart, and the re-run resumes where it stopped.
+    TaskSpec(name="audit_maintenance", actor_name="system_config.audit_maintenance", cron="0 2 * * *",
+             queue="workflow_io", job="crmtasks.jobs.audit_maintenance:run",
+             description="Create upcoming audit_log partitions; archive or delete months past retention",
+             time_limit_s=3600, max_retries=3, min_backoff_ms=5_000, max_backoff_ms=60_000),
+)
 
 
 def names() -> list[str]:

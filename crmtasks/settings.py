@@ -23,6 +23,20 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DATABASE_SCHEMES = ("postgres", "postgresql")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _CRON_NICKNAMES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+AUDIT_RETENTION_POLICIES = ("archive", "delete")
+# Test-only pause points of the audit maintenance job (CRMTASKS_AUDIT_PAUSE_AT):
+# the job prints "paused at <step>" and sleeps there, so a test can kill -9 it.
+AUDIT_PAUSE_POINTS = (
+    "after_premake",     # the first missing month was created and committed
+    "before_detach",     # the ledger says 'detaching'; DETACH ... CONCURRENTLY not sent yet
+    "after_detach",      # the partition is detached; the ledger still says 'detaching'
+    "mid_write",         # half of the archive's rows are in the temporary file
+    "after_data_file",   # the archive file is renamed into place; no manifest yet
+    "after_manifest",    # the manifest is written; the ledger still says 'detached'
+    "before_drop",       # the ledger says 'archived' (or 'detached' for delete); table not dropped
+)
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_FALSE_WORDS = ("0", "false", "no", "off")
 
 
 class SettingsError(ValueError):
@@ -65,6 +79,14 @@ class Settings:
         which a worker counts as dead and its messages are redelivered.
       dashboard_user(str|None): Login of the dashboard; with dashboard_password.
       dashboard_password(str|None): Its password (never shown: repr hides it).
+      audit_premake_months(int): Months after the current one whose audit_log
+        partitions the maintenance job creates ahead (0..120).
+      audit_retention_months(int): Whole months kept in audit_log besides the
+        current one; older partitions are archived or deleted (1..1200).
+      audit_retention_policy(str): ``archive`` (verified file, then drop) or ``delete`` (drop).
+      archive_dir(Path|None): Where audit archives go; None = ``home/archive``.
+      audit_hold(bool): Legal hold: no audit row leaves the database (no drop, no delete).
+      audit_pause_at(str|None): Test-only: the maintenance step to pause at (AUDIT_PAUSE_POINTS).
     """
 
     database_url: str | None
@@ -82,6 +104,17 @@ class Settings:
     worker_heartbeat_timeout_ms: int = 60_000
     dashboard_user: str | None = None
     dashboard_password: str | None = dataclasses.field(default=None, repr=False)
+    audit_premake_months: int = 3
+    audit_retention_months: int = 12
+    audit_retention_policy: str = "archive"
+    archive_dir: Path | None = None
+    audit_hold: bool = False
+    audit_pause_at: str | None = None
+
+    @property
+    def audit_archive_dir(self) -> Path:
+        """The directory audit archives are written to (CRMTASKS_ARCHIVE_DIR, default CRMTASKS_HOME/archive)."""
+        return self.archive_dir or self.home / "archive"
 
     @property
     def embedded_database(self) -> bool:
@@ -115,6 +148,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         worker_heartbeat_timeout_ms=_positive_int(environ, "CRMTASKS_WORKER_HEARTBEAT_TIMEOUT_MS", default=60_000,
                                                   most=3_600_000, least=1000),
         **_dashboard_credentials(environ),
+        audit_premake_months=_month_count(environ, "CRMTASKS_AUDIT_PREMAKE_MONTHS", default=3, least=0, most=120),
+        audit_retention_months=_month_count(environ, "CRMTASKS_AUDIT_RETENTION_MONTHS", default=12, least=1, most=1200),
+        audit_retention_policy=_choice(environ, "CRMTASKS_AUDIT_RETENTION_POLICY", AUDIT_RETENTION_POLICIES),
+        archive_dir=_archive_dir(environ.get("CRMTASKS_ARCHIVE_DIR")),
+        audit_hold=_flag(environ, "CRMTASKS_AUDIT_HOLD"),
+        audit_pause_at=_pause_point(environ.get("CRMTASKS_AUDIT_PAUSE_AT")),
     )
 
 
@@ -213,8 +252,22 @@ def _positive_int(environ: Mapping[str, str], variable: str, *, default: int, mo
     return number
 
 
-def _choice(environ: Mapping[str, str], variable: str, choices: tuple[str, ...], *, default: str) -> str:
-    value = (_empty_to_none(environ.get(variable)) or default).lower()
+def _month_count(environ: Mapping[str, str], variable: str, *, default: int, least: int, most: int) -> int:
+    value = _empty_to_none(environ.get(variable))
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(variable, f"{value!r} is not a number of months (a whole number)") from None
+    if not least <= number <= most:
+        raise SettingsError(variable, f"{number} months is out of range ({least} to {most})")
+    return number
+
+
+def _choice(environ: Mapping[str, str], variable: str, choices: tuple[str, ...], *, default: str | None = None) -> str:
+    """One of ``choices`` (case-insensitive); the default is ``default`` or the first choice."""
+    value = (_empty_to_none(environ.get(variable)) or default or choices[0]).lower()
     if value not in choices:
         raise SettingsError(variable, f"{value!r} is not one of {', '.join(choices)}")
     return value
@@ -230,6 +283,32 @@ def _log_file(value: str | None) -> Path | None:
     if not path.parent.is_dir():
         raise SettingsError("CRMTASKS_LOG_FILE", f"directory {path.parent} does not exist")
     return path
+
+
+def _flag(environ: Mapping[str, str], variable: str) -> bool:
+    value = (_empty_to_none(environ.get(variable)) or "0").lower()
+    if value in _TRUE_WORDS:
+        return True
+    if value in _FALSE_WORDS:
+        return False
+    raise SettingsError(variable, f"{value!r} is not a yes/no value (1, 0, true, false, yes, no, on, off)")
+
+
+def _archive_dir(value: str | None) -> Path | None:
+    value = _empty_to_none(value)
+    if value is None:
+        return None
+    path = Path(value).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise SettingsError("CRMTASKS_ARCHIVE_DIR", f"{path} exists and is not a directory")
+    return path
+
+
+def _pause_point(value: str | None) -> str | None:
+    value = _empty_to_none(value)
+    if value is not None and value not in AUDIT_PAUSE_POINTS:
+        raise SettingsError("CRMTASKS_AUDIT_PAUSE_AT", f"{value!r} is not one of {', '.join(AUDIT_PAUSE_POINTS)}")
+    return value
 
 
 def _log_level(value: str | None) -> str:

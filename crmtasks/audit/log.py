@@ -1,0 +1,207 @@
+"""Writing and reading the audit log: ``record``, ``record_many`` and ``history``.
+
+A row whose month has no partition yet is not lost and not parked in a
+DEFAULT partition (there is none, so old months can be detached
+CONCURRENTLY): the insert fails with "no partition of relation found for
+row", the month is created on the spot (``ensure_partition``) and the insert
+is retried once. This only happens when the daily job has not run for
+longer than its premake window. Rows for months older than the retention
+window are refused (``AuditRowTooOld``): those months may already be
+archived, and a fresh partition for them would later be archived over the
+verified archive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from collections.abc import Iterable
+
+import psycopg2.errors
+import psycopg2.extensions
+from psycopg2 import sql
+
+from crmtasks.audit.months import PARENT_TABLE, Month, current_month
+from crmtasks.audit.partitions import ensure_partition
+
+COLUMNS = ("id", "occurred_at", "actor_id", "action", "entity", "entity_id", "changes", "ip_address")
+
+
+class AuditRowTooOld(ValueError):
+    """The row's month is older than the retention window: it may be archived already."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEntry:
+    """One audit record.
+
+    Parameters:
+      action(str): What was done: create, update, delete, view, export, login, ...
+      entity(str): The kind of record acted on: lead, deal, contact, account, user, ...
+      entity_id(int): Its id.
+      actor_id(int|None): users.id of who did it; None = the system.
+      changes(dict|None): What changed, e.g. {"status": ["new", "qualified"]}; JSON-serialisable.
+      occurred_at(datetime|None): When (timezone-aware); None = the database's now().
+      ip_address(str|None): Client address, IPv4 or IPv6.
+      id(int|None): Set on rows read back; ignored when writing.
+    """
+
+    action: str
+    entity: str
+    entity_id: int
+    actor_id: int | None = None
+    changes: dict | None = None
+    occurred_at: datetime.datetime | None = None
+    ip_address: str | None = None
+    id: int | None = None
+
+
+_INSERT_MANY = sql.SQL("""
+INSERT INTO {table} (occurred_at, actor_id, action, entity, entity_id, changes, ip_address)
+SELECT coalesce(occurred_at, now()), actor_id, action, entity, entity_id, coalesce(changes, '{{}}'::jsonb), ip_address
+FROM unnest(%s::timestamptz[], %s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::jsonb[], %s::inet[])
+     AS entry (occurred_at, actor_id, action, entity, entity_id, changes, ip_address)
+RETURNING id
+""").format(table=sql.Identifier(PARENT_TABLE))
+
+
+def record(action: str, entity: str, entity_id: int, *, actor_id: int | None = None, changes: dict | None = None,
+           occurred_at: datetime.datetime | None = None, ip_address: str | None = None, connection=None,
+           retention_months: int | None = None) -> int:
+    """Append one audit row and return its id.
+
+    Runs in the caller's transaction when one is open (committing is the
+    caller's business) and otherwise in autocommit. See ``record_many``.
+    """
+    entry = AuditEntry(action, entity, entity_id, actor_id, changes, occurred_at, ip_address)
+    return record_many([entry], connection=connection, retention_months=retention_months)[0]
+
+
+def record_many(entries: Iterable[AuditEntry], *, connection=None, retention_months: int | None = None) -> list[int]:
+    """Append many audit rows in one statement (all or none) and return their ids, in order.
+
+    Parameters:
+      entries: The rows; ``id`` is ignored.
+      connection: A psycopg2 connection; default: crmtasks.db's connection for this thread.
+      retention_months(int|None): Refuse rows older than this many whole months
+        (default: CRMTASKS_AUDIT_RETENTION_MONTHS).
+
+    A month without a partition is created on demand (see the module doc), in
+    the caller's transaction, behind a savepoint so the caller's earlier work
+    survives the failed first attempt.
+    """
+    entries = list(entries)
+    if not entries:
+        return []
+    conn = connection if connection is not None else _default_connection()
+    oldest = current_month().plus(-_retention(retention_months))
+    for entry in entries:
+        if entry.occurred_at is not None and Month.of(entry.occurred_at) < oldest:
+            raise AuditRowTooOld(
+                f"audit row dated {entry.occurred_at.isoformat()} is older than the retention window (from {oldest})")
+    params = (
+        [e.occurred_at for e in entries], [e.actor_id for e in entries], [e.action for e in entries],
+        [e.entity for e in entries], [e.entity_id for e in entries],
+        [None if e.changes is None else json.dumps(e.changes) for e in entries], [e.ip_address for e in entries],
+    )
+    in_transaction_block = (not conn.autocommit
+                            or conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE)
+    with conn.cursor() as cur:
+        if in_transaction_block:
+            cur.execute("SAVEPOINT audit_record")
+        try:
+            cur.execute(_INSERT_MANY, params)
+        except psycopg2.errors.CheckViolation as error:
+            if not _is_missing_partition(error):
+                raise
+            if in_transaction_block:
+                cur.execute("ROLLBACK TO SAVEPOINT audit_record")
+            _create_missing_months(conn, entries, in_transaction_block)
+            cur.execute(_INSERT_MANY, params)
+        ids = [row[0] for row in cur.fetchall()]
+        if in_transaction_block:
+            cur.execute("RELEASE SAVEPOINT audit_record")
+        return ids
+
+
+def history(entity: str, entity_id: int, since: datetime.datetime | None = None,
+            until: datetime.datetime | None = None, *, limit: int | None = None, connection=None) -> list[AuditEntry]:
+    """The audit rows of one record, oldest first, with ``since <= occurred_at < until``.
+
+    ``since``/``until`` are sent as literals in the statement so the planner
+    prunes partitions outside the range at plan time: a one-month window
+    reads one partition whatever the size of the log. Archived months are
+    not searched (restore them first).
+    """
+    conn = connection if connection is not None else _default_connection()
+    query = _history_sql(entity, entity_id, since, until)
+    if limit is not None:
+        query = sql.SQL("{} LIMIT {}").format(query, sql.Literal(limit))
+    with conn.cursor() as cur:
+        cur.execute(query)
+        rows = cur.fetchall()
+    return [AuditEntry(id=row[0], occurred_at=row[1], actor_id=row[2], action=row[3], entity=row[4],
+                       entity_id=row[5], changes=row[6], ip_address=row[7]) for row in rows]
+
+
+def history_query(entity: str, entity_id: int, since=None, until=None, connection=None) -> str:
+    """The SQL ``history`` runs, for EXPLAIN (tests and operators checking pruning)."""
+    conn = connection if connection is not None else _default_connection()
+    return _history_sql(entity, entity_id, since, until).as_string(conn)
+
+
+def _history_sql(entity, entity_id, since, until):
+    conditions = [sql.SQL("entity = {}").format(sql.Literal(entity)),
+                  sql.SQL("entity_id = {}").format(sql.Literal(entity_id))]
+    if since is not None:
+        conditions.append(sql.SQL("occurred_at >= {}").format(sql.Literal(since)))
+    if until is not None:
+        conditions.append(sql.SQL("occurred_at < {}").format(sql.Literal(until)))
+    return sql.SQL("SELECT {columns} FROM {table} WHERE {where} ORDER BY occurred_at, id").format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
+        table=sql.Identifier(PARENT_TABLE),
+        where=sql.SQL(" AND ").join(conditions),
+    )
+
+
+def _is_missing_partition(error: psycopg2.errors.CheckViolation) -> bool:
+    """"no partition of relation ... found for row": SQLSTATE 23514 on audit_log with no constraint name.
+
+    Decided from the error's fields, not its message text, which depends on lc_messages.
+    """
+    return error.diag.table_name == PARENT_TABLE and error.diag.constraint_name is None
+
+
+def _create_missing_months(conn, entries: list[AuditEntry], in_transaction_block: bool) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT now()")
+        now = cur.fetchone()[0]
+    months = sorted({Month.of(e.occurred_at or now) for e in entries})
+    with conn.cursor() as cur:
+        if not in_transaction_block:
+            cur.execute("BEGIN")  # autocommit: make the lock, CREATE and ATTACH one transaction
+        try:
+            for month in months:
+                ensure_partition(conn, month)  # a no-op for months that exist
+        except BaseException:
+            if not in_transaction_block:
+                cur.execute("ROLLBACK")
+            raise
+        if not in_transaction_block:
+            cur.execute("COMMIT")
+
+
+def _retention(retention_months: int | None) -> int:
+    if retention_months is not None:
+        return retention_months
+    from crmtasks.settings import get_settings
+
+    return get_settings().audit_retention_months
+
+
+def _default_connection():
+    from crmtasks.db import database
+
+    database.connect(reuse_if_open=True)
+    return database.connection()

@@ -1,0 +1,69 @@
+"""The audit maintenance pass, as named idempotent steps run in order (pg_partman's run_maintenance).
+
+1. ``premake``: create the partitions of the current month and the next
+   CRMTASKS_AUDIT_PREMAKE_MONTHS months (ATTACH: never blocks writers).
+2. ``retention``: resume unfinished months, then archive or delete the
+   partitions past CRMTASKS_AUDIT_RETENTION_MONTHS (crmtasks.audit.retention).
+
+There is no "move rows out of the DEFAULT partition" step because the design
+has no DEFAULT partition (see crmtasks.audit.log): ``moved`` is always 0. If
+someone adds one anyway, retention is skipped and reported, because
+PostgreSQL refuses DETACH ... CONCURRENTLY while a DEFAULT partition exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+
+from crmtasks.audit.months import Month, current_month
+from crmtasks.audit.partitions import create_months, list_partitions
+from crmtasks.audit.pause import pause_point
+from crmtasks.audit.pg import maintenance_lock
+from crmtasks.audit.retention import apply_retention
+from crmtasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def premake_months(current: Month, premake: int) -> list[Month]:
+    """The current month and the ``premake`` months after it."""
+    return [current.plus(offset) for offset in range(premake + 1)]
+
+
+def run_maintenance(conn, settings: Settings, *, now: datetime.datetime | None = None) -> dict:
+    """Run every step under the maintenance lock and return the stats for task_runs.
+
+    Parameters:
+      conn: A psycopg2 connection used only by this pass; it is switched to
+        autocommit (DETACH ... CONCURRENTLY must run outside a transaction block).
+      settings: Retention, premake, hold and archive directory.
+      now(datetime|None): The clock (tests); default: now, UTC.
+
+    Stats: created (months), moved (always 0, no DEFAULT partition),
+    archived (months), dropped (tables), rows (rows that left the database),
+    bytes (archive bytes written), plus finalized, held, irregular, conflicts.
+    Idempotent; safe to kill -9 at any point and run again.
+    """
+    conn.autocommit = True
+    current = current_month(now)
+    with maintenance_lock(conn):
+        with conn.cursor() as cur:
+            # Every DDL statement here waits at most this long for a lock;
+            # none of them conflicts with inserts, this only bounds the run.
+            cur.execute("SET lock_timeout = '60s'")
+        created = create_months(conn, premake_months(current, settings.audit_premake_months))
+        if created:
+            pause_point(settings, "after_premake")
+        stats = {"created": len(created), "moved": 0, "archived": 0, "dropped": 0, "rows": 0, "bytes": 0}
+        default = [p.name for p in list_partitions(conn) if p.is_default]
+        if default:
+            log.error("audit_log has a DEFAULT partition %s: retention skipped (DETACH CONCURRENTLY is refused)",
+                      default[0])
+            stats["default_partition"] = default[0]
+        else:
+            stats.update(dataclasses.asdict(apply_retention(conn, settings, current)))
+        stats.update(policy=settings.audit_retention_policy, retention_months=settings.audit_retention_months,
+                     hold=settings.audit_hold)
+        return stats

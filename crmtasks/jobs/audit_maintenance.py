@@ -1,0 +1,28 @@
+"""Job ``system_config.audit_maintenance`` (task ``audit_maintenance``), daily at 02:00 UTC.
+
+Creates the coming months' audit_log partitions and archives or deletes the
+months past retention (crmtasks.audit.maintenance). It uses a connection of
+its own rather than the pooled peewee one: DETACH ... CONCURRENTLY needs an
+autocommit session, and the session settings it makes must not leak into
+the pool. Idempotent and safe to kill -9 and re-run.
+"""
+
+from __future__ import annotations
+
+import psycopg2
+
+from crmtasks import services
+from crmtasks.audit.maintenance import run_maintenance
+from crmtasks.settings import get_settings
+
+APPLICATION_NAME = "crmtasks-audit-maintenance"
+
+
+def run() -> dict:
+    """One maintenance pass; returns its stats (created, moved, archived, dropped, rows, bytes, ...)."""
+    settings = get_settings()
+    conn = psycopg2.connect(services.database_url(settings), application_name=APPLICATION_NAME)
+    try:
+        return run_maintenance(conn, settings)
+    finally:
+        conn.close()

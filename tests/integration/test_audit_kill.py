@@ -1,0 +1,138 @@
+"""Crash safety of the audit maintenance job: kill -9 a real process at every step, re-run, lose nothing.
+
+After each kill and re-run, every audit row is either in audit_log or in
+exactly one archive that verifies against its manifest; no temporary file is
+left and no manifest-less data file is taken as an archive.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import psycopg2
+import pytest
+
+from crmtasks.audit.maintenance import run_maintenance
+from crmtasks.audit.status import verify_archives
+from crmtasks.jobs.audit_maintenance import APPLICATION_NAME
+from crmtasks.settings import AUDIT_PAUSE_POINTS
+from tests.integration.audit_support import (  # noqa: F401
+    archived_ids,
+    audit_conn,
+    audit_settings,
+    fill_month,
+    old_months,
+    table_ids,
+)
+
+pytestmark = pytest.mark.slow
+ROWS_PER_MONTH = 4000
+_JOB = "from crmtasks.jobs.audit_maintenance import run; print(run())"
+
+
+def _start_job(tmp_path, **environ):
+    env = dict(os.environ, CRMTASKS_ARCHIVE_DIR=str(tmp_path / "archive"), **environ)
+    return subprocess.Popen([sys.executable, "-c", _JOB], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def _assert_every_row_once(conn, settings, expected_ids):
+    in_database = table_ids(conn)
+    in_archives = archived_ids(settings.audit_archive_dir)
+    counts = Counter(in_database) + Counter(in_archives)
+    assert set(counts) == set(expected_ids), "rows lost or invented"
+    assert max(counts.values()) == 1, "rows duplicated between the database and the archives"
+    checks = verify_archives(settings)
+    assert checks and all(check.ok for check in checks), checks
+    leftovers = [p.name for p in settings.audit_archive_dir.iterdir() if p.name.startswith(".tmp-")]
+    assert leftovers == []
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM audit_retention_ledger WHERE state <> 'dropped'")
+        assert cur.fetchone()[0] == 0
+        cur.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'audit\\_log\\_p%%' AND relkind = 'r' "
+                    "AND NOT relispartition")
+        assert cur.fetchone()[0] == 0, "a detached month table was left behind"
+    conn.commit()
+
+
+def _prepare(conn):
+    months = old_months(2)
+    for month in months:
+        fill_month(conn, month, ROWS_PER_MONTH)
+    return sorted(table_ids(conn))
+
+
+@pytest.mark.parametrize("step", AUDIT_PAUSE_POINTS)
+def test_kill_at_each_step_then_rerun(audit_conn, tmp_path, step):
+    settings = audit_settings(tmp_path)
+    expected = _prepare(audit_conn)
+    child = _start_job(tmp_path, CRMTASKS_AUDIT_PAUSE_AT=step)
+    line = child.stdout.readline().strip()
+    assert line == f"paused at {step}", child.stderr.read() if not line else line
+    child.kill()  # SIGKILL
+    child.wait(timeout=10)
+    if step == "mid_write":
+        assert any(p.name.startswith(".tmp-") for p in settings.audit_archive_dir.iterdir())
+    if step == "after_data_file":  # a data file without manifest is not an archive
+        assert [c for c in verify_archives(settings)] == []
+    stats = run_maintenance(audit_conn, settings)
+    assert stats["dropped"] == 2 and stats["conflicts"] == 0, stats
+    _assert_every_row_once(audit_conn, settings, expected)
+    assert len(archived_ids(settings.audit_archive_dir)) == 2 * ROWS_PER_MONTH
+
+
+@pytest.mark.parametrize("server_session_dies", [True, False], ids=["client-and-session-killed", "client-killed"])
+def test_kill_during_detach_concurrently(audit_conn, tmp_path, migrated_database_url, server_session_dies):
+    """A DETACH ... CONCURRENTLY caught between its two transactions is finished by the re-run."""
+    settings = audit_settings(tmp_path)
+    expected = _prepare(audit_conn)
+    blocker = psycopg2.connect(migrated_database_url)  # an old transaction the detach must wait for
+    with blocker.cursor() as cur:
+        cur.execute("SELECT count(*) FROM audit_log")
+    child = _start_job(tmp_path)
+
+    def detach_pending():
+        with audit_conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit_log'::regclass AND inhdetachpending")
+            pending = cur.fetchone()[0]
+        audit_conn.commit()
+        return pending > 0
+
+    _wait_for(detach_pending)
+    child.kill()
+    child.wait(timeout=10)
+    if server_session_dies:
+        with audit_conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                        (APPLICATION_NAME,))
+        audit_conn.commit()
+        _wait_for(lambda: not _maintenance_sessions(audit_conn))
+        assert detach_pending()  # the crash left the partition half-detached
+    blocker.commit()
+    blocker.close()
+    stats = run_maintenance(audit_conn, settings)
+    if server_session_dies:
+        assert stats["finalized"] == 1
+    assert stats["dropped"] == 2, stats
+    _assert_every_row_once(audit_conn, settings, expected)
+
+
+def _maintenance_sessions(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,))
+        pids = cur.fetchall()
+    conn.commit()
+    return pids
