@@ -16,6 +16,11 @@ from crmtasks import migrate, services
 from crmtasks.settings import Settings, mask_url
 
 
+# Audit rows of the first-run demo: enough for every month of 24 to have some,
+# so the audit job has old partitions to archive.
+DEMO_AUDIT_ROWS = 200_000
+
+
 class NotReady(RuntimeError):
     """The database cannot be used as it is; the message says what to do (one line)."""
 
@@ -58,7 +63,10 @@ def prepare_database(settings: Settings, *, seed_demo_if_empty: bool = True, pro
             from crmtasks import seed
 
             if seed.crm_is_empty(conn):
+                from crmtasks.audit.seed import seed_audit
+
                 seeded = seed.seed_demo(conn, seed.DemoSize.first_run(), progress=progress)
+                seeded["audit_log"] = seed_audit(conn, DEMO_AUDIT_ROWS)["audit_log"]
         return Preparation(url, applied, seeded)
     finally:
         conn.close()

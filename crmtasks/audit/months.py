@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 import re
 
-UTC = datetime.UTC
+UTC = datetime.timezone.utc
 PARENT_TABLE = "audit_log"
 _MONTH_TEXT = re.compile(r"^(\d{4})-(\d{2})$")
 

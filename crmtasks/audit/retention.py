@@ -271,7 +271,7 @@ def archive_detached(conn, settings: Settings, row: ledger.LedgerRow, *,
         min_occurred_at=_iso(min_at), max_occurred_at=_iso(max_at), data_file=data_path.name,
         file_bytes=digest.file_bytes, file_sha256=digest.file_sha256, rows_sha256=digest.rows_sha256,
         compression=f"gzip-{level}", format="postgresql-copy-text",
-        archived_at=datetime.datetime.now(datetime.UTC).isoformat(),
+        archived_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
     )
     archive_file.write_durably(manifest_path, manifest.to_json().encode())
     return manifest, digest.file_bytes
@@ -339,4 +339,4 @@ def _halfway_pause(settings: Settings, row_count: int):
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:
-    return moment.astimezone(datetime.UTC).isoformat() if moment is not None else None
+    return moment.astimezone(datetime.timezone.utc).isoformat() if moment is not None else None

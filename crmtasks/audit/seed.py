@@ -40,7 +40,7 @@ def seed_audit(conn, rows: int, seed: int = 42, today: datetime.date | None = No
     """
     if rows < 1:
         raise ValueError(f"--audit must be 1 or more (got {rows})")
-    today = today or datetime.datetime.now(datetime.UTC).date()
+    today = today or datetime.datetime.now(datetime.timezone.utc).date()
     months = months_spanned(today)
     created = create_months(conn, months)
     try:

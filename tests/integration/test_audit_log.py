@@ -38,7 +38,7 @@ from tests.integration.audit_support import (  # noqa: F401
     table_rows,
 )
 
-UTC = datetime.UTC
+UTC = datetime.timezone.utc
 
 
 def _partition_names(conn):

@@ -11,7 +11,7 @@ from crmtasks.audit.partitions import Partition
 from crmtasks.audit.retention import past_retention, retention_cutoff
 from crmtasks.settings import AUDIT_PAUSE_POINTS, SettingsError, load_settings
 
-UTC = datetime.UTC
+UTC = datetime.timezone.utc
 
 
 def test_audit_defaults(tmp_path):
