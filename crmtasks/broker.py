@@ -48,7 +48,8 @@ def build_broker(settings: Settings) -> RedisBroker:
     """A RedisBroker for ``settings`` with every middleware crmtasks needs."""
     _configure_exporter(settings)
     broker = RedisBroker(url=services.redis_url(settings), namespace=settings.redis_prefix,
-                         heartbeat_timeout=settings.worker_heartbeat_timeout_ms)
+                         heartbeat_timeout=settings.worker_heartbeat_timeout_ms,
+                         maintenance_chance=settings.broker_maintenance_chance)
     return add_crmtasks_middleware(broker, settings)
 
 

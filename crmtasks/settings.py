@@ -77,6 +77,9 @@ class Settings:
       log_file(Path|None): Also write crmtasks' log records to this file.
       worker_heartbeat_timeout_ms(int): Milliseconds without a heartbeat after
         which a worker counts as dead and its messages are redelivered.
+      broker_maintenance_chance(int): Out of a million broker commands, how
+        many also sweep dead workers' messages back to their queues (Dramatiq's
+        maintenance); higher means faster redelivery after a crash.
       dashboard_user(str|None): Login of the dashboard; with dashboard_password.
       dashboard_password(str|None): Its password (never shown: repr hides it).
       audit_premake_months(int): Months after the current one whose audit_log
@@ -102,6 +105,7 @@ class Settings:
     log_format: str = "text"
     log_file: Path | None = None
     worker_heartbeat_timeout_ms: int = 60_000
+    broker_maintenance_chance: int = 1000
     dashboard_user: str | None = None
     dashboard_password: str | None = dataclasses.field(default=None, repr=False)
     audit_premake_months: int = 3
@@ -147,6 +151,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         log_file=_log_file(environ.get("CRMTASKS_LOG_FILE")),
         worker_heartbeat_timeout_ms=_positive_int(environ, "CRMTASKS_WORKER_HEARTBEAT_TIMEOUT_MS", default=60_000,
                                                   most=3_600_000, least=1000),
+        broker_maintenance_chance=_positive_int(environ, "CRMTASKS_BROKER_MAINTENANCE_CHANCE", default=1000,
+                                                most=1_000_000),
         **_dashboard_credentials(environ),
         audit_premake_months=_month_count(environ, "CRMTASKS_AUDIT_PREMAKE_MONTHS", default=3, least=0, most=120),
         audit_retention_months=_month_count(environ, "CRMTASKS_AUDIT_RETENTION_MONTHS", default=12, least=1, most=1200),
