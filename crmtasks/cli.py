@@ -321,7 +321,7 @@ def resume(job: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to bind.")
 def dashboard(host: str, port: int) -> None:
-    """Serve the web dashboard (queues, dead letters) with waitress."""
+    """Serve the web dashboard (jobs, run history, run now, queues and dead letters) with waitress."""
     from crmtasks.web.app import UnsafeBinding, serve
 
     settings = load_settings_or_exit()

@@ -1,0 +1,128 @@
+"""The dashboard in a real headless browser: Debian's chromium driven by selenium through chromedriver.
+
+The login wall, the history page, and run now putting a message on the
+job's Redis queue, as an operator would click through them. Screenshots of
+each page land in the test's temporary directory (their paths are printed).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+
+import pytest
+
+from tests.acceptance.dashboard_for_tests import PASSWORD, USER, served_dashboard
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip("chromium and chromedriver are not installed (apt-get install -y chromium chromium-driver; "
+                ".ci/run installs them)", allow_module_level=True)
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e .[dev])")
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+UTC = datetime.timezone.utc
+
+
+@pytest.fixture()
+def browser(tmp_path):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture()
+def dashboard(crm_db, tmp_path):
+    with served_dashboard(tmp_path / "home") as base:
+        yield base
+
+
+def _screenshot(browser, tmp_path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    browser.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+
+
+def _wait_for(browser, selector: str):
+    return WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)))
+
+
+def _log_in(browser, user: str, password: str) -> None:
+    browser.find_element(By.ID, "user").clear()
+    browser.find_element(By.ID, "user").send_keys(user)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "login").click()
+
+
+def test_login_history_and_run_now_in_a_real_browser(browser, dashboard, redis_client, tmp_path):
+    from crmtasks.models import TaskRun
+
+    now = datetime.datetime.now(UTC)
+    recorded = TaskRun.create(task="fail_on_bad_data", trigger="schedule", status="failed",
+                              started_at=now - datetime.timedelta(seconds=3), finished_at=now,
+                              error="Traceback (most recent call last):\n  File \"jobs.py\", line 9, in run\n"
+                                    "ValueError: deal 12 has a negative amount")
+    TaskRun.create(task="tally_users", trigger="manual", status="succeeded", started_at=now - datetime.timedelta(minutes=2),
+                   finished_at=now - datetime.timedelta(minutes=2) + datetime.timedelta(seconds=1.25),
+                   stats={"users": 1234, "duration_ms": 1250})
+
+    # The wall: any page sends an unknown visitor to the login form.
+    browser.get(dashboard + "/runs")
+    _wait_for(browser, "form.login")
+    assert "/login" in browser.current_url
+    _screenshot(browser, tmp_path, "1-login")
+
+    _log_in(browser, USER, "not the password")
+    assert _wait_for(browser, "#login-error").text == "Wrong user name or password."
+    assert "/login" in browser.current_url
+
+    _log_in(browser, USER, PASSWORD)
+    # Back to the page first asked for: the history, with the run recorded in task_runs.
+    row = _wait_for(browser, f"#run-{recorded.id}")
+    assert browser.current_url == dashboard + "/runs"
+    assert "fail_on_bad_data" in row.text and "failed" in row.text
+    details = row.find_element(By.CSS_SELECTOR, "details")
+    assert "ValueError: deal 12 has a negative amount" in details.find_element(By.TAG_NAME, "summary").text
+    assert not details.find_element(By.TAG_NAME, "pre").is_displayed()
+    details.find_element(By.TAG_NAME, "summary").click()
+    assert 'File "jobs.py", line 9, in run' in details.find_element(By.TAG_NAME, "pre").text
+    assert '{"duration_ms":1250,"users":1234}' in browser.find_element(By.ID, "runs").text
+    _screenshot(browser, tmp_path, "2-runs")
+
+    browser.find_element(By.LINK_TEXT, "Jobs").click()
+    _wait_for(browser, "#jobs")
+    _screenshot(browser, tmp_path, "3-jobs")
+    browser.find_element(By.ID, "run-tally_users").click()
+    message_id = _wait_for(browser, "#sent-message-id").text
+    _screenshot(browser, tmp_path, "4-run-now")
+    queue = f"{os.environ['CRMTASKS_REDIS_PREFIX']}:default"
+    queued = [json.loads(raw) for raw in redis_client.hvals(queue + ".msgs")]
+    message = next(message for message in queued if message["message_id"] == message_id)
+    assert message["actor_name"] == "tests.tally_users"
+    assert message["options"]["redis_message_id"].encode() in redis_client.lrange(queue, 0, -1)
+
+    # The message as dramatiq-dashboard shows it, behind the same wall.
+    browser.find_element(By.ID, "sent-in-queue").click()
+    _wait_for(browser, ".crm-topbar")
+    assert "tests.tally_users" in browser.page_source
+    _screenshot(browser, tmp_path, "5-queue-message")
+
+    browser.find_element(By.ID, "logout").click()
+    _wait_for(browser, "form.login")
+    browser.get(dashboard + "/")
+    _wait_for(browser, "form.login")
