@@ -54,6 +54,8 @@ class Settings:
         overridden by ``CRMTASKS_SCHEDULE_<TASK>``; a tuple keeps Settings hashable.
       db_pool_size(int): Most PostgreSQL connections one process keeps open.
       log_level(str): Level of crmtasks' log records.
+      aggregates_rebuild_hours(int): Hours between full rebuilds of the report
+        aggregates (a safety net: runs in between fold only the changes); 0 never.
     """
 
     database_url: str | None
@@ -63,6 +65,7 @@ class Settings:
     schedules: tuple[tuple[str, str], ...]
     db_pool_size: int
     log_level: str
+    aggregates_rebuild_hours: int = 24
 
     @property
     def embedded_database(self) -> bool:
@@ -88,6 +91,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         schedules=_schedules(environ),
         db_pool_size=_positive_int(environ, "CRMTASKS_DB_POOL_SIZE", default=20, most=500),
         log_level=_log_level(environ.get("CRMTASKS_LOG_LEVEL")),
+        aggregates_rebuild_hours=_hours(environ, "CRMTASKS_AGGREGATES_REBUILD_HOURS", default=24),
     )
 
 
@@ -184,6 +188,20 @@ def _positive_int(environ: Mapping[str, str], variable: str, *, default: int, mo
     if not 1 <= number <= most:
         raise SettingsError(variable, f"{number} is out of range (1 to {most})")
     return number
+
+
+def _hours(environ: Mapping[str, str], variable: str, *, default: int) -> int:
+    """A whole number of hours from 0 (never) to one year."""
+    value = _empty_to_none(environ.get(variable))
+    if value is None:
+        return default
+    try:
+        hours = int(value)
+    except ValueError:
+        raise SettingsError(variable, f"{value!r} is not a whole number of hours") from None
+    if not 0 <= hours <= 8760:
+        raise SettingsError(variable, f"{hours} is out of range (0 = never, up to 8760 hours)")
+    return hours
 
 
 def _log_level(value: str | None) -> str:

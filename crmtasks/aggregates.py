@@ -1,0 +1,245 @@
+"""Keeping the report aggregates current: what ``analytics.precompute_aggregates`` does.
+
+The aggregate tables (migration 0003) hold sums and counts per period and
+owner. Triggers on deals, leads and accounts append the old (-1) and new
+(+1) image of every row whose reported columns change to a change log; a run
+folds the log into the aggregates by adding each group's deltas, so its cost
+follows the number of rows changed since the last run, not the size of the
+CRM. A full rebuild (first run, after a TRUNCATE, or every
+``rebuild_after_hours``) recomputes everything from the raw tables with the
+same SQL, reading every row as a +1 image.
+
+Guarantees:
+
+- Atomic publish: one REPEATABLE READ transaction consumes the log, updates
+  the aggregates and stamps ``as_of``; readers see the whole old or the whole
+  new state, and are never blocked (row locks only).
+- Nothing is lost or counted twice: the run deletes exactly the log rows
+  visible in its snapshot, the ones it folded; changes committed after the
+  snapshot stay in the log for the next run. No watermark or clock is trusted.
+- ``as_of`` is the start of the run's first statement: every change committed
+  before it is in the aggregates (some committed a moment later may be too).
+- Idempotent and safe to kill: an interrupted run rolls back and leaves the
+  log in place. Two runs never interleave: a session advisory lock makes a
+  second concurrent run return at once (``skipped``), and should both run,
+  the second would fail with a serialization error (retried) rather than
+  fold the same changes twice.
+- May block writers? No: writers only append to the log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import time
+from importlib import resources
+
+from psycopg2 import sql
+from psycopg2.extensions import connection as PgConnection
+
+# pg_try_advisory_lock key: the bytes of "crmaggr" read as a bigint.
+ADVISORY_LOCK_KEY = int.from_bytes(b"crmaggr", "big")
+
+AGGREGATE_TABLES = ("report_deal_periods", "report_open_pipeline", "report_lead_periods", "report_account_segments")
+
+# Each source: its fold statement, the change log it consumes, and its raw
+# table read as +1 images on a full rebuild (same columns, same order).
+_SOURCES = {
+    "deals": {
+        "table": "deals",
+        "fold": "report_fold_deals.sql",
+        "log": "report_deal_changes",
+        "columns": ("owner_id", "stage", "amount", "probability", "close_date", "created_at"),
+    },
+    "leads": {
+        "table": "leads",
+        "fold": "report_fold_leads.sql",
+        "log": "report_lead_changes",
+        "columns": ("owner_id", "source", "status", "created_at"),
+    },
+    "accounts": {
+        "table": "accounts",
+        "fold": "report_fold_accounts.sql",
+        "log": "report_account_changes",
+        "columns": ("owner_id", "industry", "region"),
+    },
+}
+
+# Rows whose counts fell to zero (every deal of the group deleted or moved):
+# dropped after the fold so the tables only hold groups that exist.
+_EMPTY_ROWS = (
+    "DELETE FROM report_deal_periods WHERE won_count = 0 AND lost_count = 0",
+    "DELETE FROM report_open_pipeline WHERE deal_count = 0",
+    "DELETE FROM report_lead_periods WHERE lead_count = 0",
+    "DELETE FROM report_account_segments WHERE account_count = 0",
+)
+
+
+@dataclasses.dataclass
+class RefreshStats:
+    """What one run did; ``as_dict()`` is what lands in ``task_runs.stats``.
+
+    Parameters:
+      mode(str): ``incremental``, ``full`` or ``skipped`` (another run held the lock).
+      reason(str): Why this mode (``changes``, ``first run``, ``rebuild required``, ``periodic rebuild``...).
+      as_of(datetime|None): The published as_of.
+      rows_read(dict): Rows read per source: change-log images (incremental) or raw rows (full).
+      aggregate_rows_written(int): Aggregate rows inserted or updated.
+      aggregate_rows_removed(int): Aggregate rows deleted because their group emptied (or all, on a full rebuild).
+      months_touched(list[str]): Months (YYYY-MM) whose deal or lead aggregates changed.
+      duration_ms(float): Wall-clock milliseconds, lock to commit.
+    """
+
+    mode: str
+    reason: str
+    as_of: datetime.datetime | None = None
+    rows_read: dict = dataclasses.field(default_factory=dict)
+    aggregate_rows_written: int = 0
+    aggregate_rows_removed: int = 0
+    months_touched: list = dataclasses.field(default_factory=list)
+    duration_ms: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "reason": self.reason,
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "rows_read": dict(self.rows_read),
+            "rows_read_total": sum(self.rows_read.values()),
+            "aggregate_rows_written": self.aggregate_rows_written,
+            "aggregate_rows_removed": self.aggregate_rows_removed,
+            "months_touched": len(self.months_touched),
+            "months_touched_list": list(self.months_touched),
+            "duration_ms": round(self.duration_ms, 1),
+        }
+
+
+def refresh(conn: PgConnection, *, full: bool = False, rebuild_after_hours: int = 0,
+            statement_timeout_s: int = 0) -> RefreshStats:
+    """Bring the aggregates up to date in one transaction and return what was done.
+
+    Parameters:
+      conn(connection): A psycopg2 connection in autocommit mode with no open
+        transaction (peewee's connections are); this function sends BEGIN/COMMIT.
+      full(bool): Rebuild everything from the raw tables even if the log would do.
+      rebuild_after_hours(int): Also rebuild when the last full rebuild is older
+        than this many hours (a safety net against changes that bypassed the
+        triggers, e.g. loads with triggers disabled); 0 never does.
+      statement_timeout_s(int): PostgreSQL statement_timeout for the run, in
+        seconds (a worker's time limit cannot interrupt a running statement); 0 = none.
+    """
+    if not conn.autocommit:
+        raise ValueError("refresh() needs a connection in autocommit mode: it manages its own transaction")
+    started = time.perf_counter()
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        if not cur.fetchone()[0]:
+            return RefreshStats(mode="skipped", reason="another precompute_aggregates run holds the lock")
+        try:
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            try:
+                stats = _refresh_in_transaction(cur, full=full, rebuild_after_hours=rebuild_after_hours,
+                                                statement_timeout_s=statement_timeout_s)
+                cur.execute("COMMIT")
+            except BaseException:
+                _quietly(cur, "ROLLBACK")
+                raise
+        finally:
+            # A lost connection has already released the session lock.
+            _quietly(cur, "SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+    stats.duration_ms = (time.perf_counter() - started) * 1000
+    return stats
+
+
+def _quietly(cur, statement: str, params: tuple = ()) -> None:
+    """Run a clean-up statement; never mask the error being handled with a second one."""
+    try:
+        cur.execute(statement, params)
+    except Exception:  # noqa: BLE001 - the connection may be gone; the server then cleans up itself
+        pass
+
+
+def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int, statement_timeout_s: int) -> RefreshStats:
+    if statement_timeout_s:
+        cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(statement_timeout_s)}s",))
+    # The first query takes the snapshot; statement_timestamp() was fixed just
+    # before it, so every commit earlier than as_of is visible to this run.
+    cur.execute("""
+        SELECT statement_timestamp(), as_of, rebuild_required, last_rebuild_at
+        FROM report_aggregate_state FOR UPDATE
+    """)
+    as_of, previous_as_of, rebuild_required, last_rebuild_at = cur.fetchone()
+    reason = _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, as_of, rebuild_after_hours)
+    stats = RefreshStats(mode="full" if reason else "incremental", reason=reason or "changes", as_of=as_of)
+    months: set[datetime.date] = set()
+
+    if reason:
+        for spec in _SOURCES.values():
+            # Only the log rows this snapshot sees: they are already in the raw tables it reads.
+            cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(spec["log"])))
+        for table in AGGREGATE_TABLES:
+            cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+            stats.aggregate_rows_removed += cur.rowcount
+
+    for name, spec in _SOURCES.items():
+        cur.execute(_fold_statement(spec, full=bool(reason)))
+        images_read, rows_written, source_months = cur.fetchone()
+        stats.rows_read[name] = int(images_read)
+        stats.aggregate_rows_written += int(rows_written)
+        months.update(source_months or ())
+
+    if not reason:
+        for statement in _EMPTY_ROWS:
+            cur.execute(statement)
+            stats.aggregate_rows_removed += cur.rowcount
+
+    cur.execute("""
+        UPDATE report_aggregate_state
+        SET as_of = %(as_of)s,
+            rebuild_required = CASE WHEN %(full)s THEN false ELSE rebuild_required END,
+            last_rebuild_at = CASE WHEN %(full)s THEN %(as_of)s ELSE last_rebuild_at END
+    """, {"as_of": as_of, "full": bool(reason)})
+    stats.months_touched = [month.strftime("%Y-%m") for month in sorted(months)]
+    return stats
+
+
+def _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, now, rebuild_after_hours) -> str | None:
+    if full:
+        return "full rebuild requested"
+    if previous_as_of is None:
+        return "first run"
+    if rebuild_required:
+        return "rebuild required (a CRM table was truncated)"
+    if rebuild_after_hours and (last_rebuild_at is None
+                                or now - last_rebuild_at >= datetime.timedelta(hours=rebuild_after_hours)):
+        return f"periodic rebuild (every {rebuild_after_hours} h)"
+    return None
+
+
+def _fold_statement(spec: dict, *, full: bool) -> sql.Composed:
+    columns = sql.SQL(", ").join(sql.Identifier(column) for column in spec["columns"])
+    if full:
+        images = sql.SQL("SELECT 1::smallint AS sign, {columns} FROM {table}").format(
+            columns=columns, table=sql.Identifier(spec["table"]))
+    else:
+        images = sql.SQL("DELETE FROM {log} RETURNING sign, {columns}").format(
+            columns=columns, log=sql.Identifier(spec["log"]))
+    return sql.SQL(_read_sql(spec["fold"])).format(images=images)
+
+
+def _read_sql(name: str) -> str:
+    return resources.files("crmtasks").joinpath("sql", name).read_text()
+
+
+def state(conn: PgConnection) -> dict:
+    """The published state: as_of, rebuild_required, last_rebuild_at, and change-log rows waiting."""
+    with conn.cursor() as cur:
+        cur.execute("""
+            SELECT as_of, rebuild_required, last_rebuild_at,
+                   (SELECT count(*) FROM report_deal_changes) + (SELECT count(*) FROM report_lead_changes)
+                   + (SELECT count(*) FROM report_account_changes)
+            FROM report_aggregate_state
+        """)
+        as_of, rebuild_required, last_rebuild_at, pending = cur.fetchone()
+    return {"as_of": as_of, "rebuild_required": rebuild_required, "last_rebuild_at": last_rebuild_at,
+            "pending_changes": pending}

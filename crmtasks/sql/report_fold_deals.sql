@@ -1,0 +1,78 @@
+-- Fold deal images (sign +1 or -1) into report_deal_periods and report_open_pipeline.
+-- {images} is either the change log being consumed (DELETE ... RETURNING) or,
+-- on a full rebuild, every deal as a +1 image. Sums and counts only: adding a
+-- group's deltas to its stored row is exact, whatever order changes came in.
+-- Quarter and year rows are sums of the month rows computed here.
+WITH images AS (
+    {images}
+),
+grouped AS (
+    SELECT report_deal_outcome(stage) AS outcome,
+           CASE WHEN report_deal_outcome(stage) IS NULL THEN stage END AS open_stage,
+           CASE WHEN report_deal_outcome(stage) IS NOT NULL THEN date_trunc('month', close_date)::date END AS month,
+           owner_id,
+           count(*) AS images_read,
+           sum(sign) AS deal_count,
+           coalesce(sum(sign * amount), 0) AS amount_sum,
+           coalesce(sum(sign) FILTER (WHERE amount IS NOT NULL), 0) AS amount_count,
+           coalesce(sum(sign * amount * probability), 0) AS amount_probability_sum,
+           coalesce(sum(sign * (close_date - (created_at AT TIME ZONE 'UTC')::date)), 0) AS cycle_days_sum
+    FROM images
+    GROUP BY 1, 2, 3, 4
+),
+monthly AS (
+    -- Closed deals without a close_date have no month: no period report counts them.
+    SELECT month, owner_id,
+           coalesce(sum(deal_count) FILTER (WHERE outcome = 'won'), 0) AS won_count,
+           coalesce(sum(amount_sum) FILTER (WHERE outcome = 'won'), 0) AS won_amount_sum,
+           coalesce(sum(amount_count) FILTER (WHERE outcome = 'won'), 0) AS won_amount_count,
+           coalesce(sum(cycle_days_sum) FILTER (WHERE outcome = 'won'), 0) AS won_cycle_days_sum,
+           coalesce(sum(deal_count) FILTER (WHERE outcome = 'lost'), 0) AS lost_count,
+           coalesce(sum(cycle_days_sum) FILTER (WHERE outcome = 'lost'), 0) AS lost_cycle_days_sum
+    FROM grouped
+    WHERE outcome IS NOT NULL AND month IS NOT NULL
+    GROUP BY month, owner_id
+),
+periods AS (
+    INSERT INTO report_deal_periods AS stored
+        (grain, period_start, all_owners, owner_id, won_count, won_amount_sum, won_amount_count,
+         won_cycle_days_sum, lost_count, lost_cycle_days_sum)
+    SELECT grains.grain, date_trunc(grains.grain, monthly.month)::date, scopes.all_owners,
+           CASE WHEN scopes.all_owners THEN NULL ELSE monthly.owner_id END,
+           sum(won_count), sum(won_amount_sum), sum(won_amount_count), sum(won_cycle_days_sum),
+           sum(lost_count), sum(lost_cycle_days_sum)
+    FROM monthly
+    CROSS JOIN (VALUES ('month'), ('quarter'), ('year')) AS grains (grain)
+    CROSS JOIN (VALUES (false), (true)) AS scopes (all_owners)
+    GROUP BY 1, 2, 3, 4
+    HAVING sum(won_count) <> 0 OR sum(won_amount_sum) <> 0 OR sum(won_amount_count) <> 0
+        OR sum(won_cycle_days_sum) <> 0 OR sum(lost_count) <> 0 OR sum(lost_cycle_days_sum) <> 0
+    ON CONFLICT ON CONSTRAINT report_deal_periods_key DO UPDATE SET
+        won_count = stored.won_count + excluded.won_count,
+        won_amount_sum = stored.won_amount_sum + excluded.won_amount_sum,
+        won_amount_count = stored.won_amount_count + excluded.won_amount_count,
+        won_cycle_days_sum = stored.won_cycle_days_sum + excluded.won_cycle_days_sum,
+        lost_count = stored.lost_count + excluded.lost_count,
+        lost_cycle_days_sum = stored.lost_cycle_days_sum + excluded.lost_cycle_days_sum
+    RETURNING 1
+),
+pipeline AS (
+    INSERT INTO report_open_pipeline AS stored
+        (all_owners, owner_id, stage, deal_count, amount_sum, amount_count, amount_probability_sum)
+    SELECT scopes.all_owners, CASE WHEN scopes.all_owners THEN NULL ELSE grouped.owner_id END, grouped.open_stage,
+           sum(deal_count), sum(amount_sum), sum(amount_count), sum(amount_probability_sum)
+    FROM grouped
+    CROSS JOIN (VALUES (false), (true)) AS scopes (all_owners)
+    WHERE grouped.outcome IS NULL
+    GROUP BY 1, 2, 3
+    HAVING sum(deal_count) <> 0 OR sum(amount_sum) <> 0 OR sum(amount_count) <> 0 OR sum(amount_probability_sum) <> 0
+    ON CONFLICT ON CONSTRAINT report_open_pipeline_key DO UPDATE SET
+        deal_count = stored.deal_count + excluded.deal_count,
+        amount_sum = stored.amount_sum + excluded.amount_sum,
+        amount_count = stored.amount_count + excluded.amount_count,
+        amount_probability_sum = stored.amount_probability_sum + excluded.amount_probability_sum
+    RETURNING 1
+)
+SELECT (SELECT coalesce(sum(images_read), 0) FROM grouped) AS images_read,
+       (SELECT count(*) FROM periods) + (SELECT count(*) FROM pipeline) AS rows_written,
+       (SELECT array_agg(DISTINCT month ORDER BY month) FROM monthly) AS months

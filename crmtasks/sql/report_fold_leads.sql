@@ -1,0 +1,32 @@
+-- Fold lead images (sign +1 or -1) into report_lead_periods; see report_fold_deals.sql.
+-- A lead's period is its created_at month in UTC.
+WITH images AS (
+    {images}
+),
+monthly AS (
+    SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date AS month, owner_id, source,
+           count(*) AS images_read,
+           sum(sign) AS lead_count,
+           coalesce(sum(sign) FILTER (WHERE report_lead_converted(status)), 0) AS converted_count
+    FROM images
+    GROUP BY 1, 2, 3
+),
+periods AS (
+    INSERT INTO report_lead_periods AS stored
+        (grain, period_start, all_owners, owner_id, source, lead_count, converted_count)
+    SELECT grains.grain, date_trunc(grains.grain, monthly.month)::date, scopes.all_owners,
+           CASE WHEN scopes.all_owners THEN NULL ELSE monthly.owner_id END, monthly.source,
+           sum(lead_count), sum(converted_count)
+    FROM monthly
+    CROSS JOIN (VALUES ('month'), ('quarter'), ('year')) AS grains (grain)
+    CROSS JOIN (VALUES (false), (true)) AS scopes (all_owners)
+    GROUP BY 1, 2, 3, 4, 5
+    HAVING sum(lead_count) <> 0 OR sum(converted_count) <> 0
+    ON CONFLICT ON CONSTRAINT report_lead_periods_key DO UPDATE SET
+        lead_count = stored.lead_count + excluded.lead_count,
+        converted_count = stored.converted_count + excluded.converted_count
+    RETURNING 1
+)
+SELECT (SELECT coalesce(sum(images_read), 0) FROM monthly) AS images_read,
+       (SELECT count(*) FROM periods) AS rows_written,
+       (SELECT array_agg(DISTINCT month ORDER BY month) FROM monthly) AS months
