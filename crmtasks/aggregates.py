@@ -2,7 +2,8 @@
 
 The aggregate tables (migration 0003) hold sums and counts per period and
 owner. Triggers on deals, leads and accounts append the old (-1) and new
-(+1) image of every row whose reported columns change to a change log; a run
+(+1) image of every row whose reported columns change to a change log (and a
+user's id when its name or active flag changes); a run
 folds the log into the aggregates by adding each group's deltas, so its cost
 follows the number of rows changed since the last run, not the size of the
 CRM. A full rebuild (first run, after a TRUNCATE, or every
@@ -65,14 +66,8 @@ _SOURCES = {
     },
 }
 
-# Rows whose counts fell to zero (every deal of the group deleted or moved):
-# dropped after the fold so the tables only hold groups that exist.
-_EMPTY_ROWS = (
-    "DELETE FROM report_deal_periods WHERE won_count = 0 AND lost_count = 0",
-    "DELETE FROM report_open_pipeline WHERE deal_count = 0",
-    "DELETE FROM report_lead_periods WHERE lead_count = 0",
-    "DELETE FROM report_account_segments WHERE account_count = 0",
-)
+# Logs consumed by a full rebuild without folding (the raw tables it reads already hold their effects).
+_LOGS = tuple(spec["log"] for spec in _SOURCES.values()) + ("report_owner_changes",)
 
 
 @dataclasses.dataclass
@@ -85,7 +80,9 @@ class RefreshStats:
       as_of(datetime|None): The published as_of.
       rows_read(dict): Rows read per source: change-log images (incremental) or raw rows (full).
       aggregate_rows_written(int): Aggregate rows inserted or updated.
-      aggregate_rows_removed(int): Aggregate rows deleted because their group emptied (or all, on a full rebuild).
+      aggregate_rows_removed(int): Aggregate rows deleted by a full rebuild (an incremental run keeps
+        emptied groups as zero rows, which reads skip, until the next rebuild).
+      owners_refreshed(int): Owners whose new name or active flag was copied into their rows.
       months_touched(list[str]): Months (YYYY-MM) whose deal or lead aggregates changed.
       duration_ms(float): Wall-clock milliseconds, lock to commit.
     """
@@ -96,6 +93,7 @@ class RefreshStats:
     rows_read: dict = dataclasses.field(default_factory=dict)
     aggregate_rows_written: int = 0
     aggregate_rows_removed: int = 0
+    owners_refreshed: int = 0
     months_touched: list = dataclasses.field(default_factory=list)
     duration_ms: float = 0.0
 
@@ -108,6 +106,7 @@ class RefreshStats:
             "rows_read_total": sum(self.rows_read.values()),
             "aggregate_rows_written": self.aggregate_rows_written,
             "aggregate_rows_removed": self.aggregate_rows_removed,
+            "owners_refreshed": self.owners_refreshed,
             "months_touched": len(self.months_touched),
             "months_touched_list": list(self.months_touched),
             "duration_ms": round(self.duration_ms, 1),
@@ -174,12 +173,16 @@ def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int, statem
     months: set[datetime.date] = set()
 
     if reason:
-        for spec in _SOURCES.values():
-            # Only the log rows this snapshot sees: they are already in the raw tables it reads.
-            cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(spec["log"])))
+        for log in _LOGS:
+            # Only the log rows this snapshot sees: the raw tables it reads already include them.
+            cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(log)))
         for table in AGGREGATE_TABLES:
             cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
             stats.aggregate_rows_removed += cur.rowcount
+    else:
+        cur.execute(_read_sql("report_refresh_owners.sql"))
+        stats.owners_refreshed, rows_written = cur.fetchone()
+        stats.aggregate_rows_written += int(rows_written)
 
     for name, spec in _SOURCES.items():
         cur.execute(_fold_statement(spec, full=bool(reason)))
@@ -188,10 +191,10 @@ def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int, statem
         stats.aggregate_rows_written += int(rows_written)
         months.update(source_months or ())
 
-    if not reason:
-        for statement in _EMPTY_ROWS:
-            cur.execute(statement)
-            stats.aggregate_rows_removed += cur.rowcount
+    if reason:
+        # Fresh statistics for the planner: the tables were just rewritten in key order.
+        for table in AGGREGATE_TABLES:
+            cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
 
     cur.execute("""
         UPDATE report_aggregate_state
@@ -237,7 +240,7 @@ def state(conn: PgConnection) -> dict:
         cur.execute("""
             SELECT as_of, rebuild_required, last_rebuild_at,
                    (SELECT count(*) FROM report_deal_changes) + (SELECT count(*) FROM report_lead_changes)
-                   + (SELECT count(*) FROM report_account_changes)
+                   + (SELECT count(*) FROM report_account_changes) + (SELECT count(*) FROM report_owner_changes)
             FROM report_aggregate_state
         """)
         as_of, rebuild_required, last_rebuild_at, pending = cur.fetchone()

@@ -1,9 +1,16 @@
 -- Report aggregates, kept by analytics.precompute_aggregates (crmtasks/aggregates.py).
 --
 -- Three parts:
---   * aggregate tables holding only sums and counts (never averages), at the
---     grain the reports read: per calendar month, quarter and year; per owner
---     and for all owners together;
+--   * aggregate tables holding sums and counts, at the grain the reports
+--     read: per calendar month, quarter and year; per owner and for all owners
+--     together. Averages and rates are STORED generated columns derived from
+--     the row's own sums and counts (so a read does no arithmetic, like a
+--     materialized view); roll-ups only ever add sums and counts. Per-owner
+--     rows also carry the owner's name and active flag (kept by the job from
+--     a log of user edits), so a read needs no join. Rows are written in key
+--     order with room for HOT updates (fillfactor 80): the key index then
+--     reads them in order without a sort. A group that empties keeps a zero
+--     row (reads skip it) until the next full rebuild;
 --   * change logs filled by statement-level triggers on deals, leads and
 --     accounts: the old (-1) and new (+1) images of every row whose reported
 --     columns changed, so a run folds exactly what changed since the last run,
@@ -35,32 +42,42 @@ CREATE TABLE report_deal_periods (
     period_start        date NOT NULL,
     all_owners          boolean NOT NULL,
     owner_id            bigint,
+    owner_name          text,
+    owner_active        boolean,
     won_count           bigint NOT NULL,
     won_amount_sum      numeric NOT NULL,
     won_amount_count    bigint NOT NULL,
     won_cycle_days_sum  bigint NOT NULL,
     lost_count          bigint NOT NULL,
     lost_cycle_days_sum bigint NOT NULL,
+    won_average_amount  numeric GENERATED ALWAYS AS (round(won_amount_sum / NULLIF(won_amount_count, 0), 2)) STORED,
+    win_rate            numeric GENERATED ALWAYS AS (round(won_count::numeric / NULLIF(won_count + lost_count, 0), 4)) STORED,
+    won_average_days    numeric GENERATED ALWAYS AS (round(won_cycle_days_sum::numeric / NULLIF(won_count, 0), 1)) STORED,
+    lost_average_days   numeric GENERATED ALWAYS AS (round(lost_cycle_days_sum::numeric / NULLIF(lost_count, 0), 1)) STORED,
+    closed_average_days numeric GENERATED ALWAYS AS
+        (round((won_cycle_days_sum + lost_cycle_days_sum)::numeric / NULLIF(won_count + lost_count, 0), 1)) STORED,
     CONSTRAINT report_deal_periods_key UNIQUE NULLS NOT DISTINCT (grain, all_owners, period_start, owner_id),
     CONSTRAINT report_deal_periods_all_owners_have_no_owner CHECK (NOT all_owners OR owner_id IS NULL)
-);
+) WITH (fillfactor = 80);
 CREATE INDEX report_deal_periods_owner_idx ON report_deal_periods (owner_id, grain, period_start) WHERE NOT all_owners;
-CREATE INDEX report_deal_periods_empty_idx ON report_deal_periods (grain) WHERE won_count = 0 AND lost_count = 0;
 
 -- Open deals (report_deal_outcome(stage) IS NULL) per stage, whatever their close_date.
 -- Weighted amount = amount_probability_sum / 100.
 CREATE TABLE report_open_pipeline (
     all_owners             boolean NOT NULL,
     owner_id               bigint,
+    owner_name             text,
+    owner_active           boolean,
     stage                  text NOT NULL,
     deal_count             bigint NOT NULL,
     amount_sum             numeric NOT NULL,
     amount_count           bigint NOT NULL,
     amount_probability_sum numeric NOT NULL,
+    average_amount         numeric GENERATED ALWAYS AS (round(amount_sum / NULLIF(amount_count, 0), 2)) STORED,
+    weighted_amount        numeric GENERATED ALWAYS AS (round(amount_probability_sum / 100, 2)) STORED,
     CONSTRAINT report_open_pipeline_key UNIQUE NULLS NOT DISTINCT (all_owners, owner_id, stage),
     CONSTRAINT report_open_pipeline_all_owners_have_no_owner CHECK (NOT all_owners OR owner_id IS NULL)
-);
-CREATE INDEX report_open_pipeline_empty_idx ON report_open_pipeline (stage) WHERE deal_count = 0;
+) WITH (fillfactor = 80);
 
 -- Leads per source and period of their created_at (UTC calendar).
 CREATE TABLE report_lead_periods (
@@ -68,26 +85,29 @@ CREATE TABLE report_lead_periods (
     period_start    date NOT NULL,
     all_owners      boolean NOT NULL,
     owner_id        bigint,
+    owner_name      text,
+    owner_active    boolean,
     source          text,
     lead_count      bigint NOT NULL,
     converted_count bigint NOT NULL,
+    conversion_rate numeric GENERATED ALWAYS AS (round(converted_count::numeric / NULLIF(lead_count, 0), 4)) STORED,
     CONSTRAINT report_lead_periods_key UNIQUE NULLS NOT DISTINCT (grain, all_owners, period_start, source, owner_id),
     CONSTRAINT report_lead_periods_all_owners_have_no_owner CHECK (NOT all_owners OR owner_id IS NULL)
-);
+) WITH (fillfactor = 80);
 CREATE INDEX report_lead_periods_owner_idx ON report_lead_periods (owner_id, grain, period_start) WHERE NOT all_owners;
-CREATE INDEX report_lead_periods_empty_idx ON report_lead_periods (grain) WHERE lead_count = 0;
 
 -- Accounts per industry and region.
 CREATE TABLE report_account_segments (
     all_owners    boolean NOT NULL,
     owner_id      bigint,
+    owner_name    text,
+    owner_active  boolean,
     industry      text,
     region        text,
     account_count bigint NOT NULL,
     CONSTRAINT report_account_segments_key UNIQUE NULLS NOT DISTINCT (all_owners, owner_id, industry, region),
     CONSTRAINT report_account_segments_all_owners_have_no_owner CHECK (NOT all_owners OR owner_id IS NULL)
-);
-CREATE INDEX report_account_segments_empty_idx ON report_account_segments (industry) WHERE account_count = 0;
+) WITH (fillfactor = 80);
 
 -- The published state. as_of: every change committed before it is in the
 -- aggregates (the run's REPEATABLE READ snapshot was taken after it).
@@ -124,6 +144,11 @@ CREATE TABLE report_account_changes (
     owner_id bigint,
     industry text,
     region   text
+);
+
+-- Users whose name or active flag changed: the run copies them into the rows.
+CREATE TABLE report_owner_changes (
+    owner_id bigint NOT NULL
 );
 
 -- Statement-level triggers with transition tables: one INSERT ... SELECT per
@@ -213,6 +238,16 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION report_capture_owner_changes() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO report_owner_changes (owner_id)
+    SELECT new_rows.id FROM new_rows JOIN old_rows USING (id)
+    WHERE (new_rows.full_name, new_rows.is_active) IS DISTINCT FROM (old_rows.full_name, old_rows.is_active);
+    RETURN NULL;
+END
+$$;
+
 -- TRUNCATE fires no row or DELETE trigger: it flags a full rebuild instead.
 CREATE FUNCTION report_require_rebuild() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -221,6 +256,11 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+CREATE TRIGGER report_users_updated AFTER UPDATE ON users
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION report_capture_owner_changes();
+CREATE TRIGGER report_users_truncated AFTER TRUNCATE ON users
+    FOR EACH STATEMENT EXECUTE FUNCTION report_require_rebuild();
 
 CREATE TRIGGER report_deals_inserted AFTER INSERT ON deals
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION report_capture_deal_changes();

@@ -1,10 +1,12 @@
 """The reports: one function per report, reading only the precomputed aggregates.
 
-Every number is derived from stored sums and counts at read time (an average
-is a sum over a count, a rate a count over a count, a quarter the sum of its
-months), never from averages, so any roll-up is exact. Each report is one
-SQL statement over small, indexed tables (plus a second tiny one only when
-it returns no rows), and it carries ``as_of`` from the same snapshot.
+Every number comes from stored sums and counts: an average is a sum over a
+count and a rate a count over a count (computed by PostgreSQL as generated
+columns of the same row), a quarter or year is the sum of its months' sums
+and counts, never an average of averages, so every roll-up is exact. Each
+report is one SQL statement reading rows in the order of an index, with no
+join, sort or arithmetic (plus a second tiny one only when it returns no
+rows), and it carries ``as_of`` from the same snapshot.
 
 Definitions (see also migration 0003):
 
@@ -58,8 +60,30 @@ class Report:
 
 
 _AS_OF = sql.SQL("(SELECT as_of FROM report_aggregate_state) AS as_of")
-_OWNER_COLUMNS = sql.SQL("a.owner_id, u.full_name AS owner_name, u.is_active AS owner_active")
-_OWNER_JOIN = sql.SQL("LEFT JOIN users u ON u.id = a.owner_id")
+_OWNER_COLUMNS = sql.SQL("a.owner_id, a.owner_name, a.owner_active")
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """One report's SQL statement, its parameters and what the rows answer.
+
+    Parameters:
+      name(str): The report.
+      statement(Composed): The SQL; its first column is as_of.
+      params(dict): Its parameters.
+      filters(dict): The filters, as returned in ``Report.filters``.
+      grain(str|None): The grain of period rows (labels are added), None for current-state reports.
+      owner(int|None): The owner filter, to tell "no such user" from "no rows".
+      stage(str|None): The stage filter of the pipeline, to tell a closed stage from "no rows".
+    """
+
+    name: str
+    statement: sql.Composed
+    params: dict
+    filters: dict
+    grain: str | None = None
+    owner: int | None = None
+    stage: str | None = None
 
 
 def pipeline(*, owner: int | None = None, stage: str | None = None, by_owner: bool = False,
@@ -72,21 +96,21 @@ def pipeline(*, owner: int | None = None, stage: str | None = None, by_owner: bo
       by_owner(bool): One row per owner and stage instead of per stage over all owners.
     Rows are ordered by owner (when per owner), then stage.
     """
+    return execute(pipeline_query(owner=owner, stage=stage, by_owner=by_owner), connection)
+
+
+def pipeline_query(*, owner=None, stage=None, by_owner=False) -> Query:
     per_owner = _per_owner(owner, by_owner)
-    measures = sql.SQL("""a.deal_count, a.amount_sum AS amount_total,
-        round(a.amount_sum / NULLIF(a.amount_count, 0), 2) AS average_amount,
-        round(a.amount_probability_sum / 100, 2) AS weighted_amount""")
     conditions, params = _scope(per_owner, owner)
+    conditions.append(sql.SQL("a.deal_count > 0"))
     if stage is not None:
         conditions.append(sql.SQL("a.stage = %(stage)s"))
         params["stage"] = stage
     order = [sql.SQL("a.owner_id"), sql.SQL("a.stage")] if per_owner else [sql.SQL("a.stage")]
-    query = _select(sql.SQL("a.stage"), per_owner, measures, "report_open_pipeline", conditions, order)
-    filters = {"owner": owner, "stage": stage, "by_owner": per_owner}
-    report = _run("pipeline", query, params, filters, connection, owner=owner)
-    if not report.rows and stage is not None and _deal_outcome(stage, connection):
-        raise ReportError(f"stage {stage!r} is closed: the pipeline holds open deals only")
-    return report
+    measures = sql.SQL("a.deal_count, a.amount_sum AS amount_total, a.average_amount, a.weighted_amount")
+    statement = _select(sql.SQL("a.stage"), per_owner, measures, "report_open_pipeline", conditions, order)
+    return Query("pipeline", statement, params, {"owner": owner, "stage": stage, "by_owner": per_owner},
+                 owner=owner, stage=stage)
 
 
 def revenue(*, owner: int | None = None, date_from: datetime.date | None = None,
@@ -101,11 +125,14 @@ def revenue(*, owner: int | None = None, date_from: datetime.date | None = None,
       by_owner(bool): One row per owner and period instead of per period over all owners.
     Columns: deal_count, revenue (sum of known amounts), average_amount (over known amounts).
     """
-    measures = sql.SQL("""a.won_count AS deal_count, a.won_amount_sum AS revenue,
-        round(a.won_amount_sum / NULLIF(a.won_amount_count, 0), 2) AS average_amount""")
-    return _period_report("revenue", "report_deal_periods", measures, sql.SQL("a.won_count > 0"),
-                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
-                          connection=connection)
+    return execute(revenue_query(owner=owner, date_from=date_from, date_to=date_to, grain=grain,
+                                 by_owner=by_owner), connection)
+
+
+def revenue_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
+    measures = sql.SQL("a.won_count AS deal_count, a.won_amount_sum AS revenue, a.won_average_amount AS average_amount")
+    return _period_query("revenue", "report_deal_periods", measures, sql.SQL("a.won_count > 0"), owner=owner,
+                         date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
 
 
 def win_rate(*, owner: int | None = None, date_from: datetime.date | None = None,
@@ -115,11 +142,14 @@ def win_rate(*, owner: int | None = None, date_from: datetime.date | None = None
 
     Parameters: as for ``revenue``; the default grain is the quarter.
     """
-    measures = sql.SQL("""a.won_count AS won, a.lost_count AS lost,
-        round(a.won_count::numeric / (a.won_count + a.lost_count), 4) AS win_rate""")
-    return _period_report("win_rate", "report_deal_periods", measures, sql.SQL("a.won_count + a.lost_count > 0"),
-                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
-                          connection=connection)
+    return execute(win_rate_query(owner=owner, date_from=date_from, date_to=date_to, grain=grain,
+                                  by_owner=by_owner), connection)
+
+
+def win_rate_query(*, owner=None, date_from=None, date_to=None, grain="quarter", by_owner=False) -> Query:
+    measures = sql.SQL("a.won_count AS won, a.lost_count AS lost, a.win_rate")
+    return _period_query("win_rate", "report_deal_periods", measures, sql.SQL("a.won_count + a.lost_count > 0"),
+                         owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
 
 
 def sales_cycle(*, owner: int | None = None, date_from: datetime.date | None = None,
@@ -130,20 +160,34 @@ def sales_cycle(*, owner: int | None = None, date_from: datetime.date | None = N
     Parameters: as for ``revenue``, plus
       stage(str|None): Only deals closed in this stage (won or lost); default both.
     """
-    outcomes = ("won", "lost")
+    outcome = None
     if stage is not None:
         outcome = _deal_outcome(stage, connection)
         if outcome is None:
             raise ReportError(f"stage {stage!r} is not a closed stage: the sales cycle is measured on "
                               "closed deals (won or lost)")
-        outcomes = (outcome,)
-    count = sql.SQL(" + ").join(sql.Identifier("a", f"{outcome}_count") for outcome in outcomes)
-    days = sql.SQL(" + ").join(sql.Identifier("a", f"{outcome}_cycle_days_sum") for outcome in outcomes)
-    measures = sql.SQL("({count}) AS deal_count, ({days}) AS total_days, "
-                       "round(({days})::numeric / ({count}), 1) AS average_days").format(count=count, days=days)
-    return _period_report("sales_cycle", "report_deal_periods", measures, sql.SQL("({}) > 0").format(count),
-                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
-                          connection=connection, extra_filters={"stage": stage})
+    return execute(sales_cycle_query(owner=owner, date_from=date_from, date_to=date_to, grain=grain,
+                                     outcome=outcome, stage=stage, by_owner=by_owner), connection)
+
+
+def sales_cycle_query(*, owner=None, date_from=None, date_to=None, grain="month", outcome=None, stage=None,
+                      by_owner=False) -> Query:
+    """``outcome``: 'won', 'lost' or None for both (the caller maps a stage to it)."""
+    if outcome is None:
+        count = sql.SQL("a.won_count + a.lost_count")
+        days = sql.SQL("a.won_cycle_days_sum + a.lost_cycle_days_sum")
+        average = sql.SQL("a.closed_average_days")
+    elif outcome in ("won", "lost"):
+        count = sql.Identifier("a", f"{outcome}_count")
+        days = sql.Identifier("a", f"{outcome}_cycle_days_sum")
+        average = sql.Identifier("a", f"{outcome}_average_days")
+    else:
+        raise ReportError(f"outcome {outcome!r} is not 'won' or 'lost'")
+    measures = sql.SQL("{count} AS deal_count, {days} AS total_days, {average} AS average_days").format(
+        count=count, days=days, average=average)
+    return _period_query("sales_cycle", "report_deal_periods", measures, sql.SQL("{} > 0").format(count),
+                         owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
+                         extra_filters={"stage": stage})
 
 
 def lead_conversion(*, owner: int | None = None, date_from: datetime.date | None = None,
@@ -153,11 +197,15 @@ def lead_conversion(*, owner: int | None = None, date_from: datetime.date | None
 
     Parameters: as for ``revenue``. Rows are ordered by period, source, owner.
     """
-    measures = sql.SQL("""a.lead_count AS leads, a.converted_count AS converted,
-        round(a.converted_count::numeric / a.lead_count, 4) AS conversion_rate""")
-    return _period_report("lead_conversion", "report_lead_periods", measures, sql.SQL("a.lead_count > 0"),
-                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
-                          connection=connection, dimension=sql.SQL("a.source"))
+    return execute(lead_conversion_query(owner=owner, date_from=date_from, date_to=date_to, grain=grain,
+                                         by_owner=by_owner), connection)
+
+
+def lead_conversion_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
+    measures = sql.SQL("a.lead_count AS leads, a.converted_count AS converted, a.conversion_rate")
+    return _period_query("lead_conversion", "report_lead_periods", measures, sql.SQL("a.lead_count > 0"),
+                         owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
+                         dimension=sql.SQL("a.source"))
 
 
 def accounts(*, owner: int | None = None, by_owner: bool = False, connection=None) -> Report:
@@ -165,20 +213,25 @@ def accounts(*, owner: int | None = None, by_owner: bool = False, connection=Non
 
     Parameters:
       owner(int|None): Only this owner's accounts (rows per owner).
-      by_owner(bool): One row per owner, industry and region.
+      by_owner(bool): One row per owner, industry and region (ordered by owner first).
     """
+    return execute(accounts_query(owner=owner, by_owner=by_owner), connection)
+
+
+def accounts_query(*, owner=None, by_owner=False) -> Query:
     per_owner = _per_owner(owner, by_owner)
     conditions, params = _scope(per_owner, owner)
+    conditions.append(sql.SQL("a.account_count > 0"))
     order = [sql.SQL("a.industry"), sql.SQL("a.region")]
     if per_owner:
         order.insert(0, sql.SQL("a.owner_id"))
-    query = _select(sql.SQL("a.industry, a.region"), per_owner, sql.SQL("a.account_count"),
-                    "report_account_segments", conditions, order)
-    return _run("accounts", query, params, {"owner": owner, "by_owner": per_owner}, connection, owner=owner)
+    statement = _select(sql.SQL("a.industry, a.region"), per_owner, sql.SQL("a.account_count"),
+                        "report_account_segments", conditions, order)
+    return Query("accounts", statement, params, {"owner": owner, "by_owner": per_owner}, owner=owner)
 
 
-def _period_report(name, table, measures, nonempty, *, owner, date_from, date_to, grain, by_owner, connection,
-                   dimension=None, extra_filters=None) -> Report:
+def _period_query(name, table, measures, nonempty, *, owner, date_from, date_to, grain, by_owner,
+                  dimension=None, extra_filters=None) -> Query:
     periods.check_grain(grain)
     periods.check_range(date_from, date_to, grain)
     per_owner = _per_owner(owner, by_owner)
@@ -194,15 +247,10 @@ def _period_report(name, table, measures, nonempty, *, owner, date_from, date_to
         params["date_to"] = date_to
     keys = [sql.SQL("a.period_start")] + ([dimension] if dimension is not None else [])
     order = keys + ([sql.SQL("a.owner_id")] if per_owner else [])
-    query = _select(sql.SQL(", ").join(keys), per_owner, measures, table, conditions, order)
+    statement = _select(sql.SQL(", ").join(keys), per_owner, measures, table, conditions, order)
     filters = {"owner": owner, "date_from": date_from, "date_to": date_to, "grain": grain, "by_owner": per_owner,
                **(extra_filters or {})}
-    report = _run(name, query, params, filters, connection, owner=owner)
-    for row in report.rows:
-        row["period"] = periods.label(row["period_start"], grain)
-    columns = ("period",) + report.columns
-    rows = [{column: row[column] for column in columns} for row in report.rows]
-    return dataclasses.replace(report, columns=columns, rows=rows)
+    return Query(name, statement, params, filters, grain=grain, owner=owner)
 
 
 def _per_owner(owner, by_owner: bool) -> bool:
@@ -212,8 +260,11 @@ def _per_owner(owner, by_owner: bool) -> bool:
 
 
 def _scope(per_owner: bool, owner: int | None) -> tuple[list, dict]:
-    conditions = [sql.SQL("a.all_owners = %(all_owners)s")]
-    params = {"all_owners": not per_owner}
+    if not per_owner:
+        # owner_id IS NULL is always true here; said explicitly, it lets the key index give the order.
+        return [sql.SQL("a.all_owners"), sql.SQL("a.owner_id IS NULL")], {}
+    conditions = [sql.SQL("NOT a.all_owners")]
+    params = {}
     if owner is not None:
         conditions.append(sql.SQL("a.owner_id = %(owner)s"))
         params["owner"] = owner
@@ -222,36 +273,46 @@ def _scope(per_owner: bool, owner: int | None) -> tuple[list, dict]:
 
 def _select(keys, per_owner: bool, measures, table: str, conditions: list, order: list) -> sql.Composed:
     columns = [_AS_OF, keys] + ([_OWNER_COLUMNS] if per_owner else []) + [measures]
-    return sql.SQL("SELECT {columns} FROM {table} a {join} WHERE {conditions} ORDER BY {order}").format(
+    return sql.SQL("SELECT {columns} FROM {table} a WHERE {conditions} ORDER BY {order}").format(
         columns=sql.SQL(", ").join(columns),
         table=sql.Identifier(table),
-        join=_OWNER_JOIN if per_owner else sql.SQL(""),
         conditions=sql.SQL(" AND ").join(conditions),
         order=sql.SQL(", ").join(order),
     )
 
 
-def _run(name: str, query: sql.Composed, params: dict, filters: dict, connection, *, owner=None) -> Report:
+def execute(query: Query, connection=None) -> Report:
+    """Run ``query`` and return its Report; ReportError or AggregatesNotReady when there is nothing to show."""
     conn = connection if connection is not None else default_connection()
     with conn.cursor() as cur:
-        cur.execute(query, params)
-        columns = tuple(column.name for column in cur.description[1:])
+        cur.execute(query.statement, query.params)
+        names = [column.name for column in cur.description[1:]]
         fetched = cur.fetchall()
         if fetched:
             as_of = fetched[0][0]
         else:
-            # No rows: was there nothing to report, or nothing computed, or no such owner?
+            # No rows: was there nothing to report, or nothing computed, or no such owner or stage?
             cur.execute("SELECT as_of FROM report_aggregate_state")
             state = cur.fetchone()
             as_of = state[0] if state else None
-            if as_of is not None and owner is not None:
-                cur.execute("SELECT 1 FROM users WHERE id = %s", (owner,))
+            if as_of is not None and query.owner is not None:
+                cur.execute("SELECT 1 FROM users WHERE id = %s", (query.owner,))
                 if cur.fetchone() is None:
-                    raise ReportError(f"no user has id {owner}")
+                    raise ReportError(f"no user has id {query.owner}")
+            if as_of is not None and query.stage is not None and _deal_outcome(query.stage, conn):
+                raise ReportError(f"stage {query.stage!r} is closed: the pipeline holds open deals only")
     if as_of is None:
         raise AggregatesNotReady()
-    rows = [dict(zip(columns, record[1:])) for record in fetched]
-    return Report(name=name, columns=columns, rows=rows, as_of=as_of, filters=filters)
+    if query.grain is None:
+        rows = [dict(zip(names, record[1:])) for record in fetched]
+        return Report(query.name, tuple(names), rows, as_of, query.filters)
+    labels: dict = {}
+    rows = []
+    for record in fetched:
+        start = record[1]
+        label = labels.get(start) or labels.setdefault(start, periods.label(start, query.grain))
+        rows.append({"period": label, **dict(zip(names, record[1:]))})
+    return Report(query.name, ("period", *names), rows, as_of, query.filters)
 
 
 def _deal_outcome(stage: str, connection) -> str | None:

@@ -7,15 +7,24 @@ grouped AS (
     FROM images
     GROUP BY 1, 2, 3
 ),
-segments AS (
-    INSERT INTO report_account_segments AS stored (all_owners, owner_id, industry, region, account_count)
-    SELECT scopes.all_owners, CASE WHEN scopes.all_owners THEN NULL ELSE grouped.owner_id END,
-           grouped.industry, grouped.region, sum(account_count)
+rolled_up AS (
+    SELECT scopes.all_owners, CASE WHEN scopes.all_owners THEN NULL ELSE grouped.owner_id END AS owner_id,
+           grouped.industry, grouped.region, sum(account_count) AS account_count
     FROM grouped
     CROSS JOIN (VALUES (false), (true)) AS scopes (all_owners)
     GROUP BY 1, 2, 3, 4
     HAVING sum(account_count) <> 0
+),
+segments AS (
+    INSERT INTO report_account_segments AS stored
+        (all_owners, owner_id, owner_name, owner_active, industry, region, account_count)
+    SELECT r.all_owners, r.owner_id, owners.full_name, owners.is_active, r.industry, r.region, r.account_count
+    FROM rolled_up r
+    LEFT JOIN users AS owners ON owners.id = r.owner_id
+    ORDER BY r.all_owners, r.owner_id, r.industry, r.region
     ON CONFLICT ON CONSTRAINT report_account_segments_key DO UPDATE SET
+        owner_name = excluded.owner_name,
+        owner_active = excluded.owner_active,
         account_count = stored.account_count + excluded.account_count
     RETURNING 1
 )

@@ -2,7 +2,9 @@
 -- {images} is either the change log being consumed (DELETE ... RETURNING) or,
 -- on a full rebuild, every deal as a +1 image. Sums and counts only: adding a
 -- group's deltas to its stored row is exact, whatever order changes came in.
--- Quarter and year rows are sums of the month rows computed here.
+-- Quarter and year rows are sums of the month rows computed here. Per-owner
+-- rows take the owner's name from users in this same snapshot. Rows are sent
+-- in key order, so a full rebuild lays them out in the order reads want.
 WITH images AS (
     {images}
 ),
@@ -33,21 +35,32 @@ monthly AS (
     WHERE outcome IS NOT NULL AND month IS NOT NULL
     GROUP BY month, owner_id
 ),
-periods AS (
-    INSERT INTO report_deal_periods AS stored
-        (grain, period_start, all_owners, owner_id, won_count, won_amount_sum, won_amount_count,
-         won_cycle_days_sum, lost_count, lost_cycle_days_sum)
-    SELECT grains.grain, date_trunc(grains.grain, monthly.month)::date, scopes.all_owners,
-           CASE WHEN scopes.all_owners THEN NULL ELSE monthly.owner_id END,
-           sum(won_count), sum(won_amount_sum), sum(won_amount_count), sum(won_cycle_days_sum),
-           sum(lost_count), sum(lost_cycle_days_sum)
+rolled_up AS (
+    -- Each month's deltas also go to its quarter and year, per owner and for all owners.
+    SELECT grains.grain, date_trunc(grains.grain, monthly.month)::date AS period_start, scopes.all_owners,
+           CASE WHEN scopes.all_owners THEN NULL ELSE monthly.owner_id END AS owner_id,
+           sum(won_count) AS won_count, sum(won_amount_sum) AS won_amount_sum,
+           sum(won_amount_count) AS won_amount_count, sum(won_cycle_days_sum) AS won_cycle_days_sum,
+           sum(lost_count) AS lost_count, sum(lost_cycle_days_sum) AS lost_cycle_days_sum
     FROM monthly
     CROSS JOIN (VALUES ('month'), ('quarter'), ('year')) AS grains (grain)
     CROSS JOIN (VALUES (false), (true)) AS scopes (all_owners)
     GROUP BY 1, 2, 3, 4
     HAVING sum(won_count) <> 0 OR sum(won_amount_sum) <> 0 OR sum(won_amount_count) <> 0
         OR sum(won_cycle_days_sum) <> 0 OR sum(lost_count) <> 0 OR sum(lost_cycle_days_sum) <> 0
+),
+periods AS (
+    INSERT INTO report_deal_periods AS stored
+        (grain, period_start, all_owners, owner_id, owner_name, owner_active, won_count, won_amount_sum,
+         won_amount_count, won_cycle_days_sum, lost_count, lost_cycle_days_sum)
+    SELECT r.grain, r.period_start, r.all_owners, r.owner_id, owners.full_name, owners.is_active, r.won_count,
+           r.won_amount_sum, r.won_amount_count, r.won_cycle_days_sum, r.lost_count, r.lost_cycle_days_sum
+    FROM rolled_up r
+    LEFT JOIN users AS owners ON owners.id = r.owner_id
+    ORDER BY r.grain, r.all_owners, r.period_start, r.owner_id
     ON CONFLICT ON CONSTRAINT report_deal_periods_key DO UPDATE SET
+        owner_name = excluded.owner_name,
+        owner_active = excluded.owner_active,
         won_count = stored.won_count + excluded.won_count,
         won_amount_sum = stored.won_amount_sum + excluded.won_amount_sum,
         won_amount_count = stored.won_amount_count + excluded.won_amount_count,
@@ -58,15 +71,26 @@ periods AS (
 ),
 pipeline AS (
     INSERT INTO report_open_pipeline AS stored
-        (all_owners, owner_id, stage, deal_count, amount_sum, amount_count, amount_probability_sum)
-    SELECT scopes.all_owners, CASE WHEN scopes.all_owners THEN NULL ELSE grouped.owner_id END, grouped.open_stage,
-           sum(deal_count), sum(amount_sum), sum(amount_count), sum(amount_probability_sum)
-    FROM grouped
-    CROSS JOIN (VALUES (false), (true)) AS scopes (all_owners)
-    WHERE grouped.outcome IS NULL
-    GROUP BY 1, 2, 3
-    HAVING sum(deal_count) <> 0 OR sum(amount_sum) <> 0 OR sum(amount_count) <> 0 OR sum(amount_probability_sum) <> 0
+        (all_owners, owner_id, owner_name, owner_active, stage, deal_count, amount_sum, amount_count,
+         amount_probability_sum)
+    SELECT p.all_owners, p.owner_id, owners.full_name, owners.is_active, p.stage, p.deal_count, p.amount_sum,
+           p.amount_count, p.amount_probability_sum
+    FROM (
+        SELECT scopes.all_owners, CASE WHEN scopes.all_owners THEN NULL ELSE grouped.owner_id END AS owner_id,
+               grouped.open_stage AS stage, sum(deal_count) AS deal_count, sum(amount_sum) AS amount_sum,
+               sum(amount_count) AS amount_count, sum(amount_probability_sum) AS amount_probability_sum
+        FROM grouped
+        CROSS JOIN (VALUES (false), (true)) AS scopes (all_owners)
+        WHERE grouped.outcome IS NULL
+        GROUP BY 1, 2, 3
+        HAVING sum(deal_count) <> 0 OR sum(amount_sum) <> 0 OR sum(amount_count) <> 0
+            OR sum(amount_probability_sum) <> 0
+    ) AS p
+    LEFT JOIN users AS owners ON owners.id = p.owner_id
+    ORDER BY p.all_owners, p.owner_id, p.stage
     ON CONFLICT ON CONSTRAINT report_open_pipeline_key DO UPDATE SET
+        owner_name = excluded.owner_name,
+        owner_active = excluded.owner_active,
         deal_count = stored.deal_count + excluded.deal_count,
         amount_sum = stored.amount_sum + excluded.amount_sum,
         amount_count = stored.amount_count + excluded.amount_count,

@@ -11,18 +11,27 @@ monthly AS (
     FROM images
     GROUP BY 1, 2, 3
 ),
-periods AS (
-    INSERT INTO report_lead_periods AS stored
-        (grain, period_start, all_owners, owner_id, source, lead_count, converted_count)
-    SELECT grains.grain, date_trunc(grains.grain, monthly.month)::date, scopes.all_owners,
-           CASE WHEN scopes.all_owners THEN NULL ELSE monthly.owner_id END, monthly.source,
-           sum(lead_count), sum(converted_count)
+rolled_up AS (
+    SELECT grains.grain, date_trunc(grains.grain, monthly.month)::date AS period_start, scopes.all_owners,
+           CASE WHEN scopes.all_owners THEN NULL ELSE monthly.owner_id END AS owner_id, monthly.source,
+           sum(lead_count) AS lead_count, sum(converted_count) AS converted_count
     FROM monthly
     CROSS JOIN (VALUES ('month'), ('quarter'), ('year')) AS grains (grain)
     CROSS JOIN (VALUES (false), (true)) AS scopes (all_owners)
     GROUP BY 1, 2, 3, 4, 5
     HAVING sum(lead_count) <> 0 OR sum(converted_count) <> 0
+),
+periods AS (
+    INSERT INTO report_lead_periods AS stored
+        (grain, period_start, all_owners, owner_id, owner_name, owner_active, source, lead_count, converted_count)
+    SELECT r.grain, r.period_start, r.all_owners, r.owner_id, owners.full_name, owners.is_active, r.source,
+           r.lead_count, r.converted_count
+    FROM rolled_up r
+    LEFT JOIN users AS owners ON owners.id = r.owner_id
+    ORDER BY r.grain, r.all_owners, r.period_start, r.source, r.owner_id
     ON CONFLICT ON CONSTRAINT report_lead_periods_key DO UPDATE SET
+        owner_name = excluded.owner_name,
+        owner_active = excluded.owner_active,
         lead_count = stored.lead_count + excluded.lead_count,
         converted_count = stored.converted_count + excluded.converted_count
     RETURNING 1

@@ -106,8 +106,9 @@ class RandomCRM:
             self._execute("UPDATE deals SET owner_id = %s, updated_at = now() WHERE id = %s", (rng.choice(owners), deal))
         # One statement that moves many deals to a single owner.
         self._execute("UPDATE deals SET owner_id = %s WHERE id = ANY(%s)", (rng.choice(owners), self._sample(deals, 0.05)))
-        # Deactivate owners: their history stays.
+        # Deactivate and rename owners: their history stays, under the current name.
         self._execute("UPDATE users SET is_active = false WHERE id = ANY(%s)", (rng.sample(owners, 2),))
+        self._execute("UPDATE users SET full_name = full_name || ' (renamed)' WHERE id = %s", (rng.choice(owners),))
         # Stage moves: open -> won/lost, won -> lost, reopenings.
         for deal in self._sample(deals, 0.1):
             self._execute("UPDATE deals SET stage = %s WHERE id = %s", (rng.choice(STAGES), deal))

@@ -31,7 +31,7 @@ def conn(crm_db):
     connection = crm_db.connection()
     with connection.cursor() as cur:
         cur.execute("TRUNCATE report_deal_periods, report_open_pipeline, report_lead_periods, report_account_segments,"
-                    " report_deal_changes, report_lead_changes, report_account_changes")
+                    " report_deal_changes, report_lead_changes, report_account_changes, report_owner_changes")
         cur.execute("UPDATE report_aggregate_state SET as_of = NULL, rebuild_required = true, last_rebuild_at = NULL")
     yield connection
     with connection.cursor() as cur:
@@ -81,11 +81,26 @@ def assert_reports_equal_live(conn, rng, *, minimum_rows=100):
     assert compared >= minimum_rows  # the cases are not vacuous
 
 
+# Per table: what makes a row an emptied group (kept as zero rows between rebuilds), and what must then be zero.
+_EMPTY = {
+    "report_deal_periods": ("won_count = 0 AND lost_count = 0",
+                            "won_amount_sum = 0 AND won_amount_count = 0 AND won_cycle_days_sum = 0 "
+                            "AND lost_cycle_days_sum = 0"),
+    "report_open_pipeline": ("deal_count = 0", "amount_sum = 0 AND amount_count = 0 AND amount_probability_sum = 0"),
+    "report_lead_periods": ("lead_count = 0", "converted_count = 0"),
+    "report_account_segments": ("account_count = 0", "true"),
+}
+
+
 def _aggregate_contents(conn):
+    """Every non-empty aggregate row, per table; checks that emptied groups hold nothing but zeros."""
     contents = {}
     for table in aggregates.AGGREGATE_TABLES:
-        with conn.cursor() as cur:
-            cur.execute(f"SELECT * FROM {table}")  # table names are the module's constants
+        empty, zeros = _EMPTY[table]
+        with conn.cursor() as cur:  # the names and conditions are this module's constants
+            cur.execute(f"SELECT count(*) FROM {table} WHERE ({empty}) AND NOT ({zeros})")
+            assert cur.fetchone()[0] == 0, f"{table}: an emptied group kept non-zero sums"
+            cur.execute(f"SELECT * FROM {table} WHERE NOT ({empty})")
             contents[table] = sorted(cur.fetchall(), key=repr)
     return contents
 

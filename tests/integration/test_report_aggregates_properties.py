@@ -1,4 +1,4 @@
-"""Property: any sequence of deal and lead edits, folded by runs at any points, gives the live reports.
+"""Property: any sequence of deal, lead and owner edits, folded by runs at any points, gives the live reports.
 
 Tiny CRMs (three owners, a handful of rows) make the edge cases common:
 groups that empty and refill, groups whose amounts are all NULL, deals
@@ -42,6 +42,7 @@ operations = st.lists(st.one_of(
     st.tuples(st.just("insert lead"), leads),
     st.tuples(st.just("update lead"), st.integers(0, 30), leads),
     st.tuples(st.just("delete lead"), st.integers(0, 30)),
+    st.tuples(st.just("edit owner"), st.integers(0, 2), st.text(alphabet="abcXYZ é", min_size=1, max_size=5), st.booleans()),
     st.tuples(st.just("run")),
 ), min_size=1, max_size=25)
 
@@ -54,6 +55,8 @@ def _reset(conn):
                       "report_account_changes"):
             cur.execute(f"DELETE FROM {table}")  # the names above are constants
         cur.execute("UPDATE report_aggregate_state SET as_of = NULL, rebuild_required = true, last_rebuild_at = NULL")
+        cur.execute("UPDATE users SET full_name = 'Owner ' || id, is_active = true")
+        cur.execute("DELETE FROM report_owner_changes")
         cur.execute("SELECT id FROM users ORDER BY id")
         return [row[0] for row in cur.fetchall()]
 
@@ -63,6 +66,10 @@ def _apply(conn, users, operation):
     with conn.cursor() as cur:
         if kind == "run":
             aggregates.refresh(conn)
+            return
+        if kind == "edit owner":
+            _, owner, name, active = operation
+            cur.execute("UPDATE users SET full_name = %s, is_active = %s WHERE id = %s", (name, active, users[owner]))
             return
         table = "deals" if kind.endswith("deal") else "leads"
         if kind.startswith(("update", "delete")):
