@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import time
 from importlib import resources
 
@@ -66,6 +67,14 @@ _SOURCES = {
     },
 }
 
+# Per aggregate table: its key columns and when a row is an emptied group (every record of it deleted or moved).
+_KEYS = {
+    "report_deal_periods": (("period_start", "owner_id", "grain", "all_owners"), "t.won_count = 0 AND t.lost_count = 0"),
+    "report_open_pipeline": (("owner_id", "stage", "all_owners"), "t.deal_count = 0"),
+    "report_lead_periods": (("period_start", "source", "owner_id", "grain", "all_owners"), "t.lead_count = 0"),
+    "report_account_segments": (("owner_id", "industry", "region", "all_owners"), "t.account_count = 0"),
+}
+
 # Logs consumed by a full rebuild without folding (the raw tables it reads already hold their effects).
 _LOGS = tuple(spec["log"] for spec in _SOURCES.values()) + ("report_owner_changes",)
 
@@ -80,8 +89,7 @@ class RefreshStats:
       as_of(datetime|None): The published as_of.
       rows_read(dict): Rows read per source: change-log images (incremental) or raw rows (full).
       aggregate_rows_written(int): Aggregate rows inserted or updated.
-      aggregate_rows_removed(int): Aggregate rows deleted by a full rebuild (an incremental run keeps
-        emptied groups as zero rows, which reads skip, until the next rebuild).
+      aggregate_rows_removed(int): Aggregate rows deleted: groups that emptied, or all rows on a full rebuild.
       owners_refreshed(int): Owners whose new name or active flag was copied into their rows.
       months_touched(list[str]): Months (YYYY-MM) whose deal or lead aggregates changed.
       duration_ms(float): Wall-clock milliseconds, lock to commit.
@@ -186,10 +194,14 @@ def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int, statem
 
     for name, spec in _SOURCES.items():
         cur.execute(_fold_statement(spec, full=bool(reason)))
-        images_read, rows_written, source_months = cur.fetchone()
+        images_read, rows_written, source_months, emptied = cur.fetchone()
         stats.rows_read[name] = int(images_read)
         stats.aggregate_rows_written += int(rows_written)
         months.update(source_months or ())
+        for table, keys in emptied.items():
+            if keys:
+                cur.execute(_delete_emptied_statement(table), (json.dumps(keys),))
+                stats.aggregate_rows_removed += cur.rowcount
 
     if reason:
         # Fresh statistics for the planner: the tables were just rewritten in key order.
@@ -228,6 +240,16 @@ def _fold_statement(spec: dict, *, full: bool) -> sql.Composed:
         images = sql.SQL("DELETE FROM {log} RETURNING sign, {columns}").format(
             columns=columns, log=sql.Identifier(spec["log"]))
     return sql.SQL(_read_sql(spec["fold"])).format(images=images)
+
+
+def _delete_emptied_statement(table: str) -> sql.Composed:
+    """Delete the rows of ``table`` whose keys are in the JSON array parameter, if still empty."""
+    columns, empty = _KEYS[table]
+    matches = sql.SQL(" AND ").join(
+        sql.SQL("t.{column} IS NOT DISTINCT FROM e.{column}").format(column=sql.Identifier(column))
+        for column in columns)
+    return sql.SQL("DELETE FROM {table} AS t USING json_populate_recordset(NULL::{table}, %s) AS e "
+                   "WHERE {matches} AND {empty}").format(table=sql.Identifier(table), matches=matches, empty=sql.SQL(empty))
 
 
 def _read_sql(name: str) -> str:

@@ -7,10 +7,12 @@
 --     the row's own sums and counts (so a read does no arithmetic, like a
 --     materialized view); roll-ups only ever add sums and counts. Per-owner
 --     rows also carry the owner's name and active flag (kept by the job from
---     a log of user edits), so a read needs no join. Rows are written in key
---     order with room for HOT updates (fillfactor 80): the key index then
---     reads them in order without a sort. A group that empties keeps a zero
---     row (reads skip it) until the next full rebuild;
+--     a log of user edits), so a read needs no join. Each table is
+--     partitioned by what one report reads (grain, and all owners or per
+--     owner); the key's columns are in report order, and rows are written in
+--     that order with room to update in place (fillfactor 80): a read scans
+--     one partition through its key index and never sorts. The run deletes
+--     the row of a group that empties: no read wades through dead groups;
 --   * change logs filled by statement-level triggers on deals, leads and
 --     accounts: the old (-1) and new (+1) images of every row whose reported
 --     columns changed, so a run folds exactly what changed since the last run,
@@ -56,10 +58,19 @@ CREATE TABLE report_deal_periods (
     lost_average_days   numeric GENERATED ALWAYS AS (round(lost_cycle_days_sum::numeric / NULLIF(lost_count, 0), 1)) STORED,
     closed_average_days numeric GENERATED ALWAYS AS
         (round((won_cycle_days_sum + lost_cycle_days_sum)::numeric / NULLIF(won_count + lost_count, 0), 1)) STORED,
-    CONSTRAINT report_deal_periods_key UNIQUE NULLS NOT DISTINCT (grain, all_owners, period_start, owner_id),
+    CONSTRAINT report_deal_periods_key UNIQUE NULLS NOT DISTINCT (period_start, owner_id, grain, all_owners),
     CONSTRAINT report_deal_periods_all_owners_have_no_owner CHECK (NOT all_owners OR owner_id IS NULL)
-) WITH (fillfactor = 80);
-CREATE INDEX report_deal_periods_owner_idx ON report_deal_periods (owner_id, grain, period_start) WHERE NOT all_owners;
+) PARTITION BY LIST (grain);
+CREATE TABLE report_deal_periods_month PARTITION OF report_deal_periods FOR VALUES IN ('month') PARTITION BY LIST (all_owners);
+CREATE TABLE report_deal_periods_quarter PARTITION OF report_deal_periods FOR VALUES IN ('quarter') PARTITION BY LIST (all_owners);
+CREATE TABLE report_deal_periods_year PARTITION OF report_deal_periods FOR VALUES IN ('year') PARTITION BY LIST (all_owners);
+CREATE TABLE report_deal_periods_month_all PARTITION OF report_deal_periods_month FOR VALUES IN (true) WITH (fillfactor = 80);
+CREATE TABLE report_deal_periods_month_by_owner PARTITION OF report_deal_periods_month FOR VALUES IN (false) WITH (fillfactor = 80);
+CREATE TABLE report_deal_periods_quarter_all PARTITION OF report_deal_periods_quarter FOR VALUES IN (true) WITH (fillfactor = 80);
+CREATE TABLE report_deal_periods_quarter_by_owner PARTITION OF report_deal_periods_quarter FOR VALUES IN (false) WITH (fillfactor = 80);
+CREATE TABLE report_deal_periods_year_all PARTITION OF report_deal_periods_year FOR VALUES IN (true) WITH (fillfactor = 80);
+CREATE TABLE report_deal_periods_year_by_owner PARTITION OF report_deal_periods_year FOR VALUES IN (false) WITH (fillfactor = 80);
+CREATE INDEX report_deal_periods_owner_idx ON report_deal_periods (owner_id, period_start) WHERE NOT all_owners;
 
 -- Open deals (report_deal_outcome(stage) IS NULL) per stage, whatever their close_date.
 -- Weighted amount = amount_probability_sum / 100.
@@ -75,9 +86,11 @@ CREATE TABLE report_open_pipeline (
     amount_probability_sum numeric NOT NULL,
     average_amount         numeric GENERATED ALWAYS AS (round(amount_sum / NULLIF(amount_count, 0), 2)) STORED,
     weighted_amount        numeric GENERATED ALWAYS AS (round(amount_probability_sum / 100, 2)) STORED,
-    CONSTRAINT report_open_pipeline_key UNIQUE NULLS NOT DISTINCT (all_owners, owner_id, stage),
+    CONSTRAINT report_open_pipeline_key UNIQUE NULLS NOT DISTINCT (owner_id, stage, all_owners),
     CONSTRAINT report_open_pipeline_all_owners_have_no_owner CHECK (NOT all_owners OR owner_id IS NULL)
-) WITH (fillfactor = 80);
+) PARTITION BY LIST (all_owners);
+CREATE TABLE report_open_pipeline_all PARTITION OF report_open_pipeline FOR VALUES IN (true) WITH (fillfactor = 80);
+CREATE TABLE report_open_pipeline_by_owner PARTITION OF report_open_pipeline FOR VALUES IN (false) WITH (fillfactor = 80);
 
 -- Leads per source and period of their created_at (UTC calendar).
 CREATE TABLE report_lead_periods (
@@ -91,10 +104,19 @@ CREATE TABLE report_lead_periods (
     lead_count      bigint NOT NULL,
     converted_count bigint NOT NULL,
     conversion_rate numeric GENERATED ALWAYS AS (round(converted_count::numeric / NULLIF(lead_count, 0), 4)) STORED,
-    CONSTRAINT report_lead_periods_key UNIQUE NULLS NOT DISTINCT (grain, all_owners, period_start, source, owner_id),
+    CONSTRAINT report_lead_periods_key UNIQUE NULLS NOT DISTINCT (period_start, source, owner_id, grain, all_owners),
     CONSTRAINT report_lead_periods_all_owners_have_no_owner CHECK (NOT all_owners OR owner_id IS NULL)
-) WITH (fillfactor = 80);
-CREATE INDEX report_lead_periods_owner_idx ON report_lead_periods (owner_id, grain, period_start) WHERE NOT all_owners;
+) PARTITION BY LIST (grain);
+CREATE TABLE report_lead_periods_month PARTITION OF report_lead_periods FOR VALUES IN ('month') PARTITION BY LIST (all_owners);
+CREATE TABLE report_lead_periods_quarter PARTITION OF report_lead_periods FOR VALUES IN ('quarter') PARTITION BY LIST (all_owners);
+CREATE TABLE report_lead_periods_year PARTITION OF report_lead_periods FOR VALUES IN ('year') PARTITION BY LIST (all_owners);
+CREATE TABLE report_lead_periods_month_all PARTITION OF report_lead_periods_month FOR VALUES IN (true) WITH (fillfactor = 80);
+CREATE TABLE report_lead_periods_month_by_owner PARTITION OF report_lead_periods_month FOR VALUES IN (false) WITH (fillfactor = 80);
+CREATE TABLE report_lead_periods_quarter_all PARTITION OF report_lead_periods_quarter FOR VALUES IN (true) WITH (fillfactor = 80);
+CREATE TABLE report_lead_periods_quarter_by_owner PARTITION OF report_lead_periods_quarter FOR VALUES IN (false) WITH (fillfactor = 80);
+CREATE TABLE report_lead_periods_year_all PARTITION OF report_lead_periods_year FOR VALUES IN (true) WITH (fillfactor = 80);
+CREATE TABLE report_lead_periods_year_by_owner PARTITION OF report_lead_periods_year FOR VALUES IN (false) WITH (fillfactor = 80);
+CREATE INDEX report_lead_periods_owner_idx ON report_lead_periods (owner_id, period_start, source) WHERE NOT all_owners;
 
 -- Accounts per industry and region.
 CREATE TABLE report_account_segments (
@@ -105,9 +127,11 @@ CREATE TABLE report_account_segments (
     industry      text,
     region        text,
     account_count bigint NOT NULL,
-    CONSTRAINT report_account_segments_key UNIQUE NULLS NOT DISTINCT (all_owners, owner_id, industry, region),
+    CONSTRAINT report_account_segments_key UNIQUE NULLS NOT DISTINCT (owner_id, industry, region, all_owners),
     CONSTRAINT report_account_segments_all_owners_have_no_owner CHECK (NOT all_owners OR owner_id IS NULL)
-) WITH (fillfactor = 80);
+) PARTITION BY LIST (all_owners);
+CREATE TABLE report_account_segments_all PARTITION OF report_account_segments FOR VALUES IN (true) WITH (fillfactor = 80);
+CREATE TABLE report_account_segments_by_owner PARTITION OF report_account_segments FOR VALUES IN (false) WITH (fillfactor = 80);
 
 -- The published state. as_of: every change committed before it is in the
 -- aggregates (the run's REPEATABLE READ snapshot was taken after it).

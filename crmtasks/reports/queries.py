@@ -4,9 +4,9 @@ Every number comes from stored sums and counts: an average is a sum over a
 count and a rate a count over a count (computed by PostgreSQL as generated
 columns of the same row), a quarter or year is the sum of its months' sums
 and counts, never an average of averages, so every roll-up is exact. Each
-report is one SQL statement reading rows in the order of an index, with no
-join, sort or arithmetic (plus a second tiny one only when it returns no
-rows), and it carries ``as_of`` from the same snapshot.
+report is one SQL statement reading one partition in the order of its key
+index, with no join, sort or arithmetic (plus a second tiny one only when it
+returns no rows), and it carries ``as_of`` from the same snapshot.
 
 Definitions (see also migration 0003):
 
@@ -59,7 +59,10 @@ class Report:
         return {"report": self.name, "as_of": self.as_of.isoformat(), "filters": self.filters, "rows": self.rows}
 
 
-_AS_OF = sql.SQL("(SELECT as_of FROM report_aggregate_state) AS as_of")
+# as_of rides along every row as epoch microseconds (one statement, one snapshot): an integer costs the
+# driver far less per row than a timestamptz would.
+_AS_OF = sql.SQL("(SELECT (extract(epoch FROM as_of) * 1000000)::bigint FROM report_aggregate_state) AS as_of_us")
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _OWNER_COLUMNS = sql.SQL("a.owner_id, a.owner_name, a.owner_active")
 
 
@@ -102,13 +105,13 @@ def pipeline(*, owner: int | None = None, stage: str | None = None, by_owner: bo
 def pipeline_query(*, owner=None, stage=None, by_owner=False) -> Query:
     per_owner = _per_owner(owner, by_owner)
     conditions, params = _scope(per_owner, owner)
-    conditions.append(sql.SQL("a.deal_count > 0"))
     if stage is not None:
         conditions.append(sql.SQL("a.stage = %(stage)s"))
         params["stage"] = stage
     order = [sql.SQL("a.owner_id"), sql.SQL("a.stage")] if per_owner else [sql.SQL("a.stage")]
     measures = sql.SQL("a.deal_count, a.amount_sum AS amount_total, a.average_amount, a.weighted_amount")
-    statement = _select(sql.SQL("a.stage"), per_owner, measures, "report_open_pipeline", conditions, order)
+    statement = _select(sql.SQL("a.stage"), per_owner, measures, _partition("report_open_pipeline", per_owner),
+                        conditions, order)
     return Query("pipeline", statement, params, {"owner": owner, "stage": stage, "by_owner": per_owner},
                  owner=owner, stage=stage)
 
@@ -131,6 +134,7 @@ def revenue(*, owner: int | None = None, date_from: datetime.date | None = None,
 
 def revenue_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
     measures = sql.SQL("a.won_count AS deal_count, a.won_amount_sum AS revenue, a.won_average_amount AS average_amount")
+    # Rows with lost deals only belong to the win rate, not to revenue.
     return _period_query("revenue", "report_deal_periods", measures, sql.SQL("a.won_count > 0"), owner=owner,
                          date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
 
@@ -148,7 +152,7 @@ def win_rate(*, owner: int | None = None, date_from: datetime.date | None = None
 
 def win_rate_query(*, owner=None, date_from=None, date_to=None, grain="quarter", by_owner=False) -> Query:
     measures = sql.SQL("a.won_count AS won, a.lost_count AS lost, a.win_rate")
-    return _period_query("win_rate", "report_deal_periods", measures, sql.SQL("a.won_count + a.lost_count > 0"),
+    return _period_query("win_rate", "report_deal_periods", measures, None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
 
 
@@ -185,7 +189,8 @@ def sales_cycle_query(*, owner=None, date_from=None, date_to=None, grain="month"
         raise ReportError(f"outcome {outcome!r} is not 'won' or 'lost'")
     measures = sql.SQL("{count} AS deal_count, {days} AS total_days, {average} AS average_days").format(
         count=count, days=days, average=average)
-    return _period_query("sales_cycle", "report_deal_periods", measures, sql.SQL("{} > 0").format(count),
+    return _period_query("sales_cycle", "report_deal_periods", measures,
+                         sql.SQL("{} > 0").format(count) if outcome else None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
                          extra_filters={"stage": stage})
 
@@ -203,7 +208,7 @@ def lead_conversion(*, owner: int | None = None, date_from: datetime.date | None
 
 def lead_conversion_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
     measures = sql.SQL("a.lead_count AS leads, a.converted_count AS converted, a.conversion_rate")
-    return _period_query("lead_conversion", "report_lead_periods", measures, sql.SQL("a.lead_count > 0"),
+    return _period_query("lead_conversion", "report_lead_periods", measures, None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
                          dimension=sql.SQL("a.source"))
 
@@ -221,12 +226,11 @@ def accounts(*, owner: int | None = None, by_owner: bool = False, connection=Non
 def accounts_query(*, owner=None, by_owner=False) -> Query:
     per_owner = _per_owner(owner, by_owner)
     conditions, params = _scope(per_owner, owner)
-    conditions.append(sql.SQL("a.account_count > 0"))
     order = [sql.SQL("a.industry"), sql.SQL("a.region")]
     if per_owner:
         order.insert(0, sql.SQL("a.owner_id"))
     statement = _select(sql.SQL("a.industry, a.region"), per_owner, sql.SQL("a.account_count"),
-                        "report_account_segments", conditions, order)
+                        _partition("report_account_segments", per_owner), conditions, order)
     return Query("accounts", statement, params, {"owner": owner, "by_owner": per_owner}, owner=owner)
 
 
@@ -236,9 +240,8 @@ def _period_query(name, table, measures, nonempty, *, owner, date_from, date_to,
     periods.check_range(date_from, date_to, grain)
     per_owner = _per_owner(owner, by_owner)
     conditions, params = _scope(per_owner, owner)
-    conditions[:0] = [sql.SQL("a.grain = %(grain)s")]
-    conditions.append(nonempty)
-    params["grain"] = grain
+    if nonempty is not None:
+        conditions.append(nonempty)
     if date_from is not None:
         conditions.append(sql.SQL("a.period_start >= %(date_from)s"))
         params["date_from"] = date_from
@@ -247,7 +250,8 @@ def _period_query(name, table, measures, nonempty, *, owner, date_from, date_to,
         params["date_to"] = date_to
     keys = [sql.SQL("a.period_start")] + ([dimension] if dimension is not None else [])
     order = keys + ([sql.SQL("a.owner_id")] if per_owner else [])
-    statement = _select(sql.SQL(", ").join(keys), per_owner, measures, table, conditions, order)
+    statement = _select(sql.SQL(", ").join(keys), per_owner, measures, _partition(table, per_owner, grain),
+                        conditions, order)
     filters = {"owner": owner, "date_from": date_from, "date_to": date_to, "grain": grain, "by_owner": per_owner,
                **(extra_filters or {})}
     return Query(name, statement, params, filters, grain=grain, owner=owner)
@@ -259,12 +263,13 @@ def _per_owner(owner, by_owner: bool) -> bool:
     return bool(by_owner) or owner is not None
 
 
+def _partition(table: str, per_owner: bool, grain: str | None = None) -> str:
+    """The partition holding exactly one report shape (migration 0003): read directly, it plans like a plain table."""
+    return "_".join([table] + ([grain] if grain else []) + ["by_owner" if per_owner else "all"])
+
+
 def _scope(per_owner: bool, owner: int | None) -> tuple[list, dict]:
-    if not per_owner:
-        # owner_id IS NULL is always true here; said explicitly, it lets the key index give the order.
-        return [sql.SQL("a.all_owners"), sql.SQL("a.owner_id IS NULL")], {}
-    conditions = [sql.SQL("NOT a.all_owners")]
-    params = {}
+    conditions, params = [], {}
     if owner is not None:
         conditions.append(sql.SQL("a.owner_id = %(owner)s"))
         params["owner"] = owner
@@ -273,10 +278,11 @@ def _scope(per_owner: bool, owner: int | None) -> tuple[list, dict]:
 
 def _select(keys, per_owner: bool, measures, table: str, conditions: list, order: list) -> sql.Composed:
     columns = [_AS_OF, keys] + ([_OWNER_COLUMNS] if per_owner else []) + [measures]
-    return sql.SQL("SELECT {columns} FROM {table} a WHERE {conditions} ORDER BY {order}").format(
+    where = sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
+    return sql.SQL("SELECT {columns} FROM {table} a{where} ORDER BY {order}").format(
         columns=sql.SQL(", ").join(columns),
         table=sql.Identifier(table),
-        conditions=sql.SQL(" AND ").join(conditions),
+        where=where,
         order=sql.SQL(", ").join(order),
     )
 
@@ -289,7 +295,7 @@ def execute(query: Query, connection=None) -> Report:
         names = [column.name for column in cur.description[1:]]
         fetched = cur.fetchall()
         if fetched:
-            as_of = fetched[0][0]
+            as_of = None if fetched[0][0] is None else _EPOCH + datetime.timedelta(microseconds=fetched[0][0])
         else:
             # No rows: was there nothing to report, or nothing computed, or no such owner or stage?
             cur.execute("SELECT as_of FROM report_aggregate_state")

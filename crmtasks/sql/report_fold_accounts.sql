@@ -21,13 +21,15 @@ segments AS (
     SELECT r.all_owners, r.owner_id, owners.full_name, owners.is_active, r.industry, r.region, r.account_count
     FROM rolled_up r
     LEFT JOIN users AS owners ON owners.id = r.owner_id
-    ORDER BY r.all_owners, r.owner_id, r.industry, r.region
+    ORDER BY r.owner_id, r.industry, r.region, r.all_owners
     ON CONFLICT ON CONSTRAINT report_account_segments_key DO UPDATE SET
         owner_name = excluded.owner_name,
         owner_active = excluded.owner_active,
         account_count = stored.account_count + excluded.account_count
-    RETURNING 1
+    RETURNING stored.owner_id, stored.industry, stored.region, stored.all_owners, stored.account_count = 0 AS emptied
 )
 SELECT (SELECT coalesce(sum(images_read), 0) FROM grouped) AS images_read,
        (SELECT count(*) FROM segments) AS rows_written,
-       NULL::date[] AS months
+       NULL::date[] AS months,
+       json_build_object('report_account_segments', (SELECT json_agg(json_build_object('owner_id', owner_id,
+           'industry', industry, 'region', region, 'all_owners', all_owners)) FROM segments WHERE emptied)) AS emptied

@@ -5,6 +5,8 @@
 -- Quarter and year rows are sums of the month rows computed here. Per-owner
 -- rows take the owner's name from users in this same snapshot. Rows are sent
 -- in key order, so a full rebuild lays them out in the order reads want.
+-- Returns what it read and wrote, the months touched, and the keys of groups
+-- that emptied (their rows are then deleted, so reads need no filter).
 WITH images AS (
     {images}
 ),
@@ -57,7 +59,7 @@ periods AS (
            r.won_amount_sum, r.won_amount_count, r.won_cycle_days_sum, r.lost_count, r.lost_cycle_days_sum
     FROM rolled_up r
     LEFT JOIN users AS owners ON owners.id = r.owner_id
-    ORDER BY r.grain, r.all_owners, r.period_start, r.owner_id
+    ORDER BY r.period_start, r.owner_id, r.grain, r.all_owners
     ON CONFLICT ON CONSTRAINT report_deal_periods_key DO UPDATE SET
         owner_name = excluded.owner_name,
         owner_active = excluded.owner_active,
@@ -67,7 +69,8 @@ periods AS (
         won_cycle_days_sum = stored.won_cycle_days_sum + excluded.won_cycle_days_sum,
         lost_count = stored.lost_count + excluded.lost_count,
         lost_cycle_days_sum = stored.lost_cycle_days_sum + excluded.lost_cycle_days_sum
-    RETURNING 1
+    RETURNING stored.period_start, stored.owner_id, stored.grain, stored.all_owners,
+              stored.won_count = 0 AND stored.lost_count = 0 AS emptied
 ),
 pipeline AS (
     INSERT INTO report_open_pipeline AS stored
@@ -87,7 +90,7 @@ pipeline AS (
             OR sum(amount_probability_sum) <> 0
     ) AS p
     LEFT JOIN users AS owners ON owners.id = p.owner_id
-    ORDER BY p.all_owners, p.owner_id, p.stage
+    ORDER BY p.owner_id, p.stage, p.all_owners
     ON CONFLICT ON CONSTRAINT report_open_pipeline_key DO UPDATE SET
         owner_name = excluded.owner_name,
         owner_active = excluded.owner_active,
@@ -95,8 +98,15 @@ pipeline AS (
         amount_sum = stored.amount_sum + excluded.amount_sum,
         amount_count = stored.amount_count + excluded.amount_count,
         amount_probability_sum = stored.amount_probability_sum + excluded.amount_probability_sum
-    RETURNING 1
+    RETURNING stored.owner_id, stored.stage, stored.all_owners, stored.deal_count = 0 AS emptied
 )
 SELECT (SELECT coalesce(sum(images_read), 0) FROM grouped) AS images_read,
        (SELECT count(*) FROM periods) + (SELECT count(*) FROM pipeline) AS rows_written,
-       (SELECT array_agg(DISTINCT month ORDER BY month) FROM monthly) AS months
+       (SELECT array_agg(DISTINCT month ORDER BY month) FROM monthly) AS months,
+       -- Groups whose every deal left: the run deletes these rows next.
+       json_build_object(
+           'report_deal_periods', (SELECT json_agg(json_build_object('period_start', period_start,
+               'owner_id', owner_id, 'grain', grain, 'all_owners', all_owners)) FROM periods WHERE emptied),
+           'report_open_pipeline', (SELECT json_agg(json_build_object('owner_id', owner_id, 'stage', stage,
+               'all_owners', all_owners)) FROM pipeline WHERE emptied)
+       ) AS emptied

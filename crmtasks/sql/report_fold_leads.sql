@@ -28,14 +28,18 @@ periods AS (
            r.lead_count, r.converted_count
     FROM rolled_up r
     LEFT JOIN users AS owners ON owners.id = r.owner_id
-    ORDER BY r.grain, r.all_owners, r.period_start, r.source, r.owner_id
+    ORDER BY r.period_start, r.source, r.owner_id, r.grain, r.all_owners
     ON CONFLICT ON CONSTRAINT report_lead_periods_key DO UPDATE SET
         owner_name = excluded.owner_name,
         owner_active = excluded.owner_active,
         lead_count = stored.lead_count + excluded.lead_count,
         converted_count = stored.converted_count + excluded.converted_count
-    RETURNING 1
+    RETURNING stored.period_start, stored.source, stored.owner_id, stored.grain, stored.all_owners,
+              stored.lead_count = 0 AS emptied
 )
 SELECT (SELECT coalesce(sum(images_read), 0) FROM monthly) AS images_read,
        (SELECT count(*) FROM periods) AS rows_written,
-       (SELECT array_agg(DISTINCT month ORDER BY month) FROM monthly) AS months
+       (SELECT array_agg(DISTINCT month ORDER BY month) FROM monthly) AS months,
+       json_build_object('report_lead_periods', (SELECT json_agg(json_build_object('period_start', period_start,
+           'source', source, 'owner_id', owner_id, 'grain', grain, 'all_owners', all_owners))
+           FROM periods WHERE emptied)) AS emptied
