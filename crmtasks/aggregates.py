@@ -42,7 +42,6 @@ from psycopg2.extensions import connection as PgConnection
 # pg_try_advisory_lock key: the bytes of "crmaggr" read as a bigint.
 ADVISORY_LOCK_KEY = int.from_bytes(b"crmaggr", "big")
 
-AGGREGATE_TABLES = ("report_deal_periods", "report_open_pipeline", "report_lead_periods", "report_account_segments")
 
 # Each source: its fold statement, the change log it consumes, and its raw
 # table read as +1 images on a full rebuild (same columns, same order).
@@ -67,13 +66,36 @@ _SOURCES = {
     },
 }
 
-# Per aggregate table: its key columns and when a row is an emptied group (every record of it deleted or moved).
-_KEYS = {
-    "report_deal_periods": (("period_start", "owner_id", "grain", "all_owners"), "t.won_count = 0 AND t.lost_count = 0"),
-    "report_open_pipeline": (("owner_id", "stage", "all_owners"), "t.deal_count = 0"),
-    "report_lead_periods": (("period_start", "source", "owner_id", "grain", "all_owners"), "t.lead_count = 0"),
-    "report_account_segments": (("owner_id", "industry", "region", "all_owners"), "t.account_count = 0"),
+# Per aggregate table: its key columns, its additive columns (sums and counts), and when a row is an emptied
+# group (every record of it deleted or moved away).
+_TABLES = {
+    "report_deal_periods": {
+        "keys": ("period_start", "owner_id", "grain", "all_owners"),
+        "sums": ("won_count", "won_amount_sum", "won_amount_count", "won_cycle_days_sum", "lost_count",
+                 "lost_cycle_days_sum"),
+        "empty": "t.won_count = 0 AND t.lost_count = 0",
+    },
+    "report_open_pipeline": {
+        "keys": ("owner_id", "stage", "all_owners"),
+        "sums": ("deal_count", "amount_sum", "amount_count", "amount_probability_sum"),
+        "empty": "t.deal_count = 0",
+    },
+    "report_lead_periods": {
+        "keys": ("period_start", "source", "owner_id", "grain", "all_owners"),
+        "sums": ("lead_count", "converted_count"),
+        "empty": "t.lead_count = 0",
+    },
+    "report_account_segments": {
+        "keys": ("owner_id", "industry", "region", "all_owners"),
+        "sums": ("account_count",),
+        "empty": "t.account_count = 0",
+    },
 }
+
+# Memory for the fold's hash aggregates and sorts (PostgreSQL's default 4MB spills to disk on a rebuild).
+_WORK_MEM = "128MB"
+
+AGGREGATE_TABLES = tuple(_TABLES)
 
 # Logs consumed by a full rebuild without folding (the raw tables it reads already hold their effects).
 _LOGS = tuple(spec["log"] for spec in _SOURCES.values()) + ("report_owner_changes",)
@@ -169,6 +191,7 @@ def _quietly(cur, statement: str, params: tuple = ()) -> None:
 def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int, statement_timeout_s: int) -> RefreshStats:
     if statement_timeout_s:
         cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(statement_timeout_s)}s",))
+    cur.execute("SELECT set_config('work_mem', %s, true)", (_WORK_MEM,))
     # The first query takes the snapshot; statement_timestamp() was fixed just
     # before it, so every commit earlier than as_of is visible to this run.
     cur.execute("""
@@ -239,12 +262,22 @@ def _fold_statement(spec: dict, *, full: bool) -> sql.Composed:
     else:
         images = sql.SQL("DELETE FROM {log} RETURNING sign, {columns}").format(
             columns=columns, log=sql.Identifier(spec["log"]))
-    return sql.SQL(_read_sql(spec["fold"])).format(images=images)
+    upserts = {f"on_conflict_{table}": sql.SQL("") if full else _on_conflict(table) for table in _TABLES}
+    return sql.SQL(_read_sql(spec["fold"])).format(images=images, **upserts)
+
+
+def _on_conflict(table: str) -> sql.Composed:
+    """Add the incoming deltas to the stored row of the same group (and refresh the owner's name)."""
+    updates = [sql.SQL("owner_name = excluded.owner_name"), sql.SQL("owner_active = excluded.owner_active")]
+    updates += [sql.SQL("{column} = stored.{column} + excluded.{column}").format(column=sql.Identifier(column))
+                for column in _TABLES[table]["sums"]]
+    return sql.SQL("ON CONFLICT ON CONSTRAINT {constraint} DO UPDATE SET {updates}").format(
+        constraint=sql.Identifier(f"{table}_key"), updates=sql.SQL(", ").join(updates))
 
 
 def _delete_emptied_statement(table: str) -> sql.Composed:
     """Delete the rows of ``table`` whose keys are in the JSON array parameter, if still empty."""
-    columns, empty = _KEYS[table]
+    columns, empty = _TABLES[table]["keys"], _TABLES[table]["empty"]
     matches = sql.SQL(" AND ").join(
         sql.SQL("t.{column} IS NOT DISTINCT FROM e.{column}").format(column=sql.Identifier(column))
         for column in columns)

@@ -70,7 +70,6 @@ CREATE TABLE report_deal_periods_quarter_all PARTITION OF report_deal_periods_qu
 CREATE TABLE report_deal_periods_quarter_by_owner PARTITION OF report_deal_periods_quarter FOR VALUES IN (false) WITH (fillfactor = 80);
 CREATE TABLE report_deal_periods_year_all PARTITION OF report_deal_periods_year FOR VALUES IN (true) WITH (fillfactor = 80);
 CREATE TABLE report_deal_periods_year_by_owner PARTITION OF report_deal_periods_year FOR VALUES IN (false) WITH (fillfactor = 80);
-CREATE INDEX report_deal_periods_owner_idx ON report_deal_periods (owner_id, period_start) WHERE NOT all_owners;
 -- Revenue reads the rows with won deals only (the others exist for the win
 -- rate): this index gives exactly those, in report order.
 CREATE INDEX report_deal_periods_won_idx ON report_deal_periods (period_start, owner_id) WHERE won_count > 0;
@@ -119,7 +118,6 @@ CREATE TABLE report_lead_periods_quarter_all PARTITION OF report_lead_periods_qu
 CREATE TABLE report_lead_periods_quarter_by_owner PARTITION OF report_lead_periods_quarter FOR VALUES IN (false) WITH (fillfactor = 80);
 CREATE TABLE report_lead_periods_year_all PARTITION OF report_lead_periods_year FOR VALUES IN (true) WITH (fillfactor = 80);
 CREATE TABLE report_lead_periods_year_by_owner PARTITION OF report_lead_periods_year FOR VALUES IN (false) WITH (fillfactor = 80);
-CREATE INDEX report_lead_periods_owner_idx ON report_lead_periods (owner_id, period_start, source) WHERE NOT all_owners;
 
 -- Accounts per industry and region.
 CREATE TABLE report_account_segments (

@@ -22,10 +22,7 @@ segments AS (
     FROM rolled_up r
     LEFT JOIN users AS owners ON owners.id = r.owner_id
     ORDER BY r.owner_id, r.industry, r.region, r.all_owners
-    ON CONFLICT ON CONSTRAINT report_account_segments_key DO UPDATE SET
-        owner_name = excluded.owner_name,
-        owner_active = excluded.owner_active,
-        account_count = stored.account_count + excluded.account_count
+    {on_conflict_report_account_segments}
     RETURNING stored.owner_id, stored.industry, stored.region, stored.all_owners, stored.account_count = 0 AS emptied
 )
 SELECT (SELECT coalesce(sum(images_read), 0) FROM grouped) AS images_read,

@@ -1,12 +1,15 @@
 -- Fold deal images (sign +1 or -1) into report_deal_periods and report_open_pipeline.
--- {images} is either the change log being consumed (DELETE ... RETURNING) or,
+-- The images placeholder is either the change log being consumed (DELETE ... RETURNING) or,
 -- on a full rebuild, every deal as a +1 image. Sums and counts only: adding a
 -- group's deltas to its stored row is exact, whatever order changes came in.
 -- Quarter and year rows are sums of the month rows computed here. Per-owner
 -- rows take the owner's name from users in this same snapshot. Rows are sent
 -- in key order, so a full rebuild lays them out in the order reads want.
--- Returns what it read and wrote, the months touched, and the keys of groups
--- that emptied (their rows are then deleted, so reads need no filter).
+-- The on_conflict_<table> placeholders: on an incremental run, ON CONFLICT DO UPDATE adding
+-- each sum and count to the stored row of the same group (crmtasks/aggregates.py
+-- writes it from the table's list of sums); empty on a full rebuild, whose
+-- tables start empty. Returns what it read and wrote, the months touched, and
+-- the keys of groups that emptied (the run then deletes those rows).
 WITH images AS (
     {images}
 ),
@@ -60,15 +63,7 @@ periods AS (
     FROM rolled_up r
     LEFT JOIN users AS owners ON owners.id = r.owner_id
     ORDER BY r.period_start, r.owner_id, r.grain, r.all_owners
-    ON CONFLICT ON CONSTRAINT report_deal_periods_key DO UPDATE SET
-        owner_name = excluded.owner_name,
-        owner_active = excluded.owner_active,
-        won_count = stored.won_count + excluded.won_count,
-        won_amount_sum = stored.won_amount_sum + excluded.won_amount_sum,
-        won_amount_count = stored.won_amount_count + excluded.won_amount_count,
-        won_cycle_days_sum = stored.won_cycle_days_sum + excluded.won_cycle_days_sum,
-        lost_count = stored.lost_count + excluded.lost_count,
-        lost_cycle_days_sum = stored.lost_cycle_days_sum + excluded.lost_cycle_days_sum
+    {on_conflict_report_deal_periods}
     RETURNING stored.period_start, stored.owner_id, stored.grain, stored.all_owners,
               stored.won_count = 0 AND stored.lost_count = 0 AS emptied
 ),
@@ -91,13 +86,7 @@ pipeline AS (
     ) AS p
     LEFT JOIN users AS owners ON owners.id = p.owner_id
     ORDER BY p.owner_id, p.stage, p.all_owners
-    ON CONFLICT ON CONSTRAINT report_open_pipeline_key DO UPDATE SET
-        owner_name = excluded.owner_name,
-        owner_active = excluded.owner_active,
-        deal_count = stored.deal_count + excluded.deal_count,
-        amount_sum = stored.amount_sum + excluded.amount_sum,
-        amount_count = stored.amount_count + excluded.amount_count,
-        amount_probability_sum = stored.amount_probability_sum + excluded.amount_probability_sum
+    {on_conflict_report_open_pipeline}
     RETURNING stored.owner_id, stored.stage, stored.all_owners, stored.deal_count = 0 AS emptied
 )
 SELECT (SELECT coalesce(sum(images_read), 0) FROM grouped) AS images_read,

@@ -29,11 +29,7 @@ periods AS (
     FROM rolled_up r
     LEFT JOIN users AS owners ON owners.id = r.owner_id
     ORDER BY r.period_start, r.source, r.owner_id, r.grain, r.all_owners
-    ON CONFLICT ON CONSTRAINT report_lead_periods_key DO UPDATE SET
-        owner_name = excluded.owner_name,
-        owner_active = excluded.owner_active,
-        lead_count = stored.lead_count + excluded.lead_count,
-        converted_count = stored.converted_count + excluded.converted_count
+    {on_conflict_report_lead_periods}
     RETURNING stored.period_start, stored.source, stored.owner_id, stored.grain, stored.all_owners,
               stored.lead_count = 0 AS emptied
 )
