@@ -184,7 +184,7 @@ def _quietly(cur, statement: str, params: tuple = ()) -> None:
     """Run a clean-up statement; never mask the error being handled with a second one."""
     try:
         cur.execute(statement, params)
-    except Exception:  # noqa: BLE001 - the connection may be gone; the server then cleans up itself
+    except Exception:  # noqa: BLE001, S110 - the connection may be gone; the server then cleans up itself
         pass
 
 

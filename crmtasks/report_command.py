@@ -102,10 +102,9 @@ def _filters(spec, owner_text, from_text, to_text, grain, stage, by_owner) -> di
 def _plot_file(spec, plot_path, filters) -> Path | None:
     if plot_path is None:
         return None
-    from crmtasks.reports.plots import PLOTTABLE  # names only; matplotlib is imported lazily below
-
-    if spec.name not in PLOTTABLE:
-        raise reports.ReportError(f"report {spec.name} has no plot; plots: {', '.join(PLOTTABLE)}")
+    if not spec.plot:
+        plottable = ", ".join(name for name, other in reports.REPORTS.items() if other.plot)
+        raise reports.ReportError(f"report {spec.name} has no plot; plots: {plottable}")
     if filters.get("by_owner") and filters.get("owner") is None:
         raise reports.ReportError("--plot draws all owners together or one owner (--owner ID): drop --by-owner")
     path = Path(plot_path)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -39,12 +38,12 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg2  # noqa: E402
-from psycopg2 import sql  # noqa: E402
+import psycopg2
+from psycopg2 import sql
 
-from crmtasks import aggregates, migrate, services  # noqa: E402
-from crmtasks.reports import queries  # noqa: E402
-from crmtasks.settings import SettingsError, get_settings  # noqa: E402
+from crmtasks import aggregates, migrate, services
+from crmtasks.reports import queries
+from crmtasks.settings import SettingsError, get_settings
 
 # The reports as the issue defines them: (our query, as crmtasks.reports sends it; the live SQL; the view's key).
 OWNER = "d.owner_id, u.full_name AS owner_name, u.is_active AS owner_active"

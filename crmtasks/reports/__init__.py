@@ -9,7 +9,7 @@ see ``crmtasks.reports.queries`` for the definitions.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from crmtasks.reports.errors import AggregatesNotReady, ReportError
 from crmtasks.reports.periods import GRAINS
@@ -59,5 +59,5 @@ def get(name: str) -> ReportSpec:
         raise ReportError(f"unknown report {name!r}; valid reports: {', '.join(REPORTS)}") from None
 
 
-__all__ = ["REPORTS", "GRAINS", "AggregatesNotReady", "Report", "ReportError", "ReportSpec", "accounts", "get",
+__all__ = ["GRAINS", "REPORTS", "AggregatesNotReady", "Report", "ReportError", "ReportSpec", "accounts", "get",
            "lead_conversion", "pipeline", "revenue", "sales_cycle", "win_rate"]

@@ -14,7 +14,6 @@ from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from crmtasks.reports.queries import Report
 
-PLOTTABLE = ("pipeline", "revenue", "win_rate")
 _COLORS = ("#4C72B0", "#DD8452")
 
 
@@ -23,14 +22,14 @@ def plot(report: Report, path: Path | str) -> Path:
 
     Raises ValueError for a report that has no chart or rows split per owner.
     """
-    if report.name not in PLOTTABLE:
-        raise ValueError(f"report {report.name} has no plot; plots: {', '.join(PLOTTABLE)}")
+    if report.name not in _DRAW:
+        raise ValueError(f"report {report.name} has no plot; plots: {', '.join(_DRAW)}")
     if report.filters.get("by_owner") and report.filters.get("owner") is None:
         raise ValueError("a plot shows all owners together or one owner (--owner ID), not one series per owner")
     figure = Figure(figsize=(10, 5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    {"pipeline": _pipeline, "revenue": _revenue, "win_rate": _win_rate}[report.name](axes, report)
+    _DRAW[report.name](axes, report)
     if not report.rows:
         axes.text(0.5, 0.5, "no data", transform=axes.transAxes, ha="center", va="center", fontsize=14)
     figure.suptitle(_title(report))
@@ -87,3 +86,7 @@ def _win_rate(axes, report: Report) -> None:
     axes.yaxis.set_major_formatter(PercentFormatter(1.0))
     axes.set_ylabel("win rate (won / closed)")
     axes.tick_params(axis="x", labelrotation=45)
+
+
+# The reports that have a chart, and how each is drawn.
+_DRAW = {"pipeline": _pipeline, "revenue": _revenue, "win_rate": _win_rate}

@@ -92,7 +92,7 @@ def lead_conversion(conn, *, owner=None, date_from=None, date_to=None, grain="mo
 
 
 def pipeline(conn, *, owner=None, stage=None, by_owner=False):
-    per_owner, columns, join, group, order, where = _owner_parts(owner, by_owner)
+    per_owner, columns, join, group, _, where = _owner_parts(owner, by_owner)
     query = sql.SQL("""
         SELECT t.stage {columns}, count(*), coalesce(sum(t.amount), 0), round(avg(t.amount), 2),
                round(coalesce(sum(t.amount * t.probability / 100.0), 0), 2)
@@ -107,7 +107,7 @@ def pipeline(conn, *, owner=None, stage=None, by_owner=False):
 
 
 def accounts(conn, *, owner=None, by_owner=False):
-    per_owner, columns, join, group, order, where = _owner_parts(owner, by_owner)
+    per_owner, columns, join, group, _, where = _owner_parts(owner, by_owner)
     query = sql.SQL("""
         SELECT t.industry, t.region {columns}, count(*)
         FROM accounts t {join}
