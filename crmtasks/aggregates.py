@@ -1,12 +1,12 @@
 """Keeping the report aggregates current: what ``analytics.precompute_aggregates`` does.
 
 The aggregate tables (migration 0003) hold sums and counts per period and
-owner. Triggers on deals, leads and accounts append the old (-1) and new
-(+1) image of every row whose reported columns change to a change log (and a
-user's id when its name or active flag changes); a run
-folds the log into the aggregates by adding each group's deltas, so its cost
-follows the number of rows changed since the last run, not the size of the
-CRM. A full rebuild (first run, after a TRUNCATE, or every
+owner. Triggers on deals, leads and accounts append the old (-1) and new (+1)
+image of every row whose reported columns change to a change log (and a
+user's id when its name or active flag changes). A run folds the log into
+the aggregates by adding each group's deltas (and deletes the groups that
+emptied), so its cost follows the rows changed since the last run, not the
+size of the CRM. A full rebuild (first run, after a TRUNCATE, or every
 ``rebuild_after_hours``) recomputes everything from the raw tables with the
 same SQL, reading every row as a +1 image.
 
@@ -189,16 +189,17 @@ def _quietly(cur, statement: str, params: tuple = ()) -> None:
 
 
 def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int, statement_timeout_s: int) -> RefreshStats:
-    if statement_timeout_s:
-        cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(statement_timeout_s)}s",))
-    cur.execute("SELECT set_config('work_mem', %s, true)", (_WORK_MEM,))
-    # The first query takes the snapshot; statement_timestamp() was fixed just
-    # before it, so every commit earlier than as_of is visible to this run.
+    # This must be the transaction's first query: it takes the snapshot, and
+    # statement_timestamp() was fixed just before, so every commit earlier
+    # than as_of is visible to this run.
     cur.execute("""
         SELECT statement_timestamp(), as_of, rebuild_required, last_rebuild_at
         FROM report_aggregate_state FOR UPDATE
     """)
     as_of, previous_as_of, rebuild_required, last_rebuild_at = cur.fetchone()
+    if statement_timeout_s:
+        cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(statement_timeout_s)}s",))
+    cur.execute("SELECT set_config('work_mem', %s, true)", (_WORK_MEM,))
     reason = _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, as_of, rebuild_after_hours)
     stats = RefreshStats(mode="full" if reason else "incremental", reason=reason or "changes", as_of=as_of)
     months: set[datetime.date] = set()

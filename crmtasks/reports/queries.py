@@ -4,9 +4,10 @@ Every number comes from stored sums and counts: an average is a sum over a
 count and a rate a count over a count (computed by PostgreSQL as generated
 columns of the same row), a quarter or year is the sum of its months' sums
 and counts, never an average of averages, so every roll-up is exact. Each
-report is one SQL statement reading one partition in the order of its key
-index, with no join, sort or arithmetic (plus a second tiny one only when it
-returns no rows), and it carries ``as_of`` from the same snapshot.
+report is one SQL statement reading one partition (one report shape), with no
+join; large per-owner reports come in the order of its key index, unsorted
+(plus a second tiny statement only when no rows come back). It carries
+``as_of`` from the same snapshot.
 
 Definitions (see also migration 0003):
 
@@ -19,9 +20,10 @@ Definitions (see also migration 0003):
 - Amounts: NULL amounts count as deals but not in sums or averages; the
   weighted amount is the sum of ``amount * probability / 100`` (NULL
   probability adds nothing).
-- Owners: rows carry the owner's id, name and whether the user is still
-  active; deactivated owners keep their history, a reassigned deal counts for
-  its current owner, and ``owner_id`` None means deals with no owner.
+- Owners: rows carry the owner's id, name and whether the user is active (as
+  of ``as_of``, like every number); deactivated owners keep their history, a
+  reassigned deal counts for its current owner, and ``owner_id`` None means
+  records with no owner.
 
 Rounding: money to 2 decimals, days to 1, rates (0..1) to 4.
 """
@@ -72,7 +74,7 @@ class Query:
 
     Parameters:
       name(str): The report.
-      statement(Composed): The SQL; its first column is as_of.
+      statement(Composed): The SQL; its first column is as_of in epoch microseconds.
       params(dict): Its parameters.
       filters(dict): The filters, as returned in ``Report.filters``.
       grain(str|None): The grain of period rows (labels are added), None for current-state reports.
@@ -103,6 +105,7 @@ def pipeline(*, owner: int | None = None, stage: str | None = None, by_owner: bo
 
 
 def pipeline_query(*, owner=None, stage=None, by_owner=False) -> Query:
+    """The statement ``pipeline()`` sends (also used by the benchmark to time the SQL alone)."""
     per_owner = _per_owner(owner, by_owner)
     conditions, params = _scope(per_owner, owner)
     if stage is not None:
@@ -133,6 +136,7 @@ def revenue(*, owner: int | None = None, date_from: datetime.date | None = None,
 
 
 def revenue_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
+    """The statement ``revenue()`` sends (also used by the benchmark to time the SQL alone)."""
     measures = sql.SQL("a.won_count AS deal_count, a.won_amount_sum AS revenue, a.won_average_amount AS average_amount")
     # Rows with lost deals only belong to the win rate, not to revenue.
     return _period_query("revenue", "report_deal_periods", measures, sql.SQL("a.won_count > 0"), owner=owner,
@@ -151,6 +155,7 @@ def win_rate(*, owner: int | None = None, date_from: datetime.date | None = None
 
 
 def win_rate_query(*, owner=None, date_from=None, date_to=None, grain="quarter", by_owner=False) -> Query:
+    """The statement ``win_rate()`` sends (also used by the benchmark to time the SQL alone)."""
     measures = sql.SQL("a.won_count AS won, a.lost_count AS lost, a.win_rate")
     return _period_query("win_rate", "report_deal_periods", measures, None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
@@ -176,7 +181,7 @@ def sales_cycle(*, owner: int | None = None, date_from: datetime.date | None = N
 
 def sales_cycle_query(*, owner=None, date_from=None, date_to=None, grain="month", outcome=None, stage=None,
                       by_owner=False) -> Query:
-    """``outcome``: 'won', 'lost' or None for both (the caller maps a stage to it)."""
+    """The statement ``sales_cycle()`` sends; ``outcome`` is 'won', 'lost' or None for both (from the stage)."""
     if outcome is None:
         count = sql.SQL("a.won_count + a.lost_count")
         days = sql.SQL("a.won_cycle_days_sum + a.lost_cycle_days_sum")
@@ -207,6 +212,7 @@ def lead_conversion(*, owner: int | None = None, date_from: datetime.date | None
 
 
 def lead_conversion_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
+    """The statement ``lead_conversion()`` sends (also used by the benchmark to time the SQL alone)."""
     measures = sql.SQL("a.lead_count AS leads, a.converted_count AS converted, a.conversion_rate")
     return _period_query("lead_conversion", "report_lead_periods", measures, None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
@@ -224,6 +230,7 @@ def accounts(*, owner: int | None = None, by_owner: bool = False, connection=Non
 
 
 def accounts_query(*, owner=None, by_owner=False) -> Query:
+    """The statement ``accounts()`` sends (also used by the benchmark to time the SQL alone)."""
     per_owner = _per_owner(owner, by_owner)
     conditions, params = _scope(per_owner, owner)
     order = [sql.SQL("a.industry"), sql.SQL("a.region")]
