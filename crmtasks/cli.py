@@ -15,6 +15,7 @@ from crmtasks import migrate as migrations
 from crmtasks import registry, services
 from crmtasks.bootstrap import NotReady, connect_checked
 from crmtasks.console import CommandError, load_settings_or_exit, print_json, print_table, seed_progress, stderr
+from crmtasks.report_command import report_command
 from crmtasks.run import run_command
 from crmtasks.settings import mask_url
 
@@ -26,6 +27,7 @@ def main() -> None:
 
 
 main.add_command(run_command)
+main.add_command(report_command)
 
 
 def _connect(settings):

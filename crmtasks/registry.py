@@ -73,6 +73,22 @@ TASKS: tuple[TaskSpec, ...] = (
              queue="workflow_io", job="crmtasks.jobs.audit_maintenance:run",
              description="Create upcoming audit_log partitions; archive or delete months past retention",
              time_limit_s=3600, max_retries=3, min_backoff_ms=5_000, max_backoff_ms=60_000),
+    # workflow_cpu: the run's work is set-based SQL that keeps a PostgreSQL
+    # core busy (a full rebuild scans every deal, lead and account), so it
+    # belongs with the few-slot CPU-bound queue, not beside the many
+    # latency-sensitive I/O jobs. Time limit: well inside the 10-minute period.
+    TaskSpec(
+        name="precompute_aggregates",
+        actor_name="analytics.precompute_aggregates",
+        cron="*/10 * * * *",
+        queue="workflow_cpu",
+        job="crmtasks.jobs.precompute_aggregates:run",
+        description="Fold CRM changes into the report aggregates (pipeline, revenue, win rate, ...)",
+        time_limit_s=300,
+        max_retries=3,
+        min_backoff_ms=5_000,
+        max_backoff_ms=60_000,
+    ),
 )
 
 

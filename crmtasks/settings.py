@@ -90,6 +90,8 @@ class Settings:
       archive_dir(Path|None): Where audit archives go; None = ``home/archive``.
       audit_hold(bool): Legal hold: no audit row leaves the database (no drop, no delete).
       audit_pause_at(str|None): Test-only: the maintenance step to pause at (AUDIT_PAUSE_POINTS).
+      aggregates_rebuild_hours(int): Hours between full rebuilds of the report
+        aggregates (a safety net: runs in between fold only the changes); 0 never.
     """
 
     database_url: str | None
@@ -119,6 +121,7 @@ class Settings:
     def audit_archive_dir(self) -> Path:
         """The directory audit archives are written to (CRMTASKS_ARCHIVE_DIR, default CRMTASKS_HOME/archive)."""
         return self.archive_dir or self.home / "archive"
+    aggregates_rebuild_hours: int = 24
 
     @property
     def embedded_database(self) -> bool:
@@ -160,6 +163,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         archive_dir=_archive_dir(environ.get("CRMTASKS_ARCHIVE_DIR")),
         audit_hold=_flag(environ, "CRMTASKS_AUDIT_HOLD"),
         audit_pause_at=_pause_point(environ.get("CRMTASKS_AUDIT_PAUSE_AT")),
+        aggregates_rebuild_hours=_hours(environ, "CRMTASKS_AGGREGATES_REBUILD_HOURS", default=24),
     )
 
 
@@ -245,30 +249,28 @@ def _redis_prefix(value: str | None) -> str:
     return value
 
 
-def _positive_int(environ: Mapping[str, str], variable: str, *, default: int, most: int, least: int = 1) -> int:
+def _positive_int(environ: Mapping[str, str], variable: str, *, default: int, most: int, least: int = 1,
+                  unit: str = "") -> int:
+    """A whole number from ``least`` to ``most`` (``unit`` words the messages: "months", "hours")."""
     value = _empty_to_none(environ.get(variable))
     if value is None:
         return default
     try:
         number = int(value)
     except ValueError:
-        raise SettingsError(variable, f"{value!r} is not a whole number") from None
+        raise SettingsError(variable, f"{value!r} is not a whole number{' of ' + unit if unit else ''}") from None
     if not least <= number <= most:
-        raise SettingsError(variable, f"{number} is out of range ({least} to {most})")
+        raise SettingsError(variable, f"{number}{' ' + unit if unit else ''} is out of range ({least} to {most})")
     return number
 
 
 def _month_count(environ: Mapping[str, str], variable: str, *, default: int, least: int, most: int) -> int:
-    value = _empty_to_none(environ.get(variable))
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise SettingsError(variable, f"{value!r} is not a number of months (a whole number)") from None
-    if not least <= number <= most:
-        raise SettingsError(variable, f"{number} months is out of range ({least} to {most})")
-    return number
+    return _positive_int(environ, variable, default=default, least=least, most=most, unit="months")
+
+
+def _hours(environ: Mapping[str, str], variable: str, *, default: int) -> int:
+    """A whole number of hours from 0 (never) to one year."""
+    return _positive_int(environ, variable, default=default, least=0, most=8760, unit="hours")
 
 
 def _choice(environ: Mapping[str, str], variable: str, choices: tuple[str, ...], *, default: str | None = None) -> str:

@@ -1,1 +1,1 @@
-"""The periodic jobs: one module per job, each a plain ``run() -> dict`` returning its stats."""
+"""The periodic jobs: one module per job, named for it, each with a ``run() -> dict`` returning its stats."""

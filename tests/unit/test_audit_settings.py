@@ -40,7 +40,7 @@ def test_audit_values_are_kept(tmp_path):
 @pytest.mark.parametrize("variable, value, expected", [
     ("CRMTASKS_AUDIT_RETENTION_MONTHS", "0", "out of range (1 to 1200)"),
     ("CRMTASKS_AUDIT_RETENTION_MONTHS", "-3", "out of range"),
-    ("CRMTASKS_AUDIT_RETENTION_MONTHS", "1y", "is not a number of months"),
+    ("CRMTASKS_AUDIT_RETENTION_MONTHS", "1y", "is not a whole number of months"),
     ("CRMTASKS_AUDIT_PREMAKE_MONTHS", "121", "out of range (0 to 120)"),
     ("CRMTASKS_AUDIT_RETENTION_POLICY", "shred", "is not one of archive, delete"),
     ("CRMTASKS_AUDIT_HOLD", "maybe", "is not a yes/no value"),

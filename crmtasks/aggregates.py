@@ -1,0 +1,304 @@
+"""Keeping the report aggregates current: what ``analytics.precompute_aggregates`` does.
+
+The aggregate tables (migration 0003) hold sums and counts per period and
+owner. Triggers on deals, leads and accounts append the old (-1) and new (+1)
+image of every row whose reported columns change to a change log (and a
+user's id when its name or active flag changes). A run folds the log into
+the aggregates by adding each group's deltas (and deletes the groups that
+emptied), so its cost follows the rows changed since the last run, not the
+size of the CRM. A full rebuild (first run, after a TRUNCATE, or every
+``rebuild_after_hours``) recomputes everything from the raw tables with the
+same SQL, reading every row as a +1 image.
+
+Guarantees:
+
+- Atomic publish: one REPEATABLE READ transaction consumes the log, updates
+  the aggregates and stamps ``as_of``; readers see the whole old or the whole
+  new state, and are never blocked (row locks only).
+- Nothing is lost or counted twice: the run deletes exactly the log rows
+  visible in its snapshot, the ones it folded; changes committed after the
+  snapshot stay in the log for the next run. No watermark or clock is trusted.
+- ``as_of`` is the start of the run's first statement: every change committed
+  before it is in the aggregates (some committed a moment later may be too).
+- Idempotent and safe to kill: an interrupted run rolls back and leaves the
+  log in place. Two runs never interleave: a session advisory lock makes a
+  second concurrent run return at once (``skipped``), and should both run,
+  the second would fail with a serialization error (retried) rather than
+  fold the same changes twice.
+- May block writers? No: writers only append to the log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import time
+from importlib import resources
+
+from psycopg2 import sql
+from psycopg2.extensions import connection as PgConnection
+
+# pg_try_advisory_lock key: the bytes of "crmaggr" read as a bigint.
+ADVISORY_LOCK_KEY = int.from_bytes(b"crmaggr", "big")
+
+
+# Each source: its fold statement, the change log it consumes, and its raw
+# table read as +1 images on a full rebuild (same columns, same order).
+_SOURCES = {
+    "deals": {
+        "table": "deals",
+        "fold": "report_fold_deals.sql",
+        "log": "report_deal_changes",
+        "columns": ("owner_id", "stage", "amount", "probability", "close_date", "created_at"),
+    },
+    "leads": {
+        "table": "leads",
+        "fold": "report_fold_leads.sql",
+        "log": "report_lead_changes",
+        "columns": ("owner_id", "source", "status", "created_at"),
+    },
+    "accounts": {
+        "table": "accounts",
+        "fold": "report_fold_accounts.sql",
+        "log": "report_account_changes",
+        "columns": ("owner_id", "industry", "region"),
+    },
+}
+
+# Per aggregate table: its key columns, its additive columns (sums and counts), and when a row is an emptied
+# group (every record of it deleted or moved away).
+_TABLES = {
+    "report_deal_periods": {
+        "keys": ("period_start", "owner_id", "grain", "all_owners"),
+        "sums": ("won_count", "won_amount_sum", "won_amount_count", "won_cycle_days_sum", "lost_count",
+                 "lost_cycle_days_sum"),
+        "empty": "t.won_count = 0 AND t.lost_count = 0",
+    },
+    "report_open_pipeline": {
+        "keys": ("owner_id", "stage", "all_owners"),
+        "sums": ("deal_count", "amount_sum", "amount_count", "amount_probability_sum"),
+        "empty": "t.deal_count = 0",
+    },
+    "report_lead_periods": {
+        "keys": ("period_start", "source", "owner_id", "grain", "all_owners"),
+        "sums": ("lead_count", "converted_count"),
+        "empty": "t.lead_count = 0",
+    },
+    "report_account_segments": {
+        "keys": ("owner_id", "industry", "region", "all_owners"),
+        "sums": ("account_count",),
+        "empty": "t.account_count = 0",
+    },
+}
+
+# Memory for the fold's hash aggregates and sorts (PostgreSQL's default 4MB spills to disk on a rebuild).
+_WORK_MEM = "128MB"
+
+AGGREGATE_TABLES = tuple(_TABLES)
+
+# Logs consumed by a full rebuild without folding (the raw tables it reads already hold their effects).
+_LOGS = tuple(spec["log"] for spec in _SOURCES.values()) + ("report_owner_changes",)
+
+
+@dataclasses.dataclass
+class RefreshStats:
+    """What one run did; ``as_dict()`` is what lands in ``task_runs.stats``.
+
+    Parameters:
+      mode(str): ``incremental``, ``full`` or ``skipped`` (another run held the lock).
+      reason(str): Why this mode (``changes``, ``first run``, ``rebuild required``, ``periodic rebuild``...).
+      as_of(datetime|None): The published as_of.
+      rows_read(dict): Rows read per source: change-log images (incremental) or raw rows (full).
+      aggregate_rows_written(int): Aggregate rows inserted or updated.
+      aggregate_rows_removed(int): Aggregate rows deleted: groups that emptied, or all rows on a full rebuild.
+      owners_refreshed(int): Owners whose new name or active flag was copied into their rows.
+      months_touched(list[str]): Months (YYYY-MM) whose deal or lead aggregates changed.
+      duration_ms(float): Wall-clock milliseconds, lock to commit.
+    """
+
+    mode: str
+    reason: str
+    as_of: datetime.datetime | None = None
+    rows_read: dict = dataclasses.field(default_factory=dict)
+    aggregate_rows_written: int = 0
+    aggregate_rows_removed: int = 0
+    owners_refreshed: int = 0
+    months_touched: list = dataclasses.field(default_factory=list)
+    duration_ms: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "reason": self.reason,
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "rows_read": dict(self.rows_read),
+            "rows_read_total": sum(self.rows_read.values()),
+            "aggregate_rows_written": self.aggregate_rows_written,
+            "aggregate_rows_removed": self.aggregate_rows_removed,
+            "owners_refreshed": self.owners_refreshed,
+            "months_touched": len(self.months_touched),
+            "months_touched_list": list(self.months_touched),
+            "duration_ms": round(self.duration_ms, 1),
+        }
+
+
+def refresh(conn: PgConnection, *, full: bool = False, rebuild_after_hours: int = 0,
+            statement_timeout_s: int = 0) -> RefreshStats:
+    """Bring the aggregates up to date in one transaction and return what was done.
+
+    Parameters:
+      conn(connection): A psycopg2 connection in autocommit mode with no open
+        transaction (peewee's connections are); this function sends BEGIN/COMMIT.
+      full(bool): Rebuild everything from the raw tables even if the log would do.
+      rebuild_after_hours(int): Also rebuild when the last full rebuild is older
+        than this many hours (a safety net against changes that bypassed the
+        triggers, e.g. loads with triggers disabled); 0 never does.
+      statement_timeout_s(int): PostgreSQL statement_timeout for the run, in
+        seconds (a worker's time limit cannot interrupt a running statement); 0 = none.
+    """
+    if not conn.autocommit:
+        raise ValueError("refresh() needs a connection in autocommit mode: it manages its own transaction")
+    started = time.perf_counter()
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        if not cur.fetchone()[0]:
+            return RefreshStats(mode="skipped", reason="another precompute_aggregates run holds the lock")
+        try:
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            try:
+                stats = _refresh_in_transaction(cur, full=full, rebuild_after_hours=rebuild_after_hours,
+                                                statement_timeout_s=statement_timeout_s)
+                cur.execute("COMMIT")
+            except BaseException:
+                _quietly(cur, "ROLLBACK")
+                raise
+        finally:
+            # A lost connection has already released the session lock.
+            _quietly(cur, "SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+    stats.duration_ms = (time.perf_counter() - started) * 1000
+    return stats
+
+
+def _quietly(cur, statement: str, params: tuple = ()) -> None:
+    """Run a clean-up statement; never mask the error being handled with a second one."""
+    try:
+        cur.execute(statement, params)
+    except Exception:  # noqa: BLE001, S110 - the connection may be gone; the server then cleans up itself
+        pass
+
+
+def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int, statement_timeout_s: int) -> RefreshStats:
+    # This must be the transaction's first query: it takes the snapshot, and
+    # statement_timestamp() was fixed just before, so every commit earlier
+    # than as_of is visible to this run.
+    cur.execute("""
+        SELECT statement_timestamp(), as_of, rebuild_required, last_rebuild_at
+        FROM report_aggregate_state FOR UPDATE
+    """)
+    as_of, previous_as_of, rebuild_required, last_rebuild_at = cur.fetchone()
+    if statement_timeout_s:
+        cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(statement_timeout_s)}s",))
+    cur.execute("SELECT set_config('work_mem', %s, true)", (_WORK_MEM,))
+    reason = _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, as_of, rebuild_after_hours)
+    stats = RefreshStats(mode="full" if reason else "incremental", reason=reason or "changes", as_of=as_of)
+    months: set[datetime.date] = set()
+
+    if reason:
+        for log in _LOGS:
+            # Only the log rows this snapshot sees: the raw tables it reads already include them.
+            cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(log)))
+        for table in AGGREGATE_TABLES:
+            cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+            stats.aggregate_rows_removed += cur.rowcount
+    else:
+        cur.execute(_read_sql("report_refresh_owners.sql"))
+        stats.owners_refreshed, rows_written = cur.fetchone()
+        stats.aggregate_rows_written += int(rows_written)
+
+    for name, spec in _SOURCES.items():
+        cur.execute(_fold_statement(spec, full=bool(reason)))
+        images_read, rows_written, source_months, emptied = cur.fetchone()
+        stats.rows_read[name] = int(images_read)
+        stats.aggregate_rows_written += int(rows_written)
+        months.update(source_months or ())
+        for table, keys in emptied.items():
+            if keys:
+                cur.execute(_delete_emptied_statement(table), (json.dumps(keys),))
+                stats.aggregate_rows_removed += cur.rowcount
+
+    if reason:
+        # Fresh statistics for the planner: the tables were just rewritten in key order.
+        for table in AGGREGATE_TABLES:
+            cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+    cur.execute("""
+        UPDATE report_aggregate_state
+        SET as_of = %(as_of)s,
+            rebuild_required = CASE WHEN %(full)s THEN false ELSE rebuild_required END,
+            last_rebuild_at = CASE WHEN %(full)s THEN %(as_of)s ELSE last_rebuild_at END
+    """, {"as_of": as_of, "full": bool(reason)})
+    stats.months_touched = [month.strftime("%Y-%m") for month in sorted(months)]
+    return stats
+
+
+def _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, now, rebuild_after_hours) -> str | None:
+    if full:
+        return "full rebuild requested"
+    if previous_as_of is None:
+        return "first run"
+    if rebuild_required:
+        return "rebuild required (a CRM table was truncated)"
+    if rebuild_after_hours and (last_rebuild_at is None
+                                or now - last_rebuild_at >= datetime.timedelta(hours=rebuild_after_hours)):
+        return f"periodic rebuild (every {rebuild_after_hours} h)"
+    return None
+
+
+def _fold_statement(spec: dict, *, full: bool) -> sql.Composed:
+    columns = sql.SQL(", ").join(sql.Identifier(column) for column in spec["columns"])
+    if full:
+        images = sql.SQL("SELECT 1::smallint AS sign, {columns} FROM {table}").format(
+            columns=columns, table=sql.Identifier(spec["table"]))
+    else:
+        images = sql.SQL("DELETE FROM {log} RETURNING sign, {columns}").format(
+            columns=columns, log=sql.Identifier(spec["log"]))
+    upserts = {f"on_conflict_{table}": sql.SQL("") if full else _on_conflict(table) for table in _TABLES}
+    return sql.SQL(_read_sql(spec["fold"])).format(images=images, **upserts)
+
+
+def _on_conflict(table: str) -> sql.Composed:
+    """Add the incoming deltas to the stored row of the same group (and refresh the owner's name)."""
+    updates = [sql.SQL("owner_name = excluded.owner_name"), sql.SQL("owner_active = excluded.owner_active")]
+    updates += [sql.SQL("{column} = stored.{column} + excluded.{column}").format(column=sql.Identifier(column))
+                for column in _TABLES[table]["sums"]]
+    return sql.SQL("ON CONFLICT ON CONSTRAINT {constraint} DO UPDATE SET {updates}").format(
+        constraint=sql.Identifier(f"{table}_key"), updates=sql.SQL(", ").join(updates))
+
+
+def _delete_emptied_statement(table: str) -> sql.Composed:
+    """Delete the rows of ``table`` whose keys are in the JSON array parameter, if still empty."""
+    columns, empty = _TABLES[table]["keys"], _TABLES[table]["empty"]
+    matches = sql.SQL(" AND ").join(
+        sql.SQL("t.{column} IS NOT DISTINCT FROM e.{column}").format(column=sql.Identifier(column))
+        for column in columns)
+    return sql.SQL("DELETE FROM {table} AS t USING json_populate_recordset(NULL::{table}, %s) AS e "
+                   "WHERE {matches} AND {empty}").format(table=sql.Identifier(table), matches=matches, empty=sql.SQL(empty))
+
+
+def _read_sql(name: str) -> str:
+    return resources.files("crmtasks").joinpath("sql", name).read_text()
+
+
+def state(conn: PgConnection) -> dict:
+    """The published state: as_of, rebuild_required, last_rebuild_at, and change-log rows waiting."""
+    with conn.cursor() as cur:
+        cur.execute("""
+            SELECT as_of, rebuild_required, last_rebuild_at,
+                   (SELECT count(*) FROM report_deal_changes) + (SELECT count(*) FROM report_lead_changes)
+                   + (SELECT count(*) FROM report_account_changes) + (SELECT count(*) FROM report_owner_changes)
+            FROM report_aggregate_state
+        """)
+        as_of, rebuild_required, last_rebuild_at, pending = cur.fetchone()
+    return {"as_of": as_of, "rebuild_required": rebuild_required, "last_rebuild_at": last_rebuild_at,
+            "pending_changes": pending}

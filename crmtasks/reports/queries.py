@@ -1,0 +1,344 @@
+"""The reports: one function per report, reading only the precomputed aggregates.
+
+Every number comes from stored sums and counts: an average is a sum over a
+count and a rate a count over a count (computed by PostgreSQL as generated
+columns of the same row), a quarter or year is the sum of its months' sums
+and counts, never an average of averages, so every roll-up is exact. Each
+report is one SQL statement reading one partition (one report shape), with no
+join; large per-owner reports come in the order of its key index, unsorted
+(plus a second tiny statement only when no rows come back). It carries
+``as_of`` from the same snapshot.
+
+Definitions (see also migration 0003):
+
+- A closed deal's period is its ``close_date``; closed deals without a close
+  date are in no period report. Open deals (every stage but the closed ones)
+  make the pipeline, whatever their close date.
+- A lead's period is its ``created_at`` month in UTC; converted means
+  ``status = 'Converted'``.
+- Sales cycle: ``close_date`` minus the UTC date of ``created_at``, in days.
+- Amounts: NULL amounts count as deals but not in sums or averages; the
+  weighted amount is the sum of ``amount * probability / 100`` (NULL
+  probability adds nothing).
+- Owners: rows carry the owner's id, name and whether the user is active (as
+  of ``as_of``, like every number); deactivated owners keep their history, a
+  reassigned deal counts for its current owner, and ``owner_id`` None means
+  records with no owner.
+
+Rounding: money to 2 decimals, days to 1, rates (0..1) to 4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+from psycopg2 import sql
+
+from crmtasks.reports import periods
+from crmtasks.reports.errors import AggregatesNotReady, ReportError
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """The rows of one report and the moment they describe.
+
+    Parameters:
+      name(str): The report's name (``revenue``...).
+      columns(tuple[str]): Column names, in display order.
+      rows(list[dict]): One dict per row: dates, ints, Decimals, str, bool or None.
+      as_of(datetime): Every change committed before this instant is counted.
+      filters(dict): The filters the rows answer.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    rows: list[dict]
+    as_of: datetime.datetime
+    filters: dict
+
+    def as_dict(self) -> dict:
+        return {"report": self.name, "as_of": self.as_of.isoformat(), "filters": self.filters, "rows": self.rows}
+
+
+# as_of rides along every row as epoch microseconds (one statement, one snapshot): an integer costs the
+# driver far less per row than a timestamptz would.
+_AS_OF = sql.SQL("(SELECT (extract(epoch FROM as_of) * 1000000)::bigint FROM report_aggregate_state) AS as_of_us")
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_OWNER_COLUMNS = sql.SQL("a.owner_id, a.owner_name, a.owner_active")
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """One report's SQL statement, its parameters and what the rows answer.
+
+    Parameters:
+      name(str): The report.
+      statement(Composed): The SQL; its first column is as_of in epoch microseconds.
+      params(dict): Its parameters.
+      filters(dict): The filters, as returned in ``Report.filters``.
+      grain(str|None): The grain of period rows (labels are added), None for current-state reports.
+      owner(int|None): The owner filter, to tell "no such user" from "no rows".
+      stage(str|None): The stage filter of the pipeline, to tell a closed stage from "no rows".
+    """
+
+    name: str
+    statement: sql.Composed
+    params: dict
+    filters: dict
+    grain: str | None = None
+    owner: int | None = None
+    stage: str | None = None
+
+
+def pipeline(*, owner: int | None = None, stage: str | None = None, by_owner: bool = False,
+             connection=None) -> Report:
+    """Open deals per stage: count, total, average and weighted amount.
+
+    Parameters:
+      owner(int|None): Only this owner's deals (rows per owner).
+      stage(str|None): Only this (open) stage.
+      by_owner(bool): One row per owner and stage instead of per stage over all owners.
+    Rows are ordered by owner (when per owner), then stage.
+    """
+    return execute(pipeline_query(owner=owner, stage=stage, by_owner=by_owner), connection)
+
+
+def pipeline_query(*, owner=None, stage=None, by_owner=False) -> Query:
+    """The statement ``pipeline()`` sends (also used by the benchmark to time the SQL alone)."""
+    per_owner = _per_owner(owner, by_owner)
+    conditions, params = _scope(per_owner, owner)
+    if stage is not None:
+        conditions.append(sql.SQL("a.stage = %(stage)s"))
+        params["stage"] = stage
+    order = [sql.SQL("a.owner_id"), sql.SQL("a.stage")] if per_owner else [sql.SQL("a.stage")]
+    measures = sql.SQL("a.deal_count, a.amount_sum AS amount_total, a.average_amount, a.weighted_amount")
+    statement = _select(sql.SQL("a.stage"), per_owner, measures, _partition("report_open_pipeline", per_owner),
+                        conditions, order)
+    return Query("pipeline", statement, params, {"owner": owner, "stage": stage, "by_owner": per_owner},
+                 owner=owner, stage=stage)
+
+
+def revenue(*, owner: int | None = None, date_from: datetime.date | None = None,
+            date_to: datetime.date | None = None, grain: str = "month", by_owner: bool = False,
+            connection=None) -> Report:
+    """Closed-won revenue and deal count per period (of close_date).
+
+    Parameters:
+      owner(int|None): Only this owner's deals (rows per owner).
+      date_from, date_to(date|None): Whole periods of ``grain``, inclusive.
+      grain(str): month, quarter or year.
+      by_owner(bool): One row per owner and period instead of per period over all owners.
+    Columns: deal_count, revenue (sum of known amounts), average_amount (over known amounts).
+    """
+    return execute(revenue_query(owner=owner, date_from=date_from, date_to=date_to, grain=grain,
+                                 by_owner=by_owner), connection)
+
+
+def revenue_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
+    """The statement ``revenue()`` sends (also used by the benchmark to time the SQL alone)."""
+    measures = sql.SQL("a.won_count AS deal_count, a.won_amount_sum AS revenue, a.won_average_amount AS average_amount")
+    # Rows with lost deals only belong to the win rate, not to revenue.
+    return _period_query("revenue", "report_deal_periods", measures, sql.SQL("a.won_count > 0"), owner=owner,
+                         date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
+
+
+def win_rate(*, owner: int | None = None, date_from: datetime.date | None = None,
+             date_to: datetime.date | None = None, grain: str = "quarter", by_owner: bool = False,
+             connection=None) -> Report:
+    """Won, lost and win rate = won / (won + lost) per period (of close_date), by deal count.
+
+    Parameters: as for ``revenue``; the default grain is the quarter.
+    """
+    return execute(win_rate_query(owner=owner, date_from=date_from, date_to=date_to, grain=grain,
+                                  by_owner=by_owner), connection)
+
+
+def win_rate_query(*, owner=None, date_from=None, date_to=None, grain="quarter", by_owner=False) -> Query:
+    """The statement ``win_rate()`` sends (also used by the benchmark to time the SQL alone)."""
+    measures = sql.SQL("a.won_count AS won, a.lost_count AS lost, a.win_rate")
+    return _period_query("win_rate", "report_deal_periods", measures, None,
+                         owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
+
+
+def sales_cycle(*, owner: int | None = None, date_from: datetime.date | None = None,
+                date_to: datetime.date | None = None, grain: str = "month", stage: str | None = None,
+                by_owner: bool = False, connection=None) -> Report:
+    """Average days from created to closed, per period of close_date.
+
+    Parameters: as for ``revenue``, plus
+      stage(str|None): Only deals closed in this stage (won or lost); default both.
+    """
+    outcome = None
+    if stage is not None:
+        outcome = _deal_outcome(stage, connection)
+        if outcome is None:
+            raise ReportError(f"stage {stage!r} is not a closed stage: the sales cycle is measured on "
+                              "closed deals (won or lost)")
+    return execute(sales_cycle_query(owner=owner, date_from=date_from, date_to=date_to, grain=grain,
+                                     outcome=outcome, stage=stage, by_owner=by_owner), connection)
+
+
+def sales_cycle_query(*, owner=None, date_from=None, date_to=None, grain="month", outcome=None, stage=None,
+                      by_owner=False) -> Query:
+    """The statement ``sales_cycle()`` sends; ``outcome`` is 'won', 'lost' or None for both (from the stage)."""
+    if outcome is None:
+        count = sql.SQL("a.won_count + a.lost_count")
+        days = sql.SQL("a.won_cycle_days_sum + a.lost_cycle_days_sum")
+        average = sql.SQL("a.closed_average_days")
+    elif outcome in ("won", "lost"):
+        count = sql.Identifier("a", f"{outcome}_count")
+        days = sql.Identifier("a", f"{outcome}_cycle_days_sum")
+        average = sql.Identifier("a", f"{outcome}_average_days")
+    else:
+        raise ReportError(f"outcome {outcome!r} is not 'won' or 'lost'")
+    measures = sql.SQL("{count} AS deal_count, {days} AS total_days, {average} AS average_days").format(
+        count=count, days=days, average=average)
+    return _period_query("sales_cycle", "report_deal_periods", measures,
+                         sql.SQL("{} > 0").format(count) if outcome else None,
+                         owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
+                         extra_filters={"stage": stage})
+
+
+def lead_conversion(*, owner: int | None = None, date_from: datetime.date | None = None,
+                    date_to: datetime.date | None = None, grain: str = "month", by_owner: bool = False,
+                    connection=None) -> Report:
+    """Leads per source and period (of created_at, UTC), converted leads and the conversion rate.
+
+    Parameters: as for ``revenue``. Rows are ordered by period, source, owner.
+    """
+    return execute(lead_conversion_query(owner=owner, date_from=date_from, date_to=date_to, grain=grain,
+                                         by_owner=by_owner), connection)
+
+
+def lead_conversion_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
+    """The statement ``lead_conversion()`` sends (also used by the benchmark to time the SQL alone)."""
+    measures = sql.SQL("a.lead_count AS leads, a.converted_count AS converted, a.conversion_rate")
+    return _period_query("lead_conversion", "report_lead_periods", measures, None,
+                         owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
+                         dimension=sql.SQL("a.source"))
+
+
+def accounts(*, owner: int | None = None, by_owner: bool = False, connection=None) -> Report:
+    """Accounts per industry and region (None is a group of its own).
+
+    Parameters:
+      owner(int|None): Only this owner's accounts (rows per owner).
+      by_owner(bool): One row per owner, industry and region (ordered by owner first).
+    """
+    return execute(accounts_query(owner=owner, by_owner=by_owner), connection)
+
+
+def accounts_query(*, owner=None, by_owner=False) -> Query:
+    """The statement ``accounts()`` sends (also used by the benchmark to time the SQL alone)."""
+    per_owner = _per_owner(owner, by_owner)
+    conditions, params = _scope(per_owner, owner)
+    order = [sql.SQL("a.industry"), sql.SQL("a.region")]
+    if per_owner:
+        order.insert(0, sql.SQL("a.owner_id"))
+    statement = _select(sql.SQL("a.industry, a.region"), per_owner, sql.SQL("a.account_count"),
+                        _partition("report_account_segments", per_owner), conditions, order)
+    return Query("accounts", statement, params, {"owner": owner, "by_owner": per_owner}, owner=owner)
+
+
+def _period_query(name, table, measures, nonempty, *, owner, date_from, date_to, grain, by_owner,
+                  dimension=None, extra_filters=None) -> Query:
+    periods.check_grain(grain)
+    periods.check_range(date_from, date_to, grain)
+    per_owner = _per_owner(owner, by_owner)
+    conditions, params = _scope(per_owner, owner)
+    if nonempty is not None:
+        conditions.append(nonempty)
+    if date_from is not None:
+        conditions.append(sql.SQL("a.period_start >= %(date_from)s"))
+        params["date_from"] = date_from
+    if date_to is not None:
+        conditions.append(sql.SQL("a.period_start <= %(date_to)s"))
+        params["date_to"] = date_to
+    keys = [sql.SQL("a.period_start")] + ([dimension] if dimension is not None else [])
+    order = keys + ([sql.SQL("a.owner_id")] if per_owner else [])
+    statement = _select(sql.SQL(", ").join(keys), per_owner, measures, _partition(table, per_owner, grain),
+                        conditions, order)
+    filters = {"owner": owner, "date_from": date_from, "date_to": date_to, "grain": grain, "by_owner": per_owner,
+               **(extra_filters or {})}
+    return Query(name, statement, params, filters, grain=grain, owner=owner)
+
+
+def _per_owner(owner, by_owner: bool) -> bool:
+    if owner is not None and (isinstance(owner, bool) or not isinstance(owner, int) or owner < 1):
+        raise ReportError(f"owner {owner!r} is not a user id (a whole number from 1)")
+    return bool(by_owner) or owner is not None
+
+
+def _partition(table: str, per_owner: bool, grain: str | None = None) -> str:
+    """The partition holding exactly one report shape (migration 0003): read directly, it plans like a plain table."""
+    return "_".join([table] + ([grain] if grain else []) + ["by_owner" if per_owner else "all"])
+
+
+def _scope(per_owner: bool, owner: int | None) -> tuple[list, dict]:
+    conditions, params = [], {}
+    if owner is not None:
+        conditions.append(sql.SQL("a.owner_id = %(owner)s"))
+        params["owner"] = owner
+    return conditions, params
+
+
+def _select(keys, per_owner: bool, measures, table: str, conditions: list, order: list) -> sql.Composed:
+    columns = [_AS_OF, keys] + ([_OWNER_COLUMNS] if per_owner else []) + [measures]
+    where = sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
+    return sql.SQL("SELECT {columns} FROM {table} a{where} ORDER BY {order}").format(
+        columns=sql.SQL(", ").join(columns),
+        table=sql.Identifier(table),
+        where=where,
+        order=sql.SQL(", ").join(order),
+    )
+
+
+def execute(query: Query, connection=None) -> Report:
+    """Run ``query`` and return its Report; ReportError or AggregatesNotReady when there is nothing to show."""
+    conn = connection if connection is not None else default_connection()
+    with conn.cursor() as cur:
+        cur.execute(query.statement, query.params)
+        names = [column.name for column in cur.description[1:]]
+        fetched = cur.fetchall()
+        if fetched:
+            as_of = None if fetched[0][0] is None else _EPOCH + datetime.timedelta(microseconds=fetched[0][0])
+        else:
+            # No rows: was there nothing to report, or nothing computed, or no such owner or stage?
+            cur.execute("SELECT as_of FROM report_aggregate_state")
+            state = cur.fetchone()
+            as_of = state[0] if state else None
+            if as_of is not None and query.owner is not None:
+                cur.execute("SELECT 1 FROM users WHERE id = %s", (query.owner,))
+                if cur.fetchone() is None:
+                    raise ReportError(f"no user has id {query.owner}")
+            if as_of is not None and query.stage is not None and _deal_outcome(query.stage, conn):
+                raise ReportError(f"stage {query.stage!r} is closed: the pipeline holds open deals only")
+    if as_of is None:
+        raise AggregatesNotReady()
+    if query.grain is None:
+        rows = [dict(zip(names, record[1:])) for record in fetched]
+        return Report(query.name, tuple(names), rows, as_of, query.filters)
+    labels: dict = {}
+    rows = []
+    for record in fetched:
+        start = record[1]
+        label = labels.get(start) or labels.setdefault(start, periods.label(start, query.grain))
+        rows.append({"period": label, **dict(zip(names, record[1:]))})
+    return Report(query.name, ("period", *names), rows, as_of, query.filters)
+
+
+def _deal_outcome(stage: str, connection) -> str | None:
+    conn = connection if connection is not None else default_connection()
+    with conn.cursor() as cur:
+        cur.execute("SELECT report_deal_outcome(%s)", (stage,))
+        return cur.fetchone()[0]
+
+
+def default_connection():
+    """This thread's connection from crmtasks' pooled database (bound from settings on first use)."""
+    from crmtasks import db
+
+    if db.database.obj is None:
+        db.bind()
+    return db.database.connection()
