@@ -56,7 +56,26 @@ class TaskSpec:
         return getattr(importlib.import_module(module_name), function_name)
 
 
-TASKS: tuple[TaskSpec, ...] = ()
+TASKS: tuple[TaskSpec, ...] = (
+    TaskSpec(
+        name="precompute_facets",
+        actor_name="analytics.precompute_facets",
+        cron="*/5 * * * *",
+        # workflow_cpu: the run is a heavy aggregation (a full scan and hash
+        # grouping of every CRM table, CPU-bound in PostgreSQL); the queue's few
+        # workers keep such jobs from running many at once and starving the
+        # database, while I/O-light jobs stay on workflow_io / default.
+        queue="workflow_cpu",
+        job="crmtasks.jobs.precompute_facets:run",
+        description="Count search facets (per value and per pair of fields) of leads, deals, accounts, contacts",
+        # Well under the 5-minute period, so runs never pile up; also the
+        # run's PostgreSQL statement_timeout, which stops SQL Python cannot.
+        time_limit_s=240,
+        max_retries=3,
+        min_backoff_ms=5_000,
+        max_backoff_ms=60_000,
+    ),
+)
 
 
 def names() -> list[str]:

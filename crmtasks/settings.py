@@ -54,6 +54,9 @@ class Settings:
         overridden by ``CRMTASKS_SCHEDULE_<TASK>``; a tuple keeps Settings hashable.
       db_pool_size(int): Most PostgreSQL connections one process keeps open.
       log_level(str): Level of crmtasks' log records.
+      search_timeout_ms(int): PostgreSQL statement_timeout of each search's
+        statements, in milliseconds: a search that would count too many rows
+        live fails instead of holding a connection and a CPU.
     """
 
     database_url: str | None
@@ -63,6 +66,7 @@ class Settings:
     schedules: tuple[tuple[str, str], ...]
     db_pool_size: int
     log_level: str
+    search_timeout_ms: int = 5_000
 
     @property
     def embedded_database(self) -> bool:
@@ -88,6 +92,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         schedules=_schedules(environ),
         db_pool_size=_positive_int(environ, "CRMTASKS_DB_POOL_SIZE", default=20, most=500),
         log_level=_log_level(environ.get("CRMTASKS_LOG_LEVEL")),
+        search_timeout_ms=_positive_int(environ, "CRMTASKS_SEARCH_TIMEOUT_MS", default=5_000, most=600_000),
     )
 
 

@@ -1,0 +1,208 @@
+"""Faceted search over the CRM's records: a page of records, the total, and counts per facet value.
+
+Where the counts come from (``SearchResult.source``):
+  - ``"precomputed"``: a search with no filter, or a filter on one facet field
+    (one value or a list), and no range and no text, is answered from the
+    counts ``analytics.precompute_facets`` published last (one-dimensional and
+    pairwise counts). ``facets`` and ``total`` are then exact as of that run's
+    snapshot, ``as_of`` (at most one schedule period old, 5 minutes by
+    default): ``total`` is the sum of the filtered field's counts, so no
+    table is counted.
+  - ``"live"``: anything else (two or more facet filters, ranges, text), or no
+    published counts yet, is counted now by PostgreSQL in one GROUP BY
+    GROUPING SETS statement; ``as_of`` is the moment of this search's snapshot.
+Either way the counts are exact as of ``as_of``. The page of ``records`` is
+always read live (an index range, ``LIMIT``/``OFFSET``), so right after
+records change, a precomputed answer's page may show records its counts do
+not include yet, until the next run.
+
+Everything a search reads comes from one REPEATABLE READ, READ ONLY
+transaction with a statement timeout (``CRMTASKS_SEARCH_TIMEOUT_MS``); it
+takes no lock that blocks writers. Bad input raises ValueError before any SQL
+is sent (see ``crmtasks.search_request``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+from typing import Any, Iterator, Mapping
+
+import psycopg2.extensions
+from psycopg2 import sql
+
+from crmtasks import db, facet_sql
+from crmtasks.facets import Entity, column_in
+from crmtasks.search_request import SearchRequest, build_request
+from crmtasks.settings import get_settings
+
+PRECOMPUTED = "precomputed"
+LIVE = "live"
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """One page of a faceted search.
+
+    Parameters:
+      entity(str): What was searched.
+      records(list): The page's records, one dict per record (column -> value), read live.
+      total(int): Records matching the search (as of ``as_of``).
+      page(int): 1-based page number.
+      per_page(int): Records per page asked for.
+      facets(dict): ``{field: {value: count}}`` for every facet field of the entity, counts of the
+        matching records (as of ``as_of``), largest first; the value None counts records with no value.
+      as_of(datetime): When the snapshot the counts are exact for was taken.
+      source(str): ``"precomputed"`` (published counts) or ``"live"`` (counted by this search).
+    """
+
+    entity: str
+    records: list[dict[str, Any]]
+    total: int
+    page: int
+    per_page: int
+    facets: dict[str, dict[Any, int]]
+    as_of: datetime.datetime
+    source: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str | None = None, page: int = 1,
+                   per_page: int = 25, order_by: str | None = None, *, allow_precomputed: bool = True) -> SearchResult:
+    """Search ``entity``'s records; see the module docstring for where counts come from.
+
+    Parameters:
+      entity(str): ``leads``, ``deals``, ``accounts`` or ``contacts``.
+      filters(dict): field -> value. A facet field takes a value or a list of up to 100 values (any of
+        them; None means "no value"). A range field (created_at, updated_at; deals also close_date, amount)
+        takes a dict with any of ``gte``, ``gt``, ``lte``, ``lt``.
+      q(str): Case-insensitive text found anywhere in the entity's text columns (leads: name, company,
+        email), 3 to 200 characters.
+      page(int), per_page(int): Which page, 1-100 records each, up to record 10,000.
+      order_by(str): A sortable column, '-' prefix for descending; default ``-id`` (newest first).
+      allow_precomputed(bool): False counts live even when published counts could answer.
+
+    Raises ValueError (before touching the database) for an unknown entity or field, a value of the
+    wrong type, an oversized list, or a name that is not in the registry.
+    """
+    request = build_request(entity, filters, q, page, per_page, order_by)
+    settings = get_settings()
+    db.bind(settings).connect(reuse_if_open=True)
+    where = facet_sql.where_clause(request)
+    use_published = allow_precomputed and request.answerable_from_precomputed
+    first_statement = _published_counts_query(request) if use_published else sql.SQL("SELECT statement_timestamp()")
+    with _snapshot(db.database.connection(), settings.search_timeout_ms, first_statement) as cur:
+        rows = cur.fetchall()
+        snapshot_at = rows[0][0]
+        published = _published_facets(request.entity, rows) if use_published else None
+        if published is not None:
+            as_of, facets = published
+            source = PRECOMPUTED
+            counted_field = (request.facet_filters[0].facet.name if request.facet_filters
+                             else request.entity.facets[0].name)
+        else:
+            as_of, source = snapshot_at, LIVE
+            facets = _count_live(cur, request.entity, where)
+            counted_field = request.entity.facets[0].name
+        cur.execute(facet_sql.page_query(request, where))
+        columns = [column.name for column in cur.description]
+        records = [dict(zip(columns, row)) for row in cur.fetchall()]
+    return SearchResult(
+        entity=request.entity.name, records=records, total=sum(facets[counted_field].values()), page=request.page,
+        per_page=request.per_page, facets={name: _largest_first(buckets) for name, buckets in facets.items()},
+        as_of=as_of, source=source,
+    )
+
+
+@contextlib.contextmanager
+def _snapshot(conn: psycopg2.extensions.connection, timeout_ms: int, first_statement: sql.Composable) -> Iterator[Any]:
+    """A cursor inside one REPEATABLE READ READ ONLY transaction, ``first_statement`` already run.
+
+    ``first_statement`` goes in the same round trip as BEGIN and takes the
+    snapshot. Inside a transaction the caller already has open, that
+    transaction is used as it is.
+    """
+    with conn.cursor() as cur:
+        if conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            cur.execute(first_statement)
+            yield cur
+            return
+        was_autocommit = conn.autocommit
+        conn.autocommit = True
+        try:
+            cur.execute(sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                                "SET LOCAL statement_timeout = {}; {}").format(sql.Literal(int(timeout_ms)),
+                                                                              first_statement))
+            try:
+                yield cur
+            except BaseException:
+                if conn.closed == 0:
+                    cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+        finally:
+            if conn.closed == 0:
+                conn.autocommit = was_autocommit
+
+
+def _published_counts_query(request: SearchRequest) -> sql.Composable:
+    """The current generation's counts for a search with no filter or one facet filter.
+
+    Columns: statement_timestamp(), as_of (NULL when nothing is published), field, value, count; always
+    at least one row. One statement reads through ``facet_current``, so it sees one whole generation;
+    it reads one index range of ``facet_counts``.
+    """
+    if request.facet_filters:
+        facet_filter = request.facet_filters[0]
+        given_field = sql.Literal(facet_filter.facet.name)
+        given_values = column_in(sql.Identifier("c", "given_value"), facet_filter.keys,
+                                 null_included=facet_filter.null_included, cast="text[]")
+        several = len(facet_filter.keys) + facet_filter.null_included > 1
+    else:
+        given_field, given_values, several = sql.Literal(""), sql.SQL("TRUE"), False
+    matching = sql.SQL(
+        "c.generation_id = cur.generation_id AND c.entity = {entity} AND c.given_field = {given_field} AND {given_values}"
+    ).format(entity=sql.Literal(request.entity.name), given_field=given_field, given_values=given_values)
+    if several:  # a list: add up the counts given each of its values
+        counts = sql.SQL("LEFT JOIN LATERAL (SELECT c.field, c.value, sum(c.count)::bigint AS count "
+                         "FROM facet_counts AS c WHERE {} GROUP BY c.field, c.value) AS c ON true").format(matching)
+    else:
+        counts = sql.SQL("LEFT JOIN facet_counts AS c ON {}").format(matching)
+    return sql.SQL("SELECT statement_timestamp(), cur.as_of, c.field, c.value, c.count "
+                   "FROM (SELECT) AS one LEFT JOIN facet_current AS cur ON true {}").format(counts)
+
+
+def _published_facets(entity: Entity, rows: list[tuple]) -> tuple[datetime.datetime, dict[str, dict[Any, int]]] | None:
+    """``(as_of, facets)`` from the rows of ``_published_counts_query``; None when nothing is published."""
+    as_of = rows[0][1]
+    if as_of is None:
+        return None
+    decoders = {facet.name: facet.kind.decode for facet in entity.facets}
+    facets: dict[str, dict[Any, int]] = {name: {} for name in decoders}
+    for _, _, field, value, count in rows:
+        decode = decoders.get(field)
+        if decode is not None:  # a field no longer in the registry is ignored until the next run drops it
+            facets[field][None if value is None else decode(value)] = count
+    return as_of, facets
+
+
+def _count_live(cur, entity: Entity, where: sql.Composable) -> dict[str, dict[Any, int]]:
+    """Counts per facet value of the rows matching ``where``, in one GROUPING SETS statement."""
+    cur.execute(facet_sql.grouped_counts(entity, where, facet_sql.single_sets(entity)))
+    names = entity.facet_names
+    field_of_mask = {facet_sql.grouping_mask(len(names), (i,)): i for i in range(len(names))}
+    facets: dict[str, dict[Any, int]] = {name: {} for name in names}
+    decoders = [facet.kind.decode for facet in entity.facets]
+    for row in cur.fetchall():
+        i = field_of_mask[row[0]]
+        key = row[1 + i]
+        facets[names[i]][None if key is None else decoders[i](key)] = row[-1]
+    return facets
+
+
+def _largest_first(buckets: dict[Any, int]) -> dict[Any, int]:
+    """Buckets by descending count, then by value, the no-value bucket last among equals."""
+    return dict(sorted(buckets.items(), key=lambda item: (-item[1], item[0] is None, item[0] if item[0] is not None else 0)))
