@@ -217,7 +217,10 @@ def filters_from_text(entity: Any, texts: list[str]) -> dict[str, Any]:
         if field in checked_entity.facet_names:
             if operator != "=":
                 raise ValueError(f"filter {field}: a facet field takes field=value, not {operator}")
-            value = None if raw == "" else checked_entity.facet(field).kind.parse(raw)
+            try:
+                value = None if raw == "" else checked_entity.facet(field).kind.parse(raw)
+            except ValueError as error:
+                raise ValueError(f"filter {field}: {error}") from None
             previous = filters.get(field, [])
             filters[field] = previous + [value]
         elif field in checked_entity.ranges:

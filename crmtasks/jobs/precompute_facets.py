@@ -163,7 +163,7 @@ def choose_grouping_sets(value_counts: list[int | None], most_groups: int = MOST
     unknown (None) is only ever grouped in pairs.
     """
     count = len(value_counts)
-    size = [most_groups if n is None else max(1, n) for n in value_counts]
+    size = [most_groups + 1 if n is None else max(1, n) for n in value_counts]  # unknown: too big to widen
     uncovered = set(itertools.combinations(range(count), 2))
     sets = []
     while uncovered:
