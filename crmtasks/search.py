@@ -16,10 +16,13 @@ always read live (an index range, ``LIMIT``/``OFFSET``), so right after
 records change, a precomputed answer's page may show records its counts do
 not include yet, until the next run.
 
-Everything a search reads comes from one REPEATABLE READ, READ ONLY
-transaction with a statement timeout (``CRMTASKS_SEARCH_TIMEOUT_MS``); it
-takes no lock that blocks writers. Bad input raises ValueError before any SQL
-is sent (see ``crmtasks.search_request``).
+A precomputed answer takes two statements (two round trips): the published
+counts, read through ``facet_current`` in one statement so they come from
+one whole generation, then the page. A live answer reads counts and page in
+one REPEATABLE READ, READ ONLY transaction, so they agree with each other.
+Every statement runs under ``CRMTASKS_SEARCH_TIMEOUT_MS``; none takes a lock
+that blocks writers. Bad input raises ValueError before any SQL is sent (see
+``crmtasks.search_request``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from crmtasks import db, facet_sql
-from crmtasks.facets import Entity, column_in
+from crmtasks.facets import Entity, TextColumn, column_in
 from crmtasks.search_request import SearchRequest, build_request
 from crmtasks.settings import get_settings
 
@@ -92,68 +95,95 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
     settings = get_settings()
     db.bind(settings).connect(reuse_if_open=True)
     where = facet_sql.where_clause(request)
-    use_published = allow_precomputed and request.answerable_from_precomputed
-    first_statement = _published_counts_query(request) if use_published else sql.SQL("SELECT statement_timestamp()")
-    with _snapshot(db.database.connection(), settings.search_timeout_ms, first_statement) as cur:
-        rows = cur.fetchall()
-        snapshot_at = rows[0][0]
-        published = _published_facets(request.entity, rows) if use_published else None
+    with _session(db.database.connection()) as (conn, cur, own_transaction):
+        published = None
+        if allow_precomputed and request.answerable_from_precomputed:
+            # Two round trips, each one statement (one snapshot) bounded by the search timeout.
+            cur.execute(_bounded(_published_counts_query(request), settings.search_timeout_ms, own_transaction))
+            published = _published_facets(request.entity, cur.fetchall())
         if published is not None:
             as_of, facets = published
             source = PRECOMPUTED
             counted_field = (request.facet_filters[0].facet.name if request.facet_filters
                              else request.entity.facets[0].name)
+            cur.execute(_bounded(facet_sql.page_query(request, where), settings.search_timeout_ms, own_transaction))
+            records = _records(cur)
         else:
-            as_of, source = snapshot_at, LIVE
-            facets = _count_live(cur, request.entity, where)
-            counted_field = request.entity.facets[0].name
-        cur.execute(facet_sql.page_query(request, where))
-        columns = [column.name for column in cur.description]
-        records = [dict(zip(columns, row)) for row in cur.fetchall()]
+            # Counts and page from one REPEATABLE READ snapshot: the page agrees with the counts.
+            with _snapshot(cur, settings.search_timeout_ms, own_transaction) as snapshot_at:
+                as_of, source = snapshot_at, LIVE
+                facets = _count_live(cur, request.entity, where)
+                counted_field = request.entity.facets[0].name
+                cur.execute(facet_sql.page_query(request, where))
+                records = _records(cur)
     return SearchResult(
         entity=request.entity.name, records=records, total=sum(facets[counted_field].values()), page=request.page,
-        per_page=request.per_page, facets={name: _largest_first(buckets) for name, buckets in facets.items()},
+        per_page=request.per_page, facets=facets,
         as_of=as_of, source=source,
     )
 
 
-@contextlib.contextmanager
-def _snapshot(conn: psycopg2.extensions.connection, timeout_ms: int, first_statement: sql.Composable) -> Iterator[Any]:
-    """A cursor inside one REPEATABLE READ READ ONLY transaction, ``first_statement`` already run.
+def _records(cur) -> list[dict[str, Any]]:
+    columns = [column.name for column in cur.description]
+    return [dict(zip(columns, row)) for row in cur.fetchall()]
 
-    ``first_statement`` goes in the same round trip as BEGIN and takes the
-    snapshot. Inside a transaction the caller already has open, that
-    transaction is used as it is.
+
+@contextlib.contextmanager
+def _session(conn: psycopg2.extensions.connection) -> Iterator[tuple[Any, Any, bool]]:
+    """``(conn, cursor, own_transaction)``: own_transaction is False inside a transaction the caller has open,
+    which is then used as it is (no isolation change, no timeout: both would outlive this search)."""
+    own_transaction = conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    was_autocommit = conn.autocommit
+    if own_transaction:
+        conn.autocommit = True  # statements below manage their own (implicit or explicit) transactions
+    try:
+        with conn.cursor() as cur:
+            yield conn, cur, own_transaction
+    finally:
+        if own_transaction and conn.closed == 0:
+            conn.autocommit = was_autocommit
+
+
+def _bounded(statement: sql.Composable, timeout_ms: int, own_transaction: bool) -> sql.Composable:
+    """``statement`` with the search timeout, in one round trip.
+
+    Several statements sent at once run as one implicit transaction, so the
+    local setting ends with it and never leaks into the pooled connection.
     """
-    with conn.cursor() as cur:
-        if conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
-            cur.execute(first_statement)
-            yield cur
-            return
-        was_autocommit = conn.autocommit
-        conn.autocommit = True
-        try:
-            cur.execute(sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                                "SET LOCAL statement_timeout = {}; {}").format(sql.Literal(int(timeout_ms)),
-                                                                              first_statement))
-            try:
-                yield cur
-            except BaseException:
-                if conn.closed == 0:
-                    cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
-        finally:
-            if conn.closed == 0:
-                conn.autocommit = was_autocommit
+    if not own_transaction:
+        return statement
+    return sql.SQL("SELECT set_config('statement_timeout', {}, true); {}").format(
+        sql.Literal(str(int(timeout_ms))), statement)
+
+
+@contextlib.contextmanager
+def _snapshot(cur, timeout_ms: int, own_transaction: bool) -> Iterator[datetime.datetime]:
+    """Run the block inside one REPEATABLE READ READ ONLY transaction; yields when its snapshot was taken."""
+    if not own_transaction:
+        cur.execute("SELECT statement_timestamp()")
+        yield cur.fetchone()[0]
+        return
+    # One round trip; the SELECT is the first statement, so it takes the snapshot.
+    cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                "SET LOCAL statement_timeout = %s; SELECT statement_timestamp()", (int(timeout_ms),))
+    snapshot_at = cur.fetchone()[0]
+    try:
+        yield snapshot_at
+    except BaseException:
+        if cur.connection.closed == 0:
+            cur.execute("ROLLBACK")
+        raise
+    cur.execute("COMMIT")
 
 
 def _published_counts_query(request: SearchRequest) -> sql.Composable:
     """The current generation's counts for a search with no filter or one facet filter.
 
-    Columns: statement_timestamp(), as_of (NULL when nothing is published), field, value, count; always
-    at least one row. One statement reads through ``facet_current``, so it sees one whole generation;
-    it reads one index range of ``facet_counts``.
+    Rows: first ``(as_of, NULL, NULL, NULL)`` (as_of NULL when nothing is
+    published), then ``(NULL, field, value, count)`` per bucket, largest
+    count first. One statement, so one snapshot: it reads one whole
+    generation, through ``facet_current``, from one index range of
+    ``facet_counts``.
     """
     if request.facet_filters:
         facet_filter = request.facet_filters[0]
@@ -167,25 +197,32 @@ def _published_counts_query(request: SearchRequest) -> sql.Composable:
         "c.generation_id = cur.generation_id AND c.entity = {entity} AND c.given_field = {given_field} AND {given_values}"
     ).format(entity=sql.Literal(request.entity.name), given_field=given_field, given_values=given_values)
     if several:  # a list: add up the counts given each of its values
-        counts = sql.SQL("LEFT JOIN LATERAL (SELECT c.field, c.value, sum(c.count)::bigint AS count "
-                         "FROM facet_counts AS c WHERE {} GROUP BY c.field, c.value) AS c ON true").format(matching)
+        counts = sql.SQL("SELECT c.field, c.value, sum(c.count)::bigint AS count FROM facet_counts AS c "
+                         "WHERE {} GROUP BY c.field, c.value").format(matching)
     else:
-        counts = sql.SQL("LEFT JOIN facet_counts AS c ON {}").format(matching)
-    return sql.SQL("SELECT statement_timestamp(), cur.as_of, c.field, c.value, c.count "
-                   "FROM (SELECT) AS one LEFT JOIN facet_current AS cur ON true {}").format(counts)
+        counts = sql.SQL("SELECT c.field, c.value, c.count FROM facet_counts AS c WHERE {}").format(matching)
+    # as_of once (not on every row: parsing timestamps costs), then the buckets. LATERAL: find the
+    # generation first, then read its one index range, whatever the table statistics say.
+    return sql.SQL(
+        "(SELECT cur.as_of, NULL::text, NULL::text, NULL::bigint FROM (SELECT) AS one "
+        "LEFT JOIN facet_current AS cur ON true) "
+        "UNION ALL (SELECT NULL, c.field, c.value, c.count FROM facet_current AS cur, LATERAL ({}) AS c "
+        "ORDER BY c.count DESC, c.value)").format(counts)
 
 
 def _published_facets(entity: Entity, rows: list[tuple]) -> tuple[datetime.datetime, dict[str, dict[Any, int]]] | None:
     """``(as_of, facets)`` from the rows of ``_published_counts_query``; None when nothing is published."""
-    as_of = rows[0][1]
+    as_of = next(row[0] for row in rows if row[1] is None)
     if as_of is None:
         return None
-    decoders = {facet.name: facet.kind.decode for facet in entity.facets}
+    # A text bucket's key is its value already: skip decoding (most buckets are text).
+    decoders = {facet.name: None if isinstance(facet.kind, TextColumn) else facet.kind.decode
+                for facet in entity.facets}
     facets: dict[str, dict[Any, int]] = {name: {} for name in decoders}
-    for _, _, field, value, count in rows:
-        decode = decoders.get(field)
-        if decode is not None:  # a field no longer in the registry is ignored until the next run drops it
-            facets[field][None if value is None else decode(value)] = count
+    for _, field, value, count in rows:
+        if field in decoders:  # a field no longer in the registry is ignored until the next run drops it
+            decode = decoders[field]
+            facets[field][value if value is None or decode is None else decode(value)] = count
     return as_of, facets
 
 
@@ -196,13 +233,8 @@ def _count_live(cur, entity: Entity, where: sql.Composable) -> dict[str, dict[An
     field_of_mask = {facet_sql.grouping_mask(len(names), (i,)): i for i in range(len(names))}
     facets: dict[str, dict[Any, int]] = {name: {} for name in names}
     decoders = [facet.kind.decode for facet in entity.facets]
-    for row in cur.fetchall():
-        i = field_of_mask[row[0]]
-        key = row[1 + i]
-        facets[names[i]][None if key is None else decoders[i](key)] = row[-1]
+    keyed = [(field_of_mask[row[0]], row[1 + field_of_mask[row[0]]], row[-1]) for row in cur.fetchall()]
+    # largest count first, then by key (no value last), as published counts are ordered
+    for i, key, count in sorted(keyed, key=lambda item: (-item[2], item[1] is None, item[1] or "")):
+        facets[names[i]][None if key is None else decoders[i](key)] = count
     return facets
-
-
-def _largest_first(buckets: dict[Any, int]) -> dict[Any, int]:
-    """Buckets by descending count, then by value, the no-value bucket last among equals."""
-    return dict(sorted(buckets.items(), key=lambda item: (-item[1], item[0] is None, item[0] if item[0] is not None else 0)))

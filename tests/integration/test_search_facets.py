@@ -524,3 +524,36 @@ def test_grouping_sets_shrink_once_value_counts_are_known(crm_db):
     assert first["entities"]["leads"]["grouping_sets"] == 10  # nothing known yet: every pair
     assert second["entities"]["leads"]["grouping_sets"] == 1  # few values: one set holds every field
     assert second["facet_rows_written"] == first["facet_rows_written"]
+
+
+def test_search_timeout_applies_and_leaves_the_pooled_connection_clean(crm_db, monkeypatch):
+    import dataclasses
+
+    from crmtasks import search
+
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": []})
+    crm_db.execute_sql("INSERT INTO leads (name, status, owner_id) "
+                       "SELECT 'L' || i, 'new', 1 + mod(i, 3) FROM generate_series(1, 50000) i")
+    precompute_facets.run()
+    conn = crm_db.connection()
+    for allow_precomputed in (True, False):
+        assert faceted_search("leads", allow_precomputed=allow_precomputed).total == 50_000
+        assert crm_db.execute_sql("SELECT current_setting('statement_timeout')").fetchone()[0] == "0"
+        assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    hurried = dataclasses.replace(get_settings(), search_timeout_ms=1)
+    monkeypatch.setattr(search, "get_settings", lambda: hurried)
+    with pytest.raises(psycopg2.errors.QueryCanceled):
+        faceted_search("leads", allow_precomputed=False)  # counting 50,000 rows live takes more than 1 ms
+    assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    monkeypatch.undo()
+    assert faceted_search("leads", {"owner": 1}).total == 16_666
+
+
+def test_search_inside_a_callers_transaction_uses_it(crm_db):
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": []})
+    with crm_db.atomic() as transaction:
+        crm_db.execute_sql("INSERT INTO leads (name, status) VALUES ('uncommitted', 'new')")
+        result = faceted_search("leads")
+        assert (result.source, result.total) == ("live", 1)  # sees the caller's own uncommitted row
+        transaction.rollback()
+    assert faceted_search("leads").total == 0
