@@ -94,25 +94,57 @@ def like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def page_query(request: SearchRequest, where: sql.Composable) -> sql.Composable:
-    """One page of matching records, in a stable order (the id breaks ties).
-
-    With a text query the matching rows are collected first (a MATERIALIZED
-    CTE, from the trigram indexes) and then sorted: the planner cannot tell how
-    few rows ILIKE matches and would otherwise walk the primary key backwards,
-    testing rows one by one until it has a page.
-    """
+def _order(request: SearchRequest, alias: tuple[str, ...], column_names: tuple[str, str] | None = None) -> sql.Composable:
+    """ORDER BY terms of the page: the sort column, then the id in the same direction."""
     column, descending = request.order
     direction = sql.SQL("DESC" if descending else "ASC")
-    fenced = request.q is not None
-    alias = () if fenced else (ROW_ALIAS,)
-    order = [sql.SQL("{} {}").format(sql.Identifier(*alias, column), direction)]
+    order_column, id_column = column_names or (column, "id")
+    terms = [sql.SQL("{} {}").format(sql.Identifier(*alias, order_column), direction)]
     if column != "id":
-        order.append(sql.SQL("{} {}").format(sql.Identifier(*alias, "id"), direction))
-    rows = sql.SQL("SELECT {columns} FROM {source} WHERE {where}").format(
-        columns=request.entity.record_columns_sql(), source=request.entity.from_sql(), where=where)
-    if fenced:
-        rows = sql.SQL("WITH matching AS MATERIALIZED ({}) SELECT * FROM matching").format(rows)
-    return sql.SQL("{rows} ORDER BY {order} LIMIT {limit} OFFSET {offset}").format(
-        rows=rows, order=sql.SQL(", ").join(order), limit=sql.Literal(request.per_page),
-        offset=sql.Literal(request.offset))
+        terms.append(sql.SQL("{} {}").format(sql.Identifier(*alias, id_column), direction))
+    return sql.SQL(", ").join(terms)
+
+
+def page_query(request: SearchRequest, where: sql.Composable) -> sql.Composable:
+    """One page of matching records, in a stable order (the id breaks ties)."""
+    return sql.SQL("SELECT {columns} FROM {source} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}").format(
+        columns=request.entity.record_columns_sql(), source=request.entity.from_sql(), where=where,
+        order=_order(request, (ROW_ALIAS,)), limit=sql.Literal(request.per_page), offset=sql.Literal(request.offset))
+
+
+def counts_and_page_ids(request: SearchRequest, where: sql.Composable) -> sql.Composable:
+    """Live counts per facet value and the ids of the page, from one pass over the matching rows.
+
+    For a text search: finding the rows (trigram index, then re-checking
+    ILIKE on each candidate's table row) is the expensive part, so it is done
+    once. Rows: one ``(NULL, NULL.., NULL, page ids)`` row, then
+    ``(grouping_mask, v0..vn, n, NULL)`` per bucket as ``grouped_counts``.
+    """
+    entity = request.entity
+    count = len(entity.facets)
+    column, _ = request.order
+    keys = sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(facet.kind.key_sql(), _key(i)) for i, facet in enumerate(entity.facets))
+    values = sql.SQL(", ").join(
+        sql.SQL("{}::text COLLATE \"C\" AS {}").format(_key(i), sql.Identifier(f"v{i}")) for i in range(count))
+    nulls = sql.SQL(", ").join(sql.SQL("NULL::text") for _ in range(count))
+    return sql.SQL(
+        "WITH matching AS MATERIALIZED (SELECT {row_id} AS row_id, {order_column} AS order_value, {keys} "
+        "FROM {source} WHERE {where}) "
+        "SELECT NULL::int, {nulls}, NULL::bigint, ARRAY(SELECT row_id FROM matching ORDER BY {order} "
+        "LIMIT {limit} OFFSET {offset}) "
+        "UNION ALL "
+        "SELECT GROUPING({key_names}), {values}, count(*), NULL FROM matching GROUP BY GROUPING SETS ({sets})"
+    ).format(
+        row_id=sql.Identifier(ROW_ALIAS, "id"), order_column=sql.Identifier(ROW_ALIAS, column), keys=keys,
+        source=entity.from_sql(), where=where, nulls=nulls,
+        order=_order(request, (), ("order_value", "row_id")),
+        limit=sql.Literal(request.per_page), offset=sql.Literal(request.offset),
+        key_names=_keys(entity), values=values, sets=_grouping_sets(single_sets(entity)))
+
+
+def records_by_id(entity: Entity, ids: list[int]) -> sql.Composable:
+    """The records with these ids (any order)."""
+    return sql.SQL("SELECT {columns} FROM {source} WHERE {row_id} = ANY({ids}::bigint[])").format(
+        columns=entity.record_columns_sql(), source=entity.from_sql(), row_id=sql.Identifier(ROW_ALIAS, "id"),
+        ids=sql.Literal(list(ids)))

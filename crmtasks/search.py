@@ -112,10 +112,21 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
             # Counts and page from one REPEATABLE READ snapshot: the page agrees with the counts.
             with _snapshot(cur, settings.search_timeout_ms, own_transaction) as snapshot_at:
                 as_of, source = snapshot_at, LIVE
-                facets = _count_live(cur, request.entity, where)
                 counted_field = request.entity.facets[0].name
-                cur.execute(facet_sql.page_query(request, where))
-                records = _records(cur)
+                if request.q is None:
+                    # Two index passes: the counts (index-only where a filter's covering index serves)
+                    # and the page (an index range in page order).
+                    cur.execute(facet_sql.grouped_counts(request.entity, where, facet_sql.single_sets(request.entity)))
+                    facets, _ = _live_facets(request.entity, cur.fetchall())
+                    cur.execute(facet_sql.page_query(request, where))
+                    records = _records(cur)
+                else:
+                    # Text: finding the rows is the expensive part, so counts and page come from one pass.
+                    cur.execute(facet_sql.counts_and_page_ids(request, where))
+                    facets, page_ids = _live_facets(request.entity, cur.fetchall())
+                    cur.execute(facet_sql.records_by_id(request.entity, page_ids))
+                    by_id = {record["id"]: record for record in _records(cur)}
+                    records = [by_id[row_id] for row_id in page_ids if row_id in by_id]
     return SearchResult(
         entity=request.entity.name, records=records, total=sum(facets[counted_field].values()), page=request.page,
         per_page=request.per_page, facets=facets,
@@ -226,15 +237,21 @@ def _published_facets(entity: Entity, rows: list[tuple]) -> tuple[datetime.datet
     return as_of, facets
 
 
-def _count_live(cur, entity: Entity, where: sql.Composable) -> dict[str, dict[Any, int]]:
-    """Counts per facet value of the rows matching ``where``, in one GROUPING SETS statement."""
-    cur.execute(facet_sql.grouped_counts(entity, where, facet_sql.single_sets(entity)))
+def _live_facets(entity: Entity, rows: list[tuple]) -> tuple[dict[str, dict[Any, int]], list[int]]:
+    """Facets from the rows of ``grouped_counts`` (single sets) or ``counts_and_page_ids``, and the page ids."""
     names = entity.facet_names
     field_of_mask = {facet_sql.grouping_mask(len(names), (i,)): i for i in range(len(names))}
     facets: dict[str, dict[Any, int]] = {name: {} for name in names}
     decoders = [facet.kind.decode for facet in entity.facets]
-    keyed = [(field_of_mask[row[0]], row[1 + field_of_mask[row[0]]], row[-1]) for row in cur.fetchall()]
+    page_ids: list[int] = []
+    keyed = []
+    for row in rows:
+        if row[0] is None:
+            page_ids = row[-1]
+            continue
+        i = field_of_mask[row[0]]
+        keyed.append((i, row[1 + i], row[1 + len(names)]))
     # largest count first, then by key (no value last), as published counts are ordered
     for i, key, count in sorted(keyed, key=lambda item: (-item[2], item[1] is None, item[1] or "")):
         facets[names[i]][None if key is None else decoders[i](key)] = count
-    return facets
+    return facets, page_ids
