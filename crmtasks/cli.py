@@ -12,8 +12,15 @@ import click
 from crmtasks import migrate as migrations
 from crmtasks import registry, services
 from crmtasks.bootstrap import NotReady, connect_checked
-from crmtasks.console import (CommandError, load_settings_or_exit, print_json, print_search_result, print_table,
-                              seed_progress, stderr)
+from crmtasks.console import (
+    CommandError,
+    load_settings_or_exit,
+    print_json,
+    print_search_result,
+    print_table,
+    seed_progress,
+    stderr,
+)
 from crmtasks.run import run_command
 from crmtasks.settings import mask_url
 

@@ -22,7 +22,8 @@ import dataclasses
 import datetime
 import decimal
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from psycopg2 import sql
 

@@ -30,7 +30,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import psycopg2.extensions
 from psycopg2 import sql
@@ -95,7 +96,7 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
     settings = get_settings()
     db.bind(settings).connect(reuse_if_open=True)
     where = facet_sql.where_clause(request)
-    with _session(db.database.connection()) as (conn, cur, own_transaction):
+    with _session(db.database.connection()) as (cur, own_transaction):
         published = None
         if allow_precomputed and request.answerable_from_precomputed:
             # Two round trips, each one statement (one snapshot) bounded by the search timeout.
@@ -140,8 +141,8 @@ def _records(cur) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def _session(conn: psycopg2.extensions.connection) -> Iterator[tuple[Any, Any, bool]]:
-    """``(conn, cursor, own_transaction)``: own_transaction is False inside a transaction the caller has open,
+def _session(conn: psycopg2.extensions.connection) -> Iterator[tuple[Any, bool]]:
+    """``(cursor, own_transaction)``: own_transaction is False inside a transaction the caller has open,
     which is then used as it is (no isolation change, no timeout: both would outlive this search)."""
     own_transaction = conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
     was_autocommit = conn.autocommit
@@ -149,7 +150,7 @@ def _session(conn: psycopg2.extensions.connection) -> Iterator[tuple[Any, Any, b
         conn.autocommit = True  # statements below manage their own (implicit or explicit) transactions
     try:
         with conn.cursor() as cur:
-            yield conn, cur, own_transaction
+            yield cur, own_transaction
     finally:
         if own_transaction and conn.closed == 0:
             conn.autocommit = was_autocommit

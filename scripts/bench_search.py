@@ -288,10 +288,10 @@ def run_bench(bench_url: str, args) -> int:
     for name, filter_list, text_list, target in shapes:
         cases = [(f, None) for f in filter_list] if text_list is None else [({}, t) for t in text_list]
         live = timed(lambda case: live_search(conn, case[0], case[1]), cases, args.repeat)
-        sources = set()
-        matched = []
+        sources: set[str] = set()
+        matched: list[int] = []
 
-        def ours(case):
+        def ours(case, sources=sources, matched=matched):
             result = faceted_search("leads", ours_filters(case[0]), q=case[1])
             sources.add(result.source)
             matched.append(result.total)

@@ -21,7 +21,9 @@ import time
 
 import psycopg2
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from crmtasks import db, registry, runner
 from crmtasks.facets import ENTITIES
@@ -44,9 +46,9 @@ DOMAINS = {
     "region": [None, "EU", "US"],
     "lead_source": [None, "web", "partner"],
 }
-AMOUNTS = [None, decimal.Decimal("-5"), decimal.Decimal("0"), decimal.Decimal("999.99"), decimal.Decimal("1000"),
-           decimal.Decimal("9999.99"), decimal.Decimal("10000"), decimal.Decimal("50000"), decimal.Decimal("99999.99"),
-           decimal.Decimal("100000"), decimal.Decimal("500000"), decimal.Decimal("1234567.89")]
+AMOUNTS = [None, decimal.Decimal(-5), decimal.Decimal(0), decimal.Decimal("999.99"), decimal.Decimal(1000),
+           decimal.Decimal("9999.99"), decimal.Decimal(10000), decimal.Decimal(50000), decimal.Decimal("99999.99"),
+           decimal.Decimal(100000), decimal.Decimal(500000), decimal.Decimal("1234567.89")]
 BANDS = [(decimal.Decimal(1_000), "under 1k"), (decimal.Decimal(10_000), "1k-10k"), (decimal.Decimal(50_000), "10k-50k"),
          (decimal.Decimal(100_000), "50k-100k"), (decimal.Decimal(500_000), "100k-500k")]
 QUERIES = [None, "acme", "o'brien", "café", "50%_", "h\\s", "zzz"]
@@ -386,9 +388,10 @@ def test_a_run_killed_mid_way_publishes_nothing(crm_db, database_url):
     crm_db.execute_sql("UPDATE leads SET status = 'won'")
     blocker = psycopg2.connect(database_url)
     with blocker.cursor() as cur:
-        cur.execute("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")  # the run blocks after writing leads and deals
-    job = subprocess.Popen([sys.executable, "-c", "from crmtasks import db; db.bind(); "
-                            "from crmtasks.jobs.precompute_facets import run; run()"], env=dict(os.environ))
+        # the run blocks on contacts, the last entity, after writing leads, deals and accounts
+        cur.execute("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+    script = "from crmtasks import db; db.bind(); from crmtasks.jobs.precompute_facets import run; run()"
+    job = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ))
     try:
         backend = _wait_for_lock_wait(crm_db, job.pid)
         os.kill(job.pid, signal.SIGKILL)

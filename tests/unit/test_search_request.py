@@ -7,12 +7,13 @@ import decimal
 import itertools
 
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from crmtasks import facets, registry
 from crmtasks.jobs.precompute_facets import choose_grouping_sets
-from crmtasks.search_request import (MAX_LIST_VALUES, build_request, filters_from_text)
-from crmtasks.settings import SettingsError, load_settings
+from crmtasks.search_request import MAX_LIST_VALUES, build_request, filters_from_text
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -148,12 +149,3 @@ def test_precompute_facets_is_registered():
     assert (spec.name, spec.cron, spec.queue, spec.max_retries) == ("precompute_facets", "*/5 * * * *", "workflow_cpu", 3)
     assert spec.time_limit_s < 300  # shorter than the period: runs never pile up
     assert spec.load().__module__ == "crmtasks.jobs.precompute_facets"
-
-
-def test_search_timeout_setting():
-    assert load_settings({}).search_timeout_ms == 5_000
-    assert load_settings({"CRMTASKS_SEARCH_TIMEOUT_MS": "250"}).search_timeout_ms == 250
-    for bad, message in [("soon", "is not a whole number"), ("0", "out of range"), ("600001", "out of range")]:
-        with pytest.raises(SettingsError, match=message) as caught:
-            load_settings({"CRMTASKS_SEARCH_TIMEOUT_MS": bad})
-        assert caught.value.variable == "CRMTASKS_SEARCH_TIMEOUT_MS"
