@@ -235,9 +235,7 @@ def run_bench(bench_url: str, args) -> int:
     print(f"machine speed now: SELECT count(*) FROM generate_series(1, 1000000) takes {_calibration_ms(conn):.0f} ms "
           "(about 60 ms on an idle core; higher means others are using the CPUs)")
 
-    with conn.cursor() as cur:
-        cur.execute("SELECT temp_bytes FROM pg_stat_database WHERE datname = current_database()")
-        temp_before = cur.fetchone()[0]
+    temp_before = _temp_bytes(conn)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     precompute_times, stats = [], {}
     # The first run knows no value counts yet and groups by every pair; later runs group by fewer, wider sets.
@@ -247,10 +245,7 @@ def run_bench(bench_url: str, args) -> int:
         precompute_times.append(time.perf_counter() - started)
     first_precompute, precompute_times = precompute_times[0], precompute_times[1:]
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_stat_force_next_flush()") if _has_function(cur, "pg_stat_force_next_flush") else None
-        cur.execute("SELECT temp_bytes FROM pg_stat_database WHERE datname = current_database()")
-        temp_after = cur.fetchone()[0]
+    temp_after = _temp_bytes(conn)
     per_entity = ", ".join(f"{name} {entity['duration_s']:.2f} s ({entity['grouping_sets']} grouping sets)"
                            for name, entity in stats["entities"].items())
     print(f"precompute: first run {first_precompute:.2f} s (every pair of fields); next runs "
@@ -330,9 +325,15 @@ def _calibration_ms(conn) -> float:
     return statistics.median(samples)
 
 
-def _has_function(cur, name: str) -> bool:
-    cur.execute("SELECT to_regproc(%s) IS NOT NULL", (name,))
-    return cur.fetchone()[0]
+def _temp_bytes(conn) -> int:
+    """Bytes of temporary files this database has written, once this session's counters are flushed."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regproc('pg_stat_force_next_flush') IS NOT NULL")
+        if cur.fetchone()[0]:
+            cur.execute("SELECT pg_stat_force_next_flush()")
+        time.sleep(1.5)  # statistics reach pg_stat_database at most once a second
+        cur.execute("SELECT temp_bytes FROM pg_stat_database WHERE datname = current_database()")
+        return cur.fetchone()[0]
 
 
 def _server_version(conn) -> str:
