@@ -33,6 +33,7 @@ import datetime
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
@@ -97,42 +98,52 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
     db.bind(settings).connect(reuse_if_open=True)
     where = facet_sql.where_clause(request)
     with _session(db.database.connection()) as (cur, own_transaction):
-        published = None
+        answer = None
         if allow_precomputed and request.answerable_from_precomputed:
-            # Two round trips, each one statement (one snapshot) bounded by the search timeout.
-            cur.execute(_bounded(_published_counts_query(request), settings.search_timeout_ms, own_transaction))
-            published = _published_facets(request.entity, cur.fetchall())
-        if published is not None:
-            as_of, facets = published
-            source = PRECOMPUTED
-            counted_field = (request.facet_filters[0].facet.name if request.facet_filters
-                             else request.entity.facets[0].name)
-            cur.execute(_bounded(facet_sql.page_query(request, where), settings.search_timeout_ms, own_transaction))
+            answer = _published_answer(cur, request, where, settings.search_timeout_ms, own_transaction)
+        if answer is None:
+            answer = _live_answer(cur, request, where, settings.search_timeout_ms, own_transaction)
+    as_of, source, facets, total, records = answer
+    return SearchResult(entity=request.entity.name, records=records, total=total, page=request.page,
+                        per_page=request.per_page, facets=facets, as_of=as_of, source=source)
+
+
+def _published_answer(cur, request: SearchRequest, where: sql.Composable, timeout_ms: int, own_transaction: bool):
+    """``(as_of, source, facets, total, records)`` from the published counts; None when nothing is published.
+
+    Two round trips, each one statement (so one snapshot) under the search timeout: the counts, then the page.
+    """
+    cur.execute(_bounded(_published_counts_query(request), timeout_ms, own_transaction))
+    published = _published_facets(request.entity, cur.fetchall())
+    if published is None:
+        return None
+    as_of, facets = published
+    # total: the filtered field's counts (or any field's, unfiltered) add up to the matching records
+    counted_field = request.facet_filters[0].facet.name if request.facet_filters else request.entity.facets[0].name
+    cur.execute(_bounded(facet_sql.page_query(request, where), timeout_ms, own_transaction))
+    return as_of, PRECOMPUTED, facets, sum(facets[counted_field].values()), _records(cur)
+
+
+def _live_answer(cur, request: SearchRequest, where: sql.Composable, timeout_ms: int, own_transaction: bool):
+    """``(as_of, source, facets, total, records)`` counted now; counts and page from one snapshot, so they agree."""
+    entity = request.entity
+    with _snapshot(cur, timeout_ms, own_transaction) as snapshot_at:
+        if request.q is None:
+            # Two index passes: the counts (index-only where a filter's covering index serves) and
+            # the page (an index range in page order).
+            cur.execute(facet_sql.grouped_counts(entity, where, facet_sql.single_sets(entity)))
+            facets, _ = _live_facets(entity, cur.fetchall())
+            cur.execute(facet_sql.page_query(request, where))
             records = _records(cur)
         else:
-            # Counts and page from one REPEATABLE READ snapshot: the page agrees with the counts.
-            with _snapshot(cur, settings.search_timeout_ms, own_transaction) as snapshot_at:
-                as_of, source = snapshot_at, LIVE
-                counted_field = request.entity.facets[0].name
-                if request.q is None:
-                    # Two index passes: the counts (index-only where a filter's covering index serves)
-                    # and the page (an index range in page order).
-                    cur.execute(facet_sql.grouped_counts(request.entity, where, facet_sql.single_sets(request.entity)))
-                    facets, _ = _live_facets(request.entity, cur.fetchall())
-                    cur.execute(facet_sql.page_query(request, where))
-                    records = _records(cur)
-                else:
-                    # Text: finding the rows is the expensive part, so counts and page come from one pass.
-                    cur.execute(facet_sql.counts_and_page_ids(request, where))
-                    facets, page_ids = _live_facets(request.entity, cur.fetchall())
-                    cur.execute(facet_sql.records_by_id(request.entity, page_ids))
-                    by_id = {record["id"]: record for record in _records(cur)}
-                    records = [by_id[row_id] for row_id in page_ids if row_id in by_id]
-    return SearchResult(
-        entity=request.entity.name, records=records, total=sum(facets[counted_field].values()), page=request.page,
-        per_page=request.per_page, facets=facets,
-        as_of=as_of, source=source,
-    )
+            # Text: finding the rows (trigram index, then ILIKE on each candidate) is the expensive
+            # part, so the counts and the page's ids come from one pass, then the page by id.
+            cur.execute(facet_sql.counts_and_page_ids(request, where))
+            facets, page_ids = _live_facets(entity, cur.fetchall())
+            cur.execute(facet_sql.records_by_id(entity, page_ids))
+            by_id = {record["id"]: record for record in _records(cur)}
+            records = [by_id[row_id] for row_id in page_ids if row_id in by_id]
+    return snapshot_at, LIVE, facets, sum(facets[entity.facets[0].name].values()), records
 
 
 def _records(cur) -> list[dict[str, Any]]:
@@ -182,8 +193,10 @@ def _snapshot(cur, timeout_ms: int, own_transaction: bool) -> Iterator[datetime.
     try:
         yield snapshot_at
     except BaseException:
-        if cur.connection.closed == 0:
+        try:
             cur.execute("ROLLBACK")
+        except psycopg2.Error:
+            pass  # the connection broke: the error that broke it is the one to report
         raise
     cur.execute("COMMIT")
 
