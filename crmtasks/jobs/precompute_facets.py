@@ -14,7 +14,10 @@ counted live by search itself.
 Guarantees:
   - Set-based: each entity is one ``INSERT ... SELECT ... GROUP BY GROUPING
     SETS`` statement run by PostgreSQL in one scan; no record reaches Python,
-    so this process's memory stays flat whatever the table sizes.
+    so this process's memory stays flat whatever the table sizes. The
+    grouping sets are the fewest that contain every pair of fields, sized
+    from the value counts of the previous generation (every pair on a first
+    run), see ``choose_grouping_sets``.
   - Exact as of ``as_of``: every count comes from one REPEATABLE READ snapshot,
     stamped just before it is taken.
   - Atomic: a new generation is written, ``facet_current`` is pointed at it and
@@ -73,9 +76,9 @@ def precompute(conn: psycopg2.extensions.connection, entities: list[Entity] | No
       statement_timeout_ms(int): PostgreSQL statement_timeout for the run's statements (0: none),
         so a time limit also stops SQL that Python cannot interrupt.
 
-    Returns the stats: as_of, generation, rows_scanned, facet_rows_written, duration_s, and per entity
-    rows (records counted), facet_values (distinct values over its facet fields), facet_rows (rows
-    written), duration_s.
+    Returns the stats: rows_scanned, facet_rows_written, duration_s (seconds, whole run), generation,
+    as_of, vacuum_s, and per entity: rows (records counted), facet_values (distinct values over its
+    facet fields), facet_rows (rows written), grouping_sets (hash tables per record), duration_s.
     """
     if conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
         raise RuntimeError("precompute_facets needs a connection that is not inside a transaction")
