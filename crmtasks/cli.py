@@ -14,7 +14,15 @@ import click
 from crmtasks import migrate as migrations
 from crmtasks import registry, services
 from crmtasks.bootstrap import NotReady, connect_checked
-from crmtasks.console import CommandError, load_settings_or_exit, print_json, print_table, seed_progress, stderr
+from crmtasks.console import (
+    CommandError,
+    load_settings_or_exit,
+    print_json,
+    print_search_result,
+    print_table,
+    seed_progress,
+    stderr,
+)
 from crmtasks.report_command import report_command
 from crmtasks.run import run_command
 from crmtasks.settings import mask_url
@@ -331,6 +339,43 @@ def dashboard(host: str, port: int) -> None:
         serve(settings, host, port)
     except UnsafeBinding as error:
         raise CommandError(str(error)) from None
+
+
+@main.command()
+@click.argument("entity")
+@click.option("--filter", "filter_texts", multiple=True, metavar="FIELD=VALUE",
+              help="Facet field=value (repeat a field for any of several values; field= for no value), "
+                   "or a range: field>=value, field<value, ...")
+@click.option("--q", help="Text to find in names (leads: name, company, email), at least 3 characters.")
+@click.option("--page", type=int, default=1, show_default=True)
+@click.option("--per-page", type=int, default=25, show_default=True)
+@click.option("--order-by", help="Sort column, '-' prefix for descending (default -id: newest first).")
+@click.option("--live", is_flag=True, help="Count live even when precomputed counts could answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def search(entity, filter_texts, q, page, per_page, order_by, live, as_json) -> None:
+    """Faceted search of ENTITY (leads, deals, accounts, contacts): a page of records and counts per facet value."""
+    from crmtasks.bootstrap import prepare_database
+    from crmtasks.search import faceted_search
+    from crmtasks.search_request import filters_from_text
+
+    settings = load_settings_or_exit()
+    try:
+        filters = filters_from_text(entity, list(filter_texts))
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    try:
+        prepare_database(settings, seed_demo_if_empty=False)
+    except NotReady as error:
+        raise CommandError(str(error)) from None
+    try:
+        result = faceted_search(entity, filters, q=q, page=page, per_page=per_page, order_by=order_by,
+                                allow_precomputed=not live)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    if as_json:
+        print_json(result.as_dict())
+        return
+    print_search_result(result)
 
 
 if __name__ == "__main__":

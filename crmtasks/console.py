@@ -83,3 +83,22 @@ def summarize_stats(stats: dict, limit: int = 80) -> str:
     parts = [f"{key}={value}" for key, value in stats.items() if isinstance(value, (int, float, str, bool))]
     text = ", ".join(parts)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def print_search_result(result, values_per_facet: int = 10) -> None:
+    """A faceted search result as tables: one per facet field (largest counts first), then the page."""
+    source = "precomputed" if result.source == "precomputed" else "counted live"
+    stdout.print(f"{result.entity}: {result.total:,} records; facets {source}, exact as of {result.as_of.isoformat()}")
+    for field, buckets in result.facets.items():
+        rows = [["(none)" if value is None else value, f"{count:,}"]
+                for value, count in list(buckets.items())[:values_per_facet]]
+        if len(buckets) > values_per_facet:
+            rows.append([f"... {len(buckets) - values_per_facet} more", ""])
+        print_table(field, ["value", "count"], rows)
+    if result.records:
+        columns = list(result.records[0])
+        first = (result.page - 1) * result.per_page + 1
+        print_table(f"records {first:,}-{first + len(result.records) - 1:,} of {result.total:,}", columns,
+                    [[record[column] for column in columns] for record in result.records])
+    else:
+        stdout.print("no records on this page")

@@ -63,28 +63,53 @@ class TaskSpec:
         return getattr(importlib.import_module(module_name), function_name)
 
 
+# In the seed's order, which is also the order `python -m crmtasks.run` runs them.
 TASKS: tuple[TaskSpec, ...] = (
-    # workflow_io: the job mostly waits on PostgreSQL (DETACH waits for older
-    # transactions, COPY) and on the disk (fsync); its CPU share (gzip level 1)
-    # is a fraction of one core. One hour covers a first run that archives a
-    # backlog of months; a transient fault (lost connection, lock timeout) is
-    # retried 3 times, 5 s to 60 s apart, and the re-run resumes where it stopped.
-    TaskSpec(name="audit_maintenance", actor_name="system_config.audit_maintenance", cron="0 2 * * *",
-             queue="workflow_io", job="crmtasks.jobs.audit_maintenance:run",
-             description="Create upcoming audit_log partitions; archive or delete months past retention",
-             time_limit_s=3600, max_retries=3, min_backoff_ms=5_000, max_backoff_ms=60_000),
-    # workflow_cpu: the run's work is set-based SQL that keeps a PostgreSQL
-    # core busy (a full rebuild scans every deal, lead and account), so it
-    # belongs with the few-slot CPU-bound queue, not beside the many
-    # latency-sensitive I/O jobs. Time limit: well inside the 10-minute period.
+    TaskSpec(
+        name="precompute_facets",
+        actor_name="analytics.precompute_facets",
+        cron="*/5 * * * *",
+        # workflow_cpu: the run is a heavy aggregation (a full scan and hash
+        # grouping of every CRM table, CPU-bound in PostgreSQL); the queue's few
+        # workers keep such jobs from running many at once and starving the
+        # database, while I/O-light jobs stay on workflow_io / default.
+        queue="workflow_cpu",
+        job="crmtasks.jobs.precompute_facets:run",
+        description="Count search facets (per value and per pair of fields) of leads, deals, accounts, contacts",
+        # Well under the 5-minute period, so runs never pile up; also the
+        # run's PostgreSQL statement_timeout, which stops SQL Python cannot.
+        time_limit_s=240,
+        max_retries=3,
+        min_backoff_ms=5_000,
+        max_backoff_ms=60_000,
+    ),
     TaskSpec(
         name="precompute_aggregates",
         actor_name="analytics.precompute_aggregates",
         cron="*/10 * * * *",
+        # workflow_cpu: set-based SQL that keeps a PostgreSQL core busy (a full
+        # rebuild scans every deal, lead and account). Time limit: well inside
+        # the 10-minute period.
         queue="workflow_cpu",
         job="crmtasks.jobs.precompute_aggregates:run",
         description="Fold CRM changes into the report aggregates (pipeline, revenue, win rate, ...)",
         time_limit_s=300,
+        max_retries=3,
+        min_backoff_ms=5_000,
+        max_backoff_ms=60_000,
+    ),
+    TaskSpec(
+        name="audit_maintenance",
+        actor_name="system_config.audit_maintenance",
+        cron="0 2 * * *",
+        # workflow_io: the job mostly waits on PostgreSQL (DETACH waits for
+        # older transactions, COPY) and on the disk (fsync); its CPU share
+        # (gzip level 1) is a fraction of one core. One hour covers a first run
+        # that archives a backlog of months; a re-run resumes where it stopped.
+        queue="workflow_io",
+        job="crmtasks.jobs.audit_maintenance:run",
+        description="Create upcoming audit_log partitions; archive or delete months past retention",
+        time_limit_s=3600,
         max_retries=3,
         min_backoff_ms=5_000,
         max_backoff_ms=60_000,

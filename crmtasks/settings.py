@@ -92,6 +92,9 @@ class Settings:
       audit_pause_at(str|None): Test-only: the maintenance step to pause at (AUDIT_PAUSE_POINTS).
       aggregates_rebuild_hours(int): Hours between full rebuilds of the report
         aggregates (a safety net: runs in between fold only the changes); 0 never.
+      search_timeout_ms(int): PostgreSQL statement_timeout of each search's
+        statements, in milliseconds: a search that would count too many rows
+        live fails instead of holding a connection and a CPU.
     """
 
     database_url: str | None
@@ -116,12 +119,13 @@ class Settings:
     archive_dir: Path | None = None
     audit_hold: bool = False
     audit_pause_at: str | None = None
+    aggregates_rebuild_hours: int = 24
+    search_timeout_ms: int = 5_000
 
     @property
     def audit_archive_dir(self) -> Path:
         """The directory audit archives are written to (CRMTASKS_ARCHIVE_DIR, default CRMTASKS_HOME/archive)."""
         return self.archive_dir or self.home / "archive"
-    aggregates_rebuild_hours: int = 24
 
     @property
     def embedded_database(self) -> bool:
@@ -164,6 +168,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         audit_hold=_flag(environ, "CRMTASKS_AUDIT_HOLD"),
         audit_pause_at=_pause_point(environ.get("CRMTASKS_AUDIT_PAUSE_AT")),
         aggregates_rebuild_hours=_hours(environ, "CRMTASKS_AGGREGATES_REBUILD_HOURS", default=24),
+        search_timeout_ms=_positive_int(environ, "CRMTASKS_SEARCH_TIMEOUT_MS", default=5_000, most=600_000),
     )
 
 

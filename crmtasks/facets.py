@@ -1,0 +1,485 @@
+"""The facet registry: which record types can be searched, and what is counted for each.
+
+Declared once and read by both the precompute job (``analytics.precompute_facets``:
+what to count) and search (what may be filtered, how a value is checked, how a
+filter becomes SQL). Adding a facet here is all it takes for the job to count it
+and for search to filter on it.
+
+Every facet has a *bucket key*: a cheap per-row SQL expression that PostgreSQL
+groups by (``r.status``, ``r.owner_id``, a close-date quarter as ``20243``, an
+amount band number). Keys travel as text (facet tables store them as text);
+each facet kind turns an API value into a key (``check``), a key back into an
+API value (``decode``) and a set of keys into a row condition (``condition``)
+that an index can use (a quarter becomes a close_date range, not a computed
+expression). NULL is a bucket of its own: records with no value.
+
+All SQL is composed from ``psycopg2.sql`` objects; values become ``Literal``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg2 import sql
+
+# Alias of the entity's own table in every query built from this registry.
+ROW_ALIAS = "r"
+_BIGINT = 2**63
+MAX_TEXT_VALUE_LENGTH = 200
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_name(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _either(conditions: list[sql.Composable]) -> sql.Composable:
+    if len(conditions) == 1:
+        return conditions[0]
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(conditions))
+
+
+def column_in(column: sql.Composable, keys: Sequence[Any], *, null_included: bool, cast: str) -> sql.Composable:
+    """``column`` equal to one of ``keys`` (or NULL when ``null_included``); '=' for one key, ANY otherwise."""
+    conditions = []
+    if len(keys) == 1:
+        conditions.append(sql.SQL("{} = {}").format(column, sql.Literal(keys[0])))
+    elif keys:
+        conditions.append(sql.SQL("{} = ANY({}::{})").format(column, sql.Literal(list(keys)), sql.SQL(cast)))
+    if null_included:
+        conditions.append(sql.SQL("{} IS NULL").format(column))
+    return _either(conditions)
+
+
+class FacetKind:
+    """How one kind of facet field is keyed, checked and filtered. Subclasses fill the four methods."""
+
+    #: Words for error messages: what an API value of this facet looks like.
+    expected = "a value"
+
+    def key_sql(self) -> sql.Composable:
+        """The per-row bucket key expression (cheap: it is evaluated for every row counted)."""
+        raise NotImplementedError
+
+    def check(self, value: Any) -> str:
+        """The stored key (text) of a non-null API value; ValueError naming the expected type otherwise."""
+        raise NotImplementedError
+
+    def decode(self, key: str) -> Any:
+        """The API value of a non-null stored key."""
+        raise NotImplementedError
+
+    def parse(self, text: str) -> Any:
+        """The API value written as ``text`` on the command line; ValueError when it cannot be one."""
+        return text
+
+    def condition(self, keys: Sequence[str], null_included: bool) -> sql.Composable:
+        """Rows whose bucket is one of ``keys`` (non-null stored keys) or NULL when ``null_included``."""
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class TextColumn(FacetKind):
+    """A text column counted value by value (status, industry, ...).
+
+    Parameters:
+      column(str): Column name.
+      alias(str): Table alias holding the column (``r``, or a joined table's alias).
+    """
+
+    column: str
+    alias: str = ROW_ALIAS
+    expected = "text (str)"
+
+    def _column(self) -> sql.Composable:
+        return sql.Identifier(self.alias, self.column)
+
+    def key_sql(self) -> sql.Composable:
+        return self._column()
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected {self.expected}, got {_type_name(value)}")
+        if len(value) > MAX_TEXT_VALUE_LENGTH:
+            raise ValueError(f"a value is {len(value)} characters long; at most {MAX_TEXT_VALUE_LENGTH}")
+        if "\x00" in value:
+            raise ValueError("a value contains a NUL character")
+        return value
+
+    def decode(self, key: str) -> str:
+        return key
+
+    def condition(self, keys: Sequence[str], null_included: bool) -> sql.Composable:
+        return column_in(self._column(), keys, null_included=null_included, cast="text[]")
+
+
+@dataclasses.dataclass(frozen=True)
+class UserColumn(FacetKind):
+    """A users.id foreign key (the owner): values are user ids (int).
+
+    Parameters:
+      column(str): Column name (``owner_id``).
+    """
+
+    column: str
+    alias: str = ROW_ALIAS
+    expected = "a user id (int)"
+
+    def _column(self) -> sql.Composable:
+        return sql.Identifier(self.alias, self.column)
+
+    def key_sql(self) -> sql.Composable:
+        return self._column()
+
+    def check(self, value: Any) -> str:
+        if not _is_int(value):
+            raise ValueError(f"expected {self.expected}, got {_type_name(value)}")
+        if not -_BIGINT <= value < _BIGINT:
+            raise ValueError(f"user id {value} is out of range")
+        return str(value)
+
+    def decode(self, key: str) -> int:
+        return int(key)
+
+    def parse(self, text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"expected {self.expected}, got {text!r}") from None
+
+    def condition(self, keys: Sequence[str], null_included: bool) -> sql.Composable:
+        return column_in(self._column(), [int(key) for key in keys], null_included=null_included, cast="bigint[]")
+
+
+_QUARTER_PATTERN = re.compile(r"^(\d{4})-Q([1-4])$")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuarterOfDate(FacetKind):
+    """The calendar quarter of a date column, as ``'2024-Q3'``.
+
+    The key is ``year * 10 + quarter`` (an int: cheaper to group by than a
+    formatted string, and independent of the server's DateStyle). A filter on
+    a quarter becomes a date range, which the column's index serves.
+
+    Parameters:
+      column(str): A ``date`` column (``close_date``).
+    """
+
+    column: str
+    alias: str = ROW_ALIAS
+    expected = "a quarter written YYYY-Qn, e.g. '2024-Q3'"
+
+    def _column(self) -> sql.Composable:
+        return sql.Identifier(self.alias, self.column)
+
+    def key_sql(self) -> sql.Composable:
+        # The explicit ::timestamp keeps date_part off the timestamptz overload, whose result depends on TimeZone.
+        return sql.SQL("(date_part('year', {c}::timestamp) * 10 + date_part('quarter', {c}::timestamp))::int").format(
+            c=self._column())
+
+    def check(self, value: Any) -> str:
+        match = _QUARTER_PATTERN.match(value) if isinstance(value, str) else None
+        if not match:
+            raise ValueError(f"expected {self.expected}, got {_type_name(value)}")
+        year, quarter = int(match.group(1)), int(match.group(2))
+        if year < 1:
+            raise ValueError(f"year {year} is out of range")
+        return str(year * 10 + quarter)
+
+    def decode(self, key: str) -> str:
+        number = int(key)
+        return f"{number // 10:04d}-Q{number % 10}"
+
+    @staticmethod
+    def quarter_range(key: str) -> tuple[datetime.date, datetime.date]:
+        """First day of the quarter and first day of the next one."""
+        number = int(key)
+        year, quarter = divmod(number, 10)
+        start = datetime.date(year, 3 * quarter - 2, 1)
+        end = datetime.date(year + 1, 1, 1) if quarter == 4 else datetime.date(year, 3 * quarter + 1, 1)
+        return start, end
+
+    def condition(self, keys: Sequence[str], null_included: bool) -> sql.Composable:
+        column = self._column()
+        conditions = []
+        for key in keys:
+            start, end = self.quarter_range(key)
+            conditions.append(sql.SQL("({c} >= {start} AND {c} < {end})").format(
+                c=column, start=sql.Literal(start), end=sql.Literal(end)))
+        if null_included:
+            conditions.append(sql.SQL("{} IS NULL").format(column))
+        return _either(conditions)
+
+
+@dataclasses.dataclass(frozen=True)
+class AmountBand(FacetKind):
+    """A numeric column counted in bands (``'10k-50k'``).
+
+    The key is the band number from ``width_bucket`` (0 below the first bound).
+    A filter on a band becomes an amount range.
+
+    Parameters:
+      column(str): A numeric column (``amount``).
+      bounds(tuple): Ascending lower bounds of bands 1..n, in currency units.
+      labels(tuple): One label per band, ``len(bounds) + 1`` of them.
+    """
+
+    column: str
+    bounds: tuple[int, ...]
+    labels: tuple[str, ...]
+    alias: str = ROW_ALIAS
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.bounds) + 1 or list(self.bounds) != sorted(set(self.bounds)):
+            raise ValueError("AmountBand needs ascending distinct bounds and one more label than bounds")
+
+    @property
+    def expected(self) -> str:  # type: ignore[override]
+        return "one of " + ", ".join(repr(label) for label in self.labels)
+
+    def _column(self) -> sql.Composable:
+        return sql.Identifier(self.alias, self.column)
+
+    def key_sql(self) -> sql.Composable:
+        return sql.SQL("width_bucket({}, {}::numeric[])").format(self._column(), sql.Literal(list(self.bounds)))
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str) or value not in self.labels:
+            raise ValueError(f"expected {self.expected}, got {_type_name(value)}")
+        return str(self.labels.index(value))
+
+    def decode(self, key: str) -> str:
+        return self.labels[int(key)]
+
+    def condition(self, keys: Sequence[str], null_included: bool) -> sql.Composable:
+        column = self._column()
+        conditions = []
+        for key in keys:
+            band = int(key)
+            parts = []
+            if band > 0:
+                parts.append(sql.SQL("{} >= {}").format(column, sql.Literal(self.bounds[band - 1])))
+            if band < len(self.bounds):
+                parts.append(sql.SQL("{} < {}").format(column, sql.Literal(self.bounds[band])))
+            if not parts:  # one band only: any non-null amount
+                parts.append(sql.SQL("{} IS NOT NULL").format(column))
+            conditions.append(sql.SQL("({})").format(sql.SQL(" AND ").join(parts)))
+        if null_included:
+            conditions.append(sql.SQL("{} IS NULL").format(column))
+        return _either(conditions)
+
+
+@dataclasses.dataclass(frozen=True)
+class Facet:
+    """One counted field of an entity.
+
+    Parameters:
+      name(str): The field's name in filters and in ``facets`` (``owner``, ``close_quarter``).
+      kind(FacetKind): How it is keyed, checked and filtered.
+    """
+
+    name: str
+    kind: FacetKind
+
+
+class RangeKind:
+    """A column that may be filtered by range (``{"gte": ..., "lt": ...}``)."""
+
+    expected = "a value"
+
+    def check(self, value: Any) -> Any:
+        """The Python value to compare with; ValueError naming the expected type otherwise."""
+        raise NotImplementedError
+
+
+class Timestamp(RangeKind):
+    """timestamptz: an aware datetime, a date (midnight UTC), or the same as an ISO 8601 string."""
+
+    expected = "a datetime with a time zone, a date, or an ISO 8601 string such as '2024-05-01' or '2024-05-01T12:00:00+00:00'"
+
+    def check(self, value: Any) -> datetime.datetime:
+        if isinstance(value, str):
+            value = _parse_iso(value, self.expected)
+        if isinstance(value, datetime.datetime):
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ValueError(f"datetime {value.isoformat()} has no time zone; give one (e.g. +00:00)")
+            return value
+        if isinstance(value, datetime.date):
+            return datetime.datetime(value.year, value.month, value.day, tzinfo=datetime.timezone.utc)
+        raise ValueError(f"expected {self.expected}, got {_type_name(value)}")
+
+
+class Date(RangeKind):
+    """date: a date or an ISO ``YYYY-MM-DD`` string."""
+
+    expected = "a date or an ISO string 'YYYY-MM-DD'"
+
+    def check(self, value: Any) -> datetime.date:
+        if isinstance(value, str):
+            try:
+                value = datetime.date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"expected {self.expected}, got {_type_name(value)}") from None
+        if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+            return value
+        raise ValueError(f"expected {self.expected}, got {_type_name(value)}")
+
+
+class Amount(RangeKind):
+    """numeric: an int, a Decimal, a finite float, or a numeric string."""
+
+    expected = "a number (int, Decimal, float or numeric string)"
+    _LIMIT = decimal.Decimal(10) ** 15
+
+    def check(self, value: Any) -> decimal.Decimal:
+        if isinstance(value, bool):
+            raise ValueError(f"expected {self.expected}, got {_type_name(value)}")
+        try:
+            if isinstance(value, (int, decimal.Decimal)):
+                number = decimal.Decimal(value)
+            elif isinstance(value, float):
+                number = decimal.Decimal(repr(value))
+            elif isinstance(value, str):
+                number = decimal.Decimal(value.strip())
+            else:
+                raise ValueError
+        except (ValueError, decimal.InvalidOperation):
+            raise ValueError(f"expected {self.expected}, got {_type_name(value)}") from None
+        if not number.is_finite() or abs(number) >= self._LIMIT:
+            raise ValueError(f"amount {value!r} is not a finite number below {self._LIMIT:,}")
+        return number
+
+
+def _parse_iso(text: str, expected: str):
+    try:
+        if len(text) == 10:
+            return datetime.date.fromisoformat(text)
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expected {expected}, got {_type_name(text)}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Entity:
+    """A searchable record type.
+
+    Parameters:
+      name(str): Its name in the API (``leads``).
+      table(str): Its table; aliased ``r`` in every query.
+      facets(tuple): Counted fields, in display order.
+      text_columns(tuple): Columns ``q`` searches (each has a pg_trgm GIN index).
+      ranges(dict): Range-filterable column -> RangeKind.
+      sortable(tuple): Columns ``order_by`` accepts.
+      columns(tuple): Columns of ``r`` returned in each record.
+      joins(tuple): ``(alias, table, column of r)`` LEFT JOINs on ``alias.id = r.column``,
+        for facets counted from a related record (a contact's account industry).
+      joined_columns(tuple): ``(alias, column, output name)`` extra record columns from joins.
+    """
+
+    name: str
+    table: str
+    facets: tuple[Facet, ...]
+    text_columns: tuple[str, ...]
+    ranges: dict[str, RangeKind]
+    sortable: tuple[str, ...]
+    columns: tuple[str, ...]
+    joins: tuple[tuple[str, str, str], ...] = ()
+    joined_columns: tuple[tuple[str, str, str], ...] = ()
+
+    def facet(self, name: str) -> Facet:
+        for facet in self.facets:
+            if facet.name == name:
+                return facet
+        raise KeyError(name)
+
+    @property
+    def facet_names(self) -> tuple[str, ...]:
+        return tuple(facet.name for facet in self.facets)
+
+    def from_sql(self) -> sql.Composable:
+        """``table AS r`` plus the entity's joins."""
+        parts = [sql.SQL("{} AS {}").format(sql.Identifier(self.table), sql.Identifier(ROW_ALIAS))]
+        for alias, table, column in self.joins:
+            parts.append(sql.SQL("LEFT JOIN {table} AS {alias} ON {alias_id} = {row_column}").format(
+                table=sql.Identifier(table), alias=sql.Identifier(alias),
+                alias_id=sql.Identifier(alias, "id"), row_column=sql.Identifier(ROW_ALIAS, column)))
+        return sql.SQL(" ").join(parts)
+
+    def record_columns_sql(self) -> sql.Composable:
+        columns = [sql.Identifier(ROW_ALIAS, column) for column in self.columns]
+        columns += [sql.SQL("{} AS {}").format(sql.Identifier(alias, column), sql.Identifier(name))
+                    for alias, column, name in self.joined_columns]
+        return sql.SQL(", ").join(columns)
+
+
+_TIMESTAMPS = {"created_at": Timestamp(), "updated_at": Timestamp()}
+_SORTABLE = ("id", "name", "created_at", "updated_at")
+
+AMOUNT_BANDS = AmountBand(
+    "amount",
+    bounds=(1_000, 10_000, 50_000, 100_000, 500_000),
+    labels=("under 1k", "1k-10k", "10k-50k", "50k-100k", "100k-500k", "500k+"),
+)
+
+ENTITIES: dict[str, Entity] = {
+    entity.name: entity
+    for entity in (
+        Entity(
+            name="leads", table="leads",
+            facets=(Facet("status", TextColumn("status")), Facet("industry", TextColumn("industry")),
+                    Facet("source", TextColumn("source")), Facet("rating", TextColumn("rating")),
+                    Facet("owner", UserColumn("owner_id"))),
+            text_columns=("name", "company", "email"),
+            ranges=dict(_TIMESTAMPS),
+            sortable=_SORTABLE,
+            columns=("id", "name", "company", "email", "status", "industry", "source", "rating", "owner_id",
+                     "created_at", "updated_at"),
+        ),
+        Entity(
+            name="deals", table="deals",
+            facets=(Facet("stage", TextColumn("stage")), Facet("owner", UserColumn("owner_id")),
+                    Facet("close_quarter", QuarterOfDate("close_date")), Facet("amount_band", AMOUNT_BANDS)),
+            text_columns=("name",),
+            ranges={**_TIMESTAMPS, "close_date": Date(), "amount": Amount()},
+            sortable=_SORTABLE + ("amount", "close_date"),
+            columns=("id", "name", "account_id", "owner_id", "stage", "amount", "probability", "close_date",
+                     "created_at", "updated_at"),
+        ),
+        Entity(
+            name="accounts", table="accounts",
+            facets=(Facet("industry", TextColumn("industry")), Facet("region", TextColumn("region")),
+                    Facet("owner", UserColumn("owner_id"))),
+            text_columns=("name",),
+            ranges=dict(_TIMESTAMPS),
+            sortable=_SORTABLE,
+            columns=("id", "name", "industry", "region", "owner_id", "created_at", "updated_at"),
+        ),
+        Entity(
+            name="contacts", table="contacts",
+            facets=(Facet("lead_source", TextColumn("lead_source")), Facet("owner", UserColumn("owner_id")),
+                    Facet("account_industry", TextColumn("industry", alias="account"))),
+            text_columns=("name", "email"),
+            ranges=dict(_TIMESTAMPS),
+            sortable=_SORTABLE,
+            columns=("id", "name", "email", "account_id", "owner_id", "lead_source", "created_at", "updated_at"),
+            joins=(("account", "accounts", "account_id"),),
+            joined_columns=(("account", "industry", "account_industry"),),
+        ),
+    )
+}
+
+
+def get_entity(name: Any) -> Entity:
+    """The entity called ``name``; ValueError listing the valid names otherwise."""
+    if isinstance(name, str) and name in ENTITIES:
+        return ENTITIES[name]
+    raise ValueError(f"unknown entity {str(name)[:80]!r}; expected one of: {', '.join(sorted(ENTITIES))}")

@@ -1,0 +1,562 @@
+"""Search facets against the real PostgreSQL: exact counts, atomic publishing, idempotent runs, bad input.
+
+The oracle for counts is plain Python over the rows the test inserted (an
+independent GROUP BY): it shares no code with the SQL built from the registry.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import decimal
+import itertools
+import json
+import operator
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg2
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from crmtasks import db, registry, runner
+from crmtasks.facets import ENTITIES
+from crmtasks.jobs import precompute_facets
+from crmtasks.search import faceted_search
+from crmtasks.settings import get_settings
+
+USERS = (1, 2, 3)
+CRM_TABLES = "roles, users, accounts, contacts, leads, deals, task_runs, facet_counts, facet_current, facet_generations"
+
+# Small domains so values collide and every bucket, NULL included, gets several records.
+NAMES = ["Acme", "ACME Corp", "O'Brien", "zoë café", "50%_off", "back\\slash", "Globex", None]
+DOMAINS = {
+    "status": ["new", "won", "lost"],
+    "industry": [None, "Tech", "Retail", "tech"],
+    "source": [None, "web", "event"],
+    "rating": [None, "hot", "cold"],
+    "owner": [None, *USERS],
+    "stage": ["open", "won", "lost"],
+    "region": [None, "EU", "US"],
+    "lead_source": [None, "web", "partner"],
+}
+AMOUNTS = [None, decimal.Decimal(-5), decimal.Decimal(0), decimal.Decimal("999.99"), decimal.Decimal(1000),
+           decimal.Decimal("9999.99"), decimal.Decimal(10000), decimal.Decimal(50000), decimal.Decimal("99999.99"),
+           decimal.Decimal(100000), decimal.Decimal(500000), decimal.Decimal("1234567.89")]
+BANDS = [(decimal.Decimal(1_000), "under 1k"), (decimal.Decimal(10_000), "1k-10k"), (decimal.Decimal(50_000), "10k-50k"),
+         (decimal.Decimal(100_000), "50k-100k"), (decimal.Decimal(500_000), "100k-500k")]
+QUERIES = [None, "acme", "o'brien", "café", "50%_", "h\\s", "zzz"]
+
+
+# ---------------------------------------------------------------- the oracle
+
+def quarter_of(day):
+    return None if day is None else f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+
+
+def band_of(amount):
+    if amount is None:
+        return None
+    for upper, label in BANDS:
+        if amount < upper:
+            return label
+    return "500k+"
+
+
+def facet_values(entity, row, accounts):
+    """The facet buckets of one inserted row, written out by hand for the oracle."""
+    if entity == "leads":
+        return {f: row[f] for f in ("status", "industry", "source", "rating", "owner")}
+    if entity == "deals":
+        return {"stage": row["stage"], "owner": row["owner"], "close_quarter": quarter_of(row["close_date"]),
+                "amount_band": band_of(row["amount"])}
+    if entity == "accounts":
+        return {f: row[f] for f in ("industry", "region", "owner")}
+    account = accounts[row["account"] - 1] if row["account"] else None
+    return {"lead_source": row["lead_source"], "owner": row["owner"],
+            "account_industry": account["industry"] if account else None}
+
+
+TEXT_COLUMNS = {"leads": ("name", "company", "email"), "deals": ("name",), "accounts": ("name",),
+                "contacts": ("name", "email")}
+
+
+def matches(entity, row, buckets, filters, q):
+    for field, wanted in filters.items():
+        if field == "amount":
+            if not _in_range(row["amount"], wanted):
+                return False
+        elif field == "close_date":
+            if not _in_range(row["close_date"], wanted):
+                return False
+        else:
+            allowed = wanted if isinstance(wanted, list) else [wanted]
+            if buckets[field] not in allowed:
+                return False
+    if q is not None:
+        return any(row[column] is not None and q.lower() in row[column].lower() for column in TEXT_COLUMNS[entity])
+    return True
+
+
+def _in_range(value, bounds):
+    comparisons = {"gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt}
+    return value is not None and all(comparisons[op](value, bound) for op, bound in bounds.items())
+
+
+def expected_search(entity, data, filters, q):
+    """(ids of matching records, newest first; facets as {field: {value: count}}) by counting in Python."""
+    matching = []
+    counts = {facet.name: collections.Counter() for facet in ENTITIES[entity].facets}
+    for row_id, row in enumerate(data[entity], start=1):
+        buckets = facet_values(entity, row, data["accounts"])
+        if matches(entity, row, buckets, filters, q):
+            matching.append(row_id)
+            for field, value in buckets.items():
+                counts[field][value] += 1
+    return sorted(matching, reverse=True), {field: dict(counter) for field, counter in counts.items()}
+
+
+# ---------------------------------------------------------------- data
+
+def rows(**fields):
+    return st.lists(st.fixed_dictionaries(fields), max_size=14)
+
+
+def owner():
+    return st.sampled_from(DOMAINS["owner"])
+
+
+def dataset():
+    name = st.sampled_from(NAMES)
+    return st.fixed_dictionaries({
+        "accounts": rows(name=name.map(lambda n: n or "unnamed"), industry=st.sampled_from(DOMAINS["industry"]),
+                         region=st.sampled_from(DOMAINS["region"]), owner=owner()),
+    }).flatmap(lambda partial: st.fixed_dictionaries({
+        "accounts": st.just(partial["accounts"]),
+        "contacts": rows(name=name.map(lambda n: n or "unnamed"), email=name,
+                         account=st.sampled_from([None, *range(1, len(partial["accounts"]) + 1)]),
+                         owner=owner(), lead_source=st.sampled_from(DOMAINS["lead_source"])),
+        "leads": rows(name=name.map(lambda n: n or "unnamed"), company=name, email=name,
+                      status=st.sampled_from(DOMAINS["status"]), industry=st.sampled_from(DOMAINS["industry"]),
+                      source=st.sampled_from(DOMAINS["source"]), rating=st.sampled_from(DOMAINS["rating"]),
+                      owner=owner()),
+        "deals": rows(name=name.map(lambda n: n or "unnamed"), owner=owner(), stage=st.sampled_from(DOMAINS["stage"]),
+                      amount=st.sampled_from(AMOUNTS),
+                      close_date=st.one_of(st.none(), st.dates(datetime.date(2023, 12, 25), datetime.date(2025, 1, 5)))),
+    }))
+
+
+def load(database, data):
+    """Replace the CRM's records with ``data`` (ids 1..n in list order)."""
+    conn = database.connection()
+    with conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {CRM_TABLES} RESTART IDENTITY CASCADE")
+        for user in USERS:
+            cur.execute("INSERT INTO users (username, full_name) VALUES (%s, %s)", (f"user{user}", f"User {user}"))
+        for row in data["accounts"]:
+            cur.execute("INSERT INTO accounts (name, industry, region, owner_id) VALUES (%s, %s, %s, %s)",
+                        (row["name"], row["industry"], row["region"], row["owner"]))
+        for row in data["contacts"]:
+            cur.execute("INSERT INTO contacts (name, email, account_id, owner_id, lead_source) VALUES (%s, %s, %s, %s, %s)",
+                        (row["name"], row["email"], row["account"], row["owner"], row["lead_source"]))
+        for row in data["leads"]:
+            cur.execute("INSERT INTO leads (name, company, email, status, industry, source, rating, owner_id) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        (row["name"], row["company"], row["email"], row["status"], row["industry"], row["source"],
+                         row["rating"], row["owner"]))
+        for row in data["deals"]:
+            cur.execute("INSERT INTO deals (name, owner_id, stage, amount, close_date) VALUES (%s, %s, %s, %s, %s)",
+                        (row["name"], row["owner"], row["stage"], row["amount"], row["close_date"]))
+
+
+def search_spec(entity):
+    """Random filters (0-2 facet fields, a value, NULL or a list; deals also ranges) and maybe a text query."""
+    facet_names = ENTITIES[entity].facet_names
+
+    def value_of(field):
+        if field == "close_quarter":
+            domain = [None, "2023-Q4", "2024-Q1", "2024-Q2", "2024-Q4", "2025-Q1", "1999-Q1"]
+        elif field == "amount_band":
+            domain = [None, "under 1k", "1k-10k", "10k-50k", "50k-100k", "100k-500k", "500k+"]
+        elif field == "account_industry":
+            domain = DOMAINS["industry"] + ["Mining"]
+        else:
+            domain = DOMAINS[field] + ["absent"] if field != "owner" else DOMAINS["owner"] + [99]
+        one = st.sampled_from(domain)
+        return st.one_of(one, st.lists(one, min_size=1, max_size=3))
+
+    facet_filters = st.lists(st.sampled_from(facet_names), max_size=2, unique=True).flatmap(
+        lambda fields: st.fixed_dictionaries({field: value_of(field) for field in fields}))
+    ranges = st.just({})
+    if entity == "deals":
+        bound = st.sampled_from(AMOUNTS[1:])
+        ranges = st.fixed_dictionaries({}, optional={
+            "amount": st.fixed_dictionaries({}, optional={"gte": bound, "lt": bound}).filter(bool),
+            "close_date": st.fixed_dictionaries({}, optional={
+                "gte": st.dates(datetime.date(2024, 1, 1), datetime.date(2024, 12, 31)),
+                "lte": st.dates(datetime.date(2024, 1, 1), datetime.date(2024, 12, 31))}).filter(bool),
+        })
+    return st.tuples(facet_filters, ranges, st.sampled_from(QUERIES), st.integers(1, 3), st.integers(1, 4))
+
+
+def published_as_of(database):
+    with database.connection().cursor() as cur:
+        cur.execute("SELECT as_of FROM facet_current")
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+# ---------------------------------------------------------------- tests
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                          HealthCheck.too_slow])
+@given(data=dataset(), specs=st.tuples(*(search_spec(entity) for entity in ENTITIES)))
+def test_facets_equal_an_independent_group_by(crm_db, data, specs):
+    load(crm_db, data)
+    stats = precompute_facets.run()
+    assert stats["rows_scanned"] == sum(len(data[entity]) for entity in ENTITIES)
+    as_of = published_as_of(crm_db)
+    for entity, (facet_filters, ranges, q, page, per_page) in zip(ENTITIES, specs):
+        filters = {**facet_filters, **ranges}
+        expected_ids, expected_facets = expected_search(entity, data, filters, q)
+        answerable = len(facet_filters) <= 1 and not ranges and q is None
+        for allow_precomputed in (True, False):
+            result = faceted_search(entity, filters, q=q, page=page, per_page=per_page,
+                                    allow_precomputed=allow_precomputed)
+            context = f"{entity} filters={filters} q={q!r} precomputed allowed={allow_precomputed}"
+            assert result.facets == expected_facets, context
+            assert result.total == len(expected_ids), context
+            assert [record["id"] for record in result.records] == \
+                expected_ids[(page - 1) * per_page: page * per_page], context
+            if allow_precomputed and answerable:
+                assert (result.source, result.as_of) == ("precomputed", as_of), context
+            else:
+                assert result.source == "live", context
+
+
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=dataset())
+def test_every_choice_of_grouping_sets_writes_the_same_counts(crm_db, data):
+    load(crm_db, data)
+    conn = crm_db.connection()
+    for entity in ENTITIES.values():
+        count = len(entity.facets)
+        choices = [None, [tuple(range(count))], precompute_facets.choose_grouping_sets([4] * count, 64)]
+        written = []
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            for generation, grouping_sets in enumerate(choices, start=1000):
+                cur.execute(precompute_facets.count_statement(entity, generation, grouping_sets))
+                cur.execute("SELECT given_field, given_value, field, value, count FROM facet_counts "
+                            "WHERE generation_id = %s ORDER BY 1, 2, 3, 4", (generation,))
+                written.append(cur.fetchall())
+            cur.execute("ROLLBACK")
+        assert written[0] == written[1] == written[2], entity.name
+
+
+def test_no_published_counts_means_a_live_answer(crm_db):
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [],
+                  "leads": [dict(name="A", company=None, email=None, status="new", industry=None, source=None,
+                                 rating=None, owner=1)]})
+    result = faceted_search("leads")
+    assert result.source == "live" and result.total == 1
+    assert result.facets == {"status": {"new": 1}, "industry": {None: 1}, "source": {None: 1}, "rating": {None: 1},
+                             "owner": {1: 1}}
+
+
+def test_precomputed_counts_are_exact_as_of_their_snapshot_and_the_page_is_live(crm_db):
+    lead = dict(name="A", company=None, email=None, status="new", industry=None, source=None, rating=None, owner=1)
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": [lead, lead]})
+    precompute_facets.run()
+    crm_db.execute_sql("INSERT INTO leads (name, status, owner_id) VALUES ('B', 'won', 2)")
+    stale = faceted_search("leads")
+    assert (stale.source, stale.total, stale.facets["status"]) == ("precomputed", 2, {"new": 2})
+    assert [record["name"] for record in stale.records] == ["B", "A", "A"]  # the page is read live
+    live = faceted_search("leads", allow_precomputed=False)
+    assert (live.total, live.facets["status"]) == (3, {"new": 2, "won": 1})
+    assert live.as_of > stale.as_of
+    precompute_facets.run()
+    fresh = faceted_search("leads")
+    assert (fresh.source, fresh.total, fresh.facets["status"]) == ("precomputed", 3, {"new": 2, "won": 1})
+
+
+def _lead_counts(cur, where="TRUE"):
+    """An independent GROUP BY per field, straight SQL, for the concurrency test."""
+    facets = {}
+    for field, column in (("status", "status"), ("industry", "industry"), ("source", "source"),
+                          ("rating", "rating"), ("owner", "owner_id")):
+        cur.execute(f"SELECT {column}, count(*) FROM leads WHERE {where} GROUP BY 1")
+        facets[field] = dict(cur.fetchall())
+    return facets
+
+
+def test_readers_see_one_whole_generation_while_runs_publish(crm_db):
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": []})
+    conn = crm_db.connection()
+    expected = {}
+
+    def publish(step):
+        # Every field changes value at every step, so a read mixing two generations cannot match either.
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO leads (name, status, owner_id) SELECT 'L' || i, 'x', 1 FROM generate_series(1, 3) i")
+            cur.execute("UPDATE leads SET status = %s, industry = CASE WHEN id %% 2 = 0 THEN %s END, source = %s, "
+                        "rating = CASE WHEN id %% 3 = 0 THEN %s ELSE 'cold' END, owner_id = 1 + (id + %s) %% 3",
+                        (f"s{step}", f"i{step}", f"src{step}", f"r{step}", step))
+            counts = (_lead_counts(cur), _lead_counts(cur, "owner_id = 1"))
+        stats = precompute_facets.run()
+        expected[datetime.datetime.fromisoformat(stats["as_of"])] = counts
+
+    publish(0)
+    stop = threading.Event()
+    reads, failures = [], []
+
+    def read():
+        try:
+            while not stop.is_set():
+                everything = faceted_search("leads")
+                mine = faceted_search("leads", {"owner": 1})
+                reads.append((everything.as_of, everything.facets, everything.source, everything.total, "all"))
+                reads.append((mine.as_of, mine.facets, mine.source, mine.total, "owner 1"))
+        except Exception as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+        finally:
+            db.release_connection()
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    for step in range(1, 16):
+        publish(step)
+    stop.set()
+    for reader in readers:
+        reader.join(timeout=30)
+    assert not failures, failures
+    assert len({as_of for as_of, *_ in reads}) >= 3, "readers did not overlap several publications"
+    for as_of, facets, source, total, shape in reads:
+        assert source == "precomputed"
+        everything, owner_one = expected[as_of]
+        wanted = everything if shape == "all" else owner_one
+        assert facets == wanted, (as_of, shape)
+        assert total == sum(wanted["status"].values())
+
+
+def _facet_table_state(cur):
+    cur.execute("SELECT generation_id, count(*) FROM facet_counts GROUP BY 1 ORDER BY 1")
+    per_generation = cur.fetchall()
+    cur.execute("SELECT id FROM facet_generations ORDER BY 1")
+    generations = [row[0] for row in cur.fetchall()]
+    cur.execute("SELECT generation_id FROM facet_current")
+    current = [row[0] for row in cur.fetchall()]
+    return per_generation, generations, current
+
+
+def test_rerunning_is_idempotent_and_leaves_one_generation(crm_db):
+    lead = dict(name="A", company="C", email=None, status="new", industry="Tech", source="web", rating=None, owner=2)
+    load(crm_db, {"accounts": [dict(name="X", industry="Tech", region=None, owner=1)],
+                  "contacts": [dict(name="N", email=None, account=1, owner=None, lead_source="web")],
+                  "deals": [dict(name="D", owner=1, stage="open", amount=decimal.Decimal(5), close_date=None)],
+                  "leads": [lead, {**lead, "status": "won"}]})
+    first = precompute_facets.run()
+    answers = {entity: faceted_search(entity).facets for entity in ENTITIES}
+    with crm_db.connection().cursor() as cur:
+        (rows_first,), generations, current = _facet_table_state(cur)
+        assert generations == current == [first["generation"]]
+        threads = [threading.Thread(target=lambda: (precompute_facets.run(), db.release_connection()))
+                   for _ in range(3)]
+        for thread in threads:  # concurrent runs queue on the publish lock; each still publishes whole
+            thread.start()
+        second = precompute_facets.run()
+        for thread in threads:
+            thread.join(timeout=60)
+        (rows_last,), generations, current = _facet_table_state(cur)
+    assert generations == current and len(generations) == 1
+    assert rows_last[1] == rows_first[1]
+    assert second["rows_scanned"] == first["rows_scanned"] and second["facet_rows_written"] == first["facet_rows_written"]
+    assert {entity: faceted_search(entity).facets for entity in ENTITIES} == answers
+
+
+def test_a_run_killed_mid_way_publishes_nothing(crm_db, database_url):
+    lead = dict(name="A", company=None, email=None, status="new", industry=None, source=None, rating=None, owner=1)
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": [lead]})
+    before = precompute_facets.run()
+    crm_db.execute_sql("UPDATE leads SET status = 'won'")
+    blocker = psycopg2.connect(database_url)
+    with blocker.cursor() as cur:
+        # the run blocks on contacts, the last entity, after writing leads, deals and accounts
+        cur.execute("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+    script = "from crmtasks import db; db.bind(); from crmtasks.jobs.precompute_facets import run; run()"
+    job = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ))
+    try:
+        backend = _wait_for_lock_wait(crm_db, job.pid)
+        os.kill(job.pid, signal.SIGKILL)
+        job.wait(timeout=30)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    _wait_for_backend_gone(crm_db, backend)
+    with crm_db.connection().cursor() as cur:
+        per_generation, generations, current = _facet_table_state(cur)
+    assert current == generations == [before["generation"]] and [g for g, _ in per_generation] == current
+    assert faceted_search("leads").facets["status"] == {"new": 1}
+    after = precompute_facets.run()  # the advisory lock died with the session
+    assert after["generation"] > before["generation"] and faceted_search("leads").facets["status"] == {"won": 1}
+
+
+def _wait_for_lock_wait(database, pid, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cursor = database.execute_sql(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
+            (f"crmtasks[{pid}]",))
+        row = cursor.fetchone()
+        if row:
+            return row[0]
+        time.sleep(0.05)
+    raise AssertionError("the run never reached the locked table")
+
+
+def _wait_for_backend_gone(database, backend, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not database.execute_sql("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (backend,)).fetchone():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the killed run's session did not end")
+
+
+@pytest.mark.parametrize("filters, expected_total", [
+    ({"status": "new' OR '1'='1"}, 0),
+    ({"status": ["x'); DROP TABLE leads; --", "new"]}, 1),
+    ({"industry": "\\'; SELECT pg_sleep(10); --"}, 0),
+])
+def test_injection_in_values_is_data_never_sql(crm_db, filters, expected_total):
+    lead = dict(name="A", company=None, email=None, status="new", industry=None, source=None, rating=None, owner=1)
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": [lead]})
+    precompute_facets.run()
+    for allow_precomputed in (True, False):
+        result = faceted_search("leads", filters, allow_precomputed=allow_precomputed)
+        assert result.total == expected_total
+    result = faceted_search("leads", {**filters, "owner": 1}, q="'; DROP TABLE leads; --")
+    assert result.total == 0 and result.source == "live"
+    assert crm_db.execute_sql("SELECT count(*) FROM leads").fetchone()[0] == 1
+
+
+def test_bad_input_is_refused_before_any_database_work(crm_db, monkeypatch):
+    from crmtasks import search
+
+    def no_database(*args, **kwargs):
+        raise AssertionError("bad input reached the database layer")
+
+    monkeypatch.setattr(search.db, "bind", no_database)
+    for arguments, message in [(("opportunities",), "unknown entity"), (("leads", {"colour": "red"}), "no filter field"),
+                               (("leads", {"owner": "7"}), "expected a user id"),
+                               (("leads", {"owner": list(range(101))}), "at most 100 values"),
+                               (("leads", {"status; DROP TABLE leads": "x"}), "no filter field")]:
+        with pytest.raises(ValueError, match=message):
+            faceted_search(*arguments)
+
+
+def test_text_search_uses_the_trigram_indexes(crm_db):
+    from crmtasks import facet_sql
+    from crmtasks.search_request import build_request
+
+    conn = crm_db.connection()
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SET LOCAL enable_seqscan = off")
+        for entity, columns in TEXT_COLUMNS.items():
+            where = facet_sql.where_clause(build_request(entity, q="acme"))
+            cur.execute(psycopg2.sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE {}").format(
+                ENTITIES[entity].from_sql(), where))
+            plan = "\n".join(row[0] for row in cur.fetchall())
+            for column in columns:
+                assert f"{entity}_{column}_trgm_idx" in plan, plan
+        cur.execute("ROLLBACK")
+
+
+def test_cli_search_prints_the_result_as_json(crm_db):
+    lead = dict(name="Acme", company=None, email=None, status="new", industry="Tech", source=None, rating=None, owner=1)
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": [lead, {**lead, "owner": 2}]})
+    precompute_facets.run()
+    command = [sys.executable, "-m", "crmtasks", "search", "leads", "--filter", "owner=2", "--filter", "owner=3",
+               "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["source"], result["total"]) == ("precomputed", 1)
+    assert result["facets"]["owner"] == {"2": 1} and result["facets"]["status"] == {"new": 1}
+    assert [record["owner_id"] for record in result["records"]] == [2]
+    done = subprocess.run([sys.executable, "-m", "crmtasks", "search", "leads", "--filter", "owner=me"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "crmtasks: filter owner: expected a user id (int), got 'me'"
+    done = subprocess.run([sys.executable, "-m", "crmtasks", "search", "leads", "--q", "acm", "--filter",
+                           "created_at>=2000-01-01"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "leads: 2 records; facets counted live" in " ".join(done.stdout.split())
+
+
+def test_the_run_command_shows_what_was_computed(crm_db):
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [],
+                  "leads": [dict(name="A", company=None, email=None, status="new", industry=None, source=None,
+                                 rating=None, owner=1)]})
+    outcome = runner.run_now(registry.get("precompute_facets"), get_settings())
+    assert outcome.status == "succeeded", outcome.error
+    recorded = crm_db.execute_sql("SELECT stats FROM task_runs WHERE id = %s", (outcome.run_id,)).fetchone()[0]
+    assert recorded["rows_scanned"] == 1 and recorded["entities"]["leads"]["facet_values"] == 5
+    assert recorded["facet_rows_written"] > 0 and recorded["duration_s"] >= 0 and recorded["as_of"]
+    done = subprocess.run([sys.executable, "-m", "crmtasks.run", "--task", "precompute_facets", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (printed,) = json.loads(done.stdout)
+    assert printed["status"] == "succeeded" and printed["stats"]["rows_scanned"] == 1
+
+
+def test_grouping_sets_shrink_once_value_counts_are_known(crm_db):
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": [
+        dict(name="A", company=None, email=None, status=s, industry=i, source=None, rating=None, owner=o)
+        for s, i, o in itertools.product(["new", "won"], ["Tech", None], [1, 2, 3])]})
+    first = precompute_facets.run()
+    second = precompute_facets.run()
+    assert first["entities"]["leads"]["grouping_sets"] == 10  # nothing known yet: every pair
+    assert second["entities"]["leads"]["grouping_sets"] == 1  # few values: one set holds every field
+    assert second["facet_rows_written"] == first["facet_rows_written"]
+
+
+def test_search_timeout_applies_and_leaves_the_pooled_connection_clean(crm_db, monkeypatch):
+    import dataclasses
+
+    from crmtasks import search
+
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": []})
+    crm_db.execute_sql("INSERT INTO leads (name, status, owner_id) "
+                       "SELECT 'L' || i, 'new', 1 + mod(i, 3) FROM generate_series(1, 30000) i")
+    precompute_facets.run()
+    conn = crm_db.connection()
+    for allow_precomputed in (True, False):
+        assert faceted_search("leads", allow_precomputed=allow_precomputed).total == 30_000
+        assert crm_db.execute_sql("SELECT current_setting('statement_timeout')").fetchone()[0] == "0"
+        assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    hurried = dataclasses.replace(get_settings(), search_timeout_ms=1)
+    monkeypatch.setattr(search, "get_settings", lambda: hurried)
+    with pytest.raises(psycopg2.errors.QueryCanceled):
+        faceted_search("leads", allow_precomputed=False)  # counting 30,000 rows live takes more than 1 ms
+    assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    monkeypatch.undo()
+    assert faceted_search("leads", {"owner": 1}).total == 10_000
+
+
+def test_search_inside_a_callers_transaction_uses_it(crm_db):
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": []})
+    with crm_db.atomic() as transaction:
+        crm_db.execute_sql("INSERT INTO leads (name, status) VALUES ('uncommitted', 'new')")
+        result = faceted_search("leads")
+        assert (result.source, result.total) == ("live", 1)  # sees the caller's own uncommitted row
+        transaction.rollback()
+    assert faceted_search("leads").total == 0

@@ -1,0 +1,151 @@
+"""Search input is checked before any SQL exists: names only from the registry, values of the right type."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from crmtasks import facets, registry
+from crmtasks.jobs.precompute_facets import choose_grouping_sets
+from crmtasks.search_request import MAX_LIST_VALUES, build_request, filters_from_text
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"entity": "opportunities"}, "unknown entity 'opportunities'; expected one of: accounts, contacts, deals, leads"),
+    ({"entity": "leads; DROP TABLE leads"}, "unknown entity"),
+    ({"entity": None}, "unknown entity"),
+    ({"entity": "leads", "filters": {"colour": "red"}}, "leads has no filter field 'colour'; facet fields: status"),
+    ({"entity": "leads", "filters": {"status = 'x' OR 1=1 --": "x"}}, "has no filter field"),
+    ({"entity": "leads", "filters": {'status" = status; DROP TABLE leads; --': "x"}}, "has no filter field"),
+    ({"entity": "leads", "filters": {1: "x"}}, "has no filter field '1'"),
+    ({"entity": "leads", "filters": {"amount": {"gte": 1}}}, "leads has no filter field 'amount'"),
+    ({"entity": "leads", "filters": [("status", "new")]}, "filters must be a dict"),
+    ({"entity": "leads", "filters": {"status": 5}}, "filter status: expected text (str), got int 5"),
+    ({"entity": "leads", "filters": {"status": True}}, "filter status: expected text (str), got bool"),
+    ({"entity": "leads", "filters": {"status": ["new", 3]}}, "filter status: expected text"),
+    ({"entity": "leads", "filters": {"status": {"gte": "a"}}}, "filter status: expected text"),
+    ({"entity": "leads", "filters": {"status": "x" * 201}}, "at most 200"),
+    ({"entity": "leads", "filters": {"status": "new\x00"}}, "NUL"),
+    ({"entity": "leads", "filters": {"owner": "7"}}, "filter owner: expected a user id (int), got str '7'"),
+    ({"entity": "leads", "filters": {"owner": True}}, "filter owner: expected a user id (int), got bool"),
+    ({"entity": "leads", "filters": {"owner": 2**63}}, "out of range"),
+    ({"entity": "leads", "filters": {"owner": list(range(MAX_LIST_VALUES + 1))}}, "filter owner: at most 100 values, got 101"),
+    ({"entity": "leads", "filters": {"owner": []}}, "the list is empty"),
+    ({"entity": "deals", "filters": {"close_quarter": "2024-Q5"}}, "expected a quarter written YYYY-Qn"),
+    ({"entity": "deals", "filters": {"amount_band": "huge"}}, "expected one of 'under 1k'"),
+    ({"entity": "deals", "filters": {"amount": 5}}, "filter amount: expected a range"),
+    ({"entity": "deals", "filters": {"amount": {"between": 5}}}, "unknown range operator 'between'"),
+    ({"entity": "deals", "filters": {"amount": {"gte": "lots"}}}, "filter amount gte: expected a number"),
+    ({"entity": "deals", "filters": {"amount": {"gte": float("nan")}}}, "not a finite number"),
+    ({"entity": "deals", "filters": {"amount": {"gte": True}}}, "expected a number"),
+    ({"entity": "deals", "filters": {"close_date": {"gte": datetime.datetime(2024, 1, 1)}}}, "expected a date"),
+    ({"entity": "leads", "filters": {"created_at": {"gte": datetime.datetime(2024, 1, 1)}}}, "has no time zone"),
+    ({"entity": "leads", "filters": {"created_at": {"lt": "yesterday"}}}, "filter created_at lt: expected a datetime"),
+    ({"entity": "leads", "filters": {"created_at": {"lt": "2024-01-01'; DROP TABLE leads; --"}}}, "expected a datetime"),
+    ({"entity": "leads", "q": 42}, "q must be text"),
+    ({"entity": "leads", "q": "ab"}, "q must be at least 3 characters"),
+    ({"entity": "leads", "q": "x" * 201}, "q must be at most 200 characters"),
+    ({"entity": "leads", "q": "abc\x00def"}, "control characters"),
+    ({"entity": "leads", "page": 0}, "page must be at least 1"),
+    ({"entity": "leads", "page": "2"}, "page must be a whole number"),
+    ({"entity": "leads", "per_page": 101}, "per_page must be between 1 and 100"),
+    ({"entity": "leads", "page": 500, "per_page": 25}, "reaches past record 10,000"),
+    ({"entity": "leads", "order_by": "email"}, "leads cannot be ordered by 'email'"),
+    ({"entity": "leads", "order_by": "id; DROP TABLE leads"}, "cannot be ordered by"),
+    ({"entity": "leads", "order_by": ["id"]}, "order_by must be text"),
+])
+def test_bad_input_is_a_value_error_with_a_clear_message(arguments, message):
+    with pytest.raises(ValueError) as caught:
+        build_request(**arguments)
+    assert message in str(caught.value)
+
+
+def test_checked_values_are_normalised():
+    request = build_request("deals", {
+        "owner": [3, 3, None, 4],
+        "close_quarter": "2024-Q3",
+        "amount": {"gte": "1000.50", "lt": 5000},
+        "created_at": {"gte": "2024-02-01"},
+    }, q="  Acme  ", page=2, per_page=10, order_by="-amount")
+    owner, quarter = request.facet_filters
+    assert owner.keys == ("3", "4") and owner.null_included  # duplicates dropped, so counts are not summed twice
+    assert quarter.keys == ("20243",)
+    amount, created = request.range_filters
+    assert amount.bounds == (("gte", decimal.Decimal("1000.50")), ("lt", decimal.Decimal(5000)))
+    assert created.bounds == (("gte", datetime.datetime(2024, 2, 1, tzinfo=datetime.timezone.utc)),)
+    assert request.q == "Acme" and request.offset == 10 and request.order == ("amount", True)
+    assert not request.answerable_from_precomputed
+
+
+def test_what_precomputed_counts_can_answer():
+    assert build_request("leads").answerable_from_precomputed
+    assert build_request("leads", {"owner": [1, 2, None]}).answerable_from_precomputed
+    assert not build_request("leads", {"owner": 1, "status": "new"}).answerable_from_precomputed
+    assert not build_request("leads", {"owner": 1}, q="acme").answerable_from_precomputed
+    assert not build_request("leads", {"created_at": {"gte": "2024-01-01"}}).answerable_from_precomputed
+
+
+def test_filters_from_command_line_text():
+    assert filters_from_text("deals", ["owner=3", "owner=4", "stage=closed won", "amount>=1000", "amount<5000.5",
+                                       "close_quarter="]) == {
+        "owner": [3, 4], "stage": "closed won", "amount": {"gte": "1000", "lt": "5000.5"}, "close_quarter": None}
+    for bad, message in [("owner=me", "expected a user id"), ("stage>=a", "takes field=value"),
+                         ("amount=5", "takes >=, >, <= or <"), ("colour=red", "has no filter field"),
+                         ("no operator", "is not field=value")]:
+        with pytest.raises(ValueError, match=message):
+            filters_from_text("deals", [bad])
+
+
+def test_facet_kinds_round_trip_their_values():
+    quarter = facets.QuarterOfDate("close_date")
+    assert quarter.decode(quarter.check("2024-Q4")) == "2024-Q4"
+    assert quarter.quarter_range(quarter.check("2024-Q4")) == (datetime.date(2024, 10, 1), datetime.date(2025, 1, 1))
+    band = facets.AMOUNT_BANDS
+    assert [band.decode(band.check(label)) for label in band.labels] == list(band.labels)
+    owner = facets.UserColumn("owner_id")
+    assert owner.decode(owner.check(42)) == 42
+
+
+def test_every_entity_declares_what_search_needs():
+    for entity in facets.ENTITIES.values():
+        assert len(entity.facets) >= 2
+        assert set(entity.sortable) <= set(entity.columns)
+        assert len(set(entity.facet_names)) == len(entity.facets)
+        assert not set(entity.facet_names) & set(entity.ranges)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(1, 400)), min_size=2, max_size=7), st.integers(10, 200_000))
+def test_grouping_sets_contain_every_pair_of_fields(value_counts, most_groups):
+    sets = choose_grouping_sets(value_counts, most_groups)
+    covered = {pair for grouped in sets for pair in itertools.combinations(grouped, 2)}
+    assert covered == set(itertools.combinations(range(len(value_counts)), 2))
+    for grouped in sets:
+        assert list(grouped) == sorted(set(grouped))
+        if len(grouped) > 2:  # only a lone pair may exceed the bound
+            sizes = [value_counts[i] for i in grouped]
+            assert None not in sizes
+            product = 1
+            for size in sizes:
+                product *= max(1, size)
+            assert product <= most_groups
+
+
+def test_grouping_sets_for_typical_value_counts_are_few():
+    # leads: status, industry, source, rating, owner (200 users): 3 sets instead of 10 pairs
+    assert len(choose_grouping_sets([6, 14, 9, 4, 200])) == 3
+    assert len(choose_grouping_sets([14, 9, 200])) == 1
+    assert len(choose_grouping_sets([None] * 5)) == 10  # unknown: pairs
+
+
+def test_precompute_facets_is_registered():
+    spec = registry.get("analytics.precompute_facets")
+    assert (spec.name, spec.cron, spec.queue, spec.max_retries) == ("precompute_facets", "*/5 * * * *", "workflow_cpu", 3)
+    assert spec.time_limit_s < 300  # shorter than the period: runs never pile up
+    assert spec.load().__module__ == "crmtasks.jobs.precompute_facets"
