@@ -90,6 +90,12 @@ class Settings:
       archive_dir(Path|None): Where audit archives go; None = ``home/archive``.
       audit_hold(bool): Legal hold: no audit row leaves the database (no drop, no delete).
       audit_pause_at(str|None): Test-only: the maintenance step to pause at (AUDIT_PAUSE_POINTS).
+      sharing_cache_ttl_s(int): Seconds a compiled visibility lives in Redis
+        (memory only: the sharing epoch, not the TTL, keeps entries exact);
+        longer than a day so the nightly warm-up's entries last until the next.
+      sharing_local_cache_users(int): Compiled visibilities each process keeps
+        in memory (one per user, least recently used evicted); 0 turns the
+        memory tier off.
     """
 
     database_url: str | None
@@ -114,6 +120,8 @@ class Settings:
     archive_dir: Path | None = None
     audit_hold: bool = False
     audit_pause_at: str | None = None
+    sharing_cache_ttl_s: int = 2 * 86400
+    sharing_local_cache_users: int = 10_000
 
     @property
     def audit_archive_dir(self) -> Path:
@@ -160,6 +168,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         archive_dir=_archive_dir(environ.get("CRMTASKS_ARCHIVE_DIR")),
         audit_hold=_flag(environ, "CRMTASKS_AUDIT_HOLD"),
         audit_pause_at=_pause_point(environ.get("CRMTASKS_AUDIT_PAUSE_AT")),
+        sharing_cache_ttl_s=_positive_int(environ, "CRMTASKS_SHARING_CACHE_TTL_S", default=2 * 86400,
+                                          most=30 * 86400, least=60),
+        sharing_local_cache_users=_positive_int(environ, "CRMTASKS_SHARING_LOCAL_CACHE_USERS", default=10_000,
+                                                most=1_000_000, least=0),
     )
 
 
