@@ -241,3 +241,22 @@ def test_rules_api_changes_access_at_once(organization):
 def test_rules_api_refuses_bad_input(crm_db, call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_sharing_commands(organization):
+    import json
+
+    from click.testing import CliRunner
+
+    from crmtasks.cli import main
+
+    runner = CliRunner()
+    allowed = runner.invoke(main, ["sharing", "check", str(SUPPORT), "leads", "3"])
+    assert (allowed.exit_code, allowed.output) == (0, f"user {SUPPORT} may read leads 3\n")
+    denied = runner.invoke(main, ["sharing", "check", str(SUPPORT), "leads", "3", "--level", "edit"])
+    assert (denied.exit_code, denied.output) == (1, f"user {SUPPORT} may NOT edit leads 3\n")
+    shown = json.loads(runner.invoke(main, ["sharing", "show", "--json"]).output)
+    assert shown["defaults"] == {"leads": "private", "deals": "private", "accounts": "private", "contacts": "private"}
+    assert len(shown["rules"]) == len(RULES)
+    user = json.loads(runner.invoke(main, ["sharing", "show", str(GONE), "--json"]).output)
+    assert user["active"] is False
