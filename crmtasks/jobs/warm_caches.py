@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from crmtasks.settings import Settings, get_settings
 from crmtasks.sharing.warm import warm_visibility
@@ -56,7 +56,7 @@ def run() -> dict:
     for warmer in WARMERS:
         try:
             result = warmer.warm(settings)
-        except Exception as error:  # noqa: BLE001 - the others still run; the run fails below
+        except Exception as error:
             logger.exception("warm_caches: warmer %s failed", warmer.name)
             failures.append((warmer.name, error))
             continue

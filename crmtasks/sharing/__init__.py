@@ -25,7 +25,11 @@ import peewee
 from psycopg2 import sql
 
 from crmtasks.settings import Settings, get_settings
-from crmtasks.sharing.cache import LocalVisibilityCache, RedisVisibilityCache, VisibilityCache
+from crmtasks.sharing.cache import (
+    LocalVisibilityCache,
+    RedisVisibilityCache,
+    VisibilityCache,
+)
 from crmtasks.sharing.checker import AccessChecker, SharingInFlux
 from crmtasks.sharing.entities import ACCESS_LEVELS, DEFAULT_ACCESS, ENTITIES
 from crmtasks.sharing.visibility import Visibility

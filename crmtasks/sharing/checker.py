@@ -41,7 +41,7 @@ class SharingInFlux(RuntimeError):
 
 def _check_id(what: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{what} must be an int, got {type(value).__name__} {value!r}"[:120])
+        raise ValueError(f"{what} must be an int, got {type(value).__name__} {value!r}"[:120])  # noqa: TRY004 - the API raises ValueError for every bad argument
     return value
 
 

@@ -79,7 +79,7 @@ def expression(visibility: Visibility, entity: str, level: str = READ) -> peewee
         parts.append(getattr(model, field).in_(values))
     if level == READ and shared.account_column and visibility.hierarchy_owners:
         parent = Account.alias(PARENT_ALIAS)
-        parts.append(getattr(model, "account").in_(
+        parts.append(model.account.in_(
             parent.select(parent.id).where(parent.owner.in_(sorted(visibility.hierarchy_owners)))))
     if not parts:
         return peewee.SQL("FALSE")

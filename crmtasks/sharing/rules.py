@@ -8,7 +8,12 @@ Plain functions over the peewee models, validating input before any SQL
 from __future__ import annotations
 
 from crmtasks import db
-from crmtasks.sharing.entities import ACCESS_LEVELS, DEFAULT_ACCESS, ENTITIES, get_entity
+from crmtasks.sharing.entities import (
+    ACCESS_LEVELS,
+    DEFAULT_ACCESS,
+    ENTITIES,
+    get_entity,
+)
 from crmtasks.sharing.models import SharingDefault, SharingRule
 
 
@@ -63,7 +68,7 @@ def add_criteria_rule(name: str, entity: str, field: str, value: str, grantee_ro
     if field not in shared.criteria_fields:
         raise ValueError(f"{entity} rules may test {', '.join(shared.criteria_fields)}, not {field!r}")
     if not isinstance(value, str):
-        raise ValueError(f"a criteria value is text, got {type(value).__name__} {value!r}"[:120])
+        raise ValueError(f"a criteria value is text, got {type(value).__name__} {value!r}"[:120])  # noqa: TRY004
     with db.connection():
         return SharingRule.insert(
             name=name, entity=entity, kind="criteria", field=field, value=value, grantee_role=grantee_role_id,

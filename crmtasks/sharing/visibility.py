@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from crmtasks.sharing.entities import EDIT, ENTITIES, READ
 
@@ -143,10 +144,16 @@ class Visibility:
             hierarchy = frozenset(data["hierarchy_owners"])
             entities = {}
             for name, item in data["entities"].items():
+                # Equal sets share one object: decoding cost grows with distinct sets, not entities.
+                read_owners = hierarchy.union(item["read_owners"]) if item["read_owners"] else hierarchy
+                if item["edit_owners"] == item["read_owners"]:
+                    edit_owners = read_owners
+                else:
+                    edit_owners = hierarchy.union(item["edit_owners"]) if item["edit_owners"] else hierarchy
                 entities[name] = EntityGrants(
                     public=item["public"],
-                    read_owners=hierarchy.union(item["read_owners"]),
-                    edit_owners=hierarchy.union(item["edit_owners"]),
+                    read_owners=read_owners,
+                    edit_owners=edit_owners,
                     read_criteria=frozenset(tuple(pair) for pair in item["read_criteria"]),
                     edit_criteria=frozenset(tuple(pair) for pair in item["edit_criteria"]),
                 )

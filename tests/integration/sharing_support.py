@@ -148,6 +148,12 @@ def write_org(url: str, org: Org) -> None:
             insert_rule(cur, rule)
 
 
+def reset_defaults(url: str) -> None:
+    """Every entity back to private, as a fresh database has it (other tests expect that)."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE sharing_defaults SET access = 'private' WHERE access <> 'private'")
+
+
 def insert_rule(cur, rule: Rule) -> int:
     cur.execute(
         "INSERT INTO sharing_rules (name, entity, kind, owner_role_id, owner_include_subordinates, field, value, "

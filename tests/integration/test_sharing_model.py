@@ -15,6 +15,8 @@ The organization (roles, with the users in them):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import peewee
 import psycopg2
 import pytest
@@ -22,7 +24,13 @@ from psycopg2 import sql
 
 from crmtasks import sharing
 from crmtasks.sharing import rules as sharing_rules
-from tests.integration.sharing_support import Org, Rule, reference_access, write_org
+from tests.integration.sharing_support import (
+    Org,
+    Rule,
+    reference_access,
+    reset_defaults,
+    write_org,
+)
 
 CEO, VP, MGR_EAST, REP_EAST, REP_EAST2, MGR_WEST, REP_WEST, GONE, SUPPORT, AGENT, NOBODY = range(1, 12)
 ROLES = {1: None, 2: 1, 3: 2, 4: 3, 5: 2, 6: 5, 7: 1, 8: 7}
@@ -86,11 +94,12 @@ EXPECTED = [
 
 
 @pytest.fixture()
-def organization(crm_db, migrated_database_url) -> Org:
+def organization(crm_db, migrated_database_url) -> Iterator[Org]:
     org = Org(roles=ROLES, users=USERS, defaults={}, rules=RULES,
               records={"leads": LEADS, "accounts": ACCOUNTS, "deals": DEALS, "contacts": CONTACTS})
     write_org(migrated_database_url, org)
-    return org
+    yield org
+    reset_defaults(migrated_database_url)
 
 
 def _visible_ids(cur, entity: str, condition: sql.Composable) -> list[int]:
@@ -140,8 +149,8 @@ BUMPING = [
     "DELETE FROM users WHERE id = 11",
     "UPDATE sharing_defaults SET access = 'public_read' WHERE entity = 'deals'",
     "DELETE FROM sharing_rules WHERE id = (SELECT min(id) FROM sharing_rules)",
-    "INSERT INTO sharing_rules (name, entity, kind, field, value, grantee_role_id, access) "
-    "VALUES ('x', 'deals', 'criteria', 'stage', 'won', 3, 'read')",
+    ("INSERT INTO sharing_rules (name, entity, kind, field, value, grantee_role_id, access) "
+     "VALUES ('x', 'deals', 'criteria', 'stage', 'won', 3, 'read')"),
     "UPDATE sharing_rules SET access = 'edit'",
 ]
 NOT_BUMPING = [

@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import psycopg2
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st, target
+from hypothesis import HealthCheck, given, settings, target
+from hypothesis import strategies as st
 from psycopg2 import sql
 
 from crmtasks import sharing
 from crmtasks.models import Account, Contact, Deal, Lead
 from crmtasks.settings import get_settings
-from tests.integration.sharing_support import (ENTITY_NAMES, FIELD_VALUES, NOT_NULL_FIELDS, Org, Rule,
-                                               insert_rule, reference_access, write_org)
+from tests.integration.sharing_support import (
+    ENTITY_NAMES,
+    FIELD_VALUES,
+    NOT_NULL_FIELDS,
+    Org,
+    Rule,
+    insert_rule,
+    reference_access,
+    reset_defaults,
+    write_org,
+)
 
 MODELS = {"leads": Lead, "deals": Deal, "accounts": Account, "contacts": Contact}
 LEVELS = ("read", "edit")
@@ -185,6 +195,12 @@ def _check_filters(org: Org, checker, database) -> None:
                 model = MODELS[entity]
                 found = {row.id for row in model.select(model.id).where(checker.visible_expression(user_id, entity, level))}
                 assert found == expected, (user_id, entity, level, "peewee")
+
+
+@pytest.fixture(autouse=True)
+def _private_defaults_afterwards(migrated_database_url):
+    yield
+    reset_defaults(migrated_database_url)
 
 
 _EXAMPLE_SETTINGS = settings(max_examples=35, deadline=None,

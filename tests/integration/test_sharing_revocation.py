@@ -17,8 +17,18 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.integration.test_sharing_model import (AGENT, MGR_EAST, MGR_WEST, REP_EAST, REP_EAST2, REP_WEST,
-                                                  SUPPORT, organization)  # noqa: F401 - fixture
+from tests.integration import test_sharing_model as hand_made
+from tests.integration.test_sharing_model import (
+    AGENT,
+    MGR_EAST,
+    MGR_WEST,
+    REP_EAST,
+    REP_EAST2,
+    REP_WEST,
+    SUPPORT,
+)
+
+organization = hand_made.organization  # the fixture writing the hand-made organization
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESS = [sys.executable, "-m", "tests.integration.sharing_checker_process"]

@@ -9,10 +9,18 @@ from crmtasks import registry, runner, sharing
 from crmtasks.jobs import warm_caches
 from crmtasks.models import TaskRun
 from crmtasks.settings import get_settings
-from crmtasks.sharing.cache import LocalVisibilityCache, RedisVisibilityCache, VisibilityCache, visibility_key
+from crmtasks.sharing.cache import (
+    LocalVisibilityCache,
+    RedisVisibilityCache,
+    VisibilityCache,
+    visibility_key,
+)
 from crmtasks.sharing.checker import AccessChecker
 from crmtasks.sharing.visibility import Visibility
-from tests.integration.test_sharing_model import GONE, SUPPORT, USERS, organization  # noqa: F401 - fixture
+from tests.integration import test_sharing_model as hand_made
+from tests.integration.test_sharing_model import GONE, SUPPORT, USERS
+
+organization = hand_made.organization  # the fixture writing the hand-made organization
 
 ACTIVE = [user_id for user_id, (_, active) in USERS.items() if active]
 

@@ -23,8 +23,8 @@ def _visibility(**overrides) -> Visibility:
     deals = EntityGrants(public=None, read_owners=frozenset({1, 2}), edit_owners=frozenset({1, 2}),
                          read_criteria=frozenset(), edit_criteria=frozenset())
     accounts = EntityGrants("read", frozenset({1, 2}), frozenset({1, 2}), frozenset(), frozenset())
-    values = dict(user_id=1, epoch=EPOCH, active=True, hierarchy_owners=frozenset({1, 2}),
-                  entities={"leads": leads, "deals": deals, "accounts": accounts})
+    values = {"user_id": 1, "epoch": EPOCH, "active": True, "hierarchy_owners": frozenset({1, 2}),
+              "entities": {"leads": leads, "deals": deals, "accounts": accounts}}
     values.update(overrides)
     return Visibility(**values)
 
