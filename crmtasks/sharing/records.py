@@ -6,7 +6,7 @@ without any cache invalidation. The epoch comes in the same statement, so the
 record and the epoch are from one snapshot, at the cost of no extra round trip.
 
 The statement is prepared once per connection (PREPARE/EXECUTE saves the
-parse and plan of every call, about a third of a warm check). It is
+parse and plan of every call: tens of microseconds of a ~0.2 ms check). It is
 prepared only on an idle connection (never inside a caller's transaction);
 a connection that lost it (DISCARD ALL) gets it again.
 """
