@@ -114,6 +114,16 @@ TASKS: tuple[TaskSpec, ...] = (
         min_backoff_ms=5_000,
         max_backoff_ms=60_000,
     ),
+    # workflow_io: a warm-up is round trips, one compile statement per active
+    # user in PostgreSQL (a few ms each) and pipelined SETs to Redis; its own
+    # CPU (JSON of id lists) is small. 1,000 users take seconds; 30 minutes
+    # leave room for ~100k users plus the facet and report warmers that join
+    # it. A lost connection is retried 3 times, 5 s to 60 s apart; a re-run
+    # just overwrites the same entries.
+    TaskSpec(name="warm_caches", actor_name="analytics.warm_caches", cron="0 3 * * *",
+             queue="workflow_io", job="crmtasks.jobs.warm_caches:run",
+             description="Warm each active user's compiled sharing visibility in Redis (and, later, facet/report caches)",
+             time_limit_s=1800, max_retries=3, min_backoff_ms=5_000, max_backoff_ms=60_000),
 )
 
 

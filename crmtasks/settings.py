@@ -95,6 +95,12 @@ class Settings:
       search_timeout_ms(int): PostgreSQL statement_timeout of each search's
         statements, in milliseconds: a search that would count too many rows
         live fails instead of holding a connection and a CPU.
+      sharing_cache_ttl_s(int): Seconds a compiled visibility lives in Redis
+        (memory only: the sharing epoch, not the TTL, keeps entries exact);
+        longer than a day so the nightly warm-up's entries last until the next.
+      sharing_local_cache_users(int): Compiled visibilities each process keeps
+        in memory (one per user, least recently used evicted); 0 turns the
+        memory tier off.
     """
 
     database_url: str | None
@@ -121,6 +127,8 @@ class Settings:
     audit_pause_at: str | None = None
     aggregates_rebuild_hours: int = 24
     search_timeout_ms: int = 5_000
+    sharing_cache_ttl_s: int = 2 * 86400
+    sharing_local_cache_users: int = 10_000
 
     @property
     def audit_archive_dir(self) -> Path:
@@ -169,6 +177,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         audit_pause_at=_pause_point(environ.get("CRMTASKS_AUDIT_PAUSE_AT")),
         aggregates_rebuild_hours=_hours(environ, "CRMTASKS_AGGREGATES_REBUILD_HOURS", default=24),
         search_timeout_ms=_positive_int(environ, "CRMTASKS_SEARCH_TIMEOUT_MS", default=5_000, most=600_000),
+        sharing_cache_ttl_s=_positive_int(environ, "CRMTASKS_SHARING_CACHE_TTL_S", default=2 * 86400,
+                                          most=30 * 86400, least=60),
+        sharing_local_cache_users=_positive_int(environ, "CRMTASKS_SHARING_LOCAL_CACHE_USERS", default=10_000,
+                                                most=1_000_000, least=0),
     )
 
 

@@ -1,0 +1,71 @@
+"""The warm_caches job: what it writes to Redis, what it records in task_runs, how it fails."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from crmtasks import registry, runner, sharing
+from crmtasks.jobs import warm_caches
+from crmtasks.models import TaskRun
+from crmtasks.settings import get_settings
+from crmtasks.sharing.cache import (
+    LocalVisibilityCache,
+    RedisVisibilityCache,
+    VisibilityCache,
+    visibility_key,
+)
+from crmtasks.sharing.checker import AccessChecker
+from crmtasks.sharing.visibility import Visibility
+from tests.integration import test_sharing_model as hand_made
+from tests.integration.test_sharing_model import GONE, SUPPORT, USERS
+
+organization = hand_made.organization  # the fixture writing the hand-made organization
+
+ACTIVE = [user_id for user_id, (_, active) in USERS.items() if active]
+
+
+def _current_epoch(crm_db):
+    return crm_db.execute_sql("SELECT epoch, token::text FROM sharing_epoch").fetchone()
+
+
+def test_run_warms_every_active_user_and_records_its_stats(organization, crm_db, redis_client):
+    settings = get_settings()
+    redis_client.set(visibility_key(settings, GONE), b"left over from when the user was active")
+    outcome = runner.run_now(registry.get("warm_caches"), settings)
+    assert outcome.status == "succeeded", outcome.error
+    stats = TaskRun.get_by_id(outcome.run_id).stats
+    warmed = stats["sharing_visibility"]
+    assert warmed["users_warmed"] == len(ACTIVE) == stats["keys"]
+    assert warmed["users_evicted"] == 1 and warmed["epoch_changed"] is False
+    assert stats["bytes"] == warmed["bytes"] > 0 and stats["duration_s"] >= warmed["duration_s"] >= 0
+    number, token = _current_epoch(crm_db)
+    total = 0
+    for user_id in ACTIVE:
+        raw = redis_client.get(visibility_key(settings, user_id))
+        entry = Visibility.from_json(raw)
+        assert (entry.user_id, entry.epoch.number, entry.epoch.token, entry.active) == (user_id, number, token, True)
+        assert 0 < redis_client.ttl(visibility_key(settings, user_id)) <= settings.sharing_cache_ttl_s
+        total += len(raw)
+    assert total == warmed["bytes"]
+    assert redis_client.exists(visibility_key(settings, GONE)) == 0
+
+
+def test_a_failing_warmer_fails_the_run_after_the_others_ran(organization, redis_client, monkeypatch):
+    def broken(settings):
+        raise ConnectionError("facet table missing")
+
+    monkeypatch.setattr(warm_caches, "WARMERS", (warm_caches.Warmer("facets", broken), *warm_caches.WARMERS))
+    with pytest.raises(warm_caches.WarmingFailed, match=r"warmers failed: facets \(ConnectionError: facet table missing\)"):
+        warm_caches.run()
+    assert redis_client.exists(visibility_key(get_settings(), SUPPORT)) == 1
+
+
+def test_checks_stay_exact_when_redis_is_down(organization):
+    settings = get_settings()
+    unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    checker = AccessChecker(VisibilityCache(LocalVisibilityCache(100), RedisVisibilityCache(unreachable, settings, 60)))
+    assert checker.can_access(SUPPORT, "leads", 3) is True
+    assert checker.can_access(SUPPORT, "leads", 4) is False
+    assert checker.cache.counts["redis_errors"] >= 1 and checker.counts["compiles"] == 1
+    assert sharing.can_access(SUPPORT, "leads", 3) is True  # the process's own checker is unaffected
