@@ -11,7 +11,12 @@ Where the counts come from (``SearchResult.source``):
   - ``"live"``: anything else (two or more facet filters, ranges, text), or no
     published counts yet, is counted now by PostgreSQL in one GROUP BY
     GROUPING SETS statement; ``as_of`` is the moment of this search's snapshot.
-Either way the counts are exact as of ``as_of``. The page of ``records`` is
+Either way the counts are exact as of ``as_of``.
+
+With ``user_id``, the search keeps only the records that user may read
+(``crmtasks.sharing.visible``, read in the search's own snapshot) and
+counts only those: always live, since the published counts are everyone's
+and would leak how many records the user cannot see. The page of ``records`` is
 always read live (an index range, ``LIMIT``/``OFFSET``), so right after
 records change, a precomputed answer's page may show records its counts do
 not include yet, until the next run.
@@ -38,7 +43,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from crmtasks import db, facet_sql
-from crmtasks.facets import Entity, TextColumn, column_in
+from crmtasks.facets import ROW_ALIAS, Entity, TextColumn, column_in
 from crmtasks.search_request import SearchRequest, build_request
 from crmtasks.settings import get_settings
 
@@ -76,7 +81,8 @@ class SearchResult:
 
 
 def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str | None = None, page: int = 1,
-                   per_page: int = 25, order_by: str | None = None, *, allow_precomputed: bool = True) -> SearchResult:
+                   per_page: int = 25, order_by: str | None = None, *, allow_precomputed: bool = True,
+                   user_id: int | None = None) -> SearchResult:
     """Search ``entity``'s records; see the module docstring for where counts come from.
 
     Parameters:
@@ -89,20 +95,23 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
       page(int), per_page(int): Which page, 1-100 records each, up to record 10,000.
       order_by(str): A sortable column, '-' prefix for descending; default ``-id`` (newest first).
       allow_precomputed(bool): False counts live even when published counts could answer.
+      user_id(int|None): Search as this user: only records they may read, and counts of only those.
 
     Raises ValueError (before touching the database) for an unknown entity or field, a value of the
     wrong type, an oversized list, or a name that is not in the registry.
     """
     request = build_request(entity, filters, q, page, per_page, order_by)
+    if user_id is not None and (isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1):
+        raise ValueError(f"user_id must be a positive whole number (got {user_id!r})")
     settings = get_settings()
     db.bind(settings).connect(reuse_if_open=True)
     where = facet_sql.where_clause(request)
     with _session(db.database.connection()) as (cur, own_transaction):
         answer = None
-        if allow_precomputed and request.answerable_from_precomputed:
+        if allow_precomputed and user_id is None and request.answerable_from_precomputed:
             answer = _published_answer(cur, request, where, settings.search_timeout_ms, own_transaction)
         if answer is None:
-            answer = _live_answer(cur, request, where, settings.search_timeout_ms, own_transaction)
+            answer = _live_answer(cur, request, where, settings.search_timeout_ms, own_transaction, user_id)
     as_of, source, facets, total, records = answer
     return SearchResult(entity=request.entity.name, records=records, total=total, page=request.page,
                         per_page=request.per_page, facets=facets, as_of=as_of, source=source)
@@ -124,10 +133,19 @@ def _published_answer(cur, request: SearchRequest, where: sql.Composable, timeou
     return as_of, PRECOMPUTED, facets, sum(facets[counted_field].values()), _records(cur)
 
 
-def _live_answer(cur, request: SearchRequest, where: sql.Composable, timeout_ms: int, own_transaction: bool):
-    """``(as_of, source, facets, total, records)`` counted now; counts and page from one snapshot, so they agree."""
+def _live_answer(cur, request: SearchRequest, where: sql.Composable, timeout_ms: int, own_transaction: bool,
+                 user_id: int | None = None):
+    """``(as_of, source, facets, total, records)`` counted now; counts and page from one snapshot, so they agree.
+
+    With ``user_id``, the rows are also kept to those the user may read, by rules read in the same snapshot.
+    """
     entity = request.entity
     with _snapshot(cur, timeout_ms, own_transaction) as snapshot_at:
+        if user_id is not None:
+            from crmtasks import sharing
+
+            where = sql.SQL("({}) AND ({})").format(where, sharing.visible(user_id, entity.name, ROW_ALIAS,
+                                                                            cursor=cur))
         if request.q is None:
             # Two index passes: the counts (index-only where a filter's covering index serves) and
             # the page (an index range in page order).
