@@ -15,9 +15,11 @@ import logging
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Prometheus as DramatiqPrometheus
+from dramatiq.middleware import default_middleware
 
-from crmtasks import services
-from crmtasks.middleware import (DatabaseConnection, JobMetrics, JobMutex, RunRecorder, ScheduleGuard,
+from crmtasks import metrics_exporter, services
+from crmtasks.middleware import (DatabaseConnection, DatabaseReady, GracefulStop, JobMetrics, JobMutex, RunRecorder, ScheduleGuard,
                                  WorkerHeartbeat)
 from crmtasks.settings import Settings
 
@@ -34,37 +36,28 @@ _RESULTS_FILTER = _ResultsAreRecordedFilter()
 
 def add_crmtasks_middleware(broker: dramatiq.Broker, settings: Settings) -> dramatiq.Broker:
     """Add crmtasks' middleware (ScheduleGuard is periodiq's, extended) before any actor is declared."""
+    broker.add_middleware(DatabaseReady(settings))
     broker.add_middleware(ScheduleGuard(settings))
     broker.add_middleware(DatabaseConnection(settings))
     broker.add_middleware(JobMutex(settings))
     broker.add_middleware(RunRecorder())
     broker.add_middleware(JobMetrics())
     broker.add_middleware(WorkerHeartbeat(settings))
+    broker.add_middleware(GracefulStop())
     logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_RESULTS_FILTER)
     return broker
 
 
 def build_broker(settings: Settings) -> RedisBroker:
     """A RedisBroker for ``settings`` with every middleware crmtasks needs."""
-    _configure_exporter(settings)
+    metrics_exporter.point_workers_at(settings.exporter)
     broker = RedisBroker(url=services.redis_url(settings), namespace=settings.redis_prefix,
                          heartbeat_timeout=settings.worker_heartbeat_timeout_ms,
-                         maintenance_chance=settings.broker_maintenance_chance)
+                         maintenance_chance=settings.broker_maintenance_chance,
+                         middleware=_default_middleware())
     return add_crmtasks_middleware(broker, settings)
 
 
-def _configure_exporter(settings: Settings) -> None:
-    """Point Dramatiq's Prometheus exporter at our address and a directory of our own.
-
-    Dramatiq reads these from its own environment variables at import and
-    binds all interfaces by default; metrics are operational data, so we bind
-    loopback unless told otherwise, and keep each port's files apart so two
-    worker groups on one host do not mix their series.
-    """
-    from dramatiq.middleware import prometheus
-
-    prometheus.HTTP_HOST = settings.metrics_host
-    prometheus.HTTP_PORT = settings.metrics_port
-    metrics_dir = settings.home / "metrics" / str(settings.metrics_port)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    prometheus.DB_PATH = str(metrics_dir)
+def _default_middleware() -> list[dramatiq.Middleware]:
+    """Dramatiq's default middleware, with its Prometheus exporter replaced by crmtasks' (loopback, our port)."""
+    return [metrics_exporter.Prometheus() if cls is DramatiqPrometheus else cls() for cls in default_middleware]
