@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import os
 import re
 from pathlib import Path
@@ -385,11 +384,15 @@ def _dashboard_credentials(environ: Mapping[str, str]) -> dict[str, str | None]:
     return {"dashboard_user": user, "dashboard_password": password}
 
 
+# Settings that share the CRMTASKS_SCHEDULE_ prefix with the per-task schedule overrides.
+_SCHEDULE_SETTINGS = ("CRMTASKS_SCHEDULE_CATCHUP_S",)
+
+
 def _schedules(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     schedules = {spec.name: spec.cron for spec in registry.TASKS}
     known = {name.upper(): name for name in schedules}
     for variable, value in environ.items():
-        if not variable.startswith("CRMTASKS_SCHEDULE_"):
+        if not variable.startswith("CRMTASKS_SCHEDULE_") or variable in _SCHEDULE_SETTINGS:
             continue
         suffix = variable[len("CRMTASKS_SCHEDULE_"):]
         if suffix not in known:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,6 +40,13 @@ def base_env(tmp_path: Path, **overrides: str | None) -> dict[str, str]:
         else:
             env[name] = value
     return env
+
+
+def free_port() -> str:
+    """A TCP port free on 127.0.0.1 right now (for a process's Prometheus exporter)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
 
 
 def unique_prefix(label: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,16 +20,10 @@ import pytest
 import redis
 
 from tests.acceptance.proc_jobs import LONG_HAUL_S
-from tests.acceptance.procs import base_env, completions, enqueue, query, runs, unique_prefix, wait_for
+from tests.acceptance.procs import base_env, completions, enqueue, free_port, query, runs, unique_prefix, wait_for
 
 pytestmark = pytest.mark.slow
 REDELIVERY = {"CRMTASKS_WORKER_HEARTBEAT_TIMEOUT_MS": "3000", "CRMTASKS_BROKER_MAINTENANCE_CHANCE": "1000000"}
-
-
-def free_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
 
 
 def _worker_env(tmp_path, prefix, tasks, **overrides):
