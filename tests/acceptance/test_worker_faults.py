@@ -181,3 +181,37 @@ def test_redis_restarted_during_a_run_the_run_completes_and_the_worker_carries_o
     wait_for(lambda: completions("tick") == 1 and completions("long_haul") == 2, timeout=60,
              what="new messages to run after the restart", processes=processes)
     assert [status for _, status, _, _ in runs("long_haul")] == ["succeeded", "succeeded"]
+
+
+def test_sighup_recycles_the_worker_processes_after_the_running_job(proc_db, processes, tmp_path):
+    """Dramatiq has no max-tasks-per-child: SIGHUP to the master is how worker processes are recycled."""
+    prefix = unique_prefix("sighup")
+    worker = processes.worker("worker", _worker_env(tmp_path, prefix, "long_haul,tick"),
+                              queues=["workflow_io", "default"])
+    redis_url = os.environ["REDIS_URL"]
+
+    before = wait_for(lambda: _heartbeat_pids(prefix), timeout=30, what="the worker's heartbeat",
+                      processes=processes)
+    enqueue("tests.long_haul", "workflow_io", redis_url=redis_url, prefix=prefix)
+    wait_for(lambda: _running("long_haul"), timeout=30, what="long_haul to start", processes=processes)
+    worker.popen.send_signal(signal.SIGHUP)
+    after = wait_for(lambda: (pids := _heartbeat_pids(prefix)) and not pids & before and pids, timeout=LONG_HAUL_S + 30,
+                     what="new worker processes", processes=processes)
+    assert worker.running()  # the same master, re-executed in place
+    assert [status for _, status, _, _ in runs("long_haul")] == ["succeeded"]  # finished, not cut off
+    enqueue("tests.tick", "default", redis_url=redis_url, prefix=prefix)
+    wait_for(lambda: completions("tick") == 1, timeout=30, what="the new processes to take work", processes=processes)
+    assert _heartbeat_pids(prefix) == after
+
+
+def _heartbeat_pids(prefix: str) -> set[int]:
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    return {int(key.decode().rsplit(":", 1)[1]) for key in client.scan_iter(f"{prefix}:heartbeat:worker:*")}
+
+
+def test_worker_refuses_a_database_without_the_schema(fresh_database, processes, tmp_path):
+    env = _worker_env(tmp_path, unique_prefix("no-schema"), "tick", DATABASE_URL=fresh_database)
+    worker = processes.worker("worker", env)
+    assert worker.wait(timeout=60) == 2
+    assert "crmtasks: the database schema is not up to date" in worker.output()
+    assert "run `crmtasks migrate`" in worker.output()
