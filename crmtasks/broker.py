@@ -1,12 +1,17 @@
 """The Dramatiq broker crmtasks runs on, built from settings.
 
 A RedisBroker (namespace = ``CRMTASKS_REDIS_PREFIX``) with Dramatiq's
-default middleware and ours, in this order: ScheduleGuard (periodiq's
-middleware, extended: paused jobs and stale slots are skipped),
-DatabaseConnection (a connection per message), JobMutex (no overlapping
-runs), RunRecorder (the run history). Dramatiq calls ``after``
-hooks in reverse, so a run is recorded before the lock is freed and before
-its connection goes back to the pool.
+default middleware (its Prometheus exporter replaced by ours, bound to
+``CRMTASKS_METRICS_HOST:PORT``, see crmtasks.metrics_exporter) and ours, in
+this order: DatabaseReady (a worker checks, or on the embedded default
+prepares, the database at boot), ScheduleGuard (periodiq's middleware,
+extended: paused jobs and stale slots are skipped), DatabaseConnection (a
+connection per message), JobMutex (no overlapping runs), RunRecorder (the
+run history), JobMetrics (per-job Prometheus series), WorkerHeartbeat (for
+``crmtasks check``), GracefulStop (a stop sent to the whole process group
+lets running jobs finish). Dramatiq calls ``after`` hooks in reverse, so a
+run is recorded before the lock is freed and before its connection goes
+back to the pool.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ ABANDONED_ERROR = ("abandoned: the worker running it stopped before the end (kil
                    "the message was redelivered")
 
 
-def abandon_unfinished(message_id: str) -> int:
+def abandon_unfinished(task: str, message_id: str) -> int:
     """Mark the ``running`` runs of ``message_id`` failed; returns how many.
 
     A message is delivered again while one of its runs is still ``running``
@@ -54,7 +54,8 @@ def abandon_unfinished(message_id: str) -> int:
     rollback_open_transaction()
     with database.atomic():
         return (TaskRun.update({TaskRun.status: "failed", TaskRun.finished_at: _now(), TaskRun.error: ABANDONED_ERROR})
-                .where((TaskRun.message_id == message_id) & (TaskRun.status == "running")).execute())
+                .where((TaskRun.task == task) & (TaskRun.status == "running") & (TaskRun.message_id == message_id))
+                .execute())  # by task first: task_runs is indexed on (task, started_at)
 
 
 def finish_run(run_id: int, *, stats: object = None, error: BaseException | None = None) -> None:

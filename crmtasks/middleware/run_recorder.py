@@ -46,7 +46,7 @@ class RunRecorder(dramatiq.Middleware):
         task = self._task_name(message)
         if task is None:
             return
-        runs.abandon_unfinished(message.message_id)
+        runs.abandon_unfinished(task, message.message_id)
         run_id = runs.start_run(task, trigger_of(message), message.message_id)
         self._current.value = (message.message_id, run_id)
         slot = message_slot(message)
@@ -69,7 +69,7 @@ class RunRecorder(dramatiq.Middleware):
         reason = message.options.get(SKIP_REASON_OPTION, "stale")
         if task is None:
             return
-        runs.abandon_unfinished(message.message_id)
+        runs.abandon_unfinished(task, message.message_id)
         if reason == "queued":
             return
         runs.record_skip(task, trigger_of(message), reason, message.message_id)
