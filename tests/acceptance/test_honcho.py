@@ -102,13 +102,16 @@ def test_honcho_starts_the_system_runs_a_scheduled_job_and_stops_cleanly(embedde
 
     # Every Procfile line is up: worker heartbeats (1 + 2 + 1 processes), the scheduler's, the exporters, the dashboard.
     client = redis.Redis.from_url(_embedded_urls(home)["redis"])
-    beats = {key.decode().split(":")[2]: 0 for key in client.scan_iter("crmtasks:heartbeat:*")}
-    for key in client.scan_iter("crmtasks:heartbeat:*"):
-        beats[key.decode().split(":")[2]] += 1
-    assert beats == {"worker": 4, "scheduler": 1}
-    for offset in (0, 100, 200):
-        assert _http_status(f"http://127.0.0.1:{base + offset}/metrics") == 200
-    assert _http_status(f"http://127.0.0.1:{base + 400}/") == 200
+
+    def heartbeats() -> dict[str, int]:
+        roles = [key.decode().split(":")[2] for key in client.scan_iter("crmtasks:heartbeat:*")]
+        return {role: roles.count(role) for role in roles}
+
+    wait_for(lambda: heartbeats() == {"worker": 4, "scheduler": 1}, timeout=30,
+             what="4 worker processes and 1 scheduler to beat", processes=processes)
+    urls = [f"http://127.0.0.1:{base + offset}/metrics" for offset in (0, 100, 200)] + [f"http://127.0.0.1:{base + 400}/"]
+    wait_for(lambda: all(_http_status(url) == 200 for url in urls), timeout=20,
+             what="the three exporters and the dashboard to answer", processes=processes)
 
     check = _crmtasks(embedded_env, "check")
     assert check.returncode == 0, check.stdout + check.stderr
