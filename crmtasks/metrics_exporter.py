@@ -13,6 +13,7 @@ and reads the directory the workers write (``CRMTASKS_HOME/metrics/<port>``).
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
 from http.server import HTTPServer
@@ -60,6 +61,18 @@ def build_server(exporter: ExporterSettings) -> HTTPServer:
     return _Server(exporter, MetricsHandler.factory(registry))
 
 
+def _stop_once(signum, frame):
+    """Exit 0 on the first stop signal and ignore its repeats.
+
+    A stop sent to the whole process group reaches this process twice (once
+    directly, once relayed by the master); Dramatiq's own handler would
+    answer the second with "Killing fork process..." and exit code 1.
+    """
+    for repeated in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(repeated, signal.SIG_IGN)
+    raise SystemExit(0)
+
+
 def serve() -> int:
     """Run the exporter until the master stops it (Dramatiq fork entry point); returns an exit code."""
     try:
@@ -75,6 +88,8 @@ def serve() -> int:
               file=sys.stderr, flush=True)
         return 1
     logger.info("Prometheus exporter listening on %s:%d", exporter.host, exporter.port)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_once)
     try:
         server.serve_forever()
     finally:
