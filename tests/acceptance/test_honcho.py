@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import psutil
 import psycopg2
@@ -60,15 +63,39 @@ def _http_status(url: str) -> int | None:
 
 
 @pytest.fixture()
-def embedded_env(tmp_path):
-    """The environment of a fresh machine: nothing configured, state under a temporary CRMTASKS_HOME."""
+def embedded_home():
+    """A fresh CRMTASKS_HOME outside pytest's temporary tree.
+
+    The embedded PostgreSQL runs as another user (as root), which must be
+    able to reach its data directory; pytest makes /tmp/pytest-of-<user>
+    private again whenever any pytest session starts on the machine.
+    """
+    home = Path(tempfile.mkdtemp(prefix="crmtasks-honcho-")) / "home"
+    yield home
+    shutil.rmtree(home.parent, ignore_errors=True)
+
+
+@pytest.fixture()
+def embedded_env(tmp_path, embedded_home):
+    """The environment of a fresh machine: nothing configured, state under a new CRMTASKS_HOME."""
     env = base_env(tmp_path, DATABASE_URL=None, REDIS_URL=None, CRMTASKS_REDIS_PREFIX=None,
-                   CRMTASKS_SCHEDULE_AUDIT_MAINTENANCE="* * * * *", CRMTASKS_SCHEDULE_CATCHUP_S="0")
+                   CRMTASKS_HOME=str(embedded_home), CRMTASKS_SCHEDULE_AUDIT_MAINTENANCE="* * * * *",
+                   CRMTASKS_SCHEDULE_CATCHUP_S="0")
     try:
         yield env
     finally:
         stopped = _crmtasks(env, "services", "stop")
+        if stopped.returncode != 0:  # never leave the servers this test started running
+            _stop_by_pid(embedded_home)
         assert stopped.returncode == 0, stopped.stderr
+
+
+def _stop_by_pid(home) -> None:
+    from crmtasks import embedded
+
+    for status in embedded.status(home):
+        if status.running and status.pid:
+            os.kill(status.pid, signal.SIGINT if status.name == "postgres" else signal.SIGTERM)
 
 
 def _embedded_urls(home) -> dict[str, str]:
@@ -77,11 +104,11 @@ def _embedded_urls(home) -> dict[str, str]:
     return {status.name: status.url for status in embedded.status(home) if status.running}
 
 
-def test_honcho_starts_the_system_runs_a_scheduled_job_and_stops_cleanly(embedded_env, processes, tmp_path):
+def test_honcho_starts_the_system_runs_a_scheduled_job_and_stops_cleanly(embedded_env, embedded_home, processes):
     base = _free_base_port()
     honcho = processes.start("honcho", [str(BIN / "honcho"), "start", "-f", str(ROOT / "Procfile"), "-p", str(base)],
                              embedded_env)
-    home = tmp_path / "home"
+    home = embedded_home
 
     def scheduled_run_succeeded():
         urls = _embedded_urls(home)
