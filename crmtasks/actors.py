@@ -9,7 +9,7 @@ import logging
 import dramatiq
 import pendulum
 
-from crmtasks import registry, scheduling, transient
+from crmtasks import registry, scheduling, stopping, transient
 from crmtasks.cron import UtcCron, to_utc_minute
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,15 @@ class ScheduledActor(dramatiq.Actor):
 
 
 def send_for_slot(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up: bool = False, **send_options):
-    """Enqueue ``actor`` for ``slot`` exactly once across schedulers; None when not sent."""
+    """Enqueue ``actor`` for ``slot`` exactly once across schedulers; None when not sent.
+
+    A stop signal waits for the claim and the send to finish (crmtasks.stopping).
+    """
+    with stopping.critical():
+        return _claim_and_send(actor, slot, catch_up=catch_up, **send_options)
+
+
+def _claim_and_send(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up: bool, **send_options):
     task = registry.get(actor.actor_name).name
     if scheduling.is_paused(task):
         scheduling.claim_slot(task, slot, state="skipped", reason="paused")

@@ -16,6 +16,11 @@ from crmtasks import migrate, services
 from crmtasks.settings import Settings, mask_url
 
 
+# pg_advisory_lock key held while the embedded database is prepared: every
+# worker and scheduler process of `honcho start` prepares it at once, and
+# only the first may seed (the others wait, then find it seeded).
+BOOTSTRAP_LOCK_KEY = int.from_bytes(b"crmboot!", "big")
+
 # Audit rows of the first-run demo: enough for every month of 24 to have some,
 # so the audit job has old partitions to archive.
 DEMO_AUDIT_ROWS = 200_000
@@ -46,7 +51,8 @@ def prepare_database(settings: Settings, *, seed_demo_if_empty: bool = True, pro
 
     Embedded default: apply pending migrations, then seed the default demo
     CRM when it holds no records (``progress`` is passed to the seeder).
-    Configured database: only check that the schema is current.
+    Safe to call from many processes at once: they take turns, and only the
+    first seeds. Configured database: only check that the schema is current.
     """
     url = services.database_url(settings)
     conn = connect_checked(url)
@@ -57,6 +63,8 @@ def prepare_database(settings: Settings, *, seed_demo_if_empty: bool = True, pro
             except migrate.SchemaMissing as error:
                 raise NotReady(str(error)) from None
             return Preparation(url, [], None)
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (BOOTSTRAP_LOCK_KEY,))  # freed when conn closes
         applied = [f"{m.version:04d}_{m.name}" for m in migrate.migrate(conn)]
         seeded = None
         if seed_demo_if_empty:

@@ -1,12 +1,17 @@
 """The Dramatiq broker crmtasks runs on, built from settings.
 
 A RedisBroker (namespace = ``CRMTASKS_REDIS_PREFIX``) with Dramatiq's
-default middleware and ours, in this order: ScheduleGuard (periodiq's
-middleware, extended: paused jobs and stale slots are skipped),
-DatabaseConnection (a connection per message), JobMutex (no overlapping
-runs), RunRecorder (the run history). Dramatiq calls ``after``
-hooks in reverse, so a run is recorded before the lock is freed and before
-its connection goes back to the pool.
+default middleware (its Prometheus exporter replaced by ours, bound to
+``CRMTASKS_METRICS_HOST:PORT``, see crmtasks.metrics_exporter) and ours, in
+this order: DatabaseReady (a worker checks, or on the embedded default
+prepares, the database at boot), ScheduleGuard (periodiq's middleware,
+extended: paused jobs and stale slots are skipped), DatabaseConnection (a
+connection per message), JobMutex (no overlapping runs), RunRecorder (the
+run history), JobMetrics (per-job Prometheus series), WorkerHeartbeat (for
+``crmtasks check``), GracefulStop (a stop sent to the whole process group
+lets running jobs finish). Dramatiq calls ``after`` hooks in reverse, so a
+run is recorded before the lock is freed and before its connection goes
+back to the pool.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import logging
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Prometheus as DramatiqPrometheus
+from dramatiq.middleware import default_middleware
 
-from crmtasks import services
-from crmtasks.middleware import (DatabaseConnection, JobMetrics, JobMutex, RunRecorder, ScheduleGuard,
+from crmtasks import metrics_exporter, services
+from crmtasks.middleware import (DatabaseConnection, DatabaseReady, GracefulStop, JobMetrics, JobMutex, RunRecorder, ScheduleGuard,
                                  WorkerHeartbeat)
 from crmtasks.settings import Settings
 
@@ -34,37 +41,28 @@ _RESULTS_FILTER = _ResultsAreRecordedFilter()
 
 def add_crmtasks_middleware(broker: dramatiq.Broker, settings: Settings) -> dramatiq.Broker:
     """Add crmtasks' middleware (ScheduleGuard is periodiq's, extended) before any actor is declared."""
+    broker.add_middleware(DatabaseReady(settings))
     broker.add_middleware(ScheduleGuard(settings))
     broker.add_middleware(DatabaseConnection(settings))
     broker.add_middleware(JobMutex(settings))
     broker.add_middleware(RunRecorder())
     broker.add_middleware(JobMetrics())
     broker.add_middleware(WorkerHeartbeat(settings))
+    broker.add_middleware(GracefulStop())
     logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_RESULTS_FILTER)
     return broker
 
 
 def build_broker(settings: Settings) -> RedisBroker:
     """A RedisBroker for ``settings`` with every middleware crmtasks needs."""
-    _configure_exporter(settings)
+    metrics_exporter.point_workers_at(settings.exporter)
     broker = RedisBroker(url=services.redis_url(settings), namespace=settings.redis_prefix,
                          heartbeat_timeout=settings.worker_heartbeat_timeout_ms,
-                         maintenance_chance=settings.broker_maintenance_chance)
+                         maintenance_chance=settings.broker_maintenance_chance,
+                         middleware=_default_middleware())
     return add_crmtasks_middleware(broker, settings)
 
 
-def _configure_exporter(settings: Settings) -> None:
-    """Point Dramatiq's Prometheus exporter at our address and a directory of our own.
-
-    Dramatiq reads these from its own environment variables at import and
-    binds all interfaces by default; metrics are operational data, so we bind
-    loopback unless told otherwise, and keep each port's files apart so two
-    worker groups on one host do not mix their series.
-    """
-    from dramatiq.middleware import prometheus
-
-    prometheus.HTTP_HOST = settings.metrics_host
-    prometheus.HTTP_PORT = settings.metrics_port
-    metrics_dir = settings.home / "metrics" / str(settings.metrics_port)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    prometheus.DB_PATH = str(metrics_dir)
+def _default_middleware() -> list[dramatiq.Middleware]:
+    """Dramatiq's default middleware, with its Prometheus exporter replaced by crmtasks' (loopback, our port)."""
+    return [metrics_exporter.Prometheus() if cls is DramatiqPrometheus else cls() for cls in default_middleware]

@@ -61,14 +61,35 @@ def bind(settings: Settings | None = None) -> peewee.Database:
     return database.obj
 
 
+def _is_broken(db: peewee.Database) -> bool:
+    """True when this thread's connection was closed under us (session terminated, server restarted)."""
+    return bool(db.connection().closed)  # psycopg2: 0 open, 1 closed, 2 broken by an error
+
+
+def connect_usable() -> peewee.Database:
+    """Open (or reuse) this thread's connection, replacing it if the server closed it; returns the database.
+
+    A job whose session was terminated (``pg_terminate_backend``, a server
+    restart) leaves its thread holding a dead connection; the run still has
+    to be recorded, on a fresh one.
+    """
+    db = database.obj if database.obj is not None else bind()
+    db.connect(reuse_if_open=True)
+    if _is_broken(db):
+        db.manual_close()  # dropped, never handed back to the pool
+        db.connect()
+    return db
+
+
 def rollback_open_transaction() -> None:
     """Roll back whatever this thread's connection has not committed.
 
     Asks the driver, not peewee's bookkeeping: a transaction opened with a
-    bare ``begin()`` or by a failed statement is invisible to peewee.
+    bare ``begin()`` or by a failed statement is invisible to peewee. A
+    broken connection has nothing to roll back (the server already did).
     """
     db = database.obj
-    if db is None or db.is_closed():
+    if db is None or db.is_closed() or _is_broken(db):
         return
     # peewee runs psycopg2 in autocommit mode and sends a raw BEGIN, so
     # conn.rollback() would be a no-op: db.rollback() sends ROLLBACK.
@@ -77,9 +98,12 @@ def rollback_open_transaction() -> None:
 
 
 def release_connection() -> None:
-    """Roll back anything left open and return this thread's connection to the pool."""
+    """Roll back anything left open and return this thread's connection to the pool (a broken one is dropped)."""
     db = database.obj
     if db is None or db.is_closed():
+        return
+    if _is_broken(db):
+        db.manual_close()
         return
     try:
         rollback_open_transaction()

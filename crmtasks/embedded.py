@@ -268,7 +268,9 @@ def _forget_stale_postmaster_pid(pgdata: Path) -> None:
         pid = int(pidfile.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return
-    name = _process_name(pid)
+    # A negative pid is a standalone backend's (initdb, single-user mode),
+    # e.g. one left by a first start that was killed.
+    name = _process_name(abs(pid))
     if name is not None and name != "postgres":
         pidfile.unlink(missing_ok=True)
 

@@ -1,4 +1,13 @@
-"""Handlers for the ``crmtasks`` logger: stderr and an optional file, as text or one JSON object per line."""
+"""Where a crmtasks process logs: stderr and an optional file, as text or one JSON object per line.
+
+The handlers go on the root logger, so that Dramatiq's and periodiq's
+records (a failed job's traceback is one of Dramatiq's) take the same route
+and format as ours: to stderr and to the log file. They replace the plain
+stderr handler that ``dramatiq`` and ``periodiq`` install before importing
+crmtasks; a process that logged before that (the ``dramatiq`` master, which
+never imports crmtasks, and periodiq's first line) keeps its own format for
+those lines (``dramatiq --skip-logging`` silences the master's).
+"""
 
 from __future__ import annotations
 
@@ -22,11 +31,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def install_handlers(level: str, log_format: str, log_file: Path | None) -> None:
-    logger = logging.getLogger("crmtasks")
-    for handler in [h for h in logger.handlers if getattr(h, _MARK, False)]:
-        logger.removeHandler(handler)
-        handler.close()
+def _replaceable(handler: logging.Handler) -> bool:
+    """Ours from an earlier call, or a plain stream handler from a library's ``basicConfig``."""
+    return getattr(handler, _MARK, False) or type(handler) is logging.StreamHandler
+
+
+def install_handlers(level: str, log_format: str, log_file: Path | None, libraries_level: str | None = None) -> None:
+    """Route every record to stderr (and ``log_file``) in ``log_format``; crmtasks' own from ``level`` up.
+
+    Idempotent. Other loggers log from ``libraries_level`` up when given,
+    else from the level the process gave the root logger (WARNING by default).
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if _replaceable(h)]:
+        root.removeHandler(handler)
+        if getattr(handler, _MARK, False):
+            handler.close()
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
@@ -34,6 +54,9 @@ def install_handlers(level: str, log_format: str, log_file: Path | None) -> None
     for handler in handlers:
         handler.setFormatter(formatter)
         setattr(handler, _MARK, True)
-        logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
+        root.addHandler(handler)
+    if libraries_level is not None:
+        root.setLevel(libraries_level)
+    crmtasks_logger = logging.getLogger("crmtasks")
+    crmtasks_logger.setLevel(level)
+    crmtasks_logger.propagate = True

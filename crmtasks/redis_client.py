@@ -6,14 +6,19 @@ Every key starts with ``CRMTASKS_REDIS_PREFIX`` so that several deployments
 
 from __future__ import annotations
 
+import logging
 import os
+import time
+from typing import Callable, TypeVar
 
 import redis
 
 from crmtasks import services
 from crmtasks.settings import Settings, get_settings
 
+logger = logging.getLogger(__name__)
 _clients: dict[tuple[int, Settings], redis.Redis] = {}
+T = TypeVar("T")
 
 
 def get_redis(settings: Settings | None = None) -> redis.Redis:
@@ -31,3 +36,25 @@ def get_redis(settings: Settings | None = None) -> redis.Redis:
 def key(settings: Settings, *parts: str) -> str:
     """A Redis key in this deployment's namespace, e.g. ``crmtasks:lock:precompute_facets``."""
     return ":".join((settings.redis_prefix, *parts))
+
+
+def patiently(operation: Callable[[], T], *, what: str, timeout_s: float = 30.0) -> T:
+    """Return ``operation()``, trying it again while Redis is unreachable, for up to ``timeout_s`` seconds.
+
+    For the few Redis calls that must not be lost to a Redis restart (taking
+    and freeing a job's lock): a freed lock that was not freed blocks the
+    job for its whole time limit. The operation must be safe to repeat.
+    Waits 0.2 s, then doubles up to 2 s between attempts; the last error is
+    raised when the time is up.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    while True:
+        try:
+            return operation()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("%s: Redis is unreachable (%s); trying again in %.1f s", what, error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)

@@ -13,7 +13,7 @@ import os
 import socket
 import traceback
 
-from crmtasks.db import database, rollback_open_transaction
+from crmtasks.db import connect_usable, database, rollback_open_transaction
 from crmtasks.models import TaskRun
 
 TRIGGERS = ("schedule", "manual", "retry")
@@ -28,7 +28,7 @@ def start_run(task: str, trigger: str, message_id: str | None = None) -> int:
     """Insert a ``running`` row and return its id."""
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger {trigger!r} is not one of {TRIGGERS}")
-    database.connect(reuse_if_open=True)
+    connect_usable()
     with database.atomic():
         run = TaskRun.create(
             task=task, trigger=trigger, message_id=message_id, status="running",
@@ -37,13 +37,34 @@ def start_run(task: str, trigger: str, message_id: str | None = None) -> int:
     return run.id
 
 
+# Why a run was left ``running`` and is now failed: its message came back.
+ABANDONED_ERROR = ("abandoned: the worker running it stopped before the end (killed, crashed or cut off); "
+                   "the message was redelivered")
+
+
+def abandon_unfinished(task: str, message_id: str) -> int:
+    """Mark the ``running`` runs of ``message_id`` failed; returns how many.
+
+    A message is delivered again while one of its runs is still ``running``
+    only when the worker running it died (Redis redelivers the messages of a
+    worker whose heartbeat stopped). Without this, the history would show
+    that run as running for ever.
+    """
+    connect_usable()
+    rollback_open_transaction()
+    with database.atomic():
+        return (TaskRun.update({TaskRun.status: "failed", TaskRun.finished_at: _now(), TaskRun.error: ABANDONED_ERROR})
+                .where((TaskRun.task == task) & (TaskRun.status == "running") & (TaskRun.message_id == message_id))
+                .execute())  # by task first: task_runs is indexed on (task, started_at)
+
+
 def finish_run(run_id: int, *, stats: object = None, error: BaseException | None = None) -> None:
     """Mark a run succeeded (with its stats) or failed (with the error and its traceback).
 
     Whatever the job left uncommitted is rolled back first: a job commits
     its own work, and the run's row must not carry a half-done transaction.
     """
-    database.connect(reuse_if_open=True)
+    connect_usable()
     rollback_open_transaction()
     values = {TaskRun.finished_at: _now()}
     if error is None:
@@ -58,7 +79,7 @@ def finish_run(run_id: int, *, stats: object = None, error: BaseException | None
 
 def record_skip(task: str, trigger: str, reason: str, message_id: str | None = None) -> int:
     """Insert a finished ``skipped`` row (the job did not run) and return its id."""
-    database.connect(reuse_if_open=True)
+    connect_usable()
     rollback_open_transaction()
     now = _now()
     with database.atomic():

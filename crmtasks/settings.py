@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import os
 import re
 from pathlib import Path
@@ -136,6 +135,11 @@ class Settings:
         return self.archive_dir or self.home / "archive"
 
     @property
+    def exporter(self) -> "ExporterSettings":
+        """Where this process's worker group serves Prometheus metrics, and the directory they are kept in."""
+        return ExporterSettings(self.metrics_host, self.metrics_port, _metrics_dir(self.home, self.metrics_port))
+
+    @property
     def embedded_database(self) -> bool:
         """True when no DATABASE_URL is set and the embedded server is used."""
         return self.database_url is None
@@ -149,6 +153,46 @@ class Settings:
         return dict(self.schedules)[task_name]
 
 
+@dataclasses.dataclass(frozen=True)
+class ExporterSettings:
+    """The settings of a worker group's Prometheus exporter (a part of Settings).
+
+    The exporter runs in a process forked off the ``dramatiq`` master, which
+    imports no jobs, so it cannot validate job schedules: it loads only these
+    with ``load_exporter_settings``.
+
+    Parameters:
+      host(str): Address to bind (``CRMTASKS_METRICS_HOST``, loopback by default).
+      port(int): TCP port (``CRMTASKS_METRICS_PORT``).
+      directory(Path): prometheus_client's multiprocess directory that the
+        worker processes write and the exporter reads; one per port, so two
+        worker groups on one host never mix their series.
+    """
+
+    host: str
+    port: int
+    directory: Path
+
+
+def _metrics_dir(home: Path, port: int) -> Path:
+    return home / "metrics" / str(port)
+
+
+def load_exporter_settings(environ: Mapping[str, str]) -> ExporterSettings:
+    """The exporter's settings from an environment mapping, validated as load_settings does."""
+    home = _home(environ.get("CRMTASKS_HOME"))
+    port = _metrics_port(environ)
+    return ExporterSettings(_metrics_host(environ), port, _metrics_dir(home, port))
+
+
+def _metrics_host(environ: Mapping[str, str]) -> str:
+    return _empty_to_none(environ.get("CRMTASKS_METRICS_HOST")) or "127.0.0.1"
+
+
+def _metrics_port(environ: Mapping[str, str]) -> int:
+    return _positive_int(environ, "CRMTASKS_METRICS_PORT", default=9191, most=65535)
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping; raise SettingsError on the first bad value."""
     return Settings(
@@ -160,8 +204,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         db_pool_size=_positive_int(environ, "CRMTASKS_DB_POOL_SIZE", default=20, most=500),
         log_level=_log_level(environ.get("CRMTASKS_LOG_LEVEL")),
         catch_up_s=_positive_int(environ, "CRMTASKS_SCHEDULE_CATCHUP_S", default=3600, most=7 * 86400, least=0),
-        metrics_host=_empty_to_none(environ.get("CRMTASKS_METRICS_HOST")) or "127.0.0.1",
-        metrics_port=_positive_int(environ, "CRMTASKS_METRICS_PORT", default=9191, most=65535),
+        metrics_host=_metrics_host(environ),
+        metrics_port=_metrics_port(environ),
         log_format=_choice(environ, "CRMTASKS_LOG_FORMAT", ("text", "json"), default="text"),
         log_file=_log_file(environ.get("CRMTASKS_LOG_FILE")),
         worker_heartbeat_timeout_ms=_positive_int(environ, "CRMTASKS_WORKER_HEARTBEAT_TIMEOUT_MS", default=60_000,
@@ -188,6 +232,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 def get_settings() -> Settings:
     """The settings of this process, read from os.environ on first use."""
     return load_settings(os.environ)
+
+
+def get_exporter_settings() -> ExporterSettings:
+    """The Prometheus exporter's settings, read from os.environ."""
+    return load_exporter_settings(os.environ)
 
 
 def mask_url(url: str | None) -> str:
@@ -354,11 +403,15 @@ def _dashboard_credentials(environ: Mapping[str, str]) -> dict[str, str | None]:
     return {"dashboard_user": user, "dashboard_password": password}
 
 
+# Settings that share the CRMTASKS_SCHEDULE_ prefix with the per-task schedule overrides.
+_SCHEDULE_SETTINGS = ("CRMTASKS_SCHEDULE_CATCHUP_S",)
+
+
 def _schedules(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     schedules = {spec.name: spec.cron for spec in registry.TASKS}
     known = {name.upper(): name for name in schedules}
     for variable, value in environ.items():
-        if not variable.startswith("CRMTASKS_SCHEDULE_"):
+        if not variable.startswith("CRMTASKS_SCHEDULE_") or variable in _SCHEDULE_SETTINGS:
             continue
         suffix = variable[len("CRMTASKS_SCHEDULE_"):]
         if suffix not in known:
@@ -386,12 +439,15 @@ def cron_problem(expression: str) -> str | None:
     return None
 
 
-def configure_logging(settings: Settings) -> None:
-    """Send crmtasks' log records to stderr (and the log file, if set) as text or JSON.
+def configure_logging(settings: Settings, *, libraries_level: str | None = None) -> None:
+    """Send the process's log records to stderr (and the log file, if set) as text or JSON.
 
-    Idempotent. The ``crmtasks`` logger gets handlers of its own and does not
-    propagate, so records are not doubled by Dramatiq's root configuration.
+    Idempotent. The handlers replace the stderr handler Dramatiq and periodiq
+    put on the root logger, so their records (a failed job's traceback) are
+    formatted like ours and reach the log file too (crmtasks.logging_setup).
+    ``libraries_level`` sets the level of everyone else's records (workers
+    and the scheduler want Dramatiq's INFO lines, the CLI only warnings).
     """
     from crmtasks.logging_setup import install_handlers
 
-    install_handlers(settings.log_level, settings.log_format, settings.log_file)
+    install_handlers(settings.log_level, settings.log_format, settings.log_file, libraries_level)

@@ -32,7 +32,8 @@ def _load_settings():
 
 
 settings = _load_settings()
-configure_logging(settings)
+# INFO for Dramatiq's and periodiq's records too, even under `dramatiq --skip-logging`.
+configure_logging(settings, libraries_level="INFO")
 broker = build_broker(settings)
 dramatiq.set_broker(broker)
 actors = {spec.name: declare_actor(broker, spec, settings.schedule(spec.name)) for spec in registry.TASKS}

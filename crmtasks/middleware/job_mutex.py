@@ -5,16 +5,22 @@ as token. When another message holds it, the job's overlap policy decides:
 ``skip`` acknowledges this message (SkipMessage: not retried, recorded as
 skipped with reason ``overlap``); ``queue_one`` lets one message wait (it is
 re-enqueued with a short delay until the lock is free) and skips the rest.
+
+Redis calls here wait out a Redis restart (up to 30 s): a lock that could
+not be freed would block the job for its whole time limit, and a lock that
+could not be taken must not let the job run unguarded (the message fails
+with JobNotStarted, a transient error, and is retried).
 """
 
 from __future__ import annotations
 
 import dramatiq
-from dramatiq.middleware import SkipMessage
+import redis
+from dramatiq.middleware import MiddlewareError, SkipMessage
 
 from crmtasks import registry
 from crmtasks.locks import RedisMutex
-from crmtasks.redis_client import get_redis, key
+from crmtasks.redis_client import get_redis, key, patiently
 from crmtasks.settings import Settings
 
 SKIP_REASON_OPTION = "crmtasks_skip_reason"
@@ -32,6 +38,10 @@ def waiting_slot(settings: Settings, spec: registry.TaskSpec) -> RedisMutex:
     return RedisMutex(get_redis(settings), key(settings, "waiting", spec.name), ttl_ms=(spec.time_limit_s + 60) * 1000)
 
 
+class JobNotStarted(MiddlewareError):
+    """The job's lock could not be taken because Redis is unreachable; the cause says why."""
+
+
 class JobMutex(dramatiq.Middleware):
     """Parameters:
       settings(Settings): Where Redis is, and the key prefix.
@@ -45,7 +55,12 @@ class JobMutex(dramatiq.Middleware):
             spec = registry.get(message.actor_name)
         except KeyError:
             return
-        if job_mutex(self.settings, spec).acquire(message.message_id):
+        try:
+            taken = patiently(lambda: job_mutex(self.settings, spec).acquire(message.message_id),
+                              what=f"taking the lock of {spec.name}")
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise JobNotStarted(f"{spec.name} not started: its lock is in an unreachable Redis") from error
+        if taken:
             if spec.overlap == "queue_one":
                 waiting_slot(self.settings, spec).release(message.message_id)
             return
@@ -61,4 +76,7 @@ class JobMutex(dramatiq.Middleware):
             spec = registry.get(message.actor_name)
         except KeyError:
             return
-        job_mutex(self.settings, spec).release(message.message_id)
+        if isinstance(exception, JobNotStarted):
+            return  # the lock was never taken
+        patiently(lambda: job_mutex(self.settings, spec).release(message.message_id),
+                  what=f"freeing the lock of {spec.name}")

@@ -5,7 +5,8 @@ it ends with the job's returned stats or its error. A message skipped by
 another middleware (overlap, paused, stale) gets a ``skipped`` row with the
 reason; a ``queue_one`` message re-queued to wait gets none (it will run).
 Trigger: ``retry`` for a retried message, ``schedule`` for one sent by the
-scheduler, ``manual`` otherwise.
+scheduler, ``manual`` otherwise. A run left ``running`` by a worker that
+died is marked failed (abandoned) when its message comes back.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class RunRecorder(dramatiq.Middleware):
         task = self._task_name(message)
         if task is None:
             return
+        runs.abandon_unfinished(task, message.message_id)
         run_id = runs.start_run(task, trigger_of(message), message.message_id)
         self._current.value = (message.message_id, run_id)
         slot = message_slot(message)
@@ -65,7 +67,10 @@ class RunRecorder(dramatiq.Middleware):
     def after_skip_message(self, broker, message):
         task = self._task_name(message)
         reason = message.options.get(SKIP_REASON_OPTION, "stale")
-        if task is None or reason == "queued":
+        if task is None:
+            return
+        runs.abandon_unfinished(task, message.message_id)
+        if reason == "queued":
             return
         runs.record_skip(task, trigger_of(message), reason, message.message_id)
         slot = message_slot(message)

@@ -1,12 +1,22 @@
-"""Publish each worker process's heartbeat and the queues it consumes (see crmtasks.heartbeats)."""
+"""Publish each worker process's heartbeat and the queues it consumes (see crmtasks.heartbeats).
+
+A worker told to consume a queue that no registered job uses consumes
+nothing from it (Dramatiq only consumes declared queues): it says so at
+boot, and its heartbeat does not list the queue, so ``crmtasks check``
+does not count it as serving that queue.
+"""
 
 from __future__ import annotations
+
+import logging
 
 import dramatiq
 from dramatiq.common import dq_name, xq_name
 
 from crmtasks.heartbeats import Heartbeat
 from crmtasks.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 class WorkerHeartbeat(dramatiq.Middleware):
@@ -21,6 +31,9 @@ class WorkerHeartbeat(dramatiq.Middleware):
     def after_worker_boot(self, broker, worker):
         queues = sorted(name for name in worker.consumers if name not in
                         {dq_name(q) for q in worker.consumers} | {xq_name(q) for q in worker.consumers})
+        idle = sorted(set(worker.consumer_whitelist or ()) - broker.get_declared_queues())
+        if idle:
+            logger.warning("no registered job uses queue(s) %s: this worker takes nothing from them", ", ".join(idle))
         self._heartbeat = Heartbeat(self.settings, "worker",
                                     {"queues": queues, "threads": worker.worker_threads}).start()
 

@@ -17,7 +17,8 @@ from crmtasks.cron import UtcCron
 from crmtasks import registry
 from crmtasks.actors import declare_actor
 from crmtasks.broker import add_crmtasks_middleware
-from crmtasks.middleware import DatabaseConnection, JobMutex, RunRecorder, ScheduleGuard
+from crmtasks.middleware import (DatabaseConnection, DatabaseReady, GracefulStop, JobMetrics, JobMutex, RunRecorder,
+                                 ScheduleGuard, WorkerHeartbeat)
 from crmtasks.settings import load_settings
 
 SPEC = registry.TaskSpec(name="tidy_up", actor_name="tests.tidy_up", cron="*/5 * * * *", queue="workflow_io",
@@ -34,9 +35,10 @@ def broker(tmp_path):
 
 
 def test_middleware_order(broker):
-    ours = [type(m) for m in broker.middleware[-6:-2]]
-    assert ours == [ScheduleGuard, DatabaseConnection, JobMutex, RunRecorder]
-    assert isinstance(broker.middleware[-6], PeriodiqMiddleware)  # keeps the periodic= option
+    ours = [type(m) for m in broker.middleware if type(m).__module__.startswith("crmtasks.")]
+    assert ours == [DatabaseReady, ScheduleGuard, DatabaseConnection, JobMutex, RunRecorder, JobMetrics,
+                    WorkerHeartbeat, GracefulStop]
+    assert any(isinstance(m, PeriodiqMiddleware) for m in broker.middleware)  # keeps the periodic= option
 
 
 def test_actor_options_come_from_the_registry(broker):
