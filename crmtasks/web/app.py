@@ -14,6 +14,8 @@ network. waitress serves it: a pure-Python production WSGI server.
 
 from __future__ import annotations
 
+import signal
+
 import dataclasses
 import ipaddress
 import logging
@@ -187,4 +189,13 @@ def serve(settings: Settings, host: str, port: int) -> None:
     else:
         logger.warning("dashboard: serving http://%s:%d/ with login off (no CRMTASKS_DASHBOARD_USER/PASSWORD)",
                        host, port)
-    waitress.serve(app, host=host, port=port, threads=4, ident="crmtasks")
+    server = waitress.create_server(app, host=host, port=port, threads=4, ident="crmtasks")
+    # A process manager stops us with SIGTERM: close the listening socket and
+    # exit 0 instead of dying of the signal.
+    signal.signal(signal.SIGTERM, lambda *_: server.close())
+    try:
+        server.run()
+    except (KeyboardInterrupt, OSError):
+        pass  # run() ends with an error once its socket is closed under it
+    finally:
+        logger.info("dashboard: stopped")

@@ -312,3 +312,24 @@ def test_refuses_a_public_address_without_credentials():
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("crmtasks: refusing to serve the dashboard on 0.0.0.0 without a login")
+
+
+def test_sigterm_stops_the_dashboard_cleanly(migrated_database_url):
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "crmtasks", "dashboard", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0, process.stdout.read()
