@@ -8,8 +8,10 @@ stop the others, and the run then fails (and is retried) naming it.
 Idempotent and safe to kill -9 and re-run: warmers only overwrite whole
 cache entries, and every entry is validated when read, never trusted.
 
-When the facet and report branches merge, their warmers (published facet
-counts and report aggregates, from the precomputed tables) join ``WARMERS``.
+The facet and report warmers (crmtasks.read_path_warm) run the first
+reads users make, so the precomputed tables' pages are in PostgreSQL's
+cache; the sharing warmer writes each active user's compiled visibility to
+Redis.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from crmtasks.read_path_warm import warm_facets, warm_reports
 from crmtasks.settings import Settings, get_settings
 from crmtasks.sharing.warm import warm_visibility
 
@@ -40,6 +43,8 @@ class Warmer:
 
 WARMERS: tuple[Warmer, ...] = (
     Warmer("sharing_visibility", warm_visibility),
+    Warmer("facets", warm_facets),
+    Warmer("reports", warm_reports),
 )
 
 

@@ -69,3 +69,24 @@ def test_checks_stay_exact_when_redis_is_down(organization):
     assert checker.can_access(SUPPORT, "leads", 4) is False
     assert checker.cache.counts["redis_errors"] >= 1 and checker.counts["compiles"] == 1
     assert sharing.can_access(SUPPORT, "leads", 3) is True  # the process's own checker is unaffected
+
+
+def test_facet_and_report_read_paths_are_warmed_once_published(crm_db):
+    from crmtasks.read_path_warm import warm_facets, warm_reports
+
+    settings = get_settings()
+    crm_db.execute_sql(
+        "INSERT INTO users (id, username, full_name) VALUES (1, 'ada', 'Ada'); "
+        "INSERT INTO leads (name, status, industry, owner_id) "
+        "SELECT 'lead ' || n, (ARRAY['New', 'Working'])[1 + mod(n, 2)], 'Retail', 1 FROM generate_series(1, 40) n; "
+        "INSERT INTO deals (name, stage, amount, probability, owner_id) "
+        "SELECT 'deal ' || n, 'Prospecting', 100, 10, 1 FROM generate_series(1, 10) n")
+    before_facets, before_reports = warm_facets(settings), warm_reports(settings)
+    for task in ("precompute_facets", "precompute_aggregates"):
+        assert runner.run_now(registry.get(task), settings).status == "succeeded"
+    facets, reports = warm_facets(settings), warm_reports(settings)
+    assert sorted(before_facets["unpublished"]) == ["accounts", "contacts", "deals", "leads"]
+    # unfiltered for the 4 entities, plus the top value of the 2 that have records
+    assert facets["unpublished"] == [] and facets["queries"] == 6
+    assert before_reports["not_ready"] and reports["not_ready"] == []
+    assert reports["queries"] == 12 and reports["rows"] > 0  # 6 reports, overall and per owner
