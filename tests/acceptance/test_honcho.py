@@ -2,7 +2,7 @@
 
 Nothing is configured (no DATABASE_URL, no REDIS_URL): the processes start
 the embedded PostgreSQL and Redis under a fresh CRMTASKS_HOME, the first one
-migrates and seeds it, and the scheduler runs the real audit_maintenance job
+migrates and seeds it, and the scheduler runs every real job
 on a one-minute schedule override. Then honcho is stopped as an operator
 would, and nothing may be left running. About 30 s (initdb and the demo seed
 take most of it).
@@ -27,7 +27,10 @@ import psycopg2
 import pytest
 import redis
 
+from crmtasks.registry import names
 from tests.acceptance.procs import BIN, ROOT, base_env, wait_for
+
+TASKS = names()
 
 pytestmark = pytest.mark.slow
 PROCESS_TYPES = ("worker_io", "worker_cpu", "worker", "scheduler", "dashboard")
@@ -86,8 +89,8 @@ def embedded_home():
 def embedded_env(tmp_path, embedded_home):
     """The environment of a fresh machine: nothing configured, state under a new CRMTASKS_HOME."""
     env = base_env(tmp_path, DATABASE_URL=None, REDIS_URL=None, CRMTASKS_REDIS_PREFIX=None,
-                   CRMTASKS_HOME=str(embedded_home), CRMTASKS_SCHEDULE_AUDIT_MAINTENANCE="* * * * *",
-                   CRMTASKS_SCHEDULE_CATCHUP_S="0")
+                   CRMTASKS_HOME=str(embedded_home), CRMTASKS_SCHEDULE_CATCHUP_S="0",
+                   **{f"CRMTASKS_SCHEDULE_{task.upper()}": "* * * * *" for task in TASKS})
     try:
         yield env
     finally:
@@ -124,15 +127,18 @@ def test_honcho_starts_the_system_runs_a_scheduled_job_and_stops_cleanly(embedde
             return None
         try:
             with psycopg2.connect(urls["postgres"]) as conn, conn.cursor() as cur:
-                cur.execute("SELECT r.status FROM schedule_slots s JOIN task_runs r ON r.id = s.run_id "
-                            "WHERE s.task = 'audit_maintenance' AND s.state = 'ran' AND r.trigger = 'schedule'")
-                return [status for (status,) in cur.fetchall()]
+                cur.execute("SELECT s.task, r.status FROM schedule_slots s JOIN task_runs r ON r.id = s.run_id "
+                            "WHERE s.state = 'ran' AND r.trigger = 'schedule' ORDER BY r.id")
+                first_runs = {}
+                for task, status in cur.fetchall():
+                    first_runs.setdefault(task, status)
+                return first_runs if set(first_runs) == set(TASKS) else None
         except psycopg2.Error:  # still migrating
             return None
 
-    statuses = wait_for(scheduled_run_succeeded, timeout=120, what="audit_maintenance to run on its schedule",
+    statuses = wait_for(scheduled_run_succeeded, timeout=150, what="every job to run on its schedule",
                         processes=processes, interval=1)
-    assert statuses[0] == "succeeded"
+    assert statuses == {task: "succeeded" for task in TASKS}
     assert "* * * * * (UTC)          crmtasks.actors:system_config.audit_maintenance@workflow_io" in honcho.output()
 
     # Every Procfile line is up: worker heartbeats (1 + 2 + 1 processes), the scheduler's, the exporters, the dashboard.
@@ -152,8 +158,9 @@ def test_honcho_starts_the_system_runs_a_scheduled_job_and_stops_cleanly(embedde
     assert check.returncode == 0, check.stdout + check.stderr
 
     # Stop as an operator does (Ctrl-C or a supervisor's SIGTERM to honcho): every process exits on its own.
-    paused = _crmtasks(embedded_env, "pause", "audit_maintenance", "--note", "stopping the test system")
-    assert paused.returncode == 0, paused.stderr
+    for task in TASKS:
+        paused = _crmtasks(embedded_env, "pause", task, "--note", "stopping the test system")
+        assert paused.returncode == 0, paused.stderr
     # (The embedded servers are daemons, no longer honcho's descendants: they keep running.)
     started = {honcho.pid, *(p.pid for p in honcho.remember_descendants())}
     assert len(started) >= 1 + len(PROCESS_TYPES)
