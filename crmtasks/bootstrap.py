@@ -15,7 +15,6 @@ import psycopg2
 from crmtasks import migrate, services
 from crmtasks.settings import Settings, mask_url
 
-
 # pg_advisory_lock key held while the embedded database is prepared: every
 # worker and scheduler process of `honcho start` prepares it at once, and
 # only the first may seed (the others wait, then find it seeded).

@@ -24,8 +24,16 @@ from dramatiq.middleware import Prometheus as DramatiqPrometheus
 from dramatiq.middleware import default_middleware
 
 from crmtasks import metrics_exporter, services
-from crmtasks.middleware import (DatabaseConnection, DatabaseReady, GracefulStop, JobMetrics, JobMutex, RunRecorder, ScheduleGuard,
-                                 WorkerHeartbeat)
+from crmtasks.middleware import (
+    DatabaseConnection,
+    DatabaseReady,
+    GracefulStop,
+    JobMetrics,
+    JobMutex,
+    RunRecorder,
+    ScheduleGuard,
+    WorkerHeartbeat,
+)
 from crmtasks.settings import Settings
 
 

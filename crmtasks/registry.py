@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 QUEUES = ("workflow_io", "workflow_cpu", "default")
 OVERLAP_POLICIES = ("skip", "queue_one")

@@ -18,7 +18,13 @@ import click
 
 from crmtasks import migrate, reports, services
 from crmtasks.bootstrap import NotReady, connect_checked
-from crmtasks.console import CommandError, load_settings_or_exit, print_json, print_table, stderr
+from crmtasks.console import (
+    CommandError,
+    load_settings_or_exit,
+    print_json,
+    print_table,
+    stderr,
+)
 from crmtasks.reports import periods
 
 FORMATS = ("table", "json", "csv")
@@ -66,7 +72,9 @@ def report_command(name, owner_text, from_text, to_text, grain, stage, by_owner,
 
     _print(report, output_format)
     if plot_file is not None:
-        from crmtasks.reports import plots  # matplotlib loads only when a chart is asked for
+        from crmtasks.reports import (
+            plots,  # matplotlib loads only when a chart is asked for
+        )
 
         plots.plot(report, plot_file)
         stderr.print(f"plot written to {plot_file}")

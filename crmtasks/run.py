@@ -11,8 +11,15 @@ import click
 
 from crmtasks import registry, runner
 from crmtasks.bootstrap import NotReady, prepare_database
-from crmtasks.console import (CommandError, load_settings_or_exit, print_json, print_table, seed_progress, stderr,
-                              summarize_stats)
+from crmtasks.console import (
+    CommandError,
+    load_settings_or_exit,
+    print_json,
+    print_table,
+    seed_progress,
+    stderr,
+    summarize_stats,
+)
 
 
 @click.command(name="run")

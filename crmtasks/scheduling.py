@@ -16,8 +16,8 @@ import logging
 import os
 import socket
 
-from crmtasks.cron import UtcCron, to_utc_minute
 from crmtasks import db
+from crmtasks.cron import UtcCron, to_utc_minute
 from crmtasks.db import database
 from crmtasks.models import JobPause, ScheduleSlot
 

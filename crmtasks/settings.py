@@ -11,8 +11,8 @@ import dataclasses
 import functools
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from crmtasks import registry
@@ -135,7 +135,7 @@ class Settings:
         return self.archive_dir or self.home / "archive"
 
     @property
-    def exporter(self) -> "ExporterSettings":
+    def exporter(self) -> ExporterSettings:
         """Where this process's worker group serves Prometheus metrics, and the directory they are kept in."""
         return ExporterSettings(self.metrics_host, self.metrics_port, _metrics_dir(self.home, self.metrics_port))
 

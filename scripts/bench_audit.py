@@ -18,11 +18,11 @@ targets (>= 500k rows/s; p99 during <= 3x baseline; no failed insert).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
-import multiprocessing
 import time
 import uuid
 from pathlib import Path

@@ -13,8 +13,15 @@ from collections.abc import Callable
 
 from crmtasks.reports.errors import AggregatesNotReady, ReportError
 from crmtasks.reports.periods import GRAINS
-from crmtasks.reports.queries import (Report, accounts, lead_conversion, pipeline, revenue, sales_cycle,
-                                      win_rate)
+from crmtasks.reports.queries import (
+    Report,
+    accounts,
+    lead_conversion,
+    pipeline,
+    revenue,
+    sales_cycle,
+    win_rate,
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,12 +14,11 @@ network. waitress serves it: a pure-Python production WSGI server.
 
 from __future__ import annotations
 
-import signal
-
 import dataclasses
 import ipaddress
 import logging
 import re
+import signal
 from collections.abc import Callable, Mapping
 
 import dramatiq

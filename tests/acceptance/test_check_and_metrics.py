@@ -12,7 +12,15 @@ import psutil
 import pytest
 import redis
 
-from tests.acceptance.procs import ROOT, base_env, enqueue, free_port, runs, unique_prefix, wait_for
+from tests.acceptance.procs import (
+    ROOT,
+    base_env,
+    enqueue,
+    free_port,
+    runs,
+    unique_prefix,
+    wait_for,
+)
 
 
 def _check(env) -> subprocess.CompletedProcess:

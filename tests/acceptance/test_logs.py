@@ -8,7 +8,14 @@ import signal
 
 import redis
 
-from tests.acceptance.procs import base_env, enqueue, free_port, runs, unique_prefix, wait_for
+from tests.acceptance.procs import (
+    base_env,
+    enqueue,
+    free_port,
+    runs,
+    unique_prefix,
+    wait_for,
+)
 
 
 def _records(text: str) -> list[dict]:

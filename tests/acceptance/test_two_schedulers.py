@@ -14,7 +14,14 @@ import time
 
 import pytest
 
-from tests.acceptance.procs import base_env, completions, free_port, query, unique_prefix, wait_for
+from tests.acceptance.procs import (
+    base_env,
+    completions,
+    free_port,
+    query,
+    unique_prefix,
+    wait_for,
+)
 
 UTC = datetime.timezone.utc
 # Start only this early in a minute, so the third scheduler starts (and sends) within the same minute.

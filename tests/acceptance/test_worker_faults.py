@@ -20,7 +20,16 @@ import pytest
 import redis
 
 from tests.acceptance.proc_jobs import LONG_HAUL_S
-from tests.acceptance.procs import base_env, completions, enqueue, free_port, query, runs, unique_prefix, wait_for
+from tests.acceptance.procs import (
+    base_env,
+    completions,
+    enqueue,
+    free_port,
+    query,
+    runs,
+    unique_prefix,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 REDELIVERY = {"CRMTASKS_WORKER_HEARTBEAT_TIMEOUT_MS": "3000", "CRMTASKS_BROKER_MAINTENANCE_CHANCE": "1000000"}

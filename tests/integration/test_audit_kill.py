@@ -22,7 +22,6 @@ from crmtasks.jobs.audit_maintenance import APPLICATION_NAME
 from crmtasks.settings import AUDIT_PAUSE_POINTS
 from tests.integration.audit_support import (  # noqa: F401
     archived_ids,
-    audit_conn,
     audit_settings,
     fill_month,
     old_months,

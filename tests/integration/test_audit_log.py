@@ -30,7 +30,6 @@ from crmtasks.audit.seed import seed_audit
 from crmtasks.audit.status import verify_archives
 from tests.integration.audit_support import (  # noqa: F401
     archived_ids,
-    audit_conn,
     audit_settings,
     fill_month,
     old_months,

@@ -14,7 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from crmtasks.search import faceted_search
-from tests.integration.sharing_support import ENTITY_NAMES, reference_access, reset_defaults, write_org
+from tests.integration.sharing_support import (
+    ENTITY_NAMES,
+    reference_access,
+    reset_defaults,
+    write_org,
+)
 from tests.integration.test_sharing_reference import orgs
 
 # Facet fields that are plain columns of the records the organizations carry.

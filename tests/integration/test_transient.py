@@ -38,9 +38,8 @@ def test_terminated_backend_is_transient(migrated_database_url):
     killer.autocommit = True
     with killer.cursor() as cur:
         cur.execute("SELECT pg_terminate_backend(%s)", (victim.get_backend_pid(),))
-    with pytest.raises(psycopg2.OperationalError) as caught:
-        with victim.cursor() as cur:
-            cur.execute("SELECT 1")
+    with pytest.raises(psycopg2.OperationalError) as caught, victim.cursor() as cur:
+        cur.execute("SELECT 1")
     assert transient.is_transient(caught.value)
     killer.close()
 

@@ -12,13 +12,20 @@ import redis
 from dramatiq.brokers.stub import StubBroker
 from periodiq import PeriodiqMiddleware
 
-from crmtasks.cron import UtcCron
-
 from crmtasks import registry
 from crmtasks.actors import declare_actor
 from crmtasks.broker import add_crmtasks_middleware
-from crmtasks.middleware import (DatabaseConnection, DatabaseReady, GracefulStop, JobMetrics, JobMutex, RunRecorder,
-                                 ScheduleGuard, WorkerHeartbeat)
+from crmtasks.cron import UtcCron
+from crmtasks.middleware import (
+    DatabaseConnection,
+    DatabaseReady,
+    GracefulStop,
+    JobMetrics,
+    JobMutex,
+    RunRecorder,
+    ScheduleGuard,
+    WorkerHeartbeat,
+)
 from crmtasks.settings import load_settings
 
 SPEC = registry.TaskSpec(name="tidy_up", actor_name="tests.tidy_up", cron="*/5 * * * *", queue="workflow_io",

@@ -20,7 +20,6 @@ from crmtasks.logging_setup import install_handlers
 from crmtasks.middleware import graceful_stop
 from crmtasks.settings import SettingsError, load_exporter_settings, load_settings
 
-
 # --- settings -------------------------------------------------------------------------------------
 
 
@@ -73,12 +72,11 @@ def test_exporter_serves_the_workers_metrics_directory_on_the_configured_address
 
 def test_exit_waits_for_the_end_of_a_critical_section():
     steps = []
-    with pytest.raises(SystemExit) as exited:
+    with pytest.raises(SystemExit) as exited, stopping.critical():
         with stopping.critical():
-            with stopping.critical():
-                stopping.exit_when_safe(0)
-                steps.append("claim")
-            steps.append("send")
+            stopping.exit_when_safe(0)
+            steps.append("claim")
+        steps.append("send")
     assert steps == ["claim", "send"] and exited.value.code == 0
     stopping._pending_exit = None
     with pytest.raises(SystemExit):

@@ -53,7 +53,7 @@ def test_warm_caches_job_is_registered():
     assert (spec.name, spec.cron, spec.queue, spec.overlap) == ("warm_caches", "0 3 * * *", "workflow_io", "skip")
     assert (spec.max_retries, spec.min_backoff_ms, spec.max_backoff_ms, spec.time_limit_s) == (3, 5_000, 60_000, 1800)
     assert spec.load() is warm_caches.run
-    assert [warmer.name for warmer in warm_caches.WARMERS] == ["sharing_visibility"]
+    assert [warmer.name for warmer in warm_caches.WARMERS] == ["sharing_visibility", "facets", "reports"]
 
 
 def test_cached_form_round_trips_and_refuses_what_it_does_not_know():
