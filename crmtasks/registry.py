@@ -132,6 +132,14 @@ def names() -> list[str]:
     return [spec.name for spec in TASKS]
 
 
+def find(name: str) -> TaskSpec | None:
+    """The task called ``name`` (CLI or actor name), or None: middleware lets other actors pass through."""
+    for spec in TASKS:
+        if name in (spec.name, spec.actor_name):
+            return spec
+    return None
+
+
 def get(name: str) -> TaskSpec:
     """The task called ``name`` (CLI or actor name); KeyError listing valid names when unknown."""
     for spec in TASKS:

@@ -44,10 +44,8 @@ class JobMetrics(dramatiq.Middleware):
 
     @staticmethod
     def _task(message) -> str | None:
-        try:
-            return registry.get(message.actor_name).name
-        except KeyError:
-            return None
+        spec = registry.find(message.actor_name)
+        return spec.name if spec else None
 
     def before_process_message(self, broker, message):
         if self._task(message) is not None:

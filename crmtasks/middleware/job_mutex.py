@@ -51,9 +51,8 @@ class JobMutex(dramatiq.Middleware):
         self.settings = settings
 
     def before_process_message(self, broker, message):
-        try:
-            spec = registry.get(message.actor_name)
-        except KeyError:
+        spec = registry.find(message.actor_name)
+        if spec is None:
             return
         try:
             taken = patiently(lambda: job_mutex(self.settings, spec).acquire(message.message_id),
@@ -72,9 +71,8 @@ class JobMutex(dramatiq.Middleware):
         raise SkipMessage(f"{spec.name} is already running")
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
-        try:
-            spec = registry.get(message.actor_name)
-        except KeyError:
+        spec = registry.find(message.actor_name)
+        if spec is None:
             return
         if isinstance(exception, JobNotStarted):
             return  # the lock was never taken

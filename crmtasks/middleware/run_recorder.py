@@ -37,10 +37,8 @@ class RunRecorder(dramatiq.Middleware):
 
     @staticmethod
     def _task_name(message) -> str | None:
-        try:
-            return registry.get(message.actor_name).name
-        except KeyError:
-            return None
+        spec = registry.find(message.actor_name)
+        return spec.name if spec else None
 
     def before_process_message(self, broker, message):
         task = self._task_name(message)

@@ -47,9 +47,8 @@ class ScheduleGuard(PeriodiqMiddleware):
         self.settings = settings
 
     def before_process_message(self, broker, message):
-        try:
-            spec = registry.get(message.actor_name)
-        except KeyError:
+        spec = registry.find(message.actor_name)
+        if spec is None:
             return
         if scheduling.is_paused(spec.name):
             self._skip(message, "paused", f"{spec.name} is paused")
