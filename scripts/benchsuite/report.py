@@ -1,6 +1,7 @@
 """The run's outputs: results.json (everything, machine-readable), results.md (the tables), ratios.png.
 
-results.json keys: ``schema``, ``command``, ``scale``, ``sizes``,
+results.json keys: ``schema``, ``run_id`` (in the names of the run's
+databases and Redis keys), ``command``, ``scale``, ``sizes``,
 ``machine`` (at the start) and ``machine_after`` (load and speed at the
 end), ``seeding``, ``duration_s``, ``claims`` (one verdict row per seed
 claim, in the seed's order), ``rows`` (every other measurement), ``jobs``,
@@ -18,7 +19,7 @@ from benchsuite.rows import SEED_CLAIMS, Row, claim_rows
 
 SCHEMA_VERSION = 1
 JSON_NAME, MARKDOWN_NAME, CHART_NAME = "results.json", "results.md", "ratios.png"
-REQUIRED_KEYS = ("schema", "command", "scale", "sizes", "machine", "machine_after", "seeding", "duration_s",
+REQUIRED_KEYS = ("schema", "run_id", "command", "scale", "sizes", "machine", "machine_after", "seeding", "duration_s",
                  "claims", "rows", "jobs", "growth", "raw", "files")
 
 
@@ -27,6 +28,7 @@ class Results:
     """Everything one run measured.
 
     Parameters:
+      run_id(str): This run's id (its databases are crmtasks_bench_<run_id>...).
       command(str): The command line, as typed.
       scale(str): small, medium or large.
       sizes(dict): Rows per table and audit rows.
@@ -40,6 +42,7 @@ class Results:
       raw(dict): Each suite's raw figures, by suite.
     """
 
+    run_id: str
     command: str
     scale: str
     sizes: dict
@@ -54,7 +57,7 @@ class Results:
 
     def as_dict(self) -> dict:
         return {
-            "schema": SCHEMA_VERSION, "command": self.command, "scale": self.scale, "sizes": self.sizes,
+            "schema": SCHEMA_VERSION, "run_id": self.run_id, "command": self.command, "scale": self.scale, "sizes": self.sizes,
             "machine": self.machine, "machine_after": self.machine_after, "seeding": self.seeding,
             "duration_s": round(self.duration_s, 1),
             "claims": [row.as_dict() for row in claim_rows(self.rows)],

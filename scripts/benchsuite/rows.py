@@ -83,10 +83,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def unavailable_claim(claim: str, suite: str, why: str) -> Row:
-    """The verdict row of a claim this build cannot measure (met is None: neither met nor missed)."""
-    return Row(suite=suite, metric="not available in this build", unit="ms", baseline=None, ours=None,
-               target="", met=None, detail=why, claim=claim)
+def unavailable_claim(claim: str, suite: str, why: str, metric: str = "not available in this build") -> Row:
+    """The verdict row of a claim this run could not measure (met is None: neither met nor missed)."""
+    return Row(suite=suite, metric=metric, unit="ms", baseline=None, ours=None, target="", met=None, detail=why,
+               claim=claim)
 
 
 def claim_rows(rows: list[Row]) -> list[Row]:
@@ -102,7 +102,8 @@ def claim_rows(rows: list[Row]) -> list[Row]:
         if row.claim in by_claim:
             raise ValueError(f"two verdict rows for the seed claim {row.claim!r}")
         by_claim[row.claim] = row
-    return [by_claim.get(claim) or unavailable_claim(claim, claim, "no suite measured it in this run")
+    return [by_claim.get(claim) or unavailable_claim(claim, claim, "its suite was not run (--suites)",
+                                                     metric="not measured in this run")
             for claim in SEED_CLAIMS]
 
 

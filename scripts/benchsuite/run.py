@@ -118,6 +118,6 @@ def measure(run: dataset.BenchRun, scale: dataset.Scale, args, command: str, sta
         conn.close()
     sizes = {**dataclasses.asdict(scale.crm), "audit_rows": scale.audit_rows, "archived_month_rows": scale.month_rows,
              "description": scale.describe()}
-    return report.Results(command=command, scale=scale.name, sizes=sizes, machine=described, machine_after=after,
+    return report.Results(run_id=run.server.run_id, command=command, scale=scale.name, sizes=sizes, machine=described, machine_after=after,
                           seeding=seeding, duration_s=time.perf_counter() - started, rows=rows, jobs=job_results,
                           growth=growth_results, raw=raw)

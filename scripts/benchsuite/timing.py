@@ -5,6 +5,7 @@ Every duration here is in milliseconds, measured with ``time.perf_counter``.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -16,11 +17,12 @@ def ms_since(started: float) -> float:
 
 
 def percentile(samples: Sequence[float], share: float) -> float:
-    """The nearest-rank percentile: the smallest sample at or above ``share`` (0..1) of them."""
+    """The nearest-rank percentile: the smallest sample that ``share`` (0..1) of the samples are at or below."""
     if not samples:
         raise ValueError("no samples")
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered) + 0.5) - 1))]
+    rank = math.ceil(share * len(ordered) - 1e-9)  # the tolerance keeps 0.95 * 100 at rank 95
+    return ordered[min(len(ordered), max(1, rank)) - 1]
 
 
 def timed(function: Callable, arguments: Sequence, repeat: int, warmup: int = 3) -> list[float]:
