@@ -176,12 +176,13 @@ def bench_environment(environ: Mapping[str, str], database_url: str, redis_url: 
                       archive_dir: Path) -> dict[str, str]:
     """The variables crmtasks reads, pointing at this run's database, Redis prefix and archive directory.
 
-    The legal hold and test pause points are switched off whatever the
-    caller's environment says: the audit suite must archive.
+    The archive policy is set and the legal hold and test pause points are
+    switched off whatever the caller's environment says: the audit suite
+    must archive.
     """
     return {**environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
             "CRMTASKS_REDIS_PREFIX": f"crmtasks-bench-{run_id}", "CRMTASKS_ARCHIVE_DIR": str(archive_dir),
-            "CRMTASKS_AUDIT_HOLD": "0", "CRMTASKS_AUDIT_PAUSE_AT": ""}
+            "CRMTASKS_AUDIT_RETENTION_POLICY": "archive", "CRMTASKS_AUDIT_HOLD": "0", "CRMTASKS_AUDIT_PAUSE_AT": ""}
 
 
 def point_crmtasks_at(environment: dict[str, str]) -> Settings:

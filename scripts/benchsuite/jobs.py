@@ -8,10 +8,11 @@ and crmtasks' imports (measured just before the job) plus whatever the job
 added. PostgreSQL's temporary files written meanwhile are read from
 pg_stat_database (work_mem spills: sorts and hashes too big for memory).
 
-The runs happen after the other suites, so they are the scheduled runs of a
-CRM in steady state: facets recounted, aggregates folding what changed since
-the last run, audit maintenance archiving the months past the default
-12-month retention (on a first run: the backlog of the seeded 24 months).
+The runs happen after the other suites and after 1% of deals changed, so
+they are the scheduled runs of a CRM in steady state: facets recounted,
+aggregates folding that change, audit maintenance archiving the months past
+the default 12-month retention (on a first run: the backlog of the seeded 24
+months), caches warmed.
 """
 
 from __future__ import annotations

@@ -118,6 +118,11 @@ def create_views(conn) -> None:
     execute(conn, "VACUUM ANALYZE")
 
 
+def change_one_percent(conn, users: int, slice_number: int) -> None:
+    """Change the 1% of deals whose id is ``slice_number`` modulo 100 (one UPDATE, committed)."""
+    execute(conn, CHANGE_ONE_PERCENT, {"users": users, "slice": slice_number % 100})
+
+
 def change_cycles(conn, users: int, deals: int, cycles: int) -> dict:
     """``cycles`` times: change 1% of deals, refresh the views concurrently, run ours; medians in ms.
 

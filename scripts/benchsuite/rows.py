@@ -72,6 +72,8 @@ class Row:
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["ratio"] = self.ratio
+        if self.target_ratio is not None:
+            data["target_ratio"] = round(self.target_ratio, 6)  # 1 - 0.95 is 0.050000000000000044
         data["claim_text"] = SEED_CLAIMS.get(self.claim) if self.claim else None
         return {key: _plain(value) for key, value in data.items()}
 

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "scripts" / "bench"
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchsuite.report import REQUIRED_KEYS  # noqa: E402 - scripts/ is not a package installed with crmtasks
-from benchsuite.rows import SEED_CLAIMS  # noqa: E402
+from benchsuite.report import REQUIRED_KEYS
+from benchsuite.rows import SEED_CLAIMS
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +31,16 @@ ROW_KEYS = {"suite", "metric", "unit", "baseline", "ours", "ratio", "target", "m
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "results"
-    result = subprocess.run([str(BENCH), "--scale", "small", "--out", str(out)], cwd=ROOT, env=dict(os.environ),
-                            capture_output=True, text=True, timeout=600)
+    # This interpreter (the test environment's), not whatever `python3` is first on PATH.
+    result = subprocess.run([sys.executable, str(BENCH), "--scale", "small", "--out", str(out)], check=False, cwd=ROOT,
+                            env=dict(os.environ), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     return out, result
+
+
+def test_bench_is_an_executable_python_script():
+    assert os.access(BENCH, os.X_OK)
+    assert BENCH.read_text().startswith("#!/usr/bin/env python3\n")
 
 
 def test_writes_the_three_files(bench_run):

@@ -10,10 +10,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from benchsuite import report, timing  # noqa: E402 - scripts/ is not a package installed with crmtasks
-from benchsuite.dataset import SCALES, Scale  # noqa: E402
-from benchsuite.jobs import what_it_did  # noqa: E402
-from benchsuite.rows import SEED_CLAIMS, Row, claim_rows  # noqa: E402
+from benchsuite import report, timing
+from benchsuite.dataset import SCALES, Scale
+from benchsuite.jobs import what_it_did
+from benchsuite.rows import SEED_CLAIMS, Row, claim_rows
 
 
 def _row(**overrides) -> Row:
