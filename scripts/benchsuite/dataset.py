@@ -208,10 +208,16 @@ def start(environ: Mapping[str, str]) -> BenchRun:
     server_url, redis_url = resolve_servers(environ)
     run_id = uuid.uuid4().hex[:8]
     server = BenchServer(server_url, run_id)
-    url = server.create()
     archive_dir = Path(tempfile.mkdtemp(prefix=f"crmtasks-bench-{run_id}-"))
-    environment = bench_environment(environ, url, redis_url, run_id, archive_dir)
-    settings = point_crmtasks_at(environment)
+    try:
+        url = server.create()
+        environment = bench_environment(environ, url, redis_url, run_id, archive_dir)
+        settings = point_crmtasks_at(environment)
+    except BaseException:
+        server.drop_all()
+        server.close()
+        shutil.rmtree(archive_dir, ignore_errors=True)
+        raise
     return BenchRun(server, url, settings, environment, archive_dir)
 
 

@@ -41,11 +41,10 @@ def git_commit() -> str | None:
 def postgres(conn) -> dict:
     """Server version and the settings that shape these timings."""
     with conn.cursor() as cur:
-        cur.execute("SELECT name, setting, unit FROM pg_settings WHERE name = ANY(%s) ORDER BY name",
+        cur.execute("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s) ORDER BY name",
                     (["server_version", "shared_buffers", "work_mem", "max_parallel_workers_per_gather",
                       "synchronous_commit", "jit"],))
-        found = {name: f"{setting}{'' if unit in (None, '') else ' x ' + unit}" for name, setting, unit in cur.fetchall()}
-    return found
+        return dict(cur.fetchall())
 
 
 def describe(conn) -> dict:
