@@ -29,80 +29,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
 import psycopg2
+from benchsuite.reports import (
+    DEAL_VIEWS,
+    REPORTS,
+    change_cycles,
+    check_equal,
+    create_views,
+    execute,
+    measure_reads,
+)
+from benchsuite.timing import ms_since
 from psycopg2 import sql
 
 from crmtasks import aggregates, migrate, services
-from crmtasks.reports import queries
 from crmtasks.settings import SettingsError, get_settings
-
-# The reports as the issue defines them: (our query, as crmtasks.reports sends it; the live SQL; the view's key).
-OWNER = "d.owner_id, u.full_name AS owner_name, u.is_active AS owner_active"
-REPORTS = {
-    "pipeline per stage and owner": (
-        lambda: queries.pipeline_query(by_owner=True),
-        f"""SELECT d.stage, {OWNER}, count(*) AS deal_count, coalesce(sum(d.amount), 0) AS amount_total,
-                   round(avg(d.amount), 2) AS average_amount,
-                   round(coalesce(sum(d.amount * d.probability / 100.0), 0), 2) AS weighted_amount
-            FROM deals d LEFT JOIN users u ON u.id = d.owner_id
-            WHERE d.stage NOT IN ('Closed Won', 'Closed Lost')
-            GROUP BY d.stage, d.owner_id, u.full_name, u.is_active""",
-        ("owner_id", "stage")),
-    "pipeline per stage": (
-        lambda: queries.pipeline_query(),
-        """SELECT d.stage, count(*) AS deal_count, coalesce(sum(d.amount), 0) AS amount_total,
-                  round(avg(d.amount), 2) AS average_amount,
-                  round(coalesce(sum(d.amount * d.probability / 100.0), 0), 2) AS weighted_amount
-           FROM deals d WHERE d.stage NOT IN ('Closed Won', 'Closed Lost') GROUP BY d.stage""",
-        ("stage",)),
-    "revenue per month and owner": (
-        lambda: queries.revenue_query(by_owner=True),
-        f"""SELECT date_trunc('month', d.close_date)::date AS period_start, {OWNER}, count(*) AS deal_count,
-                   coalesce(sum(d.amount), 0) AS revenue, round(avg(d.amount), 2) AS average_amount
-            FROM deals d LEFT JOIN users u ON u.id = d.owner_id
-            WHERE d.stage = 'Closed Won' AND d.close_date IS NOT NULL
-            GROUP BY 1, d.owner_id, u.full_name, u.is_active""",
-        ("period_start", "owner_id")),
-    "win rate per quarter and owner": (
-        lambda: queries.win_rate_query(by_owner=True),
-        f"""SELECT date_trunc('quarter', d.close_date)::date AS period_start, {OWNER},
-                   count(*) FILTER (WHERE d.stage = 'Closed Won') AS won,
-                   count(*) FILTER (WHERE d.stage = 'Closed Lost') AS lost,
-                   round((count(*) FILTER (WHERE d.stage = 'Closed Won'))::numeric / count(*), 4) AS win_rate
-            FROM deals d LEFT JOIN users u ON u.id = d.owner_id
-            WHERE d.stage IN ('Closed Won', 'Closed Lost') AND d.close_date IS NOT NULL
-            GROUP BY 1, d.owner_id, u.full_name, u.is_active""",
-        ("period_start", "owner_id")),
-    "sales cycle per month": (
-        lambda: queries.sales_cycle_query(),
-        """SELECT date_trunc('month', d.close_date)::date AS period_start, count(*) AS deal_count,
-                  sum(d.close_date - (d.created_at AT TIME ZONE 'UTC')::date) AS total_days,
-                  round(avg(d.close_date - (d.created_at AT TIME ZONE 'UTC')::date), 1) AS average_days
-           FROM deals d WHERE d.stage IN ('Closed Won', 'Closed Lost') AND d.close_date IS NOT NULL
-           GROUP BY 1""",
-        ("period_start",)),
-    "leads per source and month": (
-        lambda: queries.lead_conversion_query(),
-        """SELECT date_trunc('month', l.created_at AT TIME ZONE 'UTC')::date AS period_start, l.source,
-                  count(*) AS leads, count(*) FILTER (WHERE l.status = 'Converted') AS converted,
-                  round((count(*) FILTER (WHERE l.status = 'Converted'))::numeric / count(*), 4) AS conversion_rate
-           FROM leads l GROUP BY 1, 2""",
-        ("period_start", "source")),
-    "accounts per industry and region": (
-        lambda: queries.accounts_query(),
-        """SELECT a.industry, a.region, count(*) AS account_count FROM accounts a GROUP BY 1, 2""",
-        ("industry", "region")),
-}
-DEAL_VIEWS = [name for name in REPORTS if not name.startswith(("leads", "accounts"))]
 
 LOAD = [
     ("users", """
@@ -143,17 +92,6 @@ LOAD = [
                1 + floor(%(users)s * random() ^ 2)::bigint, created, created
         FROM (SELECT g, now() - random() * interval '730 days' AS created FROM generate_series(1, %(leads)s) g) AS generated"""),
 ]
-
-# 1% of deals change in one statement: a third close (won or lost, recently), a third change amount, a third change owner.
-CHANGE_ONE_PERCENT = """
-    UPDATE deals SET
-        stage = CASE WHEN id %% 3 = 0 THEN (CASE WHEN random() < 0.5 THEN 'Closed Won' ELSE 'Closed Lost' END) ELSE stage END,
-        close_date = CASE WHEN id %% 3 = 0 THEN current_date - (random() * 60)::int ELSE close_date END,
-        amount = CASE WHEN id %% 3 = 1 THEN round(coalesce(amount, 1000) * (0.5 + random())::numeric, 2) ELSE amount END,
-        owner_id = CASE WHEN id %% 3 = 2 THEN 1 + floor(%(users)s * random())::bigint ELSE owner_id END,
-        updated_at = now()
-    WHERE id %% 100 = %(slice)s"""
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -203,52 +141,15 @@ def run(url: str, sizes: dict, repeat: int, cycles: int) -> dict:
     conn.autocommit = True
     results = {"sizes": sizes, "repeat": repeat, "cycles": cycles, "server": server_version(conn)}
     results["load_s"] = load(conn, sizes)
-
-    for index, (title, (_, live_sql, key)) in enumerate(REPORTS.items()):
-        view = sql.Identifier(f"bench_view_{index}")
-        execute(conn, sql.SQL("CREATE MATERIALIZED VIEW {} AS ").format(view) + sql.SQL(live_sql))
-        execute(conn, sql.SQL("CREATE UNIQUE INDEX ON {} ({}) NULLS NOT DISTINCT").format(
-            view, sql.SQL(", ").join(map(sql.Identifier, key))))
-    execute(conn, "VACUUM ANALYZE")
+    create_views(conn)
 
     started = time.perf_counter()
     full = aggregates.refresh(conn)
     results["full_run"] = {"ms": ms_since(started), "mode": full.mode, "rows_read": full.rows_read}
-
-    refresh_all, refresh_deals, ours, update_with, update_without, folded = [], [], [], [], [], []
-    for cycle in range(cycles):
-        params = {"users": sizes["users"], "slice": cycle}
-        # What the capture trigger costs the writer: the same UPDATE without it, rolled back.
-        execute(conn, "BEGIN")
-        execute(conn, "ALTER TABLE deals DISABLE TRIGGER report_deals_updated")
-        update_without.append(timed(conn, CHANGE_ONE_PERCENT, params))
-        execute(conn, "ROLLBACK")
-        update_with.append(timed(conn, CHANGE_ONE_PERCENT, params))
-
-        views_ms = {}
-        for index, title in enumerate(REPORTS):
-            views_ms[title] = timed(conn, sql.SQL("REFRESH MATERIALIZED VIEW CONCURRENTLY {}").format(
-                sql.Identifier(f"bench_view_{index}")))
-        refresh_all.append(sum(views_ms.values()))
-        refresh_deals.append(sum(views_ms[title] for title in DEAL_VIEWS))
-
-        started = time.perf_counter()
-        stats = aggregates.refresh(conn)
-        ours.append(ms_since(started))
-        folded.append(stats.rows_read["deals"])
-        assert stats.mode == "incremental", stats
-    results["one_percent"] = {
-        "deals_changed": sizes["deals"] // 100,
-        "change_images_folded": statistics.median(folded),
-        "refresh_concurrently_deal_views_ms": statistics.median(refresh_deals),
-        "refresh_concurrently_all_views_ms": statistics.median(refresh_all),
-        "incremental_run_ms": statistics.median(ours),
-        "update_with_capture_ms": statistics.median(update_with),
-        "update_without_capture_ms": statistics.median(update_without),
-    }
+    results["one_percent"] = change_cycles(conn, sizes["users"], sizes["deals"], cycles)
     # Reads in the steady state: after the full run and the incremental runs.
     results["reads"] = measure_reads(conn, repeat)
-    results["equal_to_live"] = check_equal(conn)
+    results["equal_to_live"] = not check_equal(conn)
     conn.close()
     return results
 
@@ -265,45 +166,6 @@ def load(conn, sizes: dict) -> float:
     for table in ("deals", "leads", "accounts"):
         execute(conn, sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(sql.Identifier(table)))
     return round(time.perf_counter() - started, 1)
-
-
-def measure_reads(conn, repeat: int) -> dict:
-    """Median milliseconds per report, interleaved: the live query, the view, our report's SQL (each executed and
-    fetched alike), and our whole report function (SQL plus Python rows and period labels)."""
-    timings = {title: {"live": [], "view": [], "ours": [], "ours_api": []} for title in REPORTS}
-    rows = {}
-    for _ in range(repeat):
-        for index, (title, (ours, live_sql, key)) in enumerate(REPORTS.items()):
-            order = sql.SQL(", ").join(map(sql.Identifier, key))
-            timings[title]["live"].append(timed_fetch(conn, sql.SQL(live_sql) + sql.SQL(" ORDER BY ") + order))
-            timings[title]["view"].append(timed_fetch(conn, sql.SQL("SELECT * FROM {} ORDER BY {}").format(
-                sql.Identifier(f"bench_view_{index}"), order)))
-            query = ours()
-            timings[title]["ours"].append(timed_fetch(conn, query.statement, query.params))
-            started = time.perf_counter()
-            report = queries.execute(ours(), conn)
-            timings[title]["ours_api"].append(ms_since(started))
-            rows[title] = len(report.rows)
-    return {title: {"rows": rows[title],
-                    **{method: statistics.median(values) for method, values in methods.items()},
-                    **{f"{method}_min": min(values) for method, values in methods.items()}}
-            for title, methods in timings.items()}
-
-
-def check_equal(conn) -> bool:
-    """Every report of ours, row for row, equals its live query now."""
-    equal = True
-    for title, (ours, live_sql, key) in REPORTS.items():
-        order = sql.SQL(", ").join(map(sql.Identifier, key))
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL(live_sql) + sql.SQL(" ORDER BY ") + order)
-            live = [tuple(row) for row in cur.fetchall()]
-        got = [tuple(value for column, value in row.items() if column != "period")
-               for row in queries.execute(ours(), conn).rows]
-        if got != live:
-            print(f"MISMATCH: {title}: {len(got)} rows of ours vs {len(live)} live", file=sys.stderr)
-            equal = False
-    return equal
 
 
 def print_results(results: dict) -> None:
@@ -346,29 +208,6 @@ def server_version(conn) -> str:
     with conn.cursor() as cur:
         cur.execute("SHOW server_version")
         return f"PostgreSQL {cur.fetchone()[0]}"
-
-
-def execute(conn, statement, params=None) -> None:
-    with conn.cursor() as cur:
-        cur.execute(statement, params)
-
-
-def timed(conn, statement, params=None) -> float:
-    started = time.perf_counter()
-    execute(conn, statement, params)
-    return ms_since(started)
-
-
-def timed_fetch(conn, statement, params=None) -> float:
-    started = time.perf_counter()
-    with conn.cursor() as cur:
-        cur.execute(statement, params)
-        cur.fetchall()
-    return ms_since(started)
-
-
-def ms_since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
 
 
 if __name__ == "__main__":

@@ -37,7 +37,10 @@ from urllib.parse import urlsplit
 
 import psycopg2
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+
+from benchsuite.search import live_search
+from benchsuite.timing import calibration_ms, percentile, timed
 
 FIRST_NAMES = ["James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
                "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Carlos", "Karen",
@@ -65,9 +68,6 @@ SOURCES = ["web", "referral", "event", "cold call", "partner", "advertisement", 
 STATUSES = ["new", "contacted", "qualified", "unqualified", "nurturing", "converted"]
 RATINGS = ["hot", "warm", "cold"]
 STAGES = ["prospecting", "qualification", "proposal", "negotiation", "closed won", "closed lost", "on hold"]
-
-LEAD_FACETS = ["status", "industry", "source", "rating", "owner_id"]
-
 
 def _array(values: list[str]) -> str:
     return "ARRAY[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
@@ -128,44 +128,6 @@ def load_data(conn, rows: int, users: int) -> dict[str, float]:
             conn.commit()
             timings[table] = time.perf_counter() - started
     return timings
-
-
-def percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered) + 0.5) - 1))]
-
-
-def timed(function, arguments: list, repeat: int, warmup: int = 3) -> list[float]:
-    """Milliseconds per call, cycling through ``arguments``."""
-    for i in range(warmup):
-        function(arguments[i % len(arguments)])
-    samples = []
-    for i in range(repeat):
-        started = time.perf_counter()
-        function(arguments[i % len(arguments)])
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
-def live_search(conn, filters: dict, q: str | None) -> int:
-    """The naive search: one GROUP BY per facet field, a count and the page, all live."""
-    conditions, params = [], []
-    for column, value in filters.items():
-        conditions.append(f"{column} = %s")
-        params.append(value)
-    if q:
-        conditions.append("(name ILIKE %s OR company ILIKE %s OR email ILIKE %s)")
-        params += [f"%{q}%"] * 3
-    where = " AND ".join(conditions) or "TRUE"
-    with conn.cursor() as cur:
-        for column in LEAD_FACETS:
-            cur.execute(f"SELECT {column}, count(*) FROM leads WHERE {where} GROUP BY {column}", params)
-            cur.fetchall()
-        cur.execute(f"SELECT count(*) FROM leads WHERE {where}", params)
-        total = cur.fetchone()[0]
-        cur.execute(f"SELECT * FROM leads WHERE {where} ORDER BY id DESC LIMIT 25", params)
-        cur.fetchall()
-    return total
 
 
 def main() -> int:
@@ -232,7 +194,7 @@ def run_bench(bench_url: str, args) -> int:
     load["migrations + vacuum"] = time.perf_counter() - indexing_started
     print(f"loaded in {time.perf_counter() - started:.1f} s (" +
           ", ".join(f"{name} {seconds:.1f} s" for name, seconds in load.items()) + ")")
-    print(f"machine speed now: SELECT count(*) FROM generate_series(1, 1000000) takes {_calibration_ms(conn):.0f} ms "
+    print(f"machine speed now: SELECT count(*) FROM generate_series(1, 1000000) takes {calibration_ms(conn):.0f} ms "
           "(about 60 ms on an idle core; higher means others are using the CPUs)")
 
     temp_before = _temp_bytes(conn)
@@ -261,16 +223,13 @@ def run_bench(bench_url: str, args) -> int:
         statuses = [row[0] for row in cur.fetchall()]
     owners = [1, 7, 23, 60, 120, 199]
     one_filter = [{"industry": industries[i % len(industries)]} for i in range(8)] + \
-                 [{"owner_id": owners[i]} for i in range(len(owners))]
+                 [{"owner": owners[i]} for i in range(len(owners))]
     two_filters = [{"industry": industries[i % len(industries)], "status": statuses[i % len(statuses)]}
                    for i in range(10)]
     # A company name matches about 0.1% of leads; a surname about 1.7% (one of 60), so 17,000 rows at 1M.
     narrow_texts = ["Nakatomi Hotels", "Cyberdyne Robotics", "Aperture Biotech", "Blue Sun Mining", "Initech Pharma",
                     "Wonka Foods"]
     broad_texts = ["Kowalski", "okafor", "Nakamura"]
-
-    def ours_filters(filters):
-        return {("owner" if key == "owner_id" else key): value for key, value in filters.items()}
 
     shapes = [
         ("no filter", [{}], None, "p95 <= 2 ms, >= 95% below live"),
@@ -287,7 +246,7 @@ def run_bench(bench_url: str, args) -> int:
         matched: list[int] = []
 
         def ours(case, sources=sources, matched=matched):
-            result = faceted_search("leads", ours_filters(case[0]), q=case[1])
+            result = faceted_search("leads", case[0], q=case[1])
             sources.add(result.source)
             matched.append(result.total)
 
@@ -311,20 +270,9 @@ def run_bench(bench_url: str, args) -> int:
     print_table(["query shape", "live p50 / p95 ms", "ours p50 / p95 ms", "ratio p95 ours/live", "source",
                  "matched (avg)", "target", "met"], rows)
     print(f"{args.repeat} timed calls per shape and side after 3 warm-up calls; leads = {args.leads:,}; "
-          f"server: {_server_version(conn)}; machine speed after: {_calibration_ms(conn):.0f} ms (see above)")
+          f"server: {_server_version(conn)}; machine speed after: {calibration_ms(conn):.0f} ms (see above)")
     conn.close()
     return 0
-
-
-def _calibration_ms(conn) -> float:
-    with conn.cursor() as cur:
-        samples = []
-        for _ in range(5):
-            started = time.perf_counter()
-            cur.execute("SELECT count(*) FROM generate_series(1, 1000000)")
-            cur.fetchall()
-            samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
 
 
 def _temp_bytes(conn) -> int:

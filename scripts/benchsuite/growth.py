@@ -1,0 +1,109 @@
+"""Growth suite: how the jobs' cost grows with the data, at three sizes.
+
+For each size (``Scale.growth_fractions`` of the scale's CRM and of its
+archived month: 100k, 300k and 1M leads at the large scale) a database of
+its own is seeded, then one child process (so its peak memory is its own)
+times, on that data:
+
+- ``precompute_facets``: a first run (no value counts known yet: every pair
+  of fields grouped) and a second, steady-state run;
+- ``precompute_aggregates``: a full rebuild from the raw tables;
+- the audit archive of one month past retention (the archive step and the
+  whole retention run).
+
+Seconds per 100k rows that stay flat across sizes mean linear growth; a
+peak memory that stays flat means the work happens in PostgreSQL, not in
+Python. PostgreSQL's temporary files show whether its work spilled to disk.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg2
+
+from benchsuite import dataset
+from benchsuite.audit import fill_month, timing_archive_step
+from benchsuite.processes import peak_rss_mb, run_in_child
+from crmtasks.audit.months import current_month
+
+# The archived month: past the default 12-month retention, so it alone goes.
+ARCHIVED_MONTH_AGO = 14
+
+
+def measure_size(url: str, archive_dir: str) -> dict:
+    """In the child: time both precomputes and one archive on the database of ``url``; figures in seconds."""
+    from crmtasks import aggregates
+    from crmtasks.audit.maintenance import run_maintenance
+    from crmtasks.jobs.precompute_facets import precompute
+    from crmtasks.settings import load_settings
+
+    settings = load_settings({"DATABASE_URL": url, "CRMTASKS_ARCHIVE_DIR": archive_dir})
+    conn = psycopg2.connect(url, application_name="crmtasks-bench-growth")
+    conn.autocommit = True
+    rss_start = peak_rss_mb()
+    started = time.perf_counter()
+    precompute(conn)
+    facets_first_s = time.perf_counter() - started
+    started = time.perf_counter()
+    facets = precompute(conn)
+    facets_s = time.perf_counter() - started
+    started = time.perf_counter()
+    rebuild = aggregates.refresh(conn, full=True)
+    aggregates_s = time.perf_counter() - started
+    conn.close()
+    timings: dict = {}
+    maintenance_conn = psycopg2.connect(url, application_name="crmtasks-bench-growth-audit")
+    try:
+        started = time.perf_counter()
+        with timing_archive_step(timings):
+            archived = run_maintenance(maintenance_conn, settings)
+        retention_s = time.perf_counter() - started
+    finally:
+        maintenance_conn.close()
+    return {
+        "facets_rows": facets["rows_scanned"], "facets_first_s": facets_first_s, "facets_s": facets_s,
+        "aggregates_rows": sum(rebuild.rows_read.values()), "aggregates_mode": rebuild.mode,
+        "aggregates_s": aggregates_s,
+        "archive_rows": archived["rows"], "archive_s": timings.get("archive_s"), "retention_run_s": retention_s,
+        "rss_start_mb": round(rss_start, 1), "rss_peak_mb": round(peak_rss_mb(), 1),
+    }
+
+
+def per_100k(seconds: float | None, rows: int) -> float | None:
+    """Seconds per 100,000 rows (None without rows)."""
+    if seconds is None or not rows:
+        return None
+    return seconds / rows * 100_000
+
+
+def run(server: dataset.BenchServer, scale: dataset.Scale, archive_dir: Path, seed_value: int) -> list[dict]:
+    """Measure each size in a database of its own (dropped after); one dict per size, smallest first."""
+    results = []
+    for number, fraction in enumerate(scale.growth_fractions, start=1):
+        crm = scale.crm_at(fraction)
+        month_rows = max(1, round(scale.month_rows * fraction))
+        dataset.log(f"growth: size {number}/{len(scale.growth_fractions)}: {crm.leads:,} leads, "
+                    f"archived month of {month_rows:,} rows")
+        url = server.create(f"growth{number}")
+        try:
+            seeded = dataset.seed(url, crm, 0, seed_value)
+            conn = psycopg2.connect(url, application_name="crmtasks-bench-growth-fill")
+            try:
+                fill_month(conn, current_month().plus(-ARCHIVED_MONTH_AGO), month_rows)
+            finally:
+                conn.close()
+            before = dataset.temp_bytes(url)
+            result = run_in_child(measure_size, url, str(archive_dir / f"growth{number}"))
+            time.sleep(0.5)  # the child's sessions have ended: their statistics reach pg_stat_database
+            result["temp_bytes"] = dataset.temp_bytes(url) - before
+        finally:
+            server.drop(url)
+        result.update(fraction=fraction, leads=crm.leads, crm_rows=sum(v for k, v in seeded["rows"].items()
+                                                                       if k not in ("roles", "users")),
+                      facets_s_per_100k=per_100k(result["facets_s"], result["facets_rows"]),
+                      aggregates_s_per_100k=per_100k(result["aggregates_s"], result["aggregates_rows"]),
+                      archive_s_per_100k=per_100k(result["archive_s"], result["archive_rows"]))
+        results.append(result)
+    return results
