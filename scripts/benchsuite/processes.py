@@ -13,6 +13,7 @@ import resource
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -21,7 +22,19 @@ class ChildFailed(RuntimeError):
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    """Peak resident set size of this process's own memory so far, in MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of the memory
+    the process has had since it was exec'ed. Not ``ru_maxrss``: Linux keeps
+    that across exec, so a spawned child would report its parent's size at
+    the fork. Elsewhere, ``ru_maxrss`` (macOS reports bytes).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
 

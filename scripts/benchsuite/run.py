@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -67,11 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     from crmtasks.settings import SettingsError
 
+    # A SIGTERM (a timeout, a supervisor) ends the run like Ctrl-C does: the
+    # finally blocks below still drop the databases and delete the archives.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         run = dataset.start(os.environ)
     except SettingsError as error:
         print(f"bench: {error}", file=sys.stderr)
         return 2
+    log(f"database {run.server.database_name()} (dropped at the end unless --keep); run id {run.server.run_id}")
     try:
         results = measure(run, scale, args, command, started)
         paths = report.write(results, out)
@@ -80,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     print(paths["markdown"].read_text())
     log(f"wrote {', '.join(str(path) for path in paths.values())} in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def _exit_on_signal(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def measure(run: dataset.BenchRun, scale: dataset.Scale, args, command: str, started: float) -> report.Results:

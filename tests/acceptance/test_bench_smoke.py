@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg2
@@ -96,3 +99,26 @@ def test_leaves_no_database_behind(bench_run, server_database_url):
         left = cur.fetchall()
     conn.close()
     assert left == []
+
+
+def test_sigterm_stops_the_run_and_drops_its_database(tmp_path, server_database_url):
+    process = subprocess.Popen([sys.executable, str(BENCH), "--scale", "small", "--out", str(tmp_path / "out")],
+                               cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        first_line = process.stderr.readline()  # logged once its database exists
+        match = re.search(r"database (crmtasks_bench_[0-9a-f]+) ", first_line)
+        assert match, first_line
+        time.sleep(1.0)  # into the seeding
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    with psycopg2.connect(server_database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (match.group(1) + "%",))
+        left = cur.fetchall()
+    conn.close()
+    assert left == []
+    assert not (tmp_path / "out").exists()
