@@ -18,6 +18,8 @@ All SQL is composed from ``psycopg2.sql`` objects; values become ``Literal``.
 
 from __future__ import annotations
 
+import abc
+
 import dataclasses
 import datetime
 import decimal
@@ -59,31 +61,31 @@ def column_in(column: sql.Composable, keys: Sequence[Any], *, null_included: boo
     return _either(conditions)
 
 
-class FacetKind:
-    """How one kind of facet field is keyed, checked and filtered. Subclasses fill the four methods."""
+class FacetKind(abc.ABC):
+    """How one kind of facet field is keyed, checked and filtered. Subclasses fill the four abstract methods."""
 
     #: Words for error messages: what an API value of this facet looks like.
     expected = "a value"
 
+    @abc.abstractmethod
     def key_sql(self) -> sql.Composable:
         """The per-row bucket key expression (cheap: it is evaluated for every row counted)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def check(self, value: Any) -> str:
         """The stored key (text) of a non-null API value; ValueError naming the expected type otherwise."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def decode(self, key: str) -> Any:
         """The API value of a non-null stored key."""
-        raise NotImplementedError
 
     def parse(self, text: str) -> Any:
         """The API value written as ``text`` on the command line; ValueError when it cannot be one."""
         return text
 
+    @abc.abstractmethod
     def condition(self, keys: Sequence[str], null_included: bool) -> sql.Composable:
         """Rows whose bucket is one of ``keys`` (non-null stored keys) or NULL when ``null_included``."""
-        raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,14 +293,14 @@ class Facet:
     kind: FacetKind
 
 
-class RangeKind:
+class RangeKind(abc.ABC):
     """A column that may be filtered by range (``{"gte": ..., "lt": ...}``)."""
 
     expected = "a value"
 
+    @abc.abstractmethod
     def check(self, value: Any) -> Any:
         """The Python value to compare with; ValueError naming the expected type otherwise."""
-        raise NotImplementedError
 
 
 class Timestamp(RangeKind):

@@ -13,15 +13,25 @@ import os
 import uuid
 from urllib.parse import urlsplit
 
+from pathlib import Path
+
 import psycopg2
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 RUN_ID = uuid.uuid4().hex[:10]
 TEST_DATABASE = f"crmtasks_test_{RUN_ID}"
 TEST_PREFIX = f"crmtasks-test-{RUN_ID}"
 
 _server_database_url: str | None = None
+
+# Hypothesis keeps the examples it found failing under the (git-ignored) state
+# directory instead of a .hypothesis folder at the top of the tree.
+hypothesis_settings.register_profile(
+    "crmtasks", database=DirectoryBasedExampleDatabase(str(Path(__file__).resolve().parents[1] / ".crmtasks" / "hypothesis")))
+hypothesis_settings.load_profile("crmtasks")
 
 
 def with_database(url: str, name: str) -> str:
