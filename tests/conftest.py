@@ -18,8 +18,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 import redis
-from hypothesis import settings as hypothesis_settings
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.configuration import set_hypothesis_home_dir
 
 RUN_ID = uuid.uuid4().hex[:10]
 TEST_DATABASE = f"crmtasks_test_{RUN_ID}"
@@ -27,11 +26,9 @@ TEST_PREFIX = f"crmtasks-test-{RUN_ID}"
 
 _server_database_url: str | None = None
 
-# Hypothesis keeps the examples it found failing under the (git-ignored) state
+# Hypothesis keeps its example database under the (git-ignored) state
 # directory instead of a .hypothesis folder at the top of the tree.
-hypothesis_settings.register_profile(
-    "crmtasks", database=DirectoryBasedExampleDatabase(str(Path(__file__).resolve().parents[1] / ".crmtasks" / "hypothesis")))
-hypothesis_settings.load_profile("crmtasks")
+set_hypothesis_home_dir(str(Path(__file__).resolve().parents[1] / ".crmtasks" / "hypothesis"))
 
 
 def with_database(url: str, name: str) -> str:
