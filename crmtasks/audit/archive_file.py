@@ -225,15 +225,7 @@ def copy_to_file(cur, statement: sql.Composable, path: Path, *, level: int = GZI
     the page cache so the read-back that follows reads the disk.
     """
     with open(path, "xb") as raw_file:
-        sink = _DigestSink(raw_file, level, on_rows)
-        try:
-            buffered = io.BufferedWriter(sink, buffer_size=_BLOCK)
-            cur.copy_expert(statement, buffered)
-            buffered.flush()
-        except BaseException:
-            sink.abandon()
-            raise
-        digest = sink.finish()
+        digest = _copy_into(cur, statement, _DigestSink(raw_file, level, on_rows))
         raw_file.flush()
         os.fsync(raw_file.fileno())
         _drop_cached_pages(raw_file.fileno())
@@ -242,7 +234,11 @@ def copy_to_file(cur, statement: sql.Composable, path: Path, *, level: int = GZI
 
 def copy_to_digest(cur, statement: sql.Composable) -> StreamDigest:
     """Run a ``COPY ... TO STDOUT`` and return the row count and rows checksum, writing nothing."""
-    sink = _DigestSink()
+    return _copy_into(cur, statement, _DigestSink())
+
+
+def _copy_into(cur, statement: sql.Composable, sink: "_DigestSink") -> StreamDigest:
+    """Stream a ``COPY ... TO STDOUT`` through ``sink`` in large blocks; the sink is abandoned on any error."""
     try:
         buffered = io.BufferedWriter(sink, buffer_size=_BLOCK)
         cur.copy_expert(statement, buffered)
