@@ -10,7 +10,7 @@ from __future__ import annotations
 import peewee
 from playhouse.postgres_ext import BinaryJSONField, DateTimeTZField
 
-from crmtasks.db import database
+from crmtasks.pg.db import database
 
 
 class BaseModel(peewee.Model):

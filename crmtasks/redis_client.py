@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import redis
 
-from crmtasks import services
+from crmtasks.services import urls as services
 from crmtasks.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)

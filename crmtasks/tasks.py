@@ -4,9 +4,9 @@
     periodiq crmtasks.tasks      # scheduler
 
 Importing it builds the broker from settings, makes it the global broker,
-and declares one actor per registered job (``crmtasks.actors``). In the
+and declares one actor per registered job (``crmtasks.broker.actors``). In the
 periodiq process it also starts the scheduler's heartbeat and catch-up
-(``crmtasks.scheduler_boot``). A bad setting stops the process with one
+(``crmtasks.scheduler.boot``). A bad setting stops the process with one
 line and exit code 2.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import dramatiq
 
-from crmtasks import registry
-from crmtasks.actors import declare_actor
-from crmtasks.broker import build_broker
+from crmtasks.jobs import registry
+from crmtasks.broker.actors import declare_actor
+from crmtasks.broker.build import build_broker
 from crmtasks.settings import SettingsError, configure_logging, get_settings
 
 
@@ -40,6 +40,6 @@ actors = {spec.name: declare_actor(broker, spec, settings.schedule(spec.name)) f
 
 
 if Path(sys.argv[0]).name == "periodiq":
-    from crmtasks.scheduler_boot import start_scheduler
+    from crmtasks.scheduler.boot import start_scheduler
 
     scheduler_heartbeat = start_scheduler(settings, actors)

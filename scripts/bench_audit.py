@@ -39,7 +39,7 @@ from benchsuite.audit import (
 )
 from benchsuite.timing import percentile
 
-from crmtasks import migrate
+from crmtasks.pg import migrate
 from crmtasks.audit import archive_file
 from crmtasks.audit.months import current_month
 from crmtasks.audit.partitions import create_months

@@ -50,7 +50,9 @@ from benchsuite.reports import (
 from benchsuite.timing import ms_since
 from psycopg2 import sql
 
-from crmtasks import aggregates, migrate, services
+from crmtasks.reports import refresh as aggregates
+from crmtasks.pg import migrate
+from crmtasks.services import urls as services
 from crmtasks.settings import SettingsError, get_settings
 
 LOAD = [

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark faceted search: a naive live GROUP BY side by side with ``crmtasks.search.faceted_search``.
+"""Benchmark faceted search: a naive live GROUP BY side by side with ``crmtasks.search.query.faceted_search``.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python scripts/bench_search.py --leads 1000000
 
@@ -158,7 +158,7 @@ def main() -> int:
         if args.keep:
             print(f"kept: {bench_url}")
         else:
-            from crmtasks import db
+            from crmtasks.pg import db
 
             if db.database.obj is not None:
                 db.database.obj.close_all()
@@ -169,9 +169,9 @@ def main() -> int:
 
 def run_bench(bench_url: str, args) -> int:
     os.environ["DATABASE_URL"] = bench_url
-    from crmtasks import migrate
+    from crmtasks.pg import migrate
     from crmtasks.jobs import precompute_facets
-    from crmtasks.search import faceted_search
+    from crmtasks.search.query import faceted_search
     from crmtasks.settings import get_settings
 
     get_settings.cache_clear()

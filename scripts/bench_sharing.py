@@ -45,7 +45,7 @@ from psycopg2.extras import execute_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crmtasks import migrate
+from crmtasks.pg import migrate
 
 # Not checkers: what bounds a warm check from below. Every check must read the
 # record and the epoch from PostgreSQL (the "record read", one prepared
@@ -152,7 +152,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
     args = parser.parse_args()
 
-    from crmtasks import services
+    from crmtasks.services import urls as services
     from crmtasks.settings import get_settings, load_settings
 
     server_url = services.database_url(load_settings(os.environ))
@@ -185,7 +185,7 @@ def main() -> int:
               f"({len(active)} active), {args.rules} rules, {args.leads:,} leads in {time.perf_counter() - started:.1f} s")
         return _measure(args, settings, active, first_lead, last_lead, rng)
     finally:
-        from crmtasks import db
+        from crmtasks.pg import db
         from crmtasks.redis_client import get_redis
 
         if db.database.obj is not None:
@@ -203,7 +203,8 @@ def main() -> int:
 
 
 def _measure(args, settings, active, first_lead, last_lead, rng) -> int:
-    from crmtasks import db, sharing
+    from crmtasks import sharing
+    from crmtasks.pg import db
     from crmtasks.sharing.records import fetch_record
     from crmtasks.sharing.warm import warm_visibility
 

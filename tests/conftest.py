@@ -44,7 +44,7 @@ def _admin_connection():
 
 def pytest_sessionstart(session):
     global _server_database_url
-    from crmtasks import services
+    from crmtasks.services import urls as services
     from crmtasks.settings import load_settings
 
     settings = load_settings(os.environ)
@@ -65,7 +65,7 @@ def pytest_sessionstart(session):
 def pytest_sessionfinish(session, exitstatus):
     if _server_database_url is None:
         return
-    from crmtasks import db
+    from crmtasks.pg import db
 
     if db.database.obj is not None:
         db.database.obj.close_all()
@@ -94,7 +94,7 @@ def server_database_url() -> str:
 @pytest.fixture(scope="session")
 def migrated_database_url(database_url) -> str:
     """This run's database with every migration applied."""
-    from crmtasks import migrate
+    from crmtasks.pg import migrate
 
     conn = migrate.connect(database_url)
     try:
@@ -107,7 +107,7 @@ def migrated_database_url(database_url) -> str:
 @pytest.fixture()
 def crm_db(migrated_database_url):
     """The peewee database bound to this run's database, with every CRM table empty."""
-    from crmtasks import db
+    from crmtasks.pg import db
     from crmtasks.settings import get_settings
 
     database = db.bind(get_settings())

@@ -83,7 +83,7 @@ def record_many(entries: Iterable[AuditEntry], *, connection=None, retention_mon
 
     Parameters:
       entries: The rows; ``id`` is ignored.
-      connection: A psycopg2 connection; default: crmtasks.db's connection for this thread.
+      connection: A psycopg2 connection; default: crmtasks.pg.db's connection for this thread.
       retention_months(int|None): Refuse rows older than this many whole months
         (default: CRMTASKS_AUDIT_RETENTION_MONTHS).
 
@@ -201,7 +201,7 @@ def _retention(retention_months: int | None) -> int:
 
 
 def _default_connection():
-    from crmtasks.db import database
+    from crmtasks.pg.db import database
 
     database.connect(reuse_if_open=True)
     return database.connection()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import psycopg2
 
-from crmtasks import services
+from crmtasks.services import urls as services
 from crmtasks.audit.maintenance import run_maintenance
 from crmtasks.settings import get_settings
 

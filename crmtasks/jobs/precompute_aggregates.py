@@ -2,15 +2,16 @@
 
 Runs every 10 minutes. A run costs what changed since the previous one (a
 full rebuild on first use, after a TRUNCATE, or every
-``CRMTASKS_AGGREGATES_REBUILD_HOURS``); see ``crmtasks.aggregates`` for the
+``CRMTASKS_AGGREGATES_REBUILD_HOURS``); see ``crmtasks.reports.refresh`` for the
 guarantees (atomic publish, nothing lost or counted twice, safe to kill and
 re-run). The returned stats land in ``task_runs.stats``.
 """
 
 from __future__ import annotations
 
-from crmtasks import aggregates, registry
-from crmtasks.db import database
+from crmtasks.reports import refresh as aggregates
+from crmtasks.jobs import registry
+from crmtasks.pg.db import database
 from crmtasks.settings import get_settings
 
 TASK_NAME = "precompute_aggregates"

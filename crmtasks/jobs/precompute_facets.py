@@ -43,9 +43,10 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from crmtasks import facet_sql, registry
-from crmtasks.db import database
-from crmtasks.facets import ENTITIES, Entity
+from crmtasks.search import sql as facet_sql
+from crmtasks.jobs import registry
+from crmtasks.pg.db import database
+from crmtasks.search.facets import ENTITIES, Entity
 
 TASK_NAME = "precompute_facets"
 # pg_advisory_lock key serializing publishers: the bytes of "crmfacet" read as a bigint.

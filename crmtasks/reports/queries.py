@@ -337,7 +337,7 @@ def _deal_outcome(stage: str, connection) -> str | None:
 
 def default_connection():
     """This thread's connection from crmtasks' pooled database (bound from settings on first use)."""
-    from crmtasks import db
+    from crmtasks.pg import db
 
     if db.database.obj is None:
         db.bind()

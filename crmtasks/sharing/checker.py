@@ -21,7 +21,7 @@ import contextlib
 import peewee
 from psycopg2 import sql
 
-from crmtasks import db
+from crmtasks.pg import db
 from crmtasks.sharing import filters
 from crmtasks.sharing.cache import VisibilityCache
 from crmtasks.sharing.compile import compile_visibility
@@ -50,7 +50,7 @@ def _in_range(value: int) -> bool:
 
 
 class AccessChecker:
-    """``can_access`` and ``visible`` over the bound database (crmtasks.db).
+    """``can_access`` and ``visible`` over the bound database (crmtasks.pg.db).
 
     Parameters:
       cache(VisibilityCache|None): Where compiled visibilities are kept; None

@@ -7,7 +7,7 @@ Plain functions over the peewee models, validating input before any SQL
 
 from __future__ import annotations
 
-from crmtasks import db
+from crmtasks.pg import db
 from crmtasks.sharing.entities import (
     ACCESS_LEVELS,
     DEFAULT_ACCESS,

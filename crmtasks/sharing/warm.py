@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from crmtasks import db
+from crmtasks.pg import db
 from crmtasks.redis_client import get_redis
 from crmtasks.settings import Settings
 from crmtasks.sharing.cache import RedisVisibilityCache

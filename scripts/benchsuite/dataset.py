@@ -25,7 +25,9 @@ from urllib.parse import urlsplit
 import psycopg2
 from psycopg2 import sql
 
-from crmtasks import db, migrate, services
+from crmtasks.pg import db
+from crmtasks.pg import migrate
+from crmtasks.services import urls as services
 from crmtasks.audit.seed import SEED_MONTHS, seed_audit
 from crmtasks.seed import DemoSize, seed_demo
 from crmtasks.settings import Settings, get_settings, load_settings
@@ -186,7 +188,7 @@ def bench_environment(environ: Mapping[str, str], database_url: str, redis_url: 
 
 
 def point_crmtasks_at(environment: dict[str, str]) -> Settings:
-    """Build the settings of ``environment``, make them this process's settings, and bind crmtasks.db to them.
+    """Build the settings of ``environment``, make them this process's settings, and bind crmtasks.pg.db to them.
 
     ``faceted_search`` and the jobs' ``run()`` take their settings from
     ``get_settings()``, which reads ``os.environ`` once; so the variables are

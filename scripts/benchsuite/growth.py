@@ -34,7 +34,7 @@ ARCHIVED_MONTH_AGO = 14
 
 def measure_size(url: str, archive_dir: str) -> dict:
     """In the child: time both precomputes and one archive on the database of ``url``; figures in seconds."""
-    from crmtasks import aggregates
+    from crmtasks.reports import refresh as aggregates
     from crmtasks.audit.maintenance import run_maintenance
     from crmtasks.jobs.precompute_facets import precompute
     from crmtasks.settings import load_settings

@@ -1,7 +1,7 @@
 """Jobs suite: every registered job's duration and peak memory at the benchmark's scale.
 
-Each job of ``crmtasks.registry.TASKS`` runs once through
-``crmtasks.runner.run_now`` (its mutex, its task_runs record, exactly what
+Each job of ``crmtasks.jobs.registry.TASKS`` runs once through
+``crmtasks.runs.runner.run_now`` (its mutex, its task_runs record, exactly what
 ``python -m crmtasks.run --task NAME`` does) in a fresh child process, so
 the peak resident memory reported is that process's own: the interpreter
 and crmtasks' imports (measured just before the job) plus whatever the job
@@ -30,7 +30,9 @@ _KEY_STATS = ("mode", "reason", "rows_scanned", "facet_rows_written", "rows_read
 
 def run_job(name: str) -> dict:
     """In the child: run job ``name`` now under this process's settings; its outcome and memory."""
-    from crmtasks import db, registry, runner
+    from crmtasks.pg import db
+    from crmtasks.jobs import registry
+    from crmtasks.runs import runner
     from crmtasks.settings import get_settings
 
     settings = get_settings()
@@ -61,7 +63,7 @@ def _number(value) -> str:
 
 def run(url: str) -> list[dict]:
     """Run every registered job once, each in its own child process; one dict per job, in registry order."""
-    from crmtasks import registry
+    from crmtasks.jobs import registry
 
     results = []
     for spec in registry.TASKS:

@@ -133,7 +133,7 @@ def _jobs_table(jobs: list[dict]) -> str:
          "What it did"],
         [[job["task"], job["status"], f"{job['duration_s']:.2f} s", f"{job['rss_peak_mb']:.0f} MiB",
           f"{job['rss_before_job_mb']:.0f} MiB", _bytes(job["temp_bytes"]), job["summary"] or ""] for job in jobs]) + (
-        "\n\nEach job ran once through `crmtasks.runner.run_now` in a fresh process after the other suites and "
+        "\n\nEach job ran once through `crmtasks.runs.runner.run_now` in a fresh process after the other suites and "
         "after 1% of deals changed (a scheduled run in steady state; audit maintenance archives the seeded months "
         "past 12 months of retention); \"before the job\" is that process's memory with crmtasks imported.\n")
 

@@ -1,4 +1,4 @@
-"""Search suite: a naive live search versus ``crmtasks.search.faceted_search``, per query shape.
+"""Search suite: a naive live search versus ``crmtasks.search.query.faceted_search``, per query shape.
 
 Baseline ("live"): what a faceted search does without precomputation: one
 ``GROUP BY`` per facet field, a ``count(*)`` and the page query, over the
@@ -126,7 +126,7 @@ def measure(conn, repeat: int) -> list[dict]:
     live side); ours goes through crmtasks' own pooled connection. The facet
     counts must have been published (precompute) before.
     """
-    from crmtasks.search import faceted_search
+    from crmtasks.search.query import faceted_search
 
     results = []
     for shape in shapes_from_data(conn):

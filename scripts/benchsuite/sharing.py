@@ -121,7 +121,7 @@ def run(conn, settings: Settings, checks: int, seed_value: int) -> tuple[list[Ro
 
 def filtered_search(users: list[int], rng: random.Random) -> dict:
     """p50/p95 of ``faceted_search('leads')`` for everyone versus as a random active user (sharing applied)."""
-    from crmtasks.search import faceted_search
+    from crmtasks.search.query import faceted_search
 
     sampled = [rng.choice(users) for _ in range(FILTERED_SEARCHES)]
     samples = interleaved({"unfiltered": lambda _user: faceted_search(ENTITY),

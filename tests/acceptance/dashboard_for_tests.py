@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from crmtasks import registry
+from crmtasks.jobs import registry
 from tests.acceptance.jobs_for_tests import TEST_SPECS
 
 REPOSITORY = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ recording, summary and exit codes with outcomes chosen by the test.
 
 from __future__ import annotations
 
-from crmtasks import registry
+from crmtasks.jobs import registry
 
 
 def tally_users() -> dict:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import time
 
-from crmtasks import registry
-from crmtasks.db import database
+from crmtasks.jobs import registry
+from crmtasks.pg.db import database
 from crmtasks.redis_client import get_redis, key
 from crmtasks.settings import get_settings
 

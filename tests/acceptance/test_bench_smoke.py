@@ -71,7 +71,7 @@ def test_results_json_has_one_verdict_per_seed_claim(bench_run):
 
 
 def test_jobs_and_growth_are_reported(bench_run):
-    from crmtasks import registry
+    from crmtasks.jobs import registry
 
     out, _ = bench_run
     results = json.loads((out / "results.json").read_text())

@@ -182,7 +182,7 @@ def test_sessions_survive_a_restart_and_are_shared_by_processes_of_one_home(dash
 # --- our pages ------------------------------------------------------------------------------------------------------
 
 def test_jobs_page_shows_schedule_queue_last_and_next_run_status_and_state(dashboard, history):
-    from crmtasks import scheduling
+    from crmtasks.scheduler import slots as scheduling
 
     scheduling.pause("fail_on_bad_data", "data fix in progress")
     reply = call(dashboard, "GET", "/", session=login(dashboard))
@@ -274,7 +274,7 @@ def test_run_now_without_a_valid_csrf_token_is_refused(dashboard, crm_db, redis_
 
 
 def test_run_now_of_an_unknown_job_is_404_and_of_a_paused_job_409(dashboard, crm_db, redis_client):
-    from crmtasks import scheduling
+    from crmtasks.scheduler import slots as scheduling
 
     cookie = login(dashboard)
     token = call(dashboard, "GET", "/", session=cookie).csrf_token()

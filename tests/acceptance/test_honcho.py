@@ -27,7 +27,7 @@ import psycopg2
 import pytest
 import redis
 
-from crmtasks.registry import names
+from crmtasks.jobs.registry import names
 from tests.acceptance.procs import BIN, ROOT, base_env, wait_for
 
 TASKS = names()
@@ -101,7 +101,7 @@ def embedded_env(tmp_path, embedded_home):
 
 
 def _stop_by_pid(home) -> None:
-    from crmtasks import embedded
+    from crmtasks.services import embedded
 
     for status in embedded.status(home):
         if status.running and status.pid:
@@ -109,7 +109,7 @@ def _stop_by_pid(home) -> None:
 
 
 def _embedded_urls(home) -> dict[str, str]:
-    from crmtasks import embedded
+    from crmtasks.services import embedded
 
     return {status.name: status.url for status in embedded.status(home) if status.running}
 
@@ -139,7 +139,7 @@ def test_honcho_starts_the_system_runs_a_scheduled_job_and_stops_cleanly(embedde
     statuses = wait_for(scheduled_run_succeeded, timeout=150, what="every job to run on its schedule",
                         processes=processes, interval=1)
     assert statuses == {task: "succeeded" for task in TASKS}
-    assert "* * * * * (UTC)          crmtasks.actors:system_config.audit_maintenance@workflow_io" in honcho.output()
+    assert "* * * * * (UTC)          crmtasks.broker.actors:system_config.audit_maintenance@workflow_io" in honcho.output()
 
     # Every Procfile line is up: worker heartbeats (1 + 2 + 1 processes), the scheduler's, the exporters, the dashboard.
     client = redis.Redis.from_url(_embedded_urls(home)["redis"])

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sys
 
-from crmtasks import db, sharing
+from crmtasks import sharing
+from crmtasks.pg import db
 from crmtasks.jobs import warm_caches
 
 

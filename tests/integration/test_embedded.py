@@ -21,7 +21,7 @@ import psycopg2
 import pytest
 import redis
 
-from crmtasks import embedded
+from crmtasks.services import embedded
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from crmtasks import embedded
+    from crmtasks.services import embedded
 
     home, start_at = Path(sys.argv[1]), float(sys.argv[2])
     time.sleep(max(0.0, start_at - time.time()))

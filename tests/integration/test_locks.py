@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from crmtasks.locks import RedisMutex
+from crmtasks.broker.mutex import RedisMutex
 from crmtasks.redis_client import key
 from crmtasks.settings import get_settings
 

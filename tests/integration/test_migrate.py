@@ -9,7 +9,7 @@ import sys
 import psycopg2
 import pytest
 
-from crmtasks import migrate
+from crmtasks.pg import migrate
 from crmtasks.models import ALL_MODELS
 
 CRM_TABLES = ["accounts", "contacts", "deals", "leads", "roles", "task_runs", "users"]

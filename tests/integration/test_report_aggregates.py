@@ -19,7 +19,8 @@ import time
 import psycopg2
 import pytest
 
-from crmtasks import aggregates, reports
+from crmtasks import reports
+from crmtasks.reports import refresh as aggregates
 from crmtasks.reports import periods
 from tests.integration import live_reports
 from tests.integration.random_crm import OPEN_STAGES, RandomCRM
@@ -306,7 +307,8 @@ def test_reports_refuse_bad_filters_in_one_line(conn):
 
 
 def test_the_registered_job_runs_under_the_runner_and_records_its_stats(conn, redis_client):
-    from crmtasks import registry, runner
+    from crmtasks.jobs import registry
+    from crmtasks.runs import runner
     from crmtasks.settings import get_settings
 
     spec = registry.get("analytics.precompute_aggregates")

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmtasks import aggregates, reports
+from crmtasks import reports
+from crmtasks.reports import refresh as aggregates
 from tests.integration import live_reports
 from tests.integration.random_crm import LEAD_STATUSES, SOURCES, STAGES
 

@@ -13,7 +13,8 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
-from crmtasks import aggregates, reports
+from crmtasks import reports
+from crmtasks.reports import refresh as aggregates
 from crmtasks.cli import main
 from tests.integration.random_crm import RandomCRM
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from crmtasks import registry, runner
-from crmtasks.middleware.job_mutex import job_mutex
+from crmtasks.jobs import registry
+from crmtasks.runs import runner
+from crmtasks.broker.middleware.job_mutex import job_mutex
 from crmtasks.models import TaskRun
 from crmtasks.settings import get_settings
 from tests.acceptance.jobs_for_tests import TEST_SPECS

@@ -25,10 +25,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from crmtasks import db, registry, runner
-from crmtasks.facets import ENTITIES
+from crmtasks.pg import db
+from crmtasks.jobs import registry
+from crmtasks.runs import runner
+from crmtasks.search.facets import ENTITIES
 from crmtasks.jobs import precompute_facets
-from crmtasks.search import faceted_search
+from crmtasks.search.query import faceted_search
 from crmtasks.settings import get_settings
 
 USERS = (1, 2, 3)
@@ -390,7 +392,7 @@ def test_a_run_killed_mid_way_publishes_nothing(crm_db, database_url):
     with blocker.cursor() as cur:
         # the run blocks on contacts, the last entity, after writing leads, deals and accounts
         cur.execute("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
-    script = "from crmtasks import db; db.bind(); from crmtasks.jobs.precompute_facets import run; run()"
+    script = "from crmtasks.pg import db; db.bind(); from crmtasks.jobs.precompute_facets import run; run()"
     job = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ))
     try:
         backend = _wait_for_lock_wait(crm_db, job.pid)
@@ -448,7 +450,7 @@ def test_injection_in_values_is_data_never_sql(crm_db, filters, expected_total):
 
 
 def test_bad_input_is_refused_before_any_database_work(crm_db, monkeypatch):
-    from crmtasks import search
+    from crmtasks.search import query as search
 
     def no_database(*args, **kwargs):
         raise AssertionError("bad input reached the database layer")
@@ -463,8 +465,8 @@ def test_bad_input_is_refused_before_any_database_work(crm_db, monkeypatch):
 
 
 def test_text_search_uses_the_trigram_indexes(crm_db):
-    from crmtasks import facet_sql
-    from crmtasks.search_request import build_request
+    from crmtasks.search import sql as facet_sql
+    from crmtasks.search.request import build_request
 
     conn = crm_db.connection()
     with conn.cursor() as cur:
@@ -533,7 +535,7 @@ def test_grouping_sets_shrink_once_value_counts_are_known(crm_db):
 def test_search_timeout_applies_and_leaves_the_pooled_connection_clean(crm_db, monkeypatch):
     import dataclasses
 
-    from crmtasks import search
+    from crmtasks.search import query as search
 
     load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": []})
     crm_db.execute_sql("INSERT INTO leads (name, status, owner_id) "

@@ -13,7 +13,7 @@ import collections
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from crmtasks.search import faceted_search
+from crmtasks.search.query import faceted_search
 from tests.integration.sharing_support import (
     ENTITY_NAMES,
     reference_access,

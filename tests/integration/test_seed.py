@@ -21,7 +21,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from crmtasks import migrate
+from crmtasks.pg import migrate
 from crmtasks.seed import (
     CRM_TABLES,
     DEAL_STAGES,

@@ -6,7 +6,7 @@ import psycopg2
 import pytest
 import redis
 
-from crmtasks import transient
+from crmtasks.broker import retries as transient
 
 
 def _raise_sqlstate(conn, code):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import redis
 
-from crmtasks import registry, runner, sharing
+from crmtasks import sharing
+from crmtasks.jobs import registry
+from crmtasks.runs import runner
 from crmtasks.jobs import warm_caches
 from crmtasks.models import TaskRun
 from crmtasks.settings import get_settings
@@ -73,7 +75,7 @@ def test_checks_stay_exact_when_redis_is_down(organization):
 
 
 def test_facet_and_report_read_paths_are_warmed_once_published(crm_db):
-    from crmtasks.read_path_warm import warm_facets, warm_reports
+    from crmtasks.search.warm import warm_facets, warm_reports
 
     settings = get_settings()
     crm_db.execute_sql(

@@ -16,11 +16,11 @@ import pendulum
 import pytest
 import redis as redis_module
 
-from crmtasks import registry
-from crmtasks.actors import declare_actor
-from crmtasks.broker import build_broker
-from crmtasks.db import database
-from crmtasks.middleware.job_mutex import job_mutex
+from crmtasks.jobs import registry
+from crmtasks.broker.actors import declare_actor
+from crmtasks.broker.build import build_broker
+from crmtasks.pg.db import database
+from crmtasks.broker.middleware.job_mutex import job_mutex
 from crmtasks.models import Lead, TaskRun
 from crmtasks.redis_client import get_redis, key
 from crmtasks.settings import get_settings
@@ -215,8 +215,8 @@ def test_work_a_job_did_not_commit_is_rolled_back_not_committed_by_the_recorder(
 
 
 def test_paused_job_is_skipped_by_workers_and_not_enqueued_by_schedulers(pipeline, redis_client):
-    from crmtasks import scheduling
-    from crmtasks.actors import send_for_slot
+    from crmtasks.scheduler import slots as scheduling
+    from crmtasks.broker.actors import send_for_slot
     from crmtasks.models import ScheduleSlot
 
     actors, drain, _ = pipeline
@@ -249,7 +249,7 @@ def test_a_slot_is_enqueued_once_however_many_schedulers_send_it(pipeline):
 
 def test_scheduler_catch_up_runs_the_latest_missed_slot_once(pipeline, monkeypatch):
     from crmtasks.models import ScheduleSlot
-    from crmtasks.scheduler_boot import catch_up
+    from crmtasks.scheduler.boot import catch_up
 
     actors, drain, _ = pipeline
     monkeypatch.setattr(registry, "TASKS", (SPECS["count_leads"],))
@@ -285,7 +285,7 @@ SPECS["slow_queue_one"] = _spec("slow_queue_one", "slow_job", overlap="queue_one
 
 
 def test_queue_one_lets_one_run_wait_and_skips_the_rest(pipeline, monkeypatch):
-    from crmtasks.middleware import job_mutex as job_mutex_module
+    from crmtasks.broker.middleware import job_mutex as job_mutex_module
 
     monkeypatch.setattr(job_mutex_module, "QUEUE_ONE_POLL_MS", 200)
     actors, drain, _ = pipeline

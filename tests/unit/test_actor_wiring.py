@@ -12,11 +12,11 @@ import redis
 from dramatiq.brokers.stub import StubBroker
 from periodiq import PeriodiqMiddleware
 
-from crmtasks import registry
-from crmtasks.actors import declare_actor
-from crmtasks.broker import add_crmtasks_middleware
-from crmtasks.cron import UtcCron
-from crmtasks.middleware import (
+from crmtasks.jobs import registry
+from crmtasks.broker.actors import declare_actor
+from crmtasks.broker.build import add_crmtasks_middleware
+from crmtasks.scheduler.cron import UtcCron
+from crmtasks.broker.middleware import (
     DatabaseConnection,
     DatabaseReady,
     GracefulStop,

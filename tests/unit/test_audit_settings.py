@@ -111,7 +111,7 @@ def test_retention_decides_from_bounds_not_names():
 
 
 def test_audit_job_is_registered():
-    from crmtasks import registry
+    from crmtasks.jobs import registry
     from crmtasks.jobs import audit_maintenance
 
     spec = registry.get("system_config.audit_maintenance")

@@ -13,8 +13,8 @@ import pytest
 from croniter import croniter
 from periodiq import cron as periodiq_cron
 
-from crmtasks.cron import UtcCron, to_utc_minute
-from crmtasks.scheduling import plan_catch_up
+from crmtasks.scheduler.cron import UtcCron, to_utc_minute
+from crmtasks.scheduler.slots import plan_catch_up
 
 UTC = datetime.timezone.utc
 EXPRESSIONS = [

@@ -15,9 +15,11 @@ import urllib.request
 
 import pytest
 
-from crmtasks import metrics_exporter, scheduler_boot, stopping
+from crmtasks.broker import metrics_exporter
+from crmtasks.scheduler import boot as scheduler_boot
+from crmtasks.broker import stopping
 from crmtasks.logging_setup import install_handlers
-from crmtasks.middleware import graceful_stop
+from crmtasks.broker.middleware import graceful_stop
 from crmtasks.settings import SettingsError, load_exporter_settings, load_settings
 
 # --- settings -------------------------------------------------------------------------------------
@@ -128,12 +130,12 @@ def test_log_handlers_replace_a_libraries_stderr_handler_and_write_json_to_the_f
     ours = [h for h in root_handlers.handlers if getattr(h, "_crmtasks_handler", False)]
     assert len(ours) == 2  # stderr and the file
     logging.getLogger("dramatiq.worker.WorkerThread").error("job failed")
-    logging.getLogger("crmtasks.scheduler_boot").info("caught up")
+    logging.getLogger("crmtasks.scheduler.boot").info("caught up")
     for handler in ours:
         handler.flush()
     records = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert [(r["logger"], r["level"], r["message"]) for r in records] == [
-        ("dramatiq.worker.WorkerThread", "ERROR", "job failed"), ("crmtasks.scheduler_boot", "INFO", "caught up")]
+        ("dramatiq.worker.WorkerThread", "ERROR", "job failed"), ("crmtasks.scheduler.boot", "INFO", "caught up")]
 
 
 # --- scheduler start ------------------------------------------------------------------------------

@@ -11,9 +11,10 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from crmtasks import facets, registry
+from crmtasks.search import facets
+from crmtasks.jobs import registry
 from crmtasks.jobs.precompute_facets import choose_grouping_sets
-from crmtasks.search_request import MAX_LIST_VALUES, build_request, filters_from_text
+from crmtasks.search.request import MAX_LIST_VALUES, build_request, filters_from_text
 
 
 @pytest.mark.parametrize("arguments, message", [

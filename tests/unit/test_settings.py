@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crmtasks import registry
+from crmtasks.jobs import registry
 from crmtasks.settings import SettingsError, load_settings, mask_url
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from psycopg2 import sql
 
-from crmtasks import registry
+from crmtasks.jobs import registry
 from crmtasks.settings import SettingsError, load_settings
 from crmtasks.sharing import filters
 from crmtasks.sharing.cache import LocalVisibilityCache, visibility_key

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dramatiq
 
-from crmtasks import db
+from crmtasks.pg import db
 from crmtasks.settings import Settings
 
 

@@ -11,10 +11,11 @@ import dataclasses
 
 import click
 
-from crmtasks import migrate as migrations
-from crmtasks import registry, services
-from crmtasks.bootstrap import NotReady, connect_checked
-from crmtasks.console import (
+from crmtasks.pg import migrate as migrations
+from crmtasks.jobs import registry
+from crmtasks.services import urls as services
+from crmtasks.services.readiness import NotReady, connect_checked
+from crmtasks.cli.common import (
     CommandError,
     load_settings_or_exit,
     print_json,
@@ -23,8 +24,8 @@ from crmtasks.console import (
     seed_progress,
     stderr,
 )
-from crmtasks.report_command import report_command
-from crmtasks.run import run_command
+from crmtasks.cli.report import report_command
+from crmtasks.cli.run import run_command
 from crmtasks.settings import mask_url
 
 
@@ -128,7 +129,7 @@ main.add_command(services_group, name="services")
 @click.option("--json", "as_json", is_flag=True)
 def services_status(as_json: bool) -> None:
     """Show the embedded servers under CRMTASKS_HOME and the configured URLs."""
-    from crmtasks import embedded
+    from crmtasks.services import embedded
 
     settings = load_settings_or_exit()
     statuses = embedded.status(settings.home)
@@ -149,7 +150,7 @@ def services_status(as_json: bool) -> None:
 @services_group.command(name="stop")
 def services_stop() -> None:
     """Stop the embedded servers under CRMTASKS_HOME (every crmtasks process on this machine shares them)."""
-    from crmtasks import embedded
+    from crmtasks.services import embedded
 
     settings = load_settings_or_exit()
     for status in embedded.stop(settings.home):
@@ -245,7 +246,7 @@ def audit_restore(month: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_tasks(as_json: bool) -> None:
     """List the jobs: schedule (UTC), next three fire times, last run and state."""
-    from crmtasks.overview import job_overviews
+    from crmtasks.runs.overview import job_overviews
 
     settings = load_settings_or_exit()
     _require_schema(settings)
@@ -288,7 +289,7 @@ def check(as_json: bool) -> None:
 
     Exit 0 when healthy, 1 with the list of problems.
     """
-    from crmtasks.health import run_checks
+    from crmtasks.runs.health import run_checks
 
     settings = load_settings_or_exit()
     findings = run_checks(settings)
@@ -306,7 +307,7 @@ def check(as_json: bool) -> None:
 @click.option("--note", default="", help="Why it is paused (shown in listings and the dashboard).")
 def pause(job: str, note: str) -> None:
     """Pause a job: schedulers stop enqueuing it and workers skip its messages."""
-    from crmtasks import scheduling
+    from crmtasks.scheduler import slots as scheduling
 
     settings = load_settings_or_exit()
     task = _task_name(job)
@@ -319,7 +320,7 @@ def pause(job: str, note: str) -> None:
 @click.argument("job")
 def resume(job: str) -> None:
     """Resume a paused job."""
-    from crmtasks import scheduling
+    from crmtasks.scheduler import slots as scheduling
 
     settings = load_settings_or_exit()
     task = _task_name(job)
@@ -354,9 +355,9 @@ def dashboard(host: str, port: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def search(entity, filter_texts, q, page, per_page, order_by, live, as_json) -> None:
     """Faceted search of ENTITY (leads, deals, accounts, contacts): a page of records and counts per facet value."""
-    from crmtasks.bootstrap import prepare_database
-    from crmtasks.search import faceted_search
-    from crmtasks.search_request import filters_from_text
+    from crmtasks.services.readiness import prepare_database
+    from crmtasks.search.query import faceted_search
+    from crmtasks.search.request import filters_from_text
 
     settings = load_settings_or_exit()
     try:

@@ -9,8 +9,11 @@ import logging
 import dramatiq
 import pendulum
 
-from crmtasks import registry, scheduling, stopping, transient
-from crmtasks.cron import UtcCron, to_utc_minute
+from crmtasks.jobs import registry
+from crmtasks.scheduler import slots as scheduling
+from crmtasks.broker import stopping
+from crmtasks.broker import retries as transient
+from crmtasks.scheduler.cron import UtcCron, to_utc_minute
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ class ScheduledActor(dramatiq.Actor):
 def send_for_slot(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up: bool = False, **send_options):
     """Enqueue ``actor`` for ``slot`` exactly once across schedulers; None when not sent.
 
-    A stop signal waits for the claim and the send to finish (crmtasks.stopping).
+    A stop signal waits for the claim and the send to finish (crmtasks.broker.stopping).
     """
     with stopping.critical():
         return _claim_and_send(actor, slot, catch_up=catch_up, **send_options)

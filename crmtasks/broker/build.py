@@ -2,7 +2,7 @@
 
 A RedisBroker (namespace = ``CRMTASKS_REDIS_PREFIX``) with Dramatiq's
 default middleware (its Prometheus exporter replaced by ours, bound to
-``CRMTASKS_METRICS_HOST:PORT``, see crmtasks.metrics_exporter) and ours, in
+``CRMTASKS_METRICS_HOST:PORT``, see crmtasks.broker.metrics_exporter) and ours, in
 this order: DatabaseReady (a worker checks, or on the embedded default
 prepares, the database at boot), ScheduleGuard (periodiq's middleware,
 extended: paused jobs and stale slots are skipped), DatabaseConnection (a
@@ -23,8 +23,9 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Prometheus as DramatiqPrometheus
 from dramatiq.middleware import default_middleware
 
-from crmtasks import metrics_exporter, services
-from crmtasks.middleware import (
+from crmtasks.broker import metrics_exporter
+from crmtasks.services import urls as services
+from crmtasks.broker.middleware import (
     DatabaseConnection,
     DatabaseReady,
     GracefulStop,

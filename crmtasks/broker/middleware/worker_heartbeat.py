@@ -1,4 +1,4 @@
-"""Publish each worker process's heartbeat and the queues it consumes (see crmtasks.heartbeats).
+"""Publish each worker process's heartbeat and the queues it consumes (see crmtasks.broker.heartbeats).
 
 A worker told to consume a queue that no registered job uses consumes
 nothing from it (Dramatiq only consumes declared queues): it says so at
@@ -13,7 +13,7 @@ import logging
 import dramatiq
 from dramatiq.common import dq_name, xq_name
 
-from crmtasks.heartbeats import Heartbeat
+from crmtasks.broker.heartbeats import Heartbeat
 from crmtasks.settings import Settings
 
 logger = logging.getLogger(__name__)

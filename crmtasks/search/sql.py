@@ -16,8 +16,8 @@ import itertools
 
 from psycopg2 import sql
 
-from crmtasks.facets import ROW_ALIAS, Entity
-from crmtasks.search_request import RANGE_OPERATORS, SearchRequest
+from crmtasks.search.facets import ROW_ALIAS, Entity
+from crmtasks.search.request import RANGE_OPERATORS, SearchRequest
 
 
 def grouping_mask(facet_count: int, grouped: tuple[int, ...]) -> int:

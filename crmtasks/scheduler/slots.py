@@ -16,9 +16,9 @@ import logging
 import os
 import socket
 
-from crmtasks import db
-from crmtasks.cron import UtcCron, to_utc_minute
-from crmtasks.db import database
+from crmtasks.pg import db
+from crmtasks.scheduler.cron import UtcCron, to_utc_minute
+from crmtasks.pg.db import database
 from crmtasks.models import JobPause, ScheduleSlot
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ import dataclasses
 
 import psycopg2
 
-from crmtasks import migrate, services
+from crmtasks.pg import migrate
+from crmtasks.services import urls as services
 from crmtasks.settings import Settings, mask_url
 
 # pg_advisory_lock key held while the embedded database is prepared: every

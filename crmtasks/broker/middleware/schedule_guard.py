@@ -17,10 +17,11 @@ import pendulum
 from dramatiq.middleware import SkipMessage
 from periodiq import PeriodiqMiddleware
 
-from crmtasks import registry, scheduling
-from crmtasks.actors import CATCH_UP_OPTION, SLOT_OPTION
-from crmtasks.cron import to_utc_minute
-from crmtasks.middleware.job_mutex import SKIP_REASON_OPTION
+from crmtasks.jobs import registry
+from crmtasks.scheduler import slots as scheduling
+from crmtasks.broker.actors import CATCH_UP_OPTION, SLOT_OPTION
+from crmtasks.scheduler.cron import to_utc_minute
+from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
 from crmtasks.settings import Settings
 
 # A scheduled message may start this long after its next slot came (clock skew, a busy queue).

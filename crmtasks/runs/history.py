@@ -13,7 +13,7 @@ import os
 import socket
 import traceback
 
-from crmtasks.db import connect_usable, database, rollback_open_transaction
+from crmtasks.pg.db import connect_usable, database, rollback_open_transaction
 from crmtasks.models import TaskRun
 
 TRIGGERS = ("schedule", "manual", "retry")

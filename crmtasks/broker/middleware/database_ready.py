@@ -1,7 +1,7 @@
 """Check the database when a worker process boots, so a worker never runs jobs against a wrong schema.
 
 On the embedded default the database is ours: the first process to boot
-migrates it and seeds the demo CRM (``crmtasks.bootstrap``), which is what
+migrates it and seeds the demo CRM (``crmtasks.services.readiness``), which is what
 makes ``honcho start`` work on a fresh machine. A configured database must
 already be migrated; a worker that finds it is not (or cannot reach it)
 stops with one line naming the problem and exit code 2, and the
@@ -15,14 +15,14 @@ import sys
 
 import dramatiq
 
-from crmtasks.bootstrap import NotReady, prepare_database
+from crmtasks.services.readiness import NotReady, prepare_database
 from crmtasks.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 def prepare_or_exit(settings: Settings) -> None:
-    """Prepare the database (see crmtasks.bootstrap); print one line and exit 2 when it is not usable."""
+    """Prepare the database (see crmtasks.services.readiness); print one line and exit 2 when it is not usable."""
     try:
         prepared = prepare_database(settings)
     except NotReady as error:

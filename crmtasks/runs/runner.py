@@ -11,8 +11,10 @@ import dataclasses
 import time
 import uuid
 
-from crmtasks import db, registry, runs
-from crmtasks.middleware.job_mutex import job_mutex
+from crmtasks.pg import db
+from crmtasks.jobs import registry
+from crmtasks.runs import history as runs
+from crmtasks.broker.middleware.job_mutex import job_mutex
 from crmtasks.settings import Settings
 
 

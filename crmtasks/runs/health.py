@@ -12,8 +12,11 @@ import datetime
 
 import redis
 
-from crmtasks import heartbeats, migrate, registry, services
-from crmtasks.bootstrap import NotReady, connect_checked
+from crmtasks.broker import heartbeats
+from crmtasks.pg import migrate
+from crmtasks.jobs import registry
+from crmtasks.services import urls as services
+from crmtasks.services.readiness import NotReady, connect_checked
 from crmtasks.redis_client import get_redis
 from crmtasks.settings import Settings, mask_url
 
@@ -95,7 +98,7 @@ def _check_scheduler(settings: Settings) -> Finding:
 
 
 def _check_jobs(settings: Settings, now: datetime.datetime) -> list[Finding]:
-    from crmtasks.overview import job_overviews
+    from crmtasks.runs.overview import job_overviews
 
     findings = []
     for job in job_overviews(settings, now):

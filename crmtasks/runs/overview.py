@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from crmtasks import db, registry, scheduling
-from crmtasks.cron import UtcCron
+from crmtasks.pg import db
+from crmtasks.jobs import registry
+from crmtasks.scheduler import slots as scheduling
+from crmtasks.scheduler.cron import UtcCron
 from crmtasks.models import TaskRun
 from crmtasks.settings import Settings
 

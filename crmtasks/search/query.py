@@ -27,7 +27,7 @@ one whole generation, then the page. A live answer reads counts and page in
 one REPEATABLE READ, READ ONLY transaction, so they agree with each other.
 Every statement runs under ``CRMTASKS_SEARCH_TIMEOUT_MS``; none takes a lock
 that blocks writers. Bad input raises ValueError before any SQL is sent (see
-``crmtasks.search_request``).
+``crmtasks.search.request``).
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from crmtasks import db, facet_sql
-from crmtasks.facets import ROW_ALIAS, Entity, TextColumn, column_in
-from crmtasks.search_request import SearchRequest, build_request
+from crmtasks.pg import db
+from crmtasks.search import sql as facet_sql
+from crmtasks.search.facets import ROW_ALIAS, Entity, TextColumn, column_in
+from crmtasks.search.request import SearchRequest, build_request
 from crmtasks.settings import get_settings
 
 PRECOMPUTED = "precomputed"

@@ -14,8 +14,8 @@ import time
 
 import dramatiq
 
-from crmtasks import registry
-from crmtasks.middleware.job_mutex import SKIP_REASON_OPTION
+from crmtasks.jobs import registry
+from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
 
 _metrics: dict | None = None
 _metrics_lock = threading.Lock()

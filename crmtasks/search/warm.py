@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import time
 
-from crmtasks import db
-from crmtasks.facets import ENTITIES
+from crmtasks.pg import db
+from crmtasks.search.facets import ENTITIES
 from crmtasks.settings import Settings
 
 
 def warm_facets(settings: Settings) -> dict:
     """Run each entity's first searches; stats: ``queries``, ``entities`` not yet published, ``duration_s``."""
-    from crmtasks.search import faceted_search
+    from crmtasks.search.query import faceted_search
 
     started, queries, unpublished = time.perf_counter(), 0, []
     db.bind(settings)

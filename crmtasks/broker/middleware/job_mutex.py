@@ -18,8 +18,8 @@ import dramatiq
 import redis
 from dramatiq.middleware import MiddlewareError, SkipMessage
 
-from crmtasks import registry
-from crmtasks.locks import RedisMutex
+from crmtasks.jobs import registry
+from crmtasks.broker.mutex import RedisMutex
 from crmtasks.redis_client import get_redis, key, patiently
 from crmtasks.settings import Settings
 

@@ -17,7 +17,7 @@ import peewee
 import psycopg2.extensions
 from playhouse.postgres_ext import PooledPostgresqlExtDatabase
 
-from crmtasks import services
+from crmtasks.services import urls as services
 from crmtasks.settings import Settings, get_settings
 
 database = peewee.DatabaseProxy()

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import click
 
-from crmtasks import migrate, reports, services
-from crmtasks.bootstrap import NotReady, connect_checked
-from crmtasks.console import (
+from crmtasks import reports
+from crmtasks.pg import migrate
+from crmtasks.services import urls as services
+from crmtasks.services.readiness import NotReady, connect_checked
+from crmtasks.cli.common import (
     CommandError,
     load_settings_or_exit,
     print_json,

@@ -16,9 +16,11 @@ import threading
 
 import dramatiq
 
-from crmtasks import registry, runs, scheduling
-from crmtasks.middleware.job_mutex import SKIP_REASON_OPTION
-from crmtasks.middleware.schedule_guard import message_slot
+from crmtasks.jobs import registry
+from crmtasks.runs import history as runs
+from crmtasks.scheduler import slots as scheduling
+from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
+from crmtasks.broker.middleware.schedule_guard import message_slot
 
 logger = logging.getLogger(__name__)
 

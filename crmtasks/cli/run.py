@@ -1,0 +1,90 @@
+"""``python -m crmtasks.run [--task NAME ...] [--enqueue] [--json]``: run the periodic jobs now.
+
+The Dramatiq counterpart of the seed's ``manage.py run_periodic_tasks``.
+Exit status: 0 when every job succeeded (or was skipped because it was
+already running), 1 when any failed, 2 for usage or settings errors.
+"""
+
+from __future__ import annotations
+
+import click
+
+from crmtasks.jobs import registry
+from crmtasks.runs import runner
+from crmtasks.services.readiness import NotReady, prepare_database
+from crmtasks.cli.common import (
+    CommandError,
+    load_settings_or_exit,
+    print_json,
+    print_table,
+    seed_progress,
+    stderr,
+    summarize_stats,
+)
+
+
+@click.command(name="run")
+@click.option("--task", "tasks", multiple=True, metavar="NAME",
+              help="Run only this job (repeatable); default: every job, in order.")
+@click.option("--enqueue", is_flag=True, help="Send the jobs to the Dramatiq workers instead of running them here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool) -> None:
+    """Run the periodic jobs now and print a summary."""
+    settings = load_settings_or_exit()
+    try:
+        specs = runner.resolve(list(tasks))
+    except KeyError as error:
+        raise CommandError(error.args[0]) from None
+    if not specs:
+        raise CommandError("no jobs are registered")
+    if enqueue:
+        _enqueue(specs, as_json)
+        return
+    try:
+        with seed_progress(enabled=not as_json) as progress:
+            prepared = prepare_database(settings, progress=progress)
+    except NotReady as error:
+        raise CommandError(str(error)) from None
+    if prepared.migrations_applied and not as_json:
+        stderr.print(f"embedded database: applied migrations {', '.join(prepared.migrations_applied)}")
+    if prepared.demo_seeded and not as_json:
+        counts = ", ".join(f"{count:,} {table}" for table, count in prepared.demo_seeded.items())
+        stderr.print(f"embedded database was empty: seeded a demo CRM ({counts})")
+
+    outcomes = []
+    for spec in specs:
+        if as_json:
+            outcomes.append(runner.run_now(spec, settings))
+            continue
+        with stderr.status(f"running {spec.name} ({spec.actor_name})"):
+            outcome = runner.run_now(spec, settings)
+        outcomes.append(outcome)
+        stderr.print(f"{spec.name}: {outcome.status} in {outcome.duration_s:.2f} s")
+
+    if as_json:
+        print_json([vars(outcome) for outcome in outcomes])
+    else:
+        print_table("crmtasks run", ["task", "status", "duration", "what it did"],
+                    [[o.task, o.status, f"{o.duration_s:.2f} s", o.error or summarize_stats(o.stats)]
+                     for o in outcomes])
+    if any(outcome.status == "failed" for outcome in outcomes):
+        raise SystemExit(1)
+
+
+def _enqueue(specs: list[registry.TaskSpec], as_json: bool) -> None:
+    from crmtasks import tasks  # builds the broker; only needed when sending
+
+    sent = []
+    for spec in specs:
+        message = tasks.actors[spec.name].send()
+        sent.append({"task": spec.name, "actor": spec.actor_name, "queue": spec.queue, "message_id": message.message_id})
+    if as_json:
+        print_json(sent)
+    else:
+        print_table("enqueued", ["task", "actor", "queue", "message id"],
+                    [[s["task"], s["actor"], s["queue"], s["message_id"]] for s in sent])
+
+
+def main() -> None:
+    run_command(prog_name="python -m crmtasks.run")
+

@@ -1,0 +1,10 @@
+"""Faceted search: the facet registry, request checking, the query, and the precompute behind it.
+
+``faceted_search(entity, filters, q, ...)`` answers a page of records, the
+total and the counts per facet value; ``analytics.precompute_facets``
+(``crmtasks.search.precompute``) publishes the counts it reads.
+"""
+
+from crmtasks.search.query import LIVE, PRECOMPUTED, SearchResult, faceted_search
+
+__all__ = ["LIVE", "PRECOMPUTED", "SearchResult", "faceted_search"]
