@@ -17,9 +17,9 @@ from pathlib import Path
 
 import dramatiq
 
-from crmtasks.jobs import registry
 from crmtasks.broker.actors import declare_actor
 from crmtasks.broker.build import build_broker
+from crmtasks.jobs import registry
 from crmtasks.settings import SettingsError, configure_logging, get_settings
 
 

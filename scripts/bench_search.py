@@ -170,7 +170,7 @@ def main() -> int:
 def run_bench(bench_url: str, args) -> int:
     os.environ["DATABASE_URL"] = bench_url
     from crmtasks.pg import migrate
-    from crmtasks.jobs import precompute_facets
+    from crmtasks.search import precompute as precompute_facets
     from crmtasks.search.query import faceted_search
     from crmtasks.settings import get_settings
 

@@ -13,6 +13,7 @@ verified archive.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -24,6 +25,7 @@ from psycopg2 import sql
 
 from crmtasks.audit.months import PARENT_TABLE, Month, current_month
 from crmtasks.audit.partitions import ensure_partition
+from crmtasks.pg import transaction
 
 COLUMNS = ("id", "occurred_at", "actor_id", "action", "entity", "entity_id", "changes", "ip_address")
 
@@ -178,18 +180,10 @@ def _create_missing_months(conn, entries: list[AuditEntry], in_transaction_block
         cur.execute("SELECT now()")
         now = cur.fetchone()[0]
     months = sorted({Month.of(e.occurred_at or now) for e in entries})
-    with conn.cursor() as cur:
-        if not in_transaction_block:
-            cur.execute("BEGIN")  # autocommit: make the lock, CREATE and ATTACH one transaction
-        try:
-            for month in months:
-                ensure_partition(conn, month)  # a no-op for months that exist
-        except BaseException:
-            if not in_transaction_block:
-                cur.execute("ROLLBACK")
-            raise
-        if not in_transaction_block:
-            cur.execute("COMMIT")
+    # Outside a transaction block, make the lock, CREATE and ATTACH one transaction of their own.
+    with contextlib.nullcontext() if in_transaction_block else transaction(conn):
+        for month in months:
+            ensure_partition(conn, month)  # a no-op for months that exist
 
 
 def _retention(retention_months: int | None) -> int:

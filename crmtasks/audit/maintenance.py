@@ -17,10 +17,10 @@ import dataclasses
 import datetime
 import logging
 
+from crmtasks.audit.locking import maintenance_lock
 from crmtasks.audit.months import Month, current_month
 from crmtasks.audit.partitions import create_months, list_partitions
 from crmtasks.audit.pause import pause_point
-from crmtasks.audit.pg import maintenance_lock
 from crmtasks.audit.retention import apply_retention
 from crmtasks.settings import Settings
 

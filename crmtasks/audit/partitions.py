@@ -14,12 +14,8 @@ import datetime
 
 from psycopg2 import sql
 
-from crmtasks.audit import queries
 from crmtasks.audit.months import PARENT_TABLE, Month
-from crmtasks.audit.pg import atomic
-
-# pg_advisory_xact_lock key serialising partition creation ("auditddl" as a bigint).
-PARTITION_DDL_LOCK_KEY = int.from_bytes(b"auditddl", "big")
+from crmtasks.pg import AdvisoryLock, load_sql, transaction
 
 
 class PartitionConflict(RuntimeError):
@@ -69,7 +65,7 @@ class Partition:
 def list_partitions(conn) -> list[Partition]:
     """Every partition of audit_log, ordered by lower bound, with bounds read from pg_class.relpartbound."""
     with conn.cursor() as cur:
-        cur.execute(queries.load("audit_partitions"))
+        cur.execute(load_sql("crmtasks.audit", "partitions"))
         return [Partition(*row) for row in cur.fetchall()]
 
 
@@ -90,7 +86,7 @@ def ensure_partition(conn, month: Month) -> bool:
     without being its partition (e.g. a month detached for archiving).
     """
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_DDL_LOCK_KEY,))
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (AdvisoryLock.AUDIT_PARTITION_DDL.key,))
     existing = list_partitions(conn)
     if any(part.month == month for part in existing):
         return False
@@ -118,7 +114,16 @@ def create_months(conn, months: list[Month]) -> list[Month]:
     """
     created = []
     for month in months:
-        with atomic(conn):
+        with transaction(conn):
             if ensure_partition(conn, month):
                 created.append(month)
     return created
+
+
+def parent_columns(conn, table: str = "audit_log") -> list[str]:
+    """The live columns of ``table`` in their physical order, from pg_attribute."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped "
+            "ORDER BY attnum", (table,))
+        return [row[0] for row in cur.fetchall()]

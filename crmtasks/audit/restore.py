@@ -17,10 +17,11 @@ from psycopg2 import sql
 
 from crmtasks.audit import archive_file, ledger
 from crmtasks.audit.archive_file import ArchiveCorrupt
+from crmtasks.audit.locking import maintenance_lock
 from crmtasks.audit.months import PARENT_TABLE, Month
-from crmtasks.audit.partitions import list_partitions, table_exists
-from crmtasks.audit.pg import atomic, maintenance_lock, parent_columns
+from crmtasks.audit.partitions import list_partitions, parent_columns, table_exists
 from crmtasks.audit.retention import archive_paths
+from crmtasks.pg import transaction
 from crmtasks.settings import Settings
 
 
@@ -71,7 +72,7 @@ def restore_month(conn, settings: Settings, month: Month) -> RestoreResult:
         if unknown:
             raise RestoreRefused(f"archive columns {', '.join(unknown)} no longer exist in {PARENT_TABLE}")
         table = sql.Identifier(month.partition_name)
-        with atomic(conn) as cur:
+        with transaction(conn) as cur:
             archive_file.pin_copy_format(cur)
             cur.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
                 table, sql.Identifier(PARENT_TABLE)))

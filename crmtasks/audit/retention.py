@@ -40,9 +40,9 @@ from psycopg2 import sql
 from crmtasks.audit import archive_file, ledger
 from crmtasks.audit.archive_file import ArchiveCorrupt, Manifest
 from crmtasks.audit.months import PARENT_TABLE, Month
-from crmtasks.audit.partitions import Partition, list_partitions
+from crmtasks.audit.partitions import Partition, list_partitions, parent_columns
 from crmtasks.audit.pause import pause_point
-from crmtasks.audit.pg import atomic, parent_columns
+from crmtasks.pg import transaction
 from crmtasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def apply_retention(conn, settings: Settings, current: Month) -> RetentionStats:
         if settings.audit_hold:
             stats.held += 1
             continue
-        with atomic(conn) as cur:
+        with transaction(conn) as cur:
             ledger.begin(cur, month, partition.name, partition.range_start, partition.range_end,
                          settings.audit_retention_policy)
             row = ledger.get(cur, month)
@@ -148,7 +148,7 @@ def _advance(conn, settings: Settings, row: ledger.LedgerRow, stats: RetentionSt
                       month, row.partition_name)
             return
         pause_point(settings, "after_detach")
-        with atomic(conn) as cur:
+        with transaction(conn) as cur:
             ledger.set_state(cur, month, "detached")
         state = "detached"
 
@@ -160,7 +160,7 @@ def _advance(conn, settings: Settings, row: ledger.LedgerRow, stats: RetentionSt
             log.error("%s", conflict)
             return
         pause_point(settings, "after_manifest")
-        with atomic(conn) as cur:
+        with transaction(conn) as cur:
             ledger.set_state(cur, month, "archived", row_count=manifest.row_count, min_id=manifest.min_id,
                              max_id=manifest.max_id, data_file=manifest.data_file,
                              file_sha256=manifest.file_sha256, rows_checksum=manifest.rows_sha256,
@@ -243,7 +243,7 @@ def archive_detached(conn, settings: Settings, row: ledger.LedgerRow, *,
     temp_path.unlink(missing_ok=True)  # a half-written file of a killed run
     columns = parent_columns(conn)
     table = row.partition_name
-    with atomic(conn, repeatable_read=True, read_only=True) as cur:
+    with transaction(conn, repeatable_read=True, read_only=True) as cur:
         archive_file.pin_copy_format(cur)
         cur.execute(sql.SQL("SELECT count(*), min(id), max(id), min(occurred_at), max(occurred_at) FROM {}").format(
             sql.Identifier(table)))
@@ -312,7 +312,7 @@ def _drop_detached(conn, row: ledger.LedgerRow, expected: Manifest | None) -> in
     EXCLUSIVE on the detached table (audit_log itself is not locked).
     """
     table = sql.Identifier(row.partition_name)
-    with atomic(conn) as cur:
+    with transaction(conn) as cur:
         cur.execute("SELECT set_config('lock_timeout', %s, true)", (DROP_LOCK_TIMEOUT,))
         cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
         cur.execute(sql.SQL("SELECT count(*), min(id), max(id) FROM {}").format(table))

@@ -11,10 +11,6 @@ import dataclasses
 
 import click
 
-from crmtasks.pg import migrate as migrations
-from crmtasks.jobs import registry
-from crmtasks.services import urls as services
-from crmtasks.services.readiness import NotReady, connect_checked
 from crmtasks.cli.common import (
     CommandError,
     load_settings_or_exit,
@@ -26,6 +22,10 @@ from crmtasks.cli.common import (
 )
 from crmtasks.cli.report import report_command
 from crmtasks.cli.run import run_command
+from crmtasks.jobs import registry
+from crmtasks.pg import migrate as migrations
+from crmtasks.services import urls as services
+from crmtasks.services.readiness import NotReady, connect_checked
 from crmtasks.settings import mask_url
 
 
@@ -355,9 +355,9 @@ def dashboard(host: str, port: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def search(entity, filter_texts, q, page, per_page, order_by, live, as_json) -> None:
     """Faceted search of ENTITY (leads, deals, accounts, contacts): a page of records and counts per facet value."""
-    from crmtasks.services.readiness import prepare_database
     from crmtasks.search.query import faceted_search
     from crmtasks.search.request import filters_from_text
+    from crmtasks.services.readiness import prepare_database
 
     settings = load_settings_or_exit()
     try:

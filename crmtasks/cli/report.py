@@ -17,9 +17,6 @@ from pathlib import Path
 import click
 
 from crmtasks import reports
-from crmtasks.pg import migrate
-from crmtasks.services import urls as services
-from crmtasks.services.readiness import NotReady, connect_checked
 from crmtasks.cli.common import (
     CommandError,
     load_settings_or_exit,
@@ -27,7 +24,10 @@ from crmtasks.cli.common import (
     print_table,
     stderr,
 )
+from crmtasks.pg import migrate
 from crmtasks.reports import periods
+from crmtasks.services import urls as services
+from crmtasks.services.readiness import NotReady, connect_checked
 
 FORMATS = ("table", "json", "csv")
 _RATE_COLUMNS = ("win_rate", "conversion_rate")

@@ -1,4 +1,4 @@
-"""Job ``system_config.audit_maintenance`` (task ``audit_maintenance``), daily at 02:00 UTC.
+"""Job ``system_config.audit_maintenance`` (``audit_maintenance``), daily at 02:00 UTC.
 
 Creates the coming months' audit_log partitions and archives or deletes the
 months past retention (crmtasks.audit.maintenance). It uses a connection of
@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import psycopg2
 
-from crmtasks.services import urls as services
 from crmtasks.audit.maintenance import run_maintenance
+from crmtasks.services import database_url
 from crmtasks.settings import get_settings
 
+JOB_NAME = "audit_maintenance"
 APPLICATION_NAME = "crmtasks-audit-maintenance"
 
 
 def run() -> dict:
     """One maintenance pass; returns its stats (created, moved, archived, dropped, rows, bytes, ...)."""
     settings = get_settings()
-    conn = psycopg2.connect(services.database_url(settings), application_name=APPLICATION_NAME)
+    conn = psycopg2.connect(database_url(settings), application_name=APPLICATION_NAME)
     try:
         return run_maintenance(conn, settings)
     finally:

@@ -1,4 +1,4 @@
-"""Job ``analytics.warm_caches`` (task ``warm_caches``), daily at 03:00 UTC.
+"""Job ``analytics.warm_caches`` (``warm_caches``), daily at 03:00 UTC.
 
 Fills the caches that the day's first requests would otherwise fill one miss
 at a time. Each cache has a warmer in ``WARMERS``: a named function
@@ -26,6 +26,8 @@ from crmtasks.settings import Settings, get_settings
 from crmtasks.sharing.warm import warm_visibility
 
 logger = logging.getLogger(__name__)
+
+JOB_NAME = "warm_caches"
 
 
 @dataclasses.dataclass(frozen=True)

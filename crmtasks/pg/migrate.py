@@ -1,6 +1,6 @@
 """Versioned, idempotent schema migrations from numbered SQL files.
 
-``crmtasks/migrations/NNNN_name.sql`` files are applied in order, each once,
+``crmtasks/pg/migrations/NNNN_name.sql`` files are applied in order, each once,
 all pending ones in a single transaction under a PostgreSQL advisory lock:
 several processes may run ``crmtasks migrate`` at once; the first applies,
 the others wait and then find nothing left to do.
@@ -16,10 +16,10 @@ from pathlib import Path
 import psycopg2
 from psycopg2.extensions import connection as PgConnection
 
+from crmtasks.pg.advisory_locks import AdvisoryLock
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-# pg_advisory_xact_lock key: the bytes of "crmtasks" read as a bigint.
-ADVISORY_LOCK_KEY = int.from_bytes(b"crmtasks", "big")
 
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -88,7 +88,7 @@ def migrate(conn: PgConnection) -> list[Migration]:
     conn.rollback()
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (AdvisoryLock.MIGRATIONS.key,))
             cur.execute(_CREATE_LEDGER)
             todo = pending(conn)
             for migration in todo:

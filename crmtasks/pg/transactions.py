@@ -32,9 +32,9 @@ def transaction(conn, *, repeatable_read: bool = False, read_only: bool = False,
       repeatable_read(bool): One snapshot for the whole block, taken by its
         first query.
       read_only(bool): Refuse writes inside the block.
-      local(dict): Settings for this transaction only (``set_config(name,
-        value, true)``, e.g. ``{"statement_timeout": "5000"}`` in ms), sent in
-        the same round trip as BEGIN and before the snapshot is taken.
+      local(dict): Settings for this transaction only (``SET LOCAL``, e.g.
+        ``{"statement_timeout": "5000"}`` in ms), sent in the same round trip
+        as BEGIN. They take no snapshot: the block's first query does.
 
     Atomic: a kill -9 or a raised error inside the block leaves nothing
     behind. A rollback that fails because the connection broke is ignored,
@@ -66,10 +66,10 @@ def _begin_statement(autocommit: bool, repeatable_read: bool, read_only: bool,
     parts = []
     if modes or autocommit:
         parts.append(sql.SQL(" ").join([keyword, sql.SQL(", ").join(modes)]) if modes else keyword)
-    if local:
-        parts.append(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
-            sql.SQL("set_config({}, {}, true)").format(sql.Literal(name), sql.Literal(str(value)))
-            for name, value in local.items())))
+    # SET LOCAL is a utility statement: unlike SELECT set_config(...) it takes no snapshot, so the
+    # block's first query still takes it (callers stamp their as_of with that query).
+    parts += [sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(name), sql.Literal(str(value)))
+              for name, value in local.items()]
     # A non-autocommit connection with nothing to set still needs a statement: psycopg2 opens the transaction.
     return sql.SQL("; ").join(parts) if parts else sql.SQL("SELECT 1")
 

@@ -34,33 +34,30 @@ import dataclasses
 import datetime
 import json
 import time
-from importlib import resources
 
 from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 
-# pg_try_advisory_lock key: the bytes of "crmaggr" read as a bigint.
-ADVISORY_LOCK_KEY = int.from_bytes(b"crmaggr", "big")
-
+from crmtasks.pg import AdvisoryLock, load_sql, quietly, transaction
 
 # Each source: its fold statement, the change log it consumes, and its raw
 # table read as +1 images on a full rebuild (same columns, same order).
 _SOURCES = {
     "deals": {
         "table": "deals",
-        "fold": "report_fold_deals.sql",
+        "fold": "fold_deals",
         "log": "report_deal_changes",
         "columns": ("owner_id", "stage", "amount", "probability", "close_date", "created_at"),
     },
     "leads": {
         "table": "leads",
-        "fold": "report_fold_leads.sql",
+        "fold": "fold_leads",
         "log": "report_lead_changes",
         "columns": ("owner_id", "source", "status", "created_at"),
     },
     "accounts": {
         "table": "accounts",
-        "fold": "report_fold_accounts.sql",
+        "fold": "fold_accounts",
         "log": "report_account_changes",
         "columns": ("owner_id", "industry", "region"),
     },
@@ -161,31 +158,18 @@ def refresh(conn: PgConnection, *, full: bool = False, rebuild_after_hours: int 
         raise ValueError("refresh() needs a connection in autocommit mode: it manages its own transaction")
     started = time.perf_counter()
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (AdvisoryLock.AGGREGATES_REFRESH.key,))
         if not cur.fetchone()[0]:
             return RefreshStats(mode="skipped", reason="another precompute_aggregates run holds the lock")
         try:
-            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            try:
-                stats = _refresh_in_transaction(cur, full=full, rebuild_after_hours=rebuild_after_hours,
+            with transaction(conn, repeatable_read=True) as refresh_cur:
+                stats = _refresh_in_transaction(refresh_cur, full=full, rebuild_after_hours=rebuild_after_hours,
                                                 statement_timeout_s=statement_timeout_s)
-                cur.execute("COMMIT")
-            except BaseException:
-                _quietly(cur, "ROLLBACK")
-                raise
         finally:
             # A lost connection has already released the session lock.
-            _quietly(cur, "SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+            quietly(cur, "SELECT pg_advisory_unlock(%s)", (AdvisoryLock.AGGREGATES_REFRESH.key,))
     stats.duration_ms = (time.perf_counter() - started) * 1000
     return stats
-
-
-def _quietly(cur, statement: str, params: tuple = ()) -> None:
-    """Run a clean-up statement; never mask the error being handled with a second one."""
-    try:
-        cur.execute(statement, params)
-    except Exception:  # noqa: BLE001, S110 - the connection may be gone; the server then cleans up itself
-        pass
 
 
 def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int, statement_timeout_s: int) -> RefreshStats:
@@ -212,7 +196,7 @@ def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int, statem
             cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
             stats.aggregate_rows_removed += cur.rowcount
     else:
-        cur.execute(_read_sql("report_refresh_owners.sql"))
+        cur.execute(load_sql("crmtasks.reports", "refresh_owners"))
         stats.owners_refreshed, rows_written = cur.fetchone()
         stats.aggregate_rows_written += int(rows_written)
 
@@ -264,7 +248,7 @@ def _fold_statement(spec: dict, *, full: bool) -> sql.Composed:
         images = sql.SQL("DELETE FROM {log} RETURNING sign, {columns}").format(
             columns=columns, log=sql.Identifier(spec["log"]))
     upserts = {f"on_conflict_{table}": sql.SQL("") if full else _on_conflict(table) for table in _TABLES}
-    return sql.SQL(_read_sql(spec["fold"])).format(images=images, **upserts)
+    return sql.SQL(load_sql("crmtasks.reports", spec["fold"])).format(images=images, **upserts)
 
 
 def _on_conflict(table: str) -> sql.Composed:
@@ -284,10 +268,6 @@ def _delete_emptied_statement(table: str) -> sql.Composed:
         for column in columns)
     return sql.SQL("DELETE FROM {table} AS t USING json_populate_recordset(NULL::{table}, %s) AS e "
                    "WHERE {matches} AND {empty}").format(table=sql.Identifier(table), matches=matches, empty=sql.SQL(empty))
-
-
-def _read_sql(name: str) -> str:
-    return resources.files("crmtasks").joinpath("sql", name).read_text()
 
 
 def state(conn: PgConnection) -> dict:

@@ -20,12 +20,12 @@ import time
 
 import dramatiq
 
-from crmtasks.jobs import registry
-from crmtasks.scheduler import slots as scheduling
 from crmtasks.broker import stopping
 from crmtasks.broker.actors import send_for_slot
 from crmtasks.broker.heartbeats import Heartbeat
 from crmtasks.broker.middleware.database_ready import prepare_or_exit
+from crmtasks.jobs import registry
+from crmtasks.scheduler import slots as scheduling
 from crmtasks.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ All SQL is composed from ``psycopg2.sql`` objects; values become ``Literal``.
 from __future__ import annotations
 
 import abc
-
 import dataclasses
 import datetime
 import decimal

@@ -42,7 +42,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from crmtasks.pg import db
+from crmtasks.pg import db, transaction
 from crmtasks.search import sql as facet_sql
 from crmtasks.search.facets import ROW_ALIAS, Entity, TextColumn, column_in
 from crmtasks.search.request import SearchRequest, build_request
@@ -205,19 +205,11 @@ def _snapshot(cur, timeout_ms: int, own_transaction: bool) -> Iterator[datetime.
         cur.execute("SELECT statement_timestamp()")
         yield cur.fetchone()[0]
         return
-    # One round trip; the SELECT is the first statement, so it takes the snapshot.
-    cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                "SET LOCAL statement_timeout = %s; SELECT statement_timestamp()", (int(timeout_ms),))
-    snapshot_at = cur.fetchone()[0]
-    try:
-        yield snapshot_at
-    except BaseException:
-        try:
-            cur.execute("ROLLBACK")
-        except psycopg2.Error:
-            pass  # the connection broke: the error that broke it is the one to report
-        raise
-    cur.execute("COMMIT")
+    with transaction(cur.connection, repeatable_read=True, read_only=True,
+                     local={"statement_timeout": str(int(timeout_ms))}):
+        # The first query takes the snapshot every statement of the block reads.
+        cur.execute("SELECT statement_timestamp()")
+        yield cur.fetchone()[0]
 
 
 def _published_counts_query(request: SearchRequest) -> sql.Composable:

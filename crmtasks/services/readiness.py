@@ -12,14 +12,9 @@ import dataclasses
 
 import psycopg2
 
-from crmtasks.pg import migrate
+from crmtasks.pg import AdvisoryLock, migrate
 from crmtasks.services import urls as services
 from crmtasks.settings import Settings, mask_url
-
-# pg_advisory_lock key held while the embedded database is prepared: every
-# worker and scheduler process of `honcho start` prepares it at once, and
-# only the first may seed (the others wait, then find it seeded).
-BOOTSTRAP_LOCK_KEY = int.from_bytes(b"crmboot!", "big")
 
 # Audit rows of the first-run demo: enough for every month of 24 to have some,
 # so the audit job has old partitions to archive.
@@ -64,7 +59,9 @@ def prepare_database(settings: Settings, *, seed_demo_if_empty: bool = True, pro
                 raise NotReady(str(error)) from None
             return Preparation(url, [], None)
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s)", (BOOTSTRAP_LOCK_KEY,))  # freed when conn closes
+            # Every worker and scheduler process of `honcho start` prepares the database at once:
+            # only the first may seed, the others wait, then find it seeded. Freed when conn closes.
+            cur.execute("SELECT pg_advisory_lock(%s)", (AdvisoryLock.BOOTSTRAP.key,))
         applied = [f"{m.version:04d}_{m.name}" for m in migrate.migrate(conn)]
         seeded = None
         if seed_demo_if_empty:

@@ -1,6 +1,6 @@
 """Compiling a user's visibility from the database (the uncached path).
 
-One statement (crmtasks/sql/sharing_compile.sql) reads the epoch and every
+One statement (crmtasks/sharing/sql/compile.sql) reads the epoch and every
 input (the user, the role tree, the rules granted to the user, the owners
 those rules cover, the defaults) from one snapshot, so the result is exactly
 the sharing state at the epoch it is tagged with. Cost: a few recursive
@@ -9,19 +9,14 @@ index walks over roles and users; it never touches the records.
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
+from crmtasks.pg import load_sql
 from crmtasks.sharing.entities import DEFAULT_GRANTS, EDIT, ENTITIES
 from crmtasks.sharing.visibility import EntityGrants, Epoch, Visibility
 
-_COMPILE_SQL = Path(__file__).resolve().parent.parent / "sql" / "sharing_compile.sql"
 
-
-@functools.cache
 def compile_sql() -> str:
-    """The text of crmtasks/sql/sharing_compile.sql."""
-    return _COMPILE_SQL.read_text()
+    """The text of crmtasks/sharing/sql/compile.sql."""
+    return load_sql("crmtasks.sharing", "compile")
 
 
 def compile_visibility(cursor, user_id: int) -> Visibility:

@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 import dramatiq
 
 from crmtasks.jobs import registry
-from crmtasks.scheduler import slots as scheduling
 from crmtasks.runs.overview import job_overviews, recent_runs
+from crmtasks.scheduler import slots as scheduling
 from crmtasks.settings import Settings
 from crmtasks.web.auth import Visitor
 from crmtasks.web.http import Request, Response, redirect

@@ -36,7 +36,7 @@ def measure_size(url: str, archive_dir: str) -> dict:
     """In the child: time both precomputes and one archive on the database of ``url``; figures in seconds."""
     from crmtasks.reports import refresh as aggregates
     from crmtasks.audit.maintenance import run_maintenance
-    from crmtasks.jobs.precompute_facets import precompute
+    from crmtasks.search.precompute import precompute
     from crmtasks.settings import load_settings
 
     settings = load_settings({"DATABASE_URL": url, "CRMTASKS_ARCHIVE_DIR": archive_dir})

@@ -178,7 +178,7 @@ def rows_from(results: list[dict], leads: int, repeat: int) -> list[Row]:
 
 def run(conn, leads: int, repeat: int) -> tuple[list[Row], dict]:
     """Publish the facet counts, time every shape, and return (rows, raw results)."""
-    from crmtasks.jobs.precompute_facets import precompute
+    from crmtasks.search.precompute import precompute
 
     precompute(conn)
     results = measure(conn, repeat)

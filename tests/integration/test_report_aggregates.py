@@ -19,6 +19,7 @@ import time
 import psycopg2
 import pytest
 
+from crmtasks.pg import AdvisoryLock
 from crmtasks import reports
 from crmtasks.reports import refresh as aggregates
 from crmtasks.reports import periods
@@ -256,7 +257,7 @@ def test_a_second_concurrent_run_is_skipped(conn, migrated_database_url):
     other.autocommit = True
     try:
         with other.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s)", (aggregates.ADVISORY_LOCK_KEY,))
+            cur.execute("SELECT pg_advisory_lock(%s)", (AdvisoryLock.AGGREGATES_REFRESH.key,))
         stats = aggregates.refresh(conn)
     finally:
         other.close()

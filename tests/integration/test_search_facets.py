@@ -30,6 +30,7 @@ from crmtasks.jobs import registry
 from crmtasks.runs import runner
 from crmtasks.search.facets import ENTITIES
 from crmtasks.jobs import precompute_facets
+from crmtasks.search import precompute
 from crmtasks.search.query import faceted_search
 from crmtasks.settings import get_settings
 
@@ -249,12 +250,12 @@ def test_every_choice_of_grouping_sets_writes_the_same_counts(crm_db, data):
     conn = crm_db.connection()
     for entity in ENTITIES.values():
         count = len(entity.facets)
-        choices = [None, [tuple(range(count))], precompute_facets.choose_grouping_sets([4] * count, 64)]
+        choices = [None, [tuple(range(count))], precompute.choose_grouping_sets([4] * count, 64)]
         written = []
         with conn.cursor() as cur:
             cur.execute("BEGIN")
             for generation, grouping_sets in enumerate(choices, start=1000):
-                cur.execute(precompute_facets.count_statement(entity, generation, grouping_sets))
+                cur.execute(precompute.count_statement(entity, generation, grouping_sets))
                 cur.execute("SELECT given_field, given_value, field, value, count FROM facet_counts "
                             "WHERE generation_id = %s ORDER BY 1, 2, 3, 4", (generation,))
                 written.append(cur.fetchall())

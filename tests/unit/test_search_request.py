@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from crmtasks.search import facets
 from crmtasks.jobs import registry
-from crmtasks.jobs.precompute_facets import choose_grouping_sets
+from crmtasks.search.precompute import choose_grouping_sets
 from crmtasks.search.request import MAX_LIST_VALUES, build_request, filters_from_text
 
 
