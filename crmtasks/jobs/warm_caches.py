@@ -8,7 +8,7 @@ stop the others, and the run then fails (and is retried) naming it.
 Idempotent and safe to kill -9 and re-run: warmers only overwrite whole
 cache entries, and every entry is validated when read, never trusted.
 
-The facet and report warmers (crmtasks.search.warm) run the first
+The facet and report warmers (crmtasks.search.warm, crmtasks.reports.warm) run the first
 reads users make, so the precomputed tables' pages are in PostgreSQL's
 cache; the sharing warmer writes each active user's compiled visibility to
 Redis.
@@ -21,7 +21,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from crmtasks.search.warm import warm_facets, warm_reports
+from crmtasks.reports.warm import warm_reports
+from crmtasks.search.warm import warm_facets
 from crmtasks.settings import Settings, get_settings
 from crmtasks.sharing.warm import warm_visibility
 

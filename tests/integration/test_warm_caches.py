@@ -75,7 +75,8 @@ def test_checks_stay_exact_when_redis_is_down(organization):
 
 
 def test_facet_and_report_read_paths_are_warmed_once_published(crm_db):
-    from crmtasks.search.warm import warm_facets, warm_reports
+    from crmtasks.reports.warm import warm_reports
+    from crmtasks.search.warm import warm_facets
 
     settings = get_settings()
     crm_db.execute_sql(
