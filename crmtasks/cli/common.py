@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from crmtasks.services.readiness import NotReady, connect_migrated
 from crmtasks.settings import Settings, SettingsError, configure_logging, get_settings
 
 stderr = Console(stderr=True)
@@ -23,7 +24,6 @@ stdout = Console()
 
 class CommandError(click.ClickException):
     """A one-line error for the user; exit code 2."""
-
     exit_code = 2
 
     def show(self, file=None) -> None:
@@ -31,12 +31,29 @@ class CommandError(click.ClickException):
 
 
 def load_settings_or_exit() -> Settings:
+    """The settings, with logging configured; CommandError naming the bad variable otherwise."""
     try:
         settings = get_settings()
     except SettingsError as error:
         raise CommandError(str(error)) from None
     configure_logging(settings)
     return settings
+
+
+def migrated_connection(settings: Settings):
+    """A psycopg2 connection to a database whose schema is current; CommandError (one line, exit 2) otherwise.
+
+    The one way every command that needs crmtasks' tables connects; the caller closes it.
+    """
+    try:
+        return connect_migrated(settings)
+    except NotReady as error:
+        raise CommandError(str(error)) from None
+
+
+def require_migrated(settings: Settings) -> None:
+    """CommandError unless the database is reachable and its schema current (for commands that use the pool)."""
+    migrated_connection(settings).close()
 
 
 @contextlib.contextmanager

@@ -20,14 +20,12 @@ from crmtasks import reports
 from crmtasks.cli.common import (
     CommandError,
     load_settings_or_exit,
+    migrated_connection,
     print_json,
     print_table,
     stderr,
 )
-from crmtasks.pg import migrate
 from crmtasks.reports import periods
-from crmtasks.services import urls as services
-from crmtasks.services.readiness import NotReady, connect_checked
 
 FORMATS = ("table", "json", "csv")
 _RATE_COLUMNS = ("win_rate", "conversion_rate")
@@ -55,15 +53,8 @@ def report_command(name, owner_text, from_text, to_text, grain, stage, by_owner,
         raise CommandError(f"--format {output_format!r} is not one of {', '.join(FORMATS)}")
 
     settings = load_settings_or_exit()
+    conn = migrated_connection(settings)
     try:
-        conn = connect_checked(services.database_url(settings))
-    except NotReady as error:
-        raise CommandError(str(error)) from None
-    try:
-        try:
-            migrate.require_current(conn)
-        except migrate.SchemaMissing as error:
-            raise CommandError(str(error)) from None
         conn.autocommit = True
         try:
             report = spec.function(connection=conn, **filters)
@@ -74,9 +65,8 @@ def report_command(name, owner_text, from_text, to_text, grain, stage, by_owner,
 
     _print(report, output_format)
     if plot_file is not None:
-        from crmtasks.reports import (
-            plots,  # matplotlib loads only when a chart is asked for
-        )
+        # Imported here: matplotlib takes about half a second to load, and only --plot needs it.
+        from crmtasks.reports import plots
 
         plots.plot(report, plot_file)
         stderr.print(f"plot written to {plot_file}")

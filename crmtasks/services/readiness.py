@@ -41,6 +41,22 @@ def connect_checked(url: str, *, variable: str = "DATABASE_URL") -> psycopg2.ext
         raise NotReady(f"cannot connect to {variable} {mask_url(url)}: {cause}") from None
 
 
+def connect_migrated(settings: Settings) -> psycopg2.extensions.connection:
+    """A connection to the configured database with every migration applied, or NotReady (one line).
+
+    For commands that read or write crmtasks' tables: they never migrate by
+    themselves, and a database that is behind says which command fixes it.
+    The caller closes the connection.
+    """
+    conn = connect_checked(services.database_url(settings))
+    try:
+        migrate.require_current(conn)
+    except migrate.SchemaMissing as error:
+        conn.close()
+        raise NotReady(str(error)) from None
+    return conn
+
+
 def prepare_database(settings: Settings, *, seed_demo_if_empty: bool = True, progress=None) -> Preparation:
     """Make the database usable for jobs, or raise NotReady.
 
