@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from crmtasks.jobs import registry
+from crmtasks.logging_setup import install_handlers
 
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -448,6 +449,4 @@ def configure_logging(settings: Settings, *, libraries_level: str | None = None)
     ``libraries_level`` sets the level of everyone else's records (workers
     and the scheduler want Dramatiq's INFO lines, the CLI only warnings).
     """
-    from crmtasks.logging_setup import install_handlers
-
     install_handlers(settings.log_level, settings.log_format, settings.log_file, libraries_level)

@@ -26,6 +26,8 @@ from psycopg2 import sql
 from crmtasks.audit.months import PARENT_TABLE, Month, current_month
 from crmtasks.audit.partitions import ensure_partition
 from crmtasks.pg import transaction
+from crmtasks.pg.db import database
+from crmtasks.settings import get_settings
 
 COLUMNS = ("id", "occurred_at", "actor_id", "action", "entity", "entity_id", "changes", "ip_address")
 
@@ -189,13 +191,9 @@ def _create_missing_months(conn, entries: list[AuditEntry], in_transaction_block
 def _retention(retention_months: int | None) -> int:
     if retention_months is not None:
         return retention_months
-    from crmtasks.settings import get_settings
-
     return get_settings().audit_retention_months
 
 
 def _default_connection():
-    from crmtasks.pg.db import database
-
     database.connect(reuse_if_open=True)
     return database.connection()

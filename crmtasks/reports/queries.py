@@ -35,6 +35,7 @@ import datetime
 
 from psycopg2 import sql
 
+from crmtasks.pg import db
 from crmtasks.reports import periods
 from crmtasks.reports.errors import AggregatesNotReady, ReportError
 
@@ -337,8 +338,6 @@ def _deal_outcome(stage: str, connection) -> str | None:
 
 def default_connection():
     """This thread's connection from crmtasks' pooled database (bound from settings on first use)."""
-    from crmtasks.pg import db
-
     if db.database.obj is None:
         db.bind()
     return db.database.connection()

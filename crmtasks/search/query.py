@@ -42,6 +42,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
+from crmtasks import sharing
 from crmtasks.pg import db, transaction
 from crmtasks.search import sql as facet_sql
 from crmtasks.search.facets import ROW_ALIAS, Entity, TextColumn, column_in
@@ -143,8 +144,6 @@ def _live_answer(cur, request: SearchRequest, where: sql.Composable, timeout_ms:
     entity = request.entity
     with _snapshot(cur, timeout_ms, own_transaction) as snapshot_at:
         if user_id is not None:
-            from crmtasks import sharing
-
             where = sql.SQL("({}) AND ({})").format(where, sharing.visible(user_id, entity.name, ROW_ALIAS,
                                                                             cursor=cur))
         if request.q is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+from crmtasks.services import embedded
 from crmtasks.settings import Settings
 
 
@@ -17,8 +18,6 @@ def database_url(settings: Settings) -> str:
     """The libpq URL of the CRM database (starts the embedded PostgreSQL if none is configured)."""
     if settings.database_url:
         return settings.database_url
-    from crmtasks.services import embedded
-
     settings.home.mkdir(parents=True, exist_ok=True)
     return embedded.ensure_postgres(settings.home)
 
@@ -28,7 +27,5 @@ def redis_url(settings: Settings) -> str:
     """The URL of the Redis server (starts the embedded Redis if none is configured)."""
     if settings.redis_url:
         return settings.redis_url
-    from crmtasks.services import embedded
-
     settings.home.mkdir(parents=True, exist_ok=True)
     return embedded.ensure_redis(settings.home)

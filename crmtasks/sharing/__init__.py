@@ -24,6 +24,7 @@ import os
 import peewee
 from psycopg2 import sql
 
+from crmtasks.redis_client import get_redis
 from crmtasks.settings import Settings, get_settings
 from crmtasks.sharing.cache import (
     LocalVisibilityCache,
@@ -44,8 +45,6 @@ _checker: tuple[int, Settings, AccessChecker] | None = None
 
 def make_checker(settings: Settings, *, local: bool = True, shared: bool = True) -> AccessChecker:
     """A checker with the cache tiers asked for (both off: compile on every call)."""
-    from crmtasks.redis_client import get_redis
-
     local_tier = LocalVisibilityCache(settings.sharing_local_cache_users) \
         if local and settings.sharing_local_cache_users > 0 else None
     shared_tier = RedisVisibilityCache(get_redis(settings), settings, settings.sharing_cache_ttl_s) if shared else None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import peewee
 from psycopg2 import sql
 
+from crmtasks.models import Account, Contact, Deal, Lead
 from crmtasks.sharing.entities import ENTITIES, READ
 from crmtasks.sharing.visibility import Visibility
 
@@ -62,8 +63,6 @@ def condition(visibility: Visibility, entity: str, alias: str, level: str = READ
 
 def expression(visibility: Visibility, entity: str, level: str = READ) -> peewee.ColumnBase:
     """The same filter as a peewee expression over the entity's model (crmtasks.models)."""
-    from crmtasks.models import Account, Contact, Deal, Lead
-
     model = {"leads": Lead, "deals": Deal, "accounts": Account, "contacts": Contact}[entity]
     shared = ENTITIES[entity]
     if not visibility.active:
