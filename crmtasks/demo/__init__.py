@@ -1,0 +1,25 @@
+"""Demo data for an empty CRM and its audit log, generated inside PostgreSQL: ``crmtasks seed``.
+
+``seed_demo`` fills the CRM tables (deterministic for a seed, one
+transaction, schema left as it was; see :mod:`crmtasks.demo.crm`). The
+modules, by what they generate:
+
+- ``size``: the CRM tables, rows per table (:class:`DemoSize`), the span of history.
+- ``vocabulary``: names, companies and picklists, with their weights.
+- ``value_functions``: the ``pg_temp`` SQL functions every value derives from.
+- ``people``: the role tree, users, and who owns records.
+- ``records``: what accounts, contacts, leads and deals draw from.
+- ``schema``: foreign keys and indexes dropped for the load and rebuilt after it.
+- ``crm``: the one transaction that does it all.
+
+The statements themselves are in ``crmtasks/demo/sql/``.
+"""
+
+from crmtasks.demo.crm import STEPS, CrmNotEmpty, Progress, crm_is_empty, seed_demo
+from crmtasks.demo.size import CRM_TABLES, HISTORY_DAYS, MAX_ROWS, DemoSize
+from crmtasks.demo.vocabulary import DEAL_STAGES, INDUSTRIES, LEAD_SOURCES, LEAD_STATUSES, RATINGS, REGIONS
+
+__all__ = [
+    "CRM_TABLES", "DEAL_STAGES", "HISTORY_DAYS", "INDUSTRIES", "LEAD_SOURCES", "LEAD_STATUSES", "MAX_ROWS",
+    "RATINGS", "REGIONS", "STEPS", "CrmNotEmpty", "DemoSize", "Progress", "crm_is_empty", "seed_demo",
+]
