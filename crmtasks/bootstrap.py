@@ -70,7 +70,7 @@ def prepare_database(settings: Settings, *, seed_demo_if_empty: bool = True, pro
             from crmtasks import seed
 
             if seed.crm_is_empty(conn):
-                from crmtasks.audit.seed import seed_audit
+                from crmtasks.demo import seed_audit
 
                 seeded = seed.seed_demo(conn, seed.DemoSize.first_run(), progress=progress)
                 seeded["audit_log"] = seed_audit(conn, DEMO_AUDIT_ROWS)["audit_log"]

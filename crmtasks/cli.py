@@ -88,7 +88,7 @@ def seed(users, accounts, contacts, leads, deals, audit_rows, seed_value, replac
             counts.update(_seed_crm(conn, crm_sizes, seed_value, replace))
         if audit_rows is not None:
             from crmtasks.audit.partitions import PartitionConflict
-            from crmtasks.audit.seed import seed_audit
+            from crmtasks.demo import seed_audit
 
             try:
                 with stderr.status(f"seeding {audit_rows:,} audit rows"):

@@ -31,7 +31,7 @@ from crmtasks.audit import record, retention
 from crmtasks.audit.maintenance import run_maintenance
 from crmtasks.audit.months import Month, current_month
 from crmtasks.audit.partitions import create_months
-from crmtasks.audit.seed import SEED_MONTHS
+from crmtasks.demo import SEED_MONTHS
 from crmtasks.settings import Settings
 
 TARGET_ROWS_PER_S = 500_000
