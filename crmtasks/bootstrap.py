@@ -67,7 +67,7 @@ def prepare_database(settings: Settings, *, seed_demo_if_empty: bool = True, pro
         applied = [f"{m.version:04d}_{m.name}" for m in migrate.migrate(conn)]
         seeded = None
         if seed_demo_if_empty:
-            from crmtasks import seed
+            from crmtasks import demo as seed
 
             if seed.crm_is_empty(conn):
                 from crmtasks.demo import seed_audit

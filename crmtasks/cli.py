@@ -101,7 +101,7 @@ def seed(users, accounts, contacts, leads, deals, audit_rows, seed_value, replac
 
 
 def _seed_crm(conn, crm_sizes, seed_value, replace) -> dict[str, int]:
-    from crmtasks import seed as seeding
+    from crmtasks import demo as seeding
 
     users, accounts, contacts, leads, deals = crm_sizes
     defaults = seeding.DemoSize()

@@ -26,8 +26,7 @@ import psycopg2
 from psycopg2 import sql
 
 from crmtasks import db, migrate, services
-from crmtasks.demo import SEED_MONTHS, seed_audit
-from crmtasks.seed import DemoSize, seed_demo
+from crmtasks.demo import SEED_MONTHS, DemoSize, seed_audit, seed_demo
 from crmtasks.settings import Settings, get_settings, load_settings
 
 

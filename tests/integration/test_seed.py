@@ -22,7 +22,7 @@ import pytest
 from psycopg2 import sql
 
 from crmtasks import migrate
-from crmtasks.seed import (
+from crmtasks.demo import (
     CRM_TABLES,
     DEAL_STAGES,
     INDUSTRIES,
@@ -371,7 +371,7 @@ KILLED_CHILD = textwrap.dedent(
     """
     import sys, time, datetime
     import psycopg2
-    from crmtasks.seed import DemoSize, seed_demo
+    from crmtasks.demo import DemoSize, seed_demo
 
     def progress(step, done, total):
         print(step, flush=True)
