@@ -18,7 +18,6 @@ targets (>= 500k rows/s; p99 during <= 3x baseline; no failed insert).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import tempfile
@@ -39,10 +38,10 @@ from benchsuite.audit import (
 )
 from benchsuite.timing import percentile
 
-from crmtasks.pg import migrate
 from crmtasks.audit import archive_file
 from crmtasks.audit.months import current_month
 from crmtasks.audit.partitions import create_months
+from crmtasks.pg import migrate
 from crmtasks.settings import load_settings
 
 

@@ -50,8 +50,8 @@ from benchsuite.reports import (
 from benchsuite.timing import ms_since
 from psycopg2 import sql
 
-from crmtasks.reports import refresh as aggregates
 from crmtasks.pg import migrate
+from crmtasks.reports import refresh as aggregates
 from crmtasks.services import urls as services
 from crmtasks.settings import SettingsError, get_settings
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from urllib.parse import urlsplit
-
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg2
 import pytest

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from crmtasks.audit.partitions import PartitionConflict
-from crmtasks.audit.seed import seed_audit
 from crmtasks.cli.common import (
     CommandError,
     load_settings_or_exit,
@@ -14,7 +13,7 @@ from crmtasks.cli.common import (
     seed_progress,
     stderr,
 )
-from crmtasks.seed import DemoSize, seed_demo
+from crmtasks.demo import DemoSize, seed_audit, seed_demo
 
 
 @click.command(name="seed")

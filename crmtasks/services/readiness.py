@@ -12,6 +12,7 @@ import dataclasses
 
 import psycopg2
 
+from crmtasks import demo
 from crmtasks.pg import AdvisoryLock, migrate
 from crmtasks.services import urls as services
 from crmtasks.settings import Settings, mask_url
@@ -81,13 +82,9 @@ def prepare_database(settings: Settings, *, seed_demo_if_empty: bool = True, pro
         applied = [f"{m.version:04d}_{m.name}" for m in migrate.migrate(conn)]
         seeded = None
         if seed_demo_if_empty:
-            from crmtasks import seed
-
-            if seed.crm_is_empty(conn):
-                from crmtasks.audit.seed import seed_audit
-
-                seeded = seed.seed_demo(conn, seed.DemoSize.first_run(), progress=progress)
-                seeded["audit_log"] = seed_audit(conn, DEMO_AUDIT_ROWS)["audit_log"]
+            if demo.crm_is_empty(conn):
+                seeded = demo.seed_demo(conn, demo.DemoSize.first_run(), progress=progress)
+                seeded["audit_log"] = demo.seed_audit(conn, DEMO_AUDIT_ROWS)["audit_log"]
         return Preparation(url, applied, seeded)
     finally:
         conn.close()

@@ -31,7 +31,7 @@ from crmtasks.audit import record, retention
 from crmtasks.audit.maintenance import run_maintenance
 from crmtasks.audit.months import Month, current_month
 from crmtasks.audit.partitions import create_months
-from crmtasks.audit.seed import SEED_MONTHS
+from crmtasks.demo import AUDIT_HISTORY_MONTHS
 from crmtasks.settings import Settings
 
 TARGET_ROWS_PER_S = 500_000
@@ -173,10 +173,10 @@ def run(conn, url: str, settings: Settings, month_rows: int, writer_seconds: flo
     The month is two months before the seed's first, and retention is set
     so that it alone is past retention: the seeded months stay.
     """
-    month = current_month().plus(-(SEED_MONTHS + 2))
+    month = current_month().plus(-(AUDIT_HISTORY_MONTHS + 2))
     fill_month(conn, month, month_rows)
     in_table = table_bytes(conn, month)
-    only_that_month = dataclasses.replace(settings, audit_retention_months=SEED_MONTHS + 1)
+    only_that_month = dataclasses.replace(settings, audit_retention_months=AUDIT_HISTORY_MONTHS + 1)
     result = archive_with_writer(url, only_that_month, writer_seconds)
     stats = result["stats"]
     if stats["rows"] != month_rows or stats["archived"] != 1:

@@ -3,7 +3,7 @@
 Every run creates its databases on the PostgreSQL server of DATABASE_URL
 (or the embedded server under CRMTASKS_HOME when unset), named
 ``crmtasks_bench_<run id>[_<label>]``, applies the migrations, seeds them
-with ``crmtasks.seed.seed_demo`` and ``crmtasks.audit.seed.seed_audit``
+with ``crmtasks.demo.seed_demo`` and ``crmtasks.demo.seed_audit``
 (deterministic for a seed) and drops them at the end unless ``--keep``. A
 Redis key prefix of its own (``crmtasks-bench-<run id>``) keeps the job
 locks and caches it touches apart from any real deployment's.
@@ -25,11 +25,9 @@ from urllib.parse import urlsplit
 import psycopg2
 from psycopg2 import sql
 
-from crmtasks.pg import db
-from crmtasks.pg import migrate
+from crmtasks.demo import AUDIT_HISTORY_MONTHS, DemoSize, seed_audit, seed_demo
+from crmtasks.pg import db, migrate
 from crmtasks.services import urls as services
-from crmtasks.audit.seed import SEED_MONTHS, seed_audit
-from crmtasks.seed import DemoSize, seed_demo
 from crmtasks.settings import Settings, get_settings, load_settings
 
 
@@ -80,7 +78,7 @@ class Scale:
     def describe(self) -> str:
         size = self.crm
         return (f"{size.leads:,} leads, {size.deals:,} deals, {size.contacts:,} contacts, {size.accounts:,} accounts, "
-                f"{size.users:,} users, {self.audit_rows:,} audit rows over {SEED_MONTHS} months")
+                f"{size.users:,} users, {self.audit_rows:,} audit rows over {AUDIT_HISTORY_MONTHS} months")
 
 
 SCALES: dict[str, Scale] = {

@@ -34,8 +34,8 @@ ARCHIVED_MONTH_AGO = 14
 
 def measure_size(url: str, archive_dir: str) -> dict:
     """In the child: time both precomputes and one archive on the database of ``url``; figures in seconds."""
-    from crmtasks.reports import refresh as aggregates
     from crmtasks.audit.maintenance import run_maintenance
+    from crmtasks.reports import refresh as aggregates
     from crmtasks.search.precompute import precompute
     from crmtasks.settings import load_settings
 

@@ -30,8 +30,8 @@ _KEY_STATS = ("mode", "reason", "rows_scanned", "facet_rows_written", "rows_read
 
 def run_job(name: str) -> dict:
     """In the child: run job ``name`` now under this process's settings; its outcome and memory."""
-    from crmtasks.pg import db
     from crmtasks.jobs import registry
+    from crmtasks.pg import db
     from crmtasks.runs import runner
     from crmtasks.settings import get_settings
 

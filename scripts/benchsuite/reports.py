@@ -28,8 +28,8 @@ from psycopg2 import sql
 
 from benchsuite.rows import Row
 from benchsuite.timing import ms_since
-from crmtasks.reports import refresh as aggregates
 from crmtasks.reports import queries
+from crmtasks.reports import refresh as aggregates
 
 # The reports as issue 4 defines them: (our query, as crmtasks.reports sends it; the live SQL; the view's key).
 OWNER = "d.owner_id, u.full_name AS owner_name, u.is_active AS owner_active"

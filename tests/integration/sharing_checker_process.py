@@ -16,8 +16,8 @@ import json
 import sys
 
 from crmtasks import sharing
-from crmtasks.pg import db
 from crmtasks.jobs import warm_caches
+from crmtasks.pg import db
 
 
 def _counts() -> dict[str, int]:

@@ -26,8 +26,8 @@ from crmtasks.audit.maintenance import run_maintenance
 from crmtasks.audit.months import current_month
 from crmtasks.audit.partitions import list_partitions
 from crmtasks.audit.restore import RestoreRefused, restore_month
-from crmtasks.audit.seed import seed_audit
 from crmtasks.audit.status import verify_archives
+from crmtasks.demo import seed_audit
 from tests.integration.audit_support import (  # noqa: F401
     archived_ids,
     audit_settings,

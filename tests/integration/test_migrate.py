@@ -9,8 +9,8 @@ import sys
 import psycopg2
 import pytest
 
-from crmtasks.pg import migrate
 from crmtasks.models import ALL_MODELS
+from crmtasks.pg import migrate
 
 CRM_TABLES = ["accounts", "contacts", "deals", "leads", "roles", "task_runs", "users"]
 

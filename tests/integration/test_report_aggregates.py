@@ -19,10 +19,10 @@ import time
 import psycopg2
 import pytest
 
-from crmtasks.pg import AdvisoryLock
 from crmtasks import reports
-from crmtasks.reports import refresh as aggregates
+from crmtasks.pg import AdvisoryLock
 from crmtasks.reports import periods
+from crmtasks.reports import refresh as aggregates
 from tests.integration import live_reports
 from tests.integration.random_crm import OPEN_STAGES, RandomCRM
 

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from crmtasks import reports
-from crmtasks.reports import refresh as aggregates
 from crmtasks.cli import main
+from crmtasks.reports import refresh as aggregates
 from tests.integration.random_crm import RandomCRM
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

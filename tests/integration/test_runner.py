@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from crmtasks.jobs import registry
-from crmtasks.runs import runner
 from crmtasks.broker.middleware.job_mutex import job_mutex
+from crmtasks.jobs import registry
 from crmtasks.models import TaskRun
+from crmtasks.runs import runner
 from crmtasks.settings import get_settings
 from tests.acceptance.jobs_for_tests import TEST_SPECS
 

@@ -25,12 +25,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from crmtasks.jobs import precompute_facets, registry
 from crmtasks.pg import db
-from crmtasks.jobs import registry
 from crmtasks.runs import runner
-from crmtasks.search.facets import ENTITIES
-from crmtasks.jobs import precompute_facets
 from crmtasks.search import precompute
+from crmtasks.search.facets import ENTITIES
 from crmtasks.search.query import faceted_search
 from crmtasks.settings import get_settings
 

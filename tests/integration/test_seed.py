@@ -21,8 +21,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from crmtasks.pg import migrate
-from crmtasks.seed import (
+from crmtasks.demo import (
     CRM_TABLES,
     DEAL_STAGES,
     INDUSTRIES,
@@ -37,6 +36,7 @@ from crmtasks.seed import (
     crm_is_empty,
     seed_demo,
 )
+from crmtasks.pg import migrate
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = DemoSize(users=200, accounts=400, contacts=1_500, leads=5_000, deals=1_200)
@@ -371,7 +371,7 @@ KILLED_CHILD = textwrap.dedent(
     """
     import sys, time, datetime
     import psycopg2
-    from crmtasks.seed import DemoSize, seed_demo
+    from crmtasks.demo import DemoSize, seed_demo
 
     def progress(step, done, total):
         print(step, flush=True)

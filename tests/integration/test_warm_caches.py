@@ -6,10 +6,9 @@ import pytest
 import redis
 
 from crmtasks import sharing
-from crmtasks.jobs import registry
-from crmtasks.runs import runner
-from crmtasks.jobs import warm_caches
+from crmtasks.jobs import registry, warm_caches
 from crmtasks.models import TaskRun
+from crmtasks.runs import runner
 from crmtasks.settings import get_settings
 from crmtasks.sharing.cache import (
     LocalVisibilityCache,

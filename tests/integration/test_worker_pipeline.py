@@ -16,12 +16,12 @@ import pendulum
 import pytest
 import redis as redis_module
 
-from crmtasks.jobs import registry
 from crmtasks.broker.actors import declare_actor
 from crmtasks.broker.build import build_broker
-from crmtasks.pg.db import database
 from crmtasks.broker.middleware.job_mutex import job_mutex
+from crmtasks.jobs import registry
 from crmtasks.models import Lead, TaskRun
+from crmtasks.pg.db import database
 from crmtasks.redis_client import get_redis, key
 from crmtasks.settings import get_settings
 
@@ -215,9 +215,9 @@ def test_work_a_job_did_not_commit_is_rolled_back_not_committed_by_the_recorder(
 
 
 def test_paused_job_is_skipped_by_workers_and_not_enqueued_by_schedulers(pipeline, redis_client):
-    from crmtasks.scheduler import slots as scheduling
     from crmtasks.broker.actors import send_for_slot
     from crmtasks.models import ScheduleSlot
+    from crmtasks.scheduler import slots as scheduling
 
     actors, drain, _ = pipeline
     scheduling.pause("count_leads", "index rebuild tonight")

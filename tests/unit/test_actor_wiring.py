@@ -12,10 +12,8 @@ import redis
 from dramatiq.brokers.stub import StubBroker
 from periodiq import PeriodiqMiddleware
 
-from crmtasks.jobs import registry
 from crmtasks.broker.actors import declare_actor
 from crmtasks.broker.build import add_crmtasks_middleware
-from crmtasks.scheduler.cron import UtcCron
 from crmtasks.broker.middleware import (
     DatabaseConnection,
     DatabaseReady,
@@ -26,6 +24,8 @@ from crmtasks.broker.middleware import (
     ScheduleGuard,
     WorkerHeartbeat,
 )
+from crmtasks.jobs import registry
+from crmtasks.scheduler.cron import UtcCron
 from crmtasks.settings import load_settings
 
 SPEC = registry.TaskSpec(name="tidy_up", actor_name="tests.tidy_up", cron="*/5 * * * *", queue="workflow_io",

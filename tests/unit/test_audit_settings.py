@@ -111,8 +111,7 @@ def test_retention_decides_from_bounds_not_names():
 
 
 def test_audit_job_is_registered():
-    from crmtasks.jobs import registry
-    from crmtasks.jobs import audit_maintenance
+    from crmtasks.jobs import audit_maintenance, registry
 
     spec = registry.get("system_config.audit_maintenance")
     assert (spec.name, spec.cron, spec.queue) == ("audit_maintenance", "0 2 * * *", "workflow_io")

@@ -15,11 +15,10 @@ import urllib.request
 
 import pytest
 
-from crmtasks.broker import metrics_exporter
-from crmtasks.scheduler import boot as scheduler_boot
-from crmtasks.broker import stopping
-from crmtasks.logging_setup import install_handlers
+from crmtasks.broker import metrics_exporter, stopping
 from crmtasks.broker.middleware import graceful_stop
+from crmtasks.logging_setup import install_handlers
+from crmtasks.scheduler import boot as scheduler_boot
 from crmtasks.settings import SettingsError, load_exporter_settings, load_settings
 
 # --- settings -------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from crmtasks.search import facets
 from crmtasks.jobs import registry
+from crmtasks.search import facets
 from crmtasks.search.precompute import choose_grouping_sets
 from crmtasks.search.request import MAX_LIST_VALUES, build_request, filters_from_text
 
