@@ -45,7 +45,8 @@ from psycopg2 import sql
 from crmtasks import sharing
 from crmtasks.pg import db, transaction
 from crmtasks.search import sql as facet_sql
-from crmtasks.search.facets import ROW_ALIAS, Entity, TextColumn, column_in
+from crmtasks.search.facets import Entity
+from crmtasks.search.kinds import ROW_ALIAS, TextColumn, column_in
 from crmtasks.search.request import SearchRequest, build_request
 from crmtasks.settings import get_settings
 

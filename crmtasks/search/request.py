@@ -15,7 +15,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from crmtasks.search.facets import Entity, Facet, RangeKind, get_entity
+from crmtasks.search.facets import Entity, Facet, get_entity
+from crmtasks.search.kinds import RangeKind
 
 MAX_LIST_VALUES = 100       # values in one IN filter
 MAX_PER_PAGE = 100          # records in one page

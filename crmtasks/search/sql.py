@@ -16,7 +16,8 @@ import itertools
 
 from psycopg2 import sql
 
-from crmtasks.search.facets import ROW_ALIAS, Entity
+from crmtasks.search.facets import Entity
+from crmtasks.search.kinds import ROW_ALIAS
 from crmtasks.search.request import RANGE_OPERATORS, SearchRequest
 
 

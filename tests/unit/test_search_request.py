@@ -12,7 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from crmtasks.jobs import registry
-from crmtasks.search import facets
+from crmtasks.search import facets, kinds
 from crmtasks.search.precompute import choose_grouping_sets
 from crmtasks.search.request import MAX_LIST_VALUES, build_request, filters_from_text
 
@@ -104,12 +104,12 @@ def test_filters_from_command_line_text():
 
 
 def test_facet_kinds_round_trip_their_values():
-    quarter = facets.QuarterOfDate("close_date")
+    quarter = kinds.QuarterOfDate("close_date")
     assert quarter.decode(quarter.check("2024-Q4")) == "2024-Q4"
     assert quarter.quarter_range(quarter.check("2024-Q4")) == (datetime.date(2024, 10, 1), datetime.date(2025, 1, 1))
     band = facets.AMOUNT_BANDS
     assert [band.decode(band.check(label)) for label in band.labels] == list(band.labels)
-    owner = facets.UserColumn("owner_id")
+    owner = kinds.UserColumn("owner_id")
     assert owner.decode(owner.check(42)) == 42
 
 
