@@ -36,6 +36,8 @@ from pathlib import Path
 
 from psycopg2 import sql
 
+from crmtasks.errors import CrmtasksError
+
 # gzip level 1: zlib compresses audit rows at ~240 MB/s vs ~95 MB/s at level 6, for a file
 # ~30% larger (measured; scripts/bench_audit.py --level compares whole archive runs).
 GZIP_LEVEL = 1
@@ -47,7 +49,7 @@ MANIFEST_SUFFIX = ".manifest.json"
 TEMP_PREFIX = ".tmp-"
 
 
-class ArchiveCorrupt(RuntimeError):
+class ArchiveCorrupt(CrmtasksError):
     """An archive file does not match what its manifest (or the database) says."""
 
 

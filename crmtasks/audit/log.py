@@ -25,6 +25,7 @@ from psycopg2 import sql
 
 from crmtasks.audit.months import PARENT_TABLE, Month, current_month
 from crmtasks.audit.partitions import ensure_partition
+from crmtasks.errors import CrmtasksError
 from crmtasks.pg import transaction
 from crmtasks.pg.db import database
 from crmtasks.settings import get_settings
@@ -32,7 +33,7 @@ from crmtasks.settings import get_settings
 COLUMNS = ("id", "occurred_at", "actor_id", "action", "entity", "entity_id", "changes", "ip_address")
 
 
-class AuditRowTooOld(ValueError):
+class AuditRowTooOld(CrmtasksError, ValueError):
     """The row's month is older than the retention window: it may be archived already."""
 
 

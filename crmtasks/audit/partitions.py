@@ -15,10 +15,11 @@ import datetime
 from psycopg2 import sql
 
 from crmtasks.audit.months import PARENT_TABLE, Month
+from crmtasks.errors import CrmtasksError
 from crmtasks.pg import AdvisoryLock, load_sql, transaction
 
 
-class PartitionConflict(RuntimeError):
+class PartitionConflict(CrmtasksError):
     """A month cannot be created because something already occupies its name or part of its range."""
 
 

@@ -21,11 +21,12 @@ from crmtasks.audit.locking import maintenance_lock
 from crmtasks.audit.months import PARENT_TABLE, Month
 from crmtasks.audit.partitions import list_partitions, parent_columns, table_exists
 from crmtasks.audit.retention import archive_paths
+from crmtasks.errors import CrmtasksError
 from crmtasks.pg import transaction
 from crmtasks.settings import Settings
 
 
-class RestoreRefused(RuntimeError):
+class RestoreRefused(CrmtasksError):
     """The month cannot be restored; the message says why (one line)."""
 
 

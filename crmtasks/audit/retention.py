@@ -42,6 +42,7 @@ from crmtasks.audit.archive_file import ArchiveCorrupt, Manifest
 from crmtasks.audit.months import PARENT_TABLE, Month
 from crmtasks.audit.partitions import Partition, list_partitions, parent_columns
 from crmtasks.audit.pause import pause_point
+from crmtasks.errors import CrmtasksError
 from crmtasks.pg import transaction
 from crmtasks.settings import Settings
 
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 DROP_LOCK_TIMEOUT = "10s"
 
 
-class ArchiveConflict(RuntimeError):
+class ArchiveConflict(CrmtasksError):
     """A month already has a verified archive holding different rows; nothing is overwritten."""
 
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from crmtasks.errors import CrmtasksError
 from crmtasks.services.readiness import NotReady, connect_migrated
 from crmtasks.settings import Settings, SettingsError, configure_logging, get_settings
 
@@ -22,7 +23,7 @@ stderr = Console(stderr=True)
 stdout = Console()
 
 
-class CommandError(click.ClickException):
+class CommandError(click.ClickException, CrmtasksError):
     """A one-line error for the user; exit code 2."""
     exit_code = 2
 

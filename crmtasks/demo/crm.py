@@ -42,6 +42,7 @@ from crmtasks.demo.records import record_parameters
 from crmtasks.demo.schema import DeferredSchema
 from crmtasks.demo.size import CRM_TABLES, HISTORY_DAYS, DemoSize
 from crmtasks.demo.value_functions import create_value_functions, drop_value_functions
+from crmtasks.errors import CrmtasksError
 from crmtasks.pg import load_sql, transaction
 
 Progress = Callable[[str, int, int], None]
@@ -62,7 +63,7 @@ _TRANSACTION_SETTINGS = {
 }
 
 
-class CrmNotEmpty(ValueError):
+class CrmNotEmpty(CrmtasksError, ValueError):
     """The CRM tables already hold rows, so no demo data was added (a ValueError, like every refusal)."""
 
 

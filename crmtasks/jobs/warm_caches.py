@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from crmtasks.errors import CrmtasksError
 from crmtasks.reports.warm import warm_reports
 from crmtasks.search.warm import warm_facets
 from crmtasks.settings import Settings, get_settings
@@ -51,7 +52,7 @@ WARMERS: tuple[Warmer, ...] = (
 )
 
 
-class WarmingFailed(RuntimeError):
+class WarmingFailed(CrmtasksError):
     """One or more warmers failed (the others ran); the message names them."""
 
 

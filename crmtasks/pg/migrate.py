@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2.extensions import connection as PgConnection
 
+from crmtasks.errors import CrmtasksError
 from crmtasks.pg.advisory_locks import AdvisoryLock
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -46,7 +47,7 @@ class Migration:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
 
-class SchemaMissing(RuntimeError):
+class SchemaMissing(CrmtasksError):
     """The database lacks migrations this version of crmtasks needs."""
 
 

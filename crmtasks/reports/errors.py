@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from crmtasks.errors import CrmtasksError
 
-class ReportError(ValueError):
+
+class ReportError(CrmtasksError, ValueError):
     """A report was asked for with a bad name, filter, date or range."""
 
 
-class AggregatesNotReady(RuntimeError):
+class AggregatesNotReady(CrmtasksError):
     """The aggregates have never been computed in this database."""
 
     def __init__(self) -> None:

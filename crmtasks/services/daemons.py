@@ -15,11 +15,13 @@ from pathlib import Path
 
 import psutil
 
+from crmtasks.errors import CrmtasksError
+
 # Seconds a server may take to start or stop.
 START_TIMEOUT = 10.0
 
 
-class EmbeddedServiceError(RuntimeError):
+class EmbeddedServiceError(CrmtasksError):
     """An embedded server could not be started, reached or stopped."""
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import psycopg2
 
 from crmtasks import demo
+from crmtasks.errors import CrmtasksError
 from crmtasks.pg import AdvisoryLock, migrate
 from crmtasks.services import urls as services
 from crmtasks.settings import Settings, mask_url
@@ -22,7 +23,7 @@ from crmtasks.settings import Settings, mask_url
 DEMO_AUDIT_ROWS = 200_000
 
 
-class NotReady(RuntimeError):
+class NotReady(CrmtasksError):
     """The database cannot be used as it is; the message says what to do (one line)."""
 
 

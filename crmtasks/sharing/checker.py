@@ -21,6 +21,7 @@ import contextlib
 import peewee
 from psycopg2 import sql
 
+from crmtasks.errors import CrmtasksError
 from crmtasks.pg import db
 from crmtasks.sharing import filters
 from crmtasks.sharing.cache import VisibilityCache
@@ -35,7 +36,7 @@ _BIGINT_MAX = 2**63 - 1
 MAX_ROUNDS = 5
 
 
-class SharingInFlux(RuntimeError):
+class SharingInFlux(CrmtasksError):
     """The sharing inputs kept changing during one check; nothing was allowed. Retry."""
 
 

@@ -31,6 +31,8 @@ import secrets
 import time
 from pathlib import Path
 
+from crmtasks.errors import CrmtasksError
+
 SESSION_COOKIE = "crmtasks_session"
 # Seconds a login lasts.
 SESSION_LIFETIME_S = 12 * 3600
@@ -40,7 +42,7 @@ _NONCE_BYTES = 16
 _VERSION = "v1"
 
 
-class KeyFileError(RuntimeError):
+class KeyFileError(CrmtasksError):
     """The per-install key file exists but cannot be used."""
 
 
