@@ -14,6 +14,7 @@ from crmtasks.scheduler import slots as scheduling
 from crmtasks.broker import stopping
 from crmtasks.broker import retries as transient
 from crmtasks.broker.options import JOB_NAME_OPTION, lock_ttl_ms
+from crmtasks.runs.status import CATCH_UP_REASON, SkipReason, SlotState
 from crmtasks.scheduler.cron import UtcCron, to_utc_minute
 
 logger = logging.getLogger(__name__)
@@ -53,10 +54,10 @@ def send_for_slot(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up: b
 def _claim_and_send(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up: bool, **send_options):
     task = actor.options[JOB_NAME_OPTION]
     if scheduling.is_paused(task):
-        scheduling.claim_slot(task, slot, state="skipped", reason="paused")
+        scheduling.claim_slot(task, slot, state=SlotState.SKIPPED, reason=SkipReason.PAUSED)
         logger.info("%s slot %s not enqueued: the job is paused", task, slot.isoformat())
         return None
-    if not scheduling.claim_slot(task, slot, reason="catch_up" if catch_up else None):
+    if not scheduling.claim_slot(task, slot, reason=CATCH_UP_REASON if catch_up else None):
         logger.info("%s slot %s was already enqueued by another scheduler", task, slot.isoformat())
         return None
     send_options.setdefault("scheduled_at", slot.isoformat())

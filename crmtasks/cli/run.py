@@ -12,6 +12,7 @@ import click
 from crmtasks.broker.factory import build_runtime
 from crmtasks.jobs import registry
 from crmtasks.runs import runner
+from crmtasks.runs.status import RunStatus
 from crmtasks.services.readiness import NotReady, prepare_database
 from crmtasks.settings import Settings
 from crmtasks.cli.common import (
@@ -69,7 +70,7 @@ def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool) -> None:
         print_table("crmtasks run", ["task", "status", "duration", "what it did"],
                     [[o.task, o.status, f"{o.duration_s:.2f} s", o.error or summarize_stats(o.stats)]
                      for o in outcomes])
-    if any(outcome.status == "failed" for outcome in outcomes):
+    if any(outcome.status == RunStatus.FAILED for outcome in outcomes):
         raise SystemExit(1)
 
 

@@ -17,6 +17,7 @@ import dramatiq
 
 from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
 from crmtasks.broker.options import JOB_NAME_OPTION, job_options
+from crmtasks.runs.status import RunStatus, SkipReason
 
 _metrics: dict | None = None
 _metrics_lock = threading.Lock()
@@ -63,11 +64,12 @@ class JobMetrics(dramatiq.Middleware):
             return
         metrics = _job_metrics()
         metrics["duration"].labels(task).observe(time.monotonic() - started[1])
-        metrics["runs"].labels(task, "failed" if exception else "succeeded").inc()
+        metrics["runs"].labels(task, RunStatus.FAILED if exception else RunStatus.SUCCEEDED).inc()
         if exception is None:
             metrics["last_success"].labels(task).set(time.time())
 
     def after_skip_message(self, broker, message):
         task = self._task(broker, message)
         if task is not None:
-            _job_metrics()["runs"].labels(task, "skipped_" + message.options.get(SKIP_REASON_OPTION, "stale")).inc()
+            reason = message.options.get(SKIP_REASON_OPTION, SkipReason.STALE)
+            _job_metrics()["runs"].labels(task, f"{RunStatus.SKIPPED}_{reason}").inc()

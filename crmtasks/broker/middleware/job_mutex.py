@@ -27,6 +27,7 @@ from crmtasks.jobs import registry
 from crmtasks.broker.mutex import RedisMutex
 from crmtasks.broker.options import JOB_NAME_OPTION, LOCK_TTL_OPTION, OVERLAP_OPTION, job_options, lock_ttl_ms
 from crmtasks.redis_client import get_redis, key, patiently
+from crmtasks.runs.status import SkipReason
 from crmtasks.settings import Settings
 
 SKIP_REASON_OPTION = "crmtasks_skip_reason"
@@ -97,9 +98,9 @@ class JobMutex(dramatiq.Middleware):
             return
         if queue_one and line.acquire(message.message_id):
             broker.enqueue(message, delay=QUEUE_ONE_POLL_MS)
-            message.options[SKIP_REASON_OPTION] = "queued"
+            message.options[SKIP_REASON_OPTION] = SkipReason.QUEUED
             raise SkipMessage(f"{name} is running; this run waits for it")
-        message.options[SKIP_REASON_OPTION] = "overlap"
+        message.options[SKIP_REASON_OPTION] = SkipReason.OVERLAP
         raise SkipMessage(f"{name} is already running")
 
     def after_process_message(self, broker, message, *, result=None, exception=None):

@@ -19,6 +19,7 @@ import threading
 import dramatiq
 
 from crmtasks.runs import history as runs
+from crmtasks.runs.status import SkipReason, SlotState, Trigger
 from crmtasks.scheduler import slots as scheduling
 from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
 from crmtasks.broker.options import JOB_NAME_OPTION, job_options
@@ -27,12 +28,12 @@ from crmtasks.broker.middleware.schedule_guard import message_slot
 logger = logging.getLogger(__name__)
 
 
-def trigger_of(message) -> str:
+def trigger_of(message) -> Trigger:
     if message.options.get("retries"):
-        return "retry"
+        return Trigger.RETRY
     if "scheduled_at" in message.options:
-        return "schedule"
-    return "manual"
+        return Trigger.SCHEDULE
+    return Trigger.MANUAL
 
 
 class RunRecorder(dramatiq.Middleware):
@@ -68,17 +69,17 @@ class RunRecorder(dramatiq.Middleware):
         runs.finish_run(current[1], stats=result, error=exception)
         slot = message_slot(message)
         if slot is not None:
-            scheduling.update_slot(task, slot, state="ran")
+            scheduling.update_slot(task, slot, state=SlotState.RAN)
 
     def after_skip_message(self, broker, message):
         task = self._task_name(broker, message)
-        reason = message.options.get(SKIP_REASON_OPTION, "stale")
+        reason = message.options.get(SKIP_REASON_OPTION, SkipReason.STALE)
         if task is None:
             return
         runs.abandon_unfinished(task, message.message_id)
-        if reason == "queued":
+        if reason == SkipReason.QUEUED:
             return
         runs.record_skip(task, trigger_of(message), reason, message.message_id)
         slot = message_slot(message)
         if slot is not None:
-            scheduling.update_slot(task, slot, state="skipped", reason=reason)
+            scheduling.update_slot(task, slot, state=SlotState.SKIPPED, reason=reason)

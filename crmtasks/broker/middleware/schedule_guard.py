@@ -18,6 +18,7 @@ import pendulum
 from dramatiq.middleware import SkipMessage
 from periodiq import PeriodiqMiddleware
 
+from crmtasks.runs.status import SkipReason
 from crmtasks.scheduler import slots as scheduling
 from crmtasks.broker.actors import CATCH_UP_OPTION, SLOT_OPTION
 from crmtasks.broker.options import JOB_NAME_OPTION, job_options
@@ -58,7 +59,7 @@ class ScheduleGuard(PeriodiqMiddleware):
             return
         name = options[JOB_NAME_OPTION]
         if scheduling.is_paused(name):
-            self._skip(message, "paused", f"{name} is paused")
+            self._skip(message, SkipReason.PAUSED, f"{name} is paused")
         slot = message_slot(message)
         if slot is None:
             return
@@ -68,9 +69,9 @@ class ScheduleGuard(PeriodiqMiddleware):
         else:
             deadline = options["periodic"].next_slot(slot) + GRACE
         if now > deadline:
-            self._skip(message, "stale", f"{name} slot {slot.isoformat()} is stale")
+            self._skip(message, SkipReason.STALE, f"{name} slot {slot.isoformat()} is stale")
 
     @staticmethod
-    def _skip(message, reason: str, text: str):
+    def _skip(message, reason: SkipReason, text: str):
         message.options[SKIP_REASON_OPTION] = reason
         raise SkipMessage(text)
