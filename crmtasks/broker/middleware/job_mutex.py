@@ -55,7 +55,13 @@ def job_lock(settings: Settings, job_name: str, ttl_ms: int) -> RedisMutex:
 
 
 def waiting_slot(settings: Settings, job_name: str, ttl_ms: int) -> RedisMutex:
-    """The single place in line of a ``queue_one`` job (same parameters as ``job_lock``)."""
+    """The single place in line of a ``queue_one`` job: at most one message waits for the running one.
+
+    Parameters:
+      settings(Settings): Where Redis is, and the key prefix.
+      job_name(str): The job's CLI name; the key is made of it.
+      ttl_ms(int): The time in milliseconds after which an unreleased place expires (the lock's TTL).
+    """
     return RedisMutex(get_redis(settings), key(settings, "waiting", job_name), ttl_ms=ttl_ms)
 
 
