@@ -18,6 +18,7 @@ from crmtasks.jobs import registry
 from crmtasks.services import urls as services
 from crmtasks.services.readiness import NotReady, connect_checked
 from crmtasks.redis_client import get_redis
+from crmtasks.runs.overview import job_overviews
 from crmtasks.runs.status import JobState, RunStatus
 from crmtasks.settings import Settings, mask_url
 
@@ -99,8 +100,6 @@ def _check_scheduler(settings: Settings) -> Finding:
 
 
 def _check_jobs(settings: Settings, now: datetime.datetime) -> list[Finding]:
-    from crmtasks.runs.overview import job_overviews
-
     findings = []
     for job in job_overviews(settings, now):
         if job.state == JobState.PAUSED:
