@@ -3,11 +3,15 @@
     dramatiq crmtasks.tasks      # workers
     periodiq crmtasks.tasks      # scheduler
 
-Importing it builds the broker from settings, makes it the global broker,
-and declares one actor per registered job (``crmtasks.broker.actors``). In the
-periodiq process it also starts the scheduler's heartbeat and catch-up
-(``crmtasks.scheduler.boot``). A bad setting stops the process with one
-line and exit code 2.
+Importing it builds the broker and one actor per registered job
+(``crmtasks.broker.factory``), makes that broker Dramatiq's global one and
+sets up logging. In the periodiq process it also starts the scheduler's
+heartbeat and catch-up (``crmtasks.scheduler.boot``). A bad setting stops
+the process with one line and exit code 2.
+
+It is the only crmtasks module whose import has effects: other code that
+needs the broker or the actors (``crmtasks run --enqueue``, the dashboard)
+calls ``build_runtime`` itself instead of importing this module.
 """
 
 from __future__ import annotations
@@ -17,9 +21,7 @@ from pathlib import Path
 
 import dramatiq
 
-from crmtasks.broker.actors import declare_actor
-from crmtasks.broker.build import build_broker
-from crmtasks.jobs import registry
+from crmtasks.broker.factory import build_runtime
 from crmtasks.settings import SettingsError, configure_logging, get_settings
 
 
@@ -34,9 +36,10 @@ def _load_settings():
 settings = _load_settings()
 # INFO for Dramatiq's and periodiq's records too, even under `dramatiq --skip-logging`.
 configure_logging(settings, libraries_level="INFO")
-broker = build_broker(settings)
+runtime = build_runtime(settings)
+# By these names tests and tools take them from here; `dramatiq` and `periodiq` use the global broker.
+broker, actors = runtime.broker, runtime.actors
 dramatiq.set_broker(broker)
-actors = {spec.name: declare_actor(broker, spec, settings.schedule(spec.name)) for spec in registry.TASKS}
 
 
 if Path(sys.argv[0]).name == "periodiq":

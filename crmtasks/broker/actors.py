@@ -13,6 +13,8 @@ from crmtasks.jobs import registry
 from crmtasks.scheduler import slots as scheduling
 from crmtasks.broker import stopping
 from crmtasks.broker import retries as transient
+from crmtasks.broker.options import JOB_NAME_OPTION, lock_ttl_ms
+from crmtasks.runs.status import CATCH_UP_REASON, SkipReason, SlotState
 from crmtasks.scheduler.cron import UtcCron, to_utc_minute
 
 logger = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ class ScheduledActor(dramatiq.Actor):
     first claims the slot in ``schedule_slots`` and is dropped when another
     scheduler claimed it already, or recorded as skipped when the job is
     paused. Sends without ``scheduled_at`` (run now, retries) pass through.
+    The job's name comes from the actor's ``job_name`` option.
     """
 
     def send_with_options(self, *, args=(), kwargs=None, delay=None, **options):
@@ -49,12 +52,12 @@ def send_for_slot(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up: b
 
 
 def _claim_and_send(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up: bool, **send_options):
-    task = registry.get(actor.actor_name).name
+    task = actor.options[JOB_NAME_OPTION]
     if scheduling.is_paused(task):
-        scheduling.claim_slot(task, slot, state="skipped", reason="paused")
+        scheduling.claim_slot(task, slot, state=SlotState.SKIPPED, reason=SkipReason.PAUSED)
         logger.info("%s slot %s not enqueued: the job is paused", task, slot.isoformat())
         return None
-    if not scheduling.claim_slot(task, slot, reason="catch_up" if catch_up else None):
+    if not scheduling.claim_slot(task, slot, reason=CATCH_UP_REASON if catch_up else None):
         logger.info("%s slot %s was already enqueued by another scheduler", task, slot.isoformat())
         return None
     send_options.setdefault("scheduled_at", slot.isoformat())
@@ -71,7 +74,11 @@ def _claim_and_send(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up:
 
 
 def declare_actor(broker: dramatiq.Broker, spec: registry.TaskSpec, schedule: str) -> dramatiq.Actor:
-    """Declare the actor of one job on ``broker`` (which must carry periodiq's middleware).
+    """Declare the actor of one job on ``broker`` (which must carry crmtasks' middleware).
+
+    The job's policy travels as actor options (crmtasks.broker.options):
+    ``job_name``, ``overlap`` and ``lock_ttl`` for crmtasks' middleware,
+    beside Dramatiq's own (time limit, retries) and periodiq's schedule.
 
     Parameters:
       broker(Broker): The broker to bind to.
@@ -95,6 +102,10 @@ def declare_actor(broker: dramatiq.Broker, spec: registry.TaskSpec, schedule: st
         min_backoff=spec.min_backoff_ms,
         max_backoff=spec.max_backoff_ms,
         retry_when=functools.partial(_retry_when, max_retries=spec.max_retries),
+        # crmtasks' own options (JOB_NAME_OPTION, OVERLAP_OPTION, LOCK_TTL_OPTION), read by its middleware.
+        job_name=spec.name,
+        overlap=spec.overlap,
+        lock_ttl=lock_ttl_ms(spec),
     )
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import click
 
+from crmtasks.broker.factory import build_runtime
 from crmtasks.jobs import registry
 from crmtasks.runs import runner
+from crmtasks.runs.status import RunStatus
 from crmtasks.services.readiness import NotReady, prepare_database
+from crmtasks.settings import Settings
 from crmtasks.cli.common import (
     CommandError,
     load_settings_or_exit,
@@ -38,7 +41,7 @@ def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool) -> None:
     if not specs:
         raise CommandError("no jobs are registered")
     if enqueue:
-        _enqueue(specs, as_json)
+        _enqueue(settings, specs, as_json)
         return
     try:
         with seed_progress(enabled=not as_json) as progress:
@@ -67,16 +70,15 @@ def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool) -> None:
         print_table("crmtasks run", ["task", "status", "duration", "what it did"],
                     [[o.task, o.status, f"{o.duration_s:.2f} s", o.error or summarize_stats(o.stats)]
                      for o in outcomes])
-    if any(outcome.status == "failed" for outcome in outcomes):
+    if any(outcome.status == RunStatus.FAILED for outcome in outcomes):
         raise SystemExit(1)
 
 
-def _enqueue(specs: list[registry.TaskSpec], as_json: bool) -> None:
-    from crmtasks import tasks  # builds the broker; only needed when sending
-
+def _enqueue(settings: Settings, specs: list[registry.TaskSpec], as_json: bool) -> None:
+    actors = build_runtime(settings).actors  # the broker is built only when sending
     sent = []
     for spec in specs:
-        message = tasks.actors[spec.name].send()
+        message = actors[spec.name].send()
         sent.append({"task": spec.name, "actor": spec.actor_name, "queue": spec.queue, "message_id": message.message_id})
     if as_json:
         print_json(sent)

@@ -18,6 +18,8 @@ from crmtasks.jobs import registry
 from crmtasks.services import urls as services
 from crmtasks.services.readiness import NotReady, connect_checked
 from crmtasks.redis_client import get_redis
+from crmtasks.runs.overview import job_overviews
+from crmtasks.runs.status import JobState, RunStatus
 from crmtasks.settings import Settings, mask_url
 
 UTC = datetime.timezone.utc
@@ -98,14 +100,12 @@ def _check_scheduler(settings: Settings) -> Finding:
 
 
 def _check_jobs(settings: Settings, now: datetime.datetime) -> list[Finding]:
-    from crmtasks.runs.overview import job_overviews
-
     findings = []
     for job in job_overviews(settings, now):
-        if job.state == "paused":
+        if job.state == JobState.PAUSED:
             findings.append(Finding(True, "jobs", f"{job.task} is paused ({job.pause_note or 'no note'})"))
             continue
-        if job.last_status == "failed":
+        if job.last_status == RunStatus.FAILED:
             findings.append(Finding(False, "jobs", f"{job.task} failed on its last run: {job.last_error}"))
         allowed = datetime.timedelta(seconds=2 * job.interval_s)
         if job.last_success_at is None:
@@ -114,6 +114,6 @@ def _check_jobs(settings: Settings, now: datetime.datetime) -> list[Finding]:
             findings.append(Finding(False, "jobs", f"{job.task} is overdue: last success "
                                                    f"{job.last_success_at:%Y-%m-%d %H:%M} UTC, more than twice "
                                                    f"its interval ({job.interval_s / 60:.0f} min) ago"))
-        elif job.last_status != "failed":
+        elif job.last_status != RunStatus.FAILED:
             findings.append(Finding(True, "jobs", f"{job.task} last succeeded {job.last_success_at:%Y-%m-%d %H:%M} UTC"))
     return findings

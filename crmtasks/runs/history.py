@@ -15,8 +15,9 @@ import traceback
 
 from crmtasks.pg.db import connect_usable, database, rollback_open_transaction
 from crmtasks.models import TaskRun
+from crmtasks.runs.status import RunStatus, SkipReason, Trigger
 
-TRIGGERS = ("schedule", "manual", "retry")
+TRIGGERS = tuple(trigger.value for trigger in Trigger)
 _ERROR_LIMIT = 20_000
 
 
@@ -24,14 +25,14 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def start_run(task: str, trigger: str, message_id: str | None = None) -> int:
+def start_run(task: str, trigger: Trigger | str, message_id: str | None = None) -> int:
     """Insert a ``running`` row and return its id."""
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger {trigger!r} is not one of {TRIGGERS}")
     connect_usable()
     with database.atomic():
         run = TaskRun.create(
-            task=task, trigger=trigger, message_id=message_id, status="running",
+            task=task, trigger=trigger, message_id=message_id, status=RunStatus.RUNNING,
             started_at=_now(), stats={}, host=socket.gethostname(), pid=os.getpid(),
         )
     return run.id
@@ -53,8 +54,10 @@ def abandon_unfinished(task: str, message_id: str) -> int:
     connect_usable()
     rollback_open_transaction()
     with database.atomic():
-        return (TaskRun.update({TaskRun.status: "failed", TaskRun.finished_at: _now(), TaskRun.error: ABANDONED_ERROR})
-                .where((TaskRun.task == task) & (TaskRun.status == "running") & (TaskRun.message_id == message_id))
+        return (TaskRun.update({TaskRun.status: RunStatus.FAILED, TaskRun.finished_at: _now(),
+                                TaskRun.error: ABANDONED_ERROR})
+                .where((TaskRun.task == task) & (TaskRun.status == RunStatus.RUNNING)
+                       & (TaskRun.message_id == message_id))
                 .execute())  # by task first: task_runs is indexed on (task, started_at)
 
 
@@ -68,23 +71,23 @@ def finish_run(run_id: int, *, stats: object = None, error: BaseException | None
     rollback_open_transaction()
     values = {TaskRun.finished_at: _now()}
     if error is None:
-        values[TaskRun.status] = "succeeded"
+        values[TaskRun.status] = RunStatus.SUCCEEDED
         values[TaskRun.stats] = _jsonable(stats)
     else:
-        values[TaskRun.status] = "failed"
+        values[TaskRun.status] = RunStatus.FAILED
         values[TaskRun.error] = format_error(error)
     with database.atomic():
         TaskRun.update(values).where(TaskRun.id == run_id).execute()
 
 
-def record_skip(task: str, trigger: str, reason: str, message_id: str | None = None) -> int:
+def record_skip(task: str, trigger: Trigger | str, reason: SkipReason | str, message_id: str | None = None) -> int:
     """Insert a finished ``skipped`` row (the job did not run) and return its id."""
     connect_usable()
     rollback_open_transaction()
     now = _now()
     with database.atomic():
         run = TaskRun.create(
-            task=task, trigger=trigger, message_id=message_id, status="skipped",
+            task=task, trigger=trigger, message_id=message_id, status=RunStatus.SKIPPED,
             started_at=now, finished_at=now, stats={"skip_reason": reason},
             host=socket.gethostname(), pid=os.getpid(),
         )

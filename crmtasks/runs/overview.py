@@ -14,6 +14,7 @@ from crmtasks.jobs import registry
 from crmtasks.scheduler import slots as scheduling
 from crmtasks.scheduler.cron import UtcCron
 from crmtasks.models import TaskRun
+from crmtasks.runs.status import JobState, RunStatus
 from crmtasks.settings import Settings
 
 UTC = datetime.timezone.utc
@@ -26,9 +27,9 @@ class JobOverview:
     Parameters:
       task, actor, queue, schedule(str): From the registry and the settings (schedule in UTC).
       next_runs(list[datetime]): The next three fire times.
-      state(str): ``active`` or ``paused``.
+      state(JobState): ``active`` or ``paused``.
       pause_note(str|None): Why it is paused.
-      last_status(str|None): Status of the latest run (running, succeeded, failed, skipped).
+      last_status(str|None): Status of the latest run, a RunStatus value (running, succeeded, failed, skipped).
       last_started_at(datetime|None), last_duration_s(float|None): Of the latest finished or running run.
       last_success_at(datetime|None): When the latest successful run finished.
       last_error(str|None): The last line of the latest run's error.
@@ -42,7 +43,7 @@ class JobOverview:
     time_limit_s: int
     overlap: str
     next_runs: list[datetime.datetime]
-    state: str
+    state: JobState
     pause_note: str | None
     last_status: str | None
     last_started_at: datetime.datetime | None
@@ -61,7 +62,7 @@ def job_overviews(settings: Settings, now: datetime.datetime | None = None) -> l
             cron = UtcCron(settings.schedule(spec.name))
             last = TaskRun.select().where(TaskRun.task == spec.name).order_by(TaskRun.started_at.desc()).first()
             success = (TaskRun.select(TaskRun.finished_at)
-                       .where((TaskRun.task == spec.name) & (TaskRun.status == "succeeded"))
+                       .where((TaskRun.task == spec.name) & (TaskRun.status == RunStatus.SUCCEEDED))
                        .order_by(TaskRun.finished_at.desc()).first())
             duration = None
             if last is not None and last.finished_at is not None:
@@ -69,7 +70,7 @@ def job_overviews(settings: Settings, now: datetime.datetime | None = None) -> l
             overviews.append(JobOverview(
                 task=spec.name, actor=spec.actor_name, queue=spec.queue, schedule=cron.expression,
                 time_limit_s=spec.time_limit_s, overlap=spec.overlap, next_runs=cron.next_slots(now, 3),
-                state="paused" if spec.name in paused else "active",
+                state=JobState.PAUSED if spec.name in paused else JobState.ACTIVE,
                 pause_note=paused[spec.name].note if spec.name in paused else None,
                 last_status=last.status if last else None, last_started_at=last.started_at if last else None,
                 last_duration_s=duration, last_success_at=success.finished_at if success else None,

@@ -14,6 +14,7 @@ import uuid
 from crmtasks.pg import db
 from crmtasks.jobs import registry
 from crmtasks.runs import history as runs
+from crmtasks.runs.status import RunStatus, SkipReason, Trigger
 from crmtasks.broker.middleware.job_mutex import job_mutex
 from crmtasks.settings import Settings
 
@@ -24,7 +25,7 @@ class Outcome:
 
     Parameters:
       task(str): CLI name of the job.
-      status(str): succeeded, failed or skipped.
+      status(RunStatus): succeeded, failed or skipped.
       duration_s(float): Wall-clock seconds.
       stats(dict): What the job returned (or the skip reason).
       error(str|None): One line: the error's type and message.
@@ -32,32 +33,32 @@ class Outcome:
     """
 
     task: str
-    status: str
+    status: RunStatus
     duration_s: float
     stats: dict
     error: str | None = None
     run_id: int | None = None
 
 
-def run_now(spec: registry.TaskSpec, settings: Settings, *, trigger: str = "manual") -> Outcome:
+def run_now(spec: registry.TaskSpec, settings: Settings, *, trigger: Trigger = Trigger.MANUAL) -> Outcome:
     """Run one job in this process under its mutex and record it. Never raises for a job's failure."""
     db.bind(settings).connect(reuse_if_open=True)
     mutex = job_mutex(settings, spec)
     token = f"run-now-{uuid.uuid4()}"
     started = time.perf_counter()
     if not mutex.acquire(token):
-        run_id = runs.record_skip(spec.name, trigger, "overlap")
-        return Outcome(spec.name, "skipped", 0.0, {"skip_reason": "overlap"}, run_id=run_id)
+        run_id = runs.record_skip(spec.name, trigger, SkipReason.OVERLAP)
+        return Outcome(spec.name, RunStatus.SKIPPED, 0.0, {"skip_reason": SkipReason.OVERLAP}, run_id=run_id)
     try:
         run_id = runs.start_run(spec.name, trigger)
         try:
             stats = spec.load()()
         except Exception as error:  # noqa: BLE001 - a job's failure is an outcome, recorded below
             runs.finish_run(run_id, error=error)
-            return Outcome(spec.name, "failed", time.perf_counter() - started, {},
+            return Outcome(spec.name, RunStatus.FAILED, time.perf_counter() - started, {},
                            error=f"{type(error).__name__}: {error}".splitlines()[0], run_id=run_id)
         runs.finish_run(run_id, stats=stats)
-        return Outcome(spec.name, "succeeded", time.perf_counter() - started, dict(stats or {}), run_id=run_id)
+        return Outcome(spec.name, RunStatus.SUCCEEDED, time.perf_counter() - started, dict(stats or {}), run_id=run_id)
     finally:
         mutex.release(token)
 

@@ -20,6 +20,7 @@ from crmtasks.pg import db
 from crmtasks.scheduler.cron import UtcCron, to_utc_minute
 from crmtasks.pg.db import database
 from crmtasks.models import JobPause, ScheduleSlot
+from crmtasks.runs.status import SkipReason, SlotState
 
 logger = logging.getLogger(__name__)
 UTC = datetime.timezone.utc
@@ -35,7 +36,7 @@ def scheduler_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim_slot(task: str, slot_at: datetime.datetime, *, state: str = "enqueued",
+def claim_slot(task: str, slot_at: datetime.datetime, *, state: SlotState = SlotState.ENQUEUED,
                reason: str | None = None) -> bool:
     """Record the slot if nobody has yet; True when this call recorded it."""
     with db.connection(), database.atomic():
@@ -49,10 +50,10 @@ def release_slot(task: str, slot_at: datetime.datetime) -> None:
     """Forget a claim whose message could not be sent, so the slot can be claimed again."""
     with db.connection(), database.atomic():
         ScheduleSlot.delete().where((ScheduleSlot.task == task) & (ScheduleSlot.slot_at == slot_at)
-                                    & (ScheduleSlot.state == "enqueued")).execute()
+                                    & (ScheduleSlot.state == SlotState.ENQUEUED)).execute()
 
 
-def update_slot(task: str, slot_at: datetime.datetime, *, state: str | None = None, reason: str | None = None,
+def update_slot(task: str, slot_at: datetime.datetime, *, state: SlotState | None = None, reason: str | None = None,
                 message_id: str | None = None, run_id: int | None = None) -> None:
     """Record what happened to a slot (the worker's side)."""
     values = {ScheduleSlot.updated_at: _now()}
@@ -80,8 +81,8 @@ def record_missed(task: str, slots: list[datetime.datetime]) -> int:
     if not slots:
         return 0
     now = _now()
-    rows = [{"task": task, "slot_at": slot, "state": "skipped", "reason": "missed", "scheduler": scheduler_id(),
-             "created_at": now, "updated_at": now} for slot in slots]
+    rows = [{"task": task, "slot_at": slot, "state": SlotState.SKIPPED, "reason": SkipReason.MISSED,
+             "scheduler": scheduler_id(), "created_at": now, "updated_at": now} for slot in slots]
     with db.connection(), database.atomic():
         cursor = ScheduleSlot.insert_many(rows).on_conflict_ignore().as_rowcount().execute()
     return cursor

@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping
 
 import dramatiq
 
-from crmtasks.settings import Settings
+from crmtasks.broker.factory import build_runtime
+from crmtasks.settings import Settings, configure_logging
 from crmtasks.web.auth import CSRF_FIELD, LOGIN_PATH, LoginWall, Visitor
 from crmtasks.web.http import SECURITY_HEADERS, Request, Response, cookie_header, text
 from crmtasks.web.pages import Pages
@@ -166,12 +167,11 @@ class DashboardApplication:
 
 
 def build_app(settings: Settings) -> DashboardApplication:
-    """The dashboard for ``settings``: imports the actors (so every queue is listed) and the install key."""
-    from crmtasks import tasks
-
+    """The dashboard for ``settings``, with its broker and actors (so every queue is listed) and the install key."""
+    runtime = build_runtime(settings)
     signer = SessionSigner(install_key(settings.home), settings.dashboard_user or "",
                            settings.dashboard_password or "")
-    return DashboardApplication(settings, tasks.broker, tasks.actors, signer)
+    return DashboardApplication(settings, runtime.broker, runtime.actors, signer)
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
@@ -182,6 +182,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
             "CRMTASKS_DASHBOARD_PASSWORD, or bind 127.0.0.1")
     import waitress
 
+    # A service like the workers: its libraries' INFO records (waitress, Dramatiq) are logged too.
+    configure_logging(settings, libraries_level="INFO")
     app = build_app(settings)
     if settings.dashboard_user:
         logger.info("dashboard: serving http://%s:%d/ (login required)", host, port)

@@ -31,7 +31,7 @@ _MESSAGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
 class Pages:
     """Parameters:
       settings(Settings): The schedules in force.
-      actors(Mapping[str, Actor]): The declared actors by task name (``crmtasks.tasks.actors``).
+      actors(Mapping[str, Actor]): The declared actors by task name (``crmtasks.broker.factory.Runtime.actors``).
       render(callable): ``render(template, status, **context) -> Response``.
     """
 

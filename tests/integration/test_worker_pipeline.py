@@ -1,9 +1,10 @@
 """The broker's middleware end to end: a real RedisBroker, a Dramatiq worker, real PostgreSQL.
 
-The jobs here are test jobs declared through the same registry and actor
-factory as the real ones, so what is checked is the machinery every job
-runs through: run recording, retries for transient faults only, the
-no-overlap mutex, connection release, schedule staleness.
+The jobs here are test jobs declared through the same actor factory as the
+real ones, so what is checked is the machinery every job runs through: run
+recording, retries for transient faults only, the no-overlap mutex,
+connection release, schedule staleness. They are not in the registry: the
+middleware act on the options each actor was declared with.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ SPECS = {
 
 
 @pytest.fixture()
-def pipeline(crm_db, monkeypatch, redis_client):
-    monkeypatch.setattr(registry, "TASKS", tuple(SPECS.values()))
+def pipeline(crm_db, redis_client):
+    # registry.TASKS keeps the real jobs: the test jobs exist only as declared actors.
+    assert not set(SPECS) & set(registry.names())
     settings = get_settings()
     redis_client.delete(key(settings, "test", "flaky-attempts"))
     broker = build_broker(settings)
@@ -302,3 +304,55 @@ def test_queue_one_lets_one_run_wait_and_skips_the_rest(pipeline, monkeypatch):
     drain()
     statuses = sorted(r.status for r in _runs("slow_queue_one"))
     assert statuses == ["skipped", "succeeded"]
+
+
+# --- policy travels on the actor, not in the registry ------------------------
+
+
+def report_own_lock_ttl() -> dict:
+    return {"lock_pttl_ms": get_redis().pttl(key(get_settings(), "lock", "hand_declared"))}
+
+
+def test_a_hand_declared_actor_runs_by_its_own_options(pipeline):
+    _, drain, broker = pipeline
+    actor = dramatiq.actor(report_own_lock_ttl, broker=broker, actor_name="tests.not_in_any_registry",
+                           queue_name="default", max_retries=0, job_name="hand_declared", overlap="skip",
+                           lock_ttl=7_000)
+    assert registry.find("hand_declared") is None and registry.find(actor.actor_name) is None
+    message = actor.send()
+    drain()
+    [run] = _runs("hand_declared")  # filed under the actor's job_name
+    assert (run.status, run.message_id) == ("succeeded", message.message_id)
+    assert 0 < run.stats["lock_pttl_ms"] <= 7_000  # the lock took the actor's lock_ttl
+    assert get_redis().exists(key(get_settings(), "lock", "hand_declared")) == 0  # and was freed
+
+
+def test_the_lock_ttl_comes_from_the_time_limit(pipeline):
+    _, drain, broker = pipeline
+    spec = _spec("hand_declared", "report_own_lock_ttl", time_limit_s=5)
+    actor = declare_actor(broker, spec, spec.cron)
+    assert actor.options["lock_ttl"] == 65_000  # the time limit plus a minute
+    actor.send()
+    drain()
+    [run] = _runs("hand_declared")
+    assert 60_000 < run.stats["lock_pttl_ms"] <= 65_000
+
+
+def test_an_actors_overlap_option_decides_what_a_second_run_does(pipeline, monkeypatch):
+    from crmtasks.broker.middleware import job_mutex as job_mutex_module
+
+    monkeypatch.setattr(job_mutex_module, "QUEUE_ONE_POLL_MS", 200)
+    _, drain, broker = pipeline
+    waits = dramatiq.actor(count_leads, broker=broker, actor_name="tests.waits_its_turn", queue_name="default",
+                           max_retries=0, job_name="waits_its_turn", overlap="queue_one", lock_ttl=30_000)
+    mutex = job_mutex_module.job_lock(get_settings(), "waits_its_turn", 30_000)
+    assert mutex.acquire("run-on-another-host")
+    waits.send()
+    import time
+
+    time.sleep(0.5)
+    mutex.release("run-on-another-host")
+    drain()
+    time.sleep(0.5)
+    drain()
+    assert [r.status for r in _runs("waits_its_turn")] == ["succeeded"]  # it waited instead of being skipped

@@ -6,7 +6,8 @@ throws away the retries of a periodic job. Here a scheduled message is
 stale only once the job's *next* slot has come (a newer message supersedes
 it), so retries within the interval still run; a catch-up message may run
 within the catch-up window. A paused job's messages are skipped, whoever
-sent them.
+sent them. The job's name and schedule are its actor's options
+(``job_name``, ``periodic``); an actor without ``job_name`` passes.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import pendulum
 from dramatiq.middleware import SkipMessage
 from periodiq import PeriodiqMiddleware
 
-from crmtasks.jobs import registry
+from crmtasks.runs.status import SkipReason
 from crmtasks.scheduler import slots as scheduling
 from crmtasks.broker.actors import CATCH_UP_OPTION, SLOT_OPTION
+from crmtasks.broker.options import JOB_NAME_OPTION, job_options
 from crmtasks.scheduler.cron import to_utc_minute
 from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
 from crmtasks.settings import Settings
@@ -47,12 +49,17 @@ class ScheduleGuard(PeriodiqMiddleware):
         super().__init__(skip_delay=None)
         self.settings = settings
 
+    @property
+    def actor_options(self) -> set[str]:
+        return super().actor_options | {JOB_NAME_OPTION}  # periodiq's ``periodic``, and the job
+
     def before_process_message(self, broker, message):
-        spec = registry.find(message.actor_name)
-        if spec is None:
+        options = job_options(broker, message)
+        if options is None:
             return
-        if scheduling.is_paused(spec.name):
-            self._skip(message, "paused", f"{spec.name} is paused")
+        name = options[JOB_NAME_OPTION]
+        if scheduling.is_paused(name):
+            self._skip(message, SkipReason.PAUSED, f"{name} is paused")
         slot = message_slot(message)
         if slot is None:
             return
@@ -60,12 +67,11 @@ class ScheduleGuard(PeriodiqMiddleware):
         if message.options.get(CATCH_UP_OPTION):
             deadline = slot + datetime.timedelta(seconds=self.settings.catch_up_s) + GRACE
         else:
-            cron = broker.get_actor(message.actor_name).options["periodic"]
-            deadline = cron.next_slot(slot) + GRACE
+            deadline = options["periodic"].next_slot(slot) + GRACE
         if now > deadline:
-            self._skip(message, "stale", f"{spec.name} slot {slot.isoformat()} is stale")
+            self._skip(message, SkipReason.STALE, f"{name} slot {slot.isoformat()} is stale")
 
     @staticmethod
-    def _skip(message, reason: str, text: str):
+    def _skip(message, reason: SkipReason, text: str):
         message.options[SKIP_REASON_OPTION] = reason
         raise SkipMessage(text)
