@@ -9,12 +9,12 @@ import logging
 import dramatiq
 import pendulum
 
-from crmtasks.jobs import registry
-from crmtasks.scheduler import slots as scheduling
-from crmtasks.broker import stopping
 from crmtasks.broker import retries as transient
+from crmtasks.broker import stopping
 from crmtasks.broker.options import JOB_NAME_OPTION, lock_ttl_ms
+from crmtasks.jobs import registry
 from crmtasks.runs.status import CATCH_UP_REASON, SkipReason, SlotState
+from crmtasks.scheduler import pauses, slots
 from crmtasks.scheduler.cron import UtcCron, to_utc_minute
 
 logger = logging.getLogger(__name__)
@@ -53,11 +53,11 @@ def send_for_slot(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up: b
 
 def _claim_and_send(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up: bool, **send_options):
     task = actor.options[JOB_NAME_OPTION]
-    if scheduling.is_paused(task):
-        scheduling.claim_slot(task, slot, state=SlotState.SKIPPED, reason=SkipReason.PAUSED)
+    if pauses.is_paused(task):
+        slots.claim_slot(task, slot, state=SlotState.SKIPPED, reason=SkipReason.PAUSED)
         logger.info("%s slot %s not enqueued: the job is paused", task, slot.isoformat())
         return None
-    if not scheduling.claim_slot(task, slot, reason=CATCH_UP_REASON if catch_up else None):
+    if not slots.claim_slot(task, slot, reason=CATCH_UP_REASON if catch_up else None):
         logger.info("%s slot %s was already enqueued by another scheduler", task, slot.isoformat())
         return None
     send_options.setdefault("scheduled_at", slot.isoformat())
@@ -67,13 +67,13 @@ def _claim_and_send(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up:
     try:
         message = dramatiq.Actor.send_with_options(actor, **send_options)
     except BaseException:
-        scheduling.release_slot(task, slot)
+        slots.release_slot(task, slot)
         raise
-    scheduling.update_slot(task, slot, message_id=message.message_id)
+    slots.update_slot(task, slot, message_id=message.message_id)
     return message
 
 
-def declare_actor(broker: dramatiq.Broker, spec: registry.TaskSpec, schedule: str) -> dramatiq.Actor:
+def declare_actor(broker: dramatiq.Broker, spec: registry.JobSpec, schedule: str) -> dramatiq.Actor:
     """Declare the actor of one job on ``broker`` (which must carry crmtasks' middleware).
 
     The job's policy travels as actor options (crmtasks.broker.options):
@@ -82,7 +82,7 @@ def declare_actor(broker: dramatiq.Broker, spec: registry.TaskSpec, schedule: st
 
     Parameters:
       broker(Broker): The broker to bind to.
-      spec(TaskSpec): The job: name, queue, limits and retry policy.
+      spec(JobSpec): The job: name, queue, limits and retry policy.
       schedule(str): The cron expression in force (the default or the user's override), in UTC.
     """
 

@@ -24,7 +24,6 @@ from dramatiq.middleware import Prometheus as DramatiqPrometheus
 from dramatiq.middleware import default_middleware
 
 from crmtasks.broker import metrics_exporter
-from crmtasks.services import urls as services
 from crmtasks.broker.middleware import (
     DatabaseConnection,
     DatabaseReady,
@@ -35,6 +34,7 @@ from crmtasks.broker.middleware import (
     ScheduleGuard,
     WorkerHeartbeat,
 )
+from crmtasks.services import urls as services
 from crmtasks.settings import Settings
 
 

@@ -39,12 +39,12 @@ def build_runtime(settings: Settings) -> Runtime:
     """Build the broker for ``settings`` and declare on it one actor per registered job, on its schedule in force.
 
     Each call builds a new broker with its own Redis connections, so a
-    process calls it once. The jobs are ``registry.TASKS`` as it is at the
+    process calls it once. The jobs are ``registry.JOBS`` as it is at the
     call (tests register theirs before).
 
     Parameters:
       settings(Settings): Where Redis is, the key prefix, the metrics exporter and the schedules in force.
     """
     broker = build_broker(settings)
-    actors = {spec.name: declare_actor(broker, spec, settings.schedule(spec.name)) for spec in registry.TASKS}
+    actors = {spec.name: declare_actor(broker, spec, settings.schedule(spec.name)) for spec in registry.JOBS}
     return Runtime(broker=broker, actors=types.MappingProxyType(actors))

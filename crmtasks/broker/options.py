@@ -25,7 +25,7 @@ from crmtasks.jobs import registry
 
 #: The job's CLI name (``precompute_facets``): its runs, lock, slots and metrics are filed under it.
 JOB_NAME_OPTION = "job_name"
-#: What a run that finds the job already running does: ``skip`` or ``queue_one`` (see TaskSpec.overlap).
+#: What a run that finds the job already running does: ``skip`` or ``queue_one`` (see JobSpec.overlap).
 OVERLAP_OPTION = "overlap"
 #: The time in milliseconds the job's lock lives unreleased: how long a SIGKILLed run can block the job.
 LOCK_TTL_OPTION = "lock_ttl"
@@ -35,11 +35,11 @@ LOCK_TTL_OPTION = "lock_ttl"
 LOCK_MARGIN_S = 60
 
 
-def lock_ttl_ms(spec: registry.TaskSpec) -> int:
+def lock_ttl_ms(spec: registry.JobSpec) -> int:
     """The time in milliseconds the lock of ``spec``'s job lives: its time limit plus LOCK_MARGIN_S.
 
     Parameters:
-      spec(TaskSpec): The job, for its time limit in seconds.
+      spec(JobSpec): The job, for its time limit in seconds.
     """
     return (spec.time_limit_s + LOCK_MARGIN_S) * 1000
 

@@ -58,7 +58,7 @@ def require_migrated(settings: Settings) -> None:
 
 
 @contextlib.contextmanager
-def seed_progress(enabled: bool = True):
+def demo_data_progress(enabled: bool = True):
     """A progress bar for the demo seeder; yields its ``progress(step, done, total)`` callback.
 
     The bar is drawn on the first call only, so nothing shows when no seeding happens.

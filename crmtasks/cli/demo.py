@@ -7,10 +7,10 @@ import click
 from crmtasks.audit.partitions import PartitionConflict
 from crmtasks.cli.common import (
     CommandError,
+    demo_data_progress,
     load_settings_or_exit,
     migrated_connection,
     print_table,
-    seed_progress,
     stderr,
 )
 from crmtasks.demo import DemoSize, seed_audit, seed_demo
@@ -57,7 +57,7 @@ def _seed_crm(conn, crm_sizes, seed_value, replace) -> dict[str, int]:
             users=users or defaults.users, accounts=accounts or defaults.accounts,
             contacts=contacts or defaults.contacts, leads=leads or defaults.leads, deals=deals or defaults.deals,
         )
-        with seed_progress() as progress:
+        with demo_data_progress() as progress:
             return seed_demo(conn, size, seed_value, replace=replace, progress=progress)
     except ValueError as error:
         raise CommandError(str(error)) from None

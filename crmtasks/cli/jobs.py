@@ -17,7 +17,7 @@ from crmtasks.cli.common import (
 from crmtasks.jobs import registry
 from crmtasks.runs.health import run_checks
 from crmtasks.runs.overview import job_overviews
-from crmtasks.scheduler import slots
+from crmtasks.scheduler import pauses
 
 
 @click.command(name="tasks")
@@ -75,7 +75,7 @@ def pause(job: str, note: str) -> None:
     settings = load_settings_or_exit()
     task = _task_name(job)
     require_migrated(settings)
-    slots.pause(task, note)
+    pauses.pause(task, note)
     click.echo(f"{task}: paused" + (f" ({note})" if note else ""))
 
 
@@ -86,4 +86,4 @@ def resume(job: str) -> None:
     settings = load_settings_or_exit()
     task = _task_name(job)
     require_migrated(settings)
-    click.echo(f"{task}: resumed" if slots.resume(task) else f"{task}: was not paused")
+    click.echo(f"{task}: resumed" if pauses.resume(task) else f"{task}: was not paused")

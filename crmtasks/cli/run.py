@@ -10,20 +10,20 @@ from __future__ import annotations
 import click
 
 from crmtasks.broker.factory import build_runtime
+from crmtasks.cli.common import (
+    CommandError,
+    demo_data_progress,
+    load_settings_or_exit,
+    print_json,
+    print_table,
+    stderr,
+    summarize_stats,
+)
 from crmtasks.jobs import registry
 from crmtasks.runs import runner
 from crmtasks.runs.status import RunStatus
 from crmtasks.services.readiness import NotReady, prepare_database
 from crmtasks.settings import Settings
-from crmtasks.cli.common import (
-    CommandError,
-    load_settings_or_exit,
-    print_json,
-    print_table,
-    seed_progress,
-    stderr,
-    summarize_stats,
-)
 
 
 @click.command(name="run")
@@ -44,7 +44,7 @@ def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool) -> None:
         _enqueue(settings, specs, as_json)
         return
     try:
-        with seed_progress(enabled=not as_json) as progress:
+        with demo_data_progress(enabled=not as_json) as progress:
             prepared = prepare_database(settings, progress=progress)
     except NotReady as error:
         raise CommandError(str(error)) from None
@@ -74,7 +74,7 @@ def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool) -> None:
         raise SystemExit(1)
 
 
-def _enqueue(settings: Settings, specs: list[registry.TaskSpec], as_json: bool) -> None:
+def _enqueue(settings: Settings, specs: list[registry.JobSpec], as_json: bool) -> None:
     actors = build_runtime(settings).actors  # the broker is built only when sending
     sent = []
     for spec in specs:

@@ -2,7 +2,7 @@
 
 Everything that needs to know about a job (the Dramatiq actors, the
 scheduler, ``python -m crmtasks.run``, settings validation, the dashboard)
-reads it from ``TASKS``. A job's code lives in ``crmtasks/jobs/<name>.py`` as
+reads it from ``JOBS``. A job's code lives in ``crmtasks/jobs/<name>.py`` as
 a plain ``run() -> dict`` function that returns its stats, so it can be
 tested and run without a broker.
 
@@ -20,7 +20,7 @@ OVERLAP_POLICIES = ("skip", "queue_one")
 
 
 @dataclasses.dataclass(frozen=True)
-class TaskSpec:
+class JobSpec:
     """One periodic job.
 
     Parameters:
@@ -64,8 +64,8 @@ class TaskSpec:
 
 
 # In the seed's order, which is also the order `python -m crmtasks.run` runs them.
-TASKS: tuple[TaskSpec, ...] = (
-    TaskSpec(
+JOBS: tuple[JobSpec, ...] = (
+    JobSpec(
         name="precompute_facets",
         actor_name="analytics.precompute_facets",
         cron="*/5 * * * *",
@@ -83,7 +83,7 @@ TASKS: tuple[TaskSpec, ...] = (
         min_backoff_ms=5_000,
         max_backoff_ms=60_000,
     ),
-    TaskSpec(
+    JobSpec(
         name="precompute_aggregates",
         actor_name="analytics.precompute_aggregates",
         cron="*/10 * * * *",
@@ -98,7 +98,7 @@ TASKS: tuple[TaskSpec, ...] = (
         min_backoff_ms=5_000,
         max_backoff_ms=60_000,
     ),
-    TaskSpec(
+    JobSpec(
         name="audit_maintenance",
         actor_name="system_config.audit_maintenance",
         cron="0 2 * * *",
@@ -120,7 +120,7 @@ TASKS: tuple[TaskSpec, ...] = (
     # leave room for ~100k users plus the facet and report warmers that join
     # it. A lost connection is retried 3 times, 5 s to 60 s apart; a re-run
     # just overwrites the same entries.
-    TaskSpec(name="warm_caches", actor_name="analytics.warm_caches", cron="0 3 * * *",
+    JobSpec(name="warm_caches", actor_name="analytics.warm_caches", cron="0 3 * * *",
              queue="workflow_io", job="crmtasks.jobs.warm_caches:run",
              description="Warm each active user's compiled sharing visibility in Redis (and, later, facet/report caches)",
              time_limit_s=1800, max_retries=3, min_backoff_ms=5_000, max_backoff_ms=60_000),
@@ -129,20 +129,20 @@ TASKS: tuple[TaskSpec, ...] = (
 
 def names() -> list[str]:
     """CLI names of every registered task, in run order."""
-    return [spec.name for spec in TASKS]
+    return [spec.name for spec in JOBS]
 
 
-def find(name: str) -> TaskSpec | None:
+def find(name: str) -> JobSpec | None:
     """The task called ``name`` (CLI or actor name), or None: middleware lets other actors pass through."""
-    for spec in TASKS:
+    for spec in JOBS:
         if name in (spec.name, spec.actor_name):
             return spec
     return None
 
 
-def get(name: str) -> TaskSpec:
+def get(name: str) -> JobSpec:
     """The task called ``name`` (CLI or actor name); KeyError listing valid names when unknown."""
-    for spec in TASKS:
+    for spec in JOBS:
         if name in (spec.name, spec.actor_name):
             return spec
     raise KeyError(f"unknown task {name!r}; valid tasks: {', '.join(names()) or '(none registered)'}")

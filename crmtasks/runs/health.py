@@ -13,13 +13,13 @@ import datetime
 import redis
 
 from crmtasks.broker import heartbeats
-from crmtasks.pg import migrate
 from crmtasks.jobs import registry
-from crmtasks.services import urls as services
-from crmtasks.services.readiness import NotReady, connect_checked
+from crmtasks.pg import migrate
 from crmtasks.redis_client import get_redis
 from crmtasks.runs.overview import job_overviews
 from crmtasks.runs.status import JobState, RunStatus
+from crmtasks.services import urls as services
+from crmtasks.services.readiness import NotReady, connect_checked
 from crmtasks.settings import Settings, mask_url
 
 UTC = datetime.timezone.utc
@@ -82,7 +82,7 @@ def _check_workers(settings: Settings) -> list[Finding]:
         for queue in worker.get("queues", []):
             consumed[queue] = consumed.get(queue, 0) + 1
     findings = []
-    for queue in sorted({spec.queue for spec in registry.TASKS}):
+    for queue in sorted({spec.queue for spec in registry.JOBS}):
         if consumed.get(queue):
             findings.append(Finding(True, "workers", f"queue {queue}: {consumed[queue]} live worker process(es)"))
         else:

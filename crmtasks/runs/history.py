@@ -13,8 +13,8 @@ import os
 import socket
 import traceback
 
-from crmtasks.pg.db import connect_usable, database, rollback_open_transaction
 from crmtasks.models import TaskRun
+from crmtasks.pg.db import connect_usable, database, rollback_open_transaction
 from crmtasks.runs.status import RunStatus, SkipReason, Trigger
 
 TRIGGERS = tuple(trigger.value for trigger in Trigger)

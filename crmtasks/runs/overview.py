@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from crmtasks.pg import db
 from crmtasks.jobs import registry
-from crmtasks.scheduler import slots as scheduling
-from crmtasks.scheduler.cron import UtcCron
 from crmtasks.models import TaskRun
+from crmtasks.pg import db
 from crmtasks.runs.status import JobState, RunStatus
+from crmtasks.scheduler import pauses
+from crmtasks.scheduler.cron import UtcCron
 from crmtasks.settings import Settings
 
 UTC = datetime.timezone.utc
@@ -55,10 +55,10 @@ class JobOverview:
 
 def job_overviews(settings: Settings, now: datetime.datetime | None = None) -> list[JobOverview]:
     now = now or datetime.datetime.now(UTC)
-    paused = scheduling.pauses()
+    paused = pauses.pauses()
     overviews = []
     with db.connection():
-        for spec in registry.TASKS:
+        for spec in registry.JOBS:
             cron = UtcCron(settings.schedule(spec.name))
             last = TaskRun.select().where(TaskRun.task == spec.name).order_by(TaskRun.started_at.desc()).first()
             success = (TaskRun.select(TaskRun.finished_at)

@@ -11,11 +11,11 @@ import dataclasses
 import time
 import uuid
 
-from crmtasks.pg import db
+from crmtasks.broker.middleware.job_mutex import job_mutex
 from crmtasks.jobs import registry
+from crmtasks.pg import db
 from crmtasks.runs import history as runs
 from crmtasks.runs.status import RunStatus, SkipReason, Trigger
-from crmtasks.broker.middleware.job_mutex import job_mutex
 from crmtasks.settings import Settings
 
 
@@ -40,7 +40,7 @@ class Outcome:
     run_id: int | None = None
 
 
-def run_now(spec: registry.TaskSpec, settings: Settings, *, trigger: Trigger = Trigger.MANUAL) -> Outcome:
+def run_now(spec: registry.JobSpec, settings: Settings, *, trigger: Trigger = Trigger.MANUAL) -> Outcome:
     """Run one job in this process under its mutex and record it. Never raises for a job's failure."""
     db.bind(settings).connect(reuse_if_open=True)
     mutex = job_mutex(settings, spec)
@@ -63,9 +63,9 @@ def run_now(spec: registry.TaskSpec, settings: Settings, *, trigger: Trigger = T
         mutex.release(token)
 
 
-def resolve(names: list[str] | None) -> list[registry.TaskSpec]:
+def resolve(names: list[str] | None) -> list[registry.JobSpec]:
     """The specs for ``names`` in registry order (all when empty); KeyError for an unknown name."""
     if not names:
-        return list(registry.TASKS)
+        return list(registry.JOBS)
     wanted = [registry.get(name) for name in names]
-    return [spec for spec in registry.TASKS if spec in wanted]
+    return [spec for spec in registry.JOBS if spec in wanted]

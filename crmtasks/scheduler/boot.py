@@ -25,7 +25,7 @@ from crmtasks.broker.actors import send_for_slot
 from crmtasks.broker.heartbeats import Heartbeat
 from crmtasks.broker.middleware.database_ready import prepare_or_exit
 from crmtasks.jobs import registry
-from crmtasks.scheduler import slots as scheduling
+from crmtasks.scheduler import slots
 from crmtasks.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -36,12 +36,12 @@ def catch_up(settings: Settings, actors: dict[str, dramatiq.Actor],
     """Settle the slots missed while no scheduler ran; returns what was done per job."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     done = {}
-    for spec in registry.TASKS:
+    for spec in registry.JOBS:
         actor = actors[spec.name]
         cron = actor.options["periodic"]
-        run_slot, missed = scheduling.plan_catch_up(cron, scheduling.latest_slot(spec.name), now,
+        run_slot, missed = slots.plan_catch_up(cron, slots.latest_slot(spec.name), now,
                                                     settings.catch_up_s)
-        recorded = scheduling.record_missed(spec.name, missed)
+        recorded = slots.record_missed(spec.name, missed)
         message = send_for_slot(actor, run_slot, catch_up=True) if run_slot else None
         done[spec.name] = {"caught_up": run_slot.isoformat() if message else None, "missed": recorded}
         if message or recorded:

@@ -1,12 +1,10 @@
-"""Schedule slots and pauses: what makes two schedulers safe and schedules steerable.
+"""Schedule slots: what makes two schedulers safe.
 
 A slot is (job, UTC minute). The scheduler that enqueues a slot first
 claims it with ``INSERT ... ON CONFLICT DO NOTHING`` on the primary key, so
 any number of schedulers running at once enqueue each slot exactly once,
 and a scheduler restarted within a minute does not enqueue it again. The
-worker then records whether the slot ran or was skipped, and why. Pauses
-live in PostgreSQL too, so every scheduler and worker on every host sees
-them at once.
+worker then records whether the slot ran or was skipped, and why.
 """
 
 from __future__ import annotations
@@ -16,11 +14,11 @@ import logging
 import os
 import socket
 
+from crmtasks.models import ScheduleSlot
 from crmtasks.pg import db
-from crmtasks.scheduler.cron import UtcCron, to_utc_minute
 from crmtasks.pg.db import database
-from crmtasks.models import JobPause, ScheduleSlot
 from crmtasks.runs.status import SkipReason, SlotState
+from crmtasks.scheduler.cron import UtcCron, to_utc_minute
 
 logger = logging.getLogger(__name__)
 UTC = datetime.timezone.utc
@@ -107,26 +105,3 @@ def plan_catch_up(cron: UtcCron, last_recorded: datetime.datetime | None, now: d
     if run_now is not None:
         missed = [slot for slot in missed if slot != run_now]
     return run_now, missed
-
-
-def pause(task: str, note: str = "") -> None:
-    """Pause a job (idempotent: a second pause updates the note)."""
-    with db.connection(), database.atomic():
-        (JobPause.insert(task=task, note=note, paused_at=_now())
-         .on_conflict(conflict_target=[JobPause.task], update={JobPause.note: note}).execute())
-
-
-def resume(task: str) -> bool:
-    """Resume a job; False when it was not paused."""
-    with db.connection(), database.atomic():
-        return bool(JobPause.delete().where(JobPause.task == task).execute())
-
-
-def pauses() -> dict[str, JobPause]:
-    with db.connection():
-        return {pause.task: pause for pause in JobPause.select()}
-
-
-def is_paused(task: str) -> bool:
-    with db.connection():
-        return JobPause.select().where(JobPause.task == task).exists()

@@ -191,7 +191,7 @@ _SCHEDULE_SETTINGS = ("CRMTASKS_SCHEDULE_CATCHUP_S",)
 
 
 def schedules(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    schedules = {spec.name: spec.cron for spec in registry.TASKS}
+    schedules = {spec.name: spec.cron for spec in registry.JOBS}
     known = {name.upper(): name for name in schedules}
     for variable, value in environ.items():
         if not variable.startswith("CRMTASKS_SCHEDULE_") or variable in _SCHEDULE_SETTINGS:

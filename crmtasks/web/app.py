@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 import dramatiq
 
 from crmtasks.broker.factory import build_runtime
+from crmtasks.errors import CrmtasksError
 from crmtasks.settings import Settings, configure_logging
 from crmtasks.web.auth import CSRF_FIELD, LOGIN_PATH, LoginWall, Visitor
 from crmtasks.web.http import SECURITY_HEADERS, Request, Response, cookie_header, text
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 QUEUES_PREFIX = "/dramatiq"
 
 
-class UnsafeBinding(ValueError):
+class UnsafeBinding(CrmtasksError, ValueError):
     """Serving on a non-loopback address without credentials."""
 
 

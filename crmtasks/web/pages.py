@@ -16,7 +16,7 @@ import dramatiq
 
 from crmtasks.jobs import registry
 from crmtasks.runs.overview import job_overviews, recent_runs
-from crmtasks.scheduler import slots as scheduling
+from crmtasks.scheduler import pauses
 from crmtasks.settings import Settings
 from crmtasks.web.auth import Visitor
 from crmtasks.web.http import Request, Response, redirect
@@ -63,11 +63,11 @@ class Pages:
 
     def run_now(self, request: Request, visitor: Visitor, task: str) -> Response:
         """Enqueue one run of ``task`` now (404 for an unknown job, 409 for a paused one); the caller checked CSRF."""
-        spec = next((spec for spec in registry.TASKS if spec.name == task), None)
+        spec = next((spec for spec in registry.JOBS if spec.name == task), None)
         if spec is None or spec.name not in self.actors:
             return self.render("message.html", 404, visitor=visitor, title="No such job",
                                message=f"There is no job called {task!r}.")
-        if scheduling.is_paused(spec.name):
+        if pauses.is_paused(spec.name):
             # Workers skip a paused job's messages, whoever sent them.
             return self.render("message.html", 409, visitor=visitor, title=f"{spec.name} is paused",
                                message=f"Resume it first (crmtasks resume {spec.name}); "

@@ -1,6 +1,6 @@
 """Jobs suite: every registered job's duration and peak memory at the benchmark's scale.
 
-Each job of ``crmtasks.jobs.registry.TASKS`` runs once through
+Each job of ``crmtasks.jobs.registry.JOBS`` runs once through
 ``crmtasks.runs.runner.run_now`` (its mutex, its task_runs record, exactly what
 ``python -m crmtasks.run --task NAME`` does) in a fresh child process, so
 the peak resident memory reported is that process's own: the interpreter
@@ -66,7 +66,7 @@ def run(url: str) -> list[dict]:
     from crmtasks.jobs import registry
 
     results = []
-    for spec in registry.TASKS:
+    for spec in registry.JOBS:
         before = temp_bytes(url)
         result = run_in_child(run_job, spec.name, timeout_s=spec.time_limit_s + 120)
         time.sleep(0.5)  # the child's sessions have ended: their statistics reach pg_stat_database

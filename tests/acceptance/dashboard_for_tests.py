@@ -2,7 +2,7 @@
 
 As a launcher: ``python -m tests.acceptance.dashboard_for_tests dashboard --port PORT``.
 The registry may hold no jobs on a given branch; the dashboard tests need
-some, so this sets ``registry.TASKS`` to the test jobs before the settings
+some, so this sets ``registry.JOBS`` to the test jobs before the settings
 and the actors are built, then runs the real ``crmtasks`` command.
 As a helper: ``served_dashboard(home, credentials)`` starts that in a
 subprocess and yields its base URL.
@@ -73,7 +73,7 @@ def served_dashboard(home: Path, *, credentials: bool = True, environ: dict | No
 
 
 if __name__ == "__main__":
-    registry.TASKS = TEST_SPECS
+    registry.JOBS = TEST_SPECS
     from crmtasks.cli import main
 
     main()

@@ -21,15 +21,15 @@ def fail_on_bad_data() -> dict:
 
 
 TEST_SPECS = (
-    registry.TaskSpec(name="tally_users", actor_name="tests.tally_users", cron="*/5 * * * *", queue="default",
+    registry.JobSpec(name="tally_users", actor_name="tests.tally_users", cron="*/5 * * * *", queue="default",
                       job="tests.acceptance.jobs_for_tests:tally_users", description="count users", time_limit_s=60),
-    registry.TaskSpec(name="fail_on_bad_data", actor_name="tests.fail_on_bad_data", cron="0 2 * * *",
+    registry.JobSpec(name="fail_on_bad_data", actor_name="tests.fail_on_bad_data", cron="0 2 * * *",
                       queue="default", job="tests.acceptance.jobs_for_tests:fail_on_bad_data",
                       description="always fails", time_limit_s=60),
 )
 
 if __name__ == "__main__":
-    registry.TASKS = TEST_SPECS
+    registry.JOBS = TEST_SPECS
     from crmtasks.run import main
 
     main()

@@ -61,12 +61,12 @@ def db_victim() -> dict:
     return {"completions": _complete("db_victim")}
 
 
-def _spec(name: str, **overrides) -> registry.TaskSpec:
+def _spec(name: str, **overrides) -> registry.JobSpec:
     values = dict(name=name, actor_name=f"tests.{name}", cron="0 3 * * *", queue="default",
                   job=f"{__name__}:{name}", description=f"test job {name}", time_limit_s=60, max_retries=3,
                   min_backoff_ms=200, max_backoff_ms=1000)
     values.update(overrides)
-    return registry.TaskSpec(**values)
+    return registry.JobSpec(**values)
 
 
 ALL_SPECS = (
@@ -76,7 +76,7 @@ ALL_SPECS = (
 )
 
 
-def selected_specs() -> tuple[registry.TaskSpec, ...]:
+def selected_specs() -> tuple[registry.JobSpec, ...]:
     wanted = [name for name in os.environ.get("CRMTASKS_TEST_TASKS", "").split(",") if name]
     if not wanted:
         return ALL_SPECS
@@ -85,4 +85,4 @@ def selected_specs() -> tuple[registry.TaskSpec, ...]:
 
 def install() -> None:
     """Make the selected test jobs the registry of this process (before settings are read)."""
-    registry.TASKS = selected_specs()
+    registry.JOBS = selected_specs()

@@ -182,9 +182,9 @@ def test_sessions_survive_a_restart_and_are_shared_by_processes_of_one_home(dash
 # --- our pages ------------------------------------------------------------------------------------------------------
 
 def test_jobs_page_shows_schedule_queue_last_and_next_run_status_and_state(dashboard, history):
-    from crmtasks.scheduler import slots as scheduling
+    from crmtasks.scheduler import pauses
 
-    scheduling.pause("fail_on_bad_data", "data fix in progress")
+    pauses.pause("fail_on_bad_data", "data fix in progress")
     reply = call(dashboard, "GET", "/", session=login(dashboard))
     assert reply.status == 200
     tally = re.search(r'<tr id="job-tally_users">(.*?)</tr>', reply.body, re.DOTALL).group(1)
@@ -274,13 +274,13 @@ def test_run_now_without_a_valid_csrf_token_is_refused(dashboard, crm_db, redis_
 
 
 def test_run_now_of_an_unknown_job_is_404_and_of_a_paused_job_409(dashboard, crm_db, redis_client):
-    from crmtasks.scheduler import slots as scheduling
+    from crmtasks.scheduler import pauses
 
     cookie = login(dashboard)
     token = call(dashboard, "GET", "/", session=cookie).csrf_token()
     before = queued_message_ids(redis_client)
     assert call(dashboard, "POST", "/jobs/drop_all_tables/run", session=cookie, form={"csrf_token": token}).status == 404
-    scheduling.pause("tally_users", "testing")
+    pauses.pause("tally_users", "testing")
     assert call(dashboard, "POST", "/jobs/tally_users/run", session=cookie, form={"csrf_token": token}).status == 409
     assert call(dashboard, "GET", "/jobs/tally_users/run", session=cookie).status == 405
     assert queued_message_ids(redis_client) == before

@@ -30,7 +30,7 @@ import redis
 from crmtasks.jobs.registry import names
 from tests.acceptance.procs import BIN, ROOT, base_env, wait_for
 
-TASKS = names()
+JOBS = names()
 
 pytestmark = pytest.mark.slow
 PROCESS_TYPES = ("worker_io", "worker_cpu", "worker", "scheduler", "dashboard")
@@ -90,7 +90,7 @@ def embedded_env(tmp_path, embedded_home):
     """The environment of a fresh machine: nothing configured, state under a new CRMTASKS_HOME."""
     env = base_env(tmp_path, DATABASE_URL=None, REDIS_URL=None, CRMTASKS_REDIS_PREFIX=None,
                    CRMTASKS_HOME=str(embedded_home), CRMTASKS_SCHEDULE_CATCHUP_S="0",
-                   **{f"CRMTASKS_SCHEDULE_{task.upper()}": "* * * * *" for task in TASKS})
+                   **{f"CRMTASKS_SCHEDULE_{task.upper()}": "* * * * *" for task in JOBS})
     try:
         yield env
     finally:
@@ -132,13 +132,13 @@ def test_honcho_starts_the_system_runs_a_scheduled_job_and_stops_cleanly(embedde
                 first_runs = {}
                 for task, status in cur.fetchall():
                     first_runs.setdefault(task, status)
-                return first_runs if set(first_runs) == set(TASKS) else None
+                return first_runs if set(first_runs) == set(JOBS) else None
         except psycopg2.Error:  # still migrating
             return None
 
     statuses = wait_for(scheduled_run_succeeded, timeout=150, what="every job to run on its schedule",
                         processes=processes, interval=1)
-    assert statuses == {task: "succeeded" for task in TASKS}
+    assert statuses == {task: "succeeded" for task in JOBS}
     assert "* * * * * (UTC)          crmtasks.broker.actors:system_config.audit_maintenance@workflow_io" in honcho.output()
 
     # Every Procfile line is up: worker heartbeats (1 + 2 + 1 processes), the scheduler's, the exporters, the dashboard.
@@ -158,7 +158,7 @@ def test_honcho_starts_the_system_runs_a_scheduled_job_and_stops_cleanly(embedde
     assert check.returncode == 0, check.stdout + check.stderr
 
     # Stop as an operator does (Ctrl-C or a supervisor's SIGTERM to honcho): every process exits on its own.
-    for task in TASKS:
+    for task in JOBS:
         paused = _crmtasks(embedded_env, "pause", task, "--note", "stopping the test system")
         assert paused.returncode == 0, paused.stderr
     # (The embedded servers are daemons, no longer honcho's descendants: they keep running.)

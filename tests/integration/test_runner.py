@@ -16,7 +16,7 @@ TALLY, FAIL = TEST_SPECS
 
 @pytest.fixture()
 def test_jobs(monkeypatch, crm_db):
-    monkeypatch.setattr(registry, "TASKS", TEST_SPECS)
+    monkeypatch.setattr(registry, "JOBS", TEST_SPECS)
 
 
 def test_success_failure_and_lock_release(test_jobs):

@@ -55,7 +55,7 @@ def _spec(name, job, **overrides):
                   job=f"{__name__}:{job}", description=name, time_limit_s=30, max_retries=2,
                   min_backoff_ms=10, max_backoff_ms=50)
     values.update(overrides)
-    return registry.TaskSpec(**values)
+    return registry.JobSpec(**values)
 
 
 SPECS = {
@@ -68,7 +68,7 @@ SPECS = {
 
 @pytest.fixture()
 def pipeline(crm_db, redis_client):
-    # registry.TASKS keeps the real jobs: the test jobs exist only as declared actors.
+    # registry.JOBS keeps the real jobs: the test jobs exist only as declared actors.
     assert not set(SPECS) & set(registry.names())
     settings = get_settings()
     redis_client.delete(key(settings, "test", "flaky-attempts"))
@@ -219,10 +219,10 @@ def test_work_a_job_did_not_commit_is_rolled_back_not_committed_by_the_recorder(
 def test_paused_job_is_skipped_by_workers_and_not_enqueued_by_schedulers(pipeline, redis_client):
     from crmtasks.broker.actors import send_for_slot
     from crmtasks.models import ScheduleSlot
-    from crmtasks.scheduler import slots as scheduling
+    from crmtasks.scheduler import pauses
 
     actors, drain, _ = pipeline
-    scheduling.pause("count_leads", "index rebuild tonight")
+    pauses.pause("count_leads", "index rebuild tonight")
     actors["count_leads"].send()  # a manual send still reaches the worker, which skips it
     drain()
     [run] = _runs("count_leads")
@@ -232,7 +232,7 @@ def test_paused_job_is_skipped_by_workers_and_not_enqueued_by_schedulers(pipelin
     recorded = ScheduleSlot.get((ScheduleSlot.task == "count_leads") & (ScheduleSlot.slot_at == slot))
     assert (recorded.state, recorded.reason) == ("skipped", "paused")
     assert redis_client.llen(f"{get_settings().redis_prefix}:default") == 0
-    assert scheduling.resume("count_leads") and not scheduling.resume("count_leads")
+    assert pauses.resume("count_leads") and not pauses.resume("count_leads")
 
 
 def test_a_slot_is_enqueued_once_however_many_schedulers_send_it(pipeline):
@@ -254,7 +254,7 @@ def test_scheduler_catch_up_runs_the_latest_missed_slot_once(pipeline, monkeypat
     from crmtasks.scheduler.boot import catch_up
 
     actors, drain, _ = pipeline
-    monkeypatch.setattr(registry, "TASKS", (SPECS["count_leads"],))
+    monkeypatch.setattr(registry, "JOBS", (SPECS["count_leads"],))
     now = datetime.datetime.now(datetime.timezone.utc)
     minute = now.replace(second=0, microsecond=0)
     # The job last ran 4 slots ago (every minute): 3 slots were missed while no scheduler ran.

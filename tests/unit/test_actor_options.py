@@ -20,11 +20,16 @@ from crmtasks.broker.build import add_crmtasks_middleware
 from crmtasks.broker.middleware import JobMetrics, JobMutex, RunRecorder, ScheduleGuard
 from crmtasks.broker.middleware import job_mutex as job_mutex_module
 from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
-from crmtasks.broker.options import JOB_NAME_OPTION, LOCK_TTL_OPTION, OVERLAP_OPTION, job_options
+from crmtasks.broker.options import (
+    JOB_NAME_OPTION,
+    LOCK_TTL_OPTION,
+    OVERLAP_OPTION,
+    job_options,
+)
 from crmtasks.jobs import registry
 from crmtasks.settings import load_settings
 
-SPEC = registry.TaskSpec(name="tidy_up", actor_name="tests.tidy_up", cron="*/5 * * * *", queue="workflow_io",
+SPEC = registry.JobSpec(name="tidy_up", actor_name="tests.tidy_up", cron="*/5 * * * *", queue="workflow_io",
                          job="builtins:dict", description="test", time_limit_s=90, overlap="queue_one")
 
 
@@ -35,7 +40,7 @@ def settings(tmp_path):
 
 @pytest.fixture()
 def broker(settings, monkeypatch):
-    monkeypatch.setattr(registry, "TASKS", ())  # nothing may be looked up there
+    monkeypatch.setattr(registry, "JOBS", ())  # nothing may be looked up there
     broker = StubBroker()
     add_crmtasks_middleware(broker, settings)
     yield broker
@@ -126,10 +131,10 @@ def test_job_mutex_lets_other_actors_pass(broker, locks):
 
 def test_a_scheduled_send_claims_the_slot_under_the_actors_job_name(broker, monkeypatch):
     claimed = []
-    monkeypatch.setattr(actors_module.scheduling, "is_paused", lambda task: False)
-    monkeypatch.setattr(actors_module.scheduling, "claim_slot",
+    monkeypatch.setattr(actors_module.pauses, "is_paused", lambda task: False)
+    monkeypatch.setattr(actors_module.slots, "claim_slot",
                         lambda task, slot, **kw: claimed.append((task, slot)) or True)
-    monkeypatch.setattr(actors_module.scheduling, "update_slot", lambda task, slot, **kw: None)
+    monkeypatch.setattr(actors_module.slots, "update_slot", lambda task, slot, **kw: None)
     actor = declare_actor(broker, SPEC, SPEC.cron)
     slot = datetime.datetime(2026, 3, 29, 2, 30, tzinfo=datetime.timezone.utc)
     message = send_for_slot(actor, slot)

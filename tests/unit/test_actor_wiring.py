@@ -28,7 +28,7 @@ from crmtasks.jobs import registry
 from crmtasks.scheduler.cron import UtcCron
 from crmtasks.settings import load_settings
 
-SPEC = registry.TaskSpec(name="tidy_up", actor_name="tests.tidy_up", cron="*/5 * * * *", queue="workflow_io",
+SPEC = registry.JobSpec(name="tidy_up", actor_name="tests.tidy_up", cron="*/5 * * * *", queue="workflow_io",
                          job="builtins:dict", description="test", time_limit_s=90, max_retries=4,
                          min_backoff_ms=1000, max_backoff_ms=8000)
 
@@ -68,5 +68,5 @@ def test_retry_policy_is_transient_faults_only(broker):
 
 def test_unknown_queue_is_refused():
     with pytest.raises(ValueError, match="queue 'celery' is not one of"):
-        registry.TaskSpec(name="x", actor_name="x", cron="* * * * *", queue="celery", job="builtins:dict",
+        registry.JobSpec(name="x", actor_name="x", cron="* * * * *", queue="celery", job="builtins:dict",
                           description="x", time_limit_s=1)

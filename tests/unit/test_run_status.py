@@ -16,7 +16,14 @@ import pytest
 
 import crmtasks
 from crmtasks.runs.runner import Outcome
-from crmtasks.runs.status import CATCH_UP_REASON, JobState, RunStatus, SkipReason, SlotState, Trigger
+from crmtasks.runs.status import (
+    CATCH_UP_REASON,
+    JobState,
+    RunStatus,
+    SkipReason,
+    SlotState,
+    Trigger,
+)
 
 PACKAGE = Path(crmtasks.__file__).resolve().parent
 

@@ -48,11 +48,11 @@ def test_build_runtime_declares_one_actor_per_registered_job_on_its_own_broker(t
         runtime = build_runtime(get_settings())
         assert isinstance(runtime, Runtime)
         assert list(runtime.actors) == registry.names()
-        for spec in registry.TASKS:
+        for spec in registry.JOBS:
             actor = runtime.actors[spec.name]
             assert actor.broker is runtime.broker and runtime.broker.get_actor(spec.actor_name) is actor
             assert actor.options["job_name"] == spec.name
-        assert {spec.queue for spec in registry.TASKS} <= runtime.broker.get_declared_queues()
+        assert {spec.queue for spec in registry.JOBS} <= runtime.broker.get_declared_queues()
         try:
             runtime.actors["other"] = None
         except TypeError:

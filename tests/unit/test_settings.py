@@ -16,7 +16,7 @@ def test_defaults_use_embedded_services(tmp_path, monkeypatch):
     assert settings.home == tmp_path / ".crmtasks"
     assert settings.redis_prefix == "crmtasks"
     assert settings.db_pool_size == 20
-    assert dict(settings.schedules) == {spec.name: spec.cron for spec in registry.TASKS}
+    assert dict(settings.schedules) == {spec.name: spec.cron for spec in registry.JOBS}
 
 
 def test_valid_values_are_kept(tmp_path):
@@ -89,9 +89,9 @@ def test_mask_url(url, masked):
 
 @pytest.fixture()
 def one_task(monkeypatch):
-    spec = registry.TaskSpec(name="tidy_up", actor_name="tests.tidy_up", cron="*/5 * * * *", queue="default",
+    spec = registry.JobSpec(name="tidy_up", actor_name="tests.tidy_up", cron="*/5 * * * *", queue="default",
                              job="tests.unit.test_settings:_unused", description="test", time_limit_s=60)
-    monkeypatch.setattr(registry, "TASKS", (spec,))
+    monkeypatch.setattr(registry, "JOBS", (spec,))
     return spec
 
 

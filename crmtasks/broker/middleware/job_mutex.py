@@ -23,9 +23,16 @@ import dramatiq
 import redis
 from dramatiq.middleware import MiddlewareError, SkipMessage
 
-from crmtasks.jobs import registry
 from crmtasks.broker.mutex import RedisMutex
-from crmtasks.broker.options import JOB_NAME_OPTION, LOCK_TTL_OPTION, OVERLAP_OPTION, job_options, lock_ttl_ms
+from crmtasks.broker.options import (
+    JOB_NAME_OPTION,
+    LOCK_TTL_OPTION,
+    OVERLAP_OPTION,
+    job_options,
+    lock_ttl_ms,
+)
+from crmtasks.errors import CrmtasksError
+from crmtasks.jobs import registry
 from crmtasks.redis_client import get_redis, key, patiently
 from crmtasks.runs.status import SkipReason
 from crmtasks.settings import Settings
@@ -38,7 +45,7 @@ QUEUE_ONE_POLL_MS = 5_000
 DEFAULT_LOCK_TTL_MS = 660_000
 
 
-def job_mutex(settings: Settings, spec: registry.TaskSpec) -> RedisMutex:
+def job_mutex(settings: Settings, spec: registry.JobSpec) -> RedisMutex:
     """The mutex of one job; it outlives the job's time limit by a minute."""
     return job_lock(settings, spec.name, lock_ttl_ms(spec))
 
@@ -65,7 +72,7 @@ def waiting_slot(settings: Settings, job_name: str, ttl_ms: int) -> RedisMutex:
     return RedisMutex(get_redis(settings), key(settings, "waiting", job_name), ttl_ms=ttl_ms)
 
 
-class JobNotStarted(MiddlewareError):
+class JobNotStarted(CrmtasksError, MiddlewareError):
     """The job's lock could not be taken because Redis is unreachable; the cause says why."""
 
 

@@ -18,12 +18,12 @@ import threading
 
 import dramatiq
 
+from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
+from crmtasks.broker.middleware.schedule_guard import message_slot
+from crmtasks.broker.options import JOB_NAME_OPTION, job_options
 from crmtasks.runs import history as runs
 from crmtasks.runs.status import SkipReason, SlotState, Trigger
-from crmtasks.scheduler import slots as scheduling
-from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
-from crmtasks.broker.options import JOB_NAME_OPTION, job_options
-from crmtasks.broker.middleware.schedule_guard import message_slot
+from crmtasks.scheduler import slots
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class RunRecorder(dramatiq.Middleware):
         self._current.value = (message.message_id, run_id)
         slot = message_slot(message)
         if slot is not None:
-            scheduling.update_slot(task, slot, message_id=message.message_id, run_id=run_id)
+            slots.update_slot(task, slot, message_id=message.message_id, run_id=run_id)
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         current = getattr(self._current, "value", None)
@@ -69,7 +69,7 @@ class RunRecorder(dramatiq.Middleware):
         runs.finish_run(current[1], stats=result, error=exception)
         slot = message_slot(message)
         if slot is not None:
-            scheduling.update_slot(task, slot, state=SlotState.RAN)
+            slots.update_slot(task, slot, state=SlotState.RAN)
 
     def after_skip_message(self, broker, message):
         task = self._task_name(broker, message)
@@ -82,4 +82,4 @@ class RunRecorder(dramatiq.Middleware):
         runs.record_skip(task, trigger_of(message), reason, message.message_id)
         slot = message_slot(message)
         if slot is not None:
-            scheduling.update_slot(task, slot, state=SlotState.SKIPPED, reason=reason)
+            slots.update_slot(task, slot, state=SlotState.SKIPPED, reason=reason)

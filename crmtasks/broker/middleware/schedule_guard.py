@@ -18,12 +18,12 @@ import pendulum
 from dramatiq.middleware import SkipMessage
 from periodiq import PeriodiqMiddleware
 
-from crmtasks.runs.status import SkipReason
-from crmtasks.scheduler import slots as scheduling
 from crmtasks.broker.actors import CATCH_UP_OPTION, SLOT_OPTION
-from crmtasks.broker.options import JOB_NAME_OPTION, job_options
-from crmtasks.scheduler.cron import to_utc_minute
 from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
+from crmtasks.broker.options import JOB_NAME_OPTION, job_options
+from crmtasks.runs.status import SkipReason
+from crmtasks.scheduler import pauses
+from crmtasks.scheduler.cron import to_utc_minute
 from crmtasks.settings import Settings
 
 # A scheduled message may start this long after its next slot came (clock skew, a busy queue).
@@ -58,7 +58,7 @@ class ScheduleGuard(PeriodiqMiddleware):
         if options is None:
             return
         name = options[JOB_NAME_OPTION]
-        if scheduling.is_paused(name):
+        if pauses.is_paused(name):
             self._skip(message, SkipReason.PAUSED, f"{name} is paused")
         slot = message_slot(message)
         if slot is None:
