@@ -1,6 +1,8 @@
-"""The web dashboard: our jobs and run-history pages plus dramatiq-dashboard, behind a login.
+"""The web dashboard: our jobs and run-history pages plus dramatiq-dashboard, behind a login, on Flask.
 
-http (request/response), session (signed cookies, CSRF tokens), auth (the
-login wall), pages (jobs, runs, run now), rendering (jinja2), app (router,
-serving).
+app (the Flask app, its checks in order, serving with waitress), guard (Host
+and Origin), auth (the login wall), throttle (failed logins in Redis),
+session (the signed session cookie and its per-install key), pages (jobs,
+runs, run now), queues (dramatiq-dashboard mounted inside), rendering
+(templates and filters).
 """

@@ -1,12 +1,16 @@
 """The login wall in front of every dashboard page, dramatiq-dashboard's included.
 
 With credentials set (``CRMTASKS_DASHBOARD_USER``/``_PASSWORD``), a visitor
-without a valid session cookie is sent to the login form; the form checks
-the credentials in constant time and sets a signed session cookie
-(``crmtasks.web.session``). Without credentials the dashboard only serves
-loopback (``crmtasks.web.app.serve`` enforces it) and gives every visitor an
-anonymous session, which its CSRF tokens are tied to; every page then says
-that login is off.
+without a valid session is sent to the login form. The form carries a CSRF
+token like every other form (Flask-WTF checks it before the view runs), the
+credentials are compared in constant time, failed logins are limited per
+user and per address (``crmtasks.web.throttle``), and a successful login
+starts a new session (``crmtasks.web.session``): whatever the visitor's
+session held before, its CSRF token included, is dropped.
+
+Without credentials the dashboard only serves loopback names
+(``crmtasks.web.guard``) and gives every visitor an anonymous session, which
+its CSRF tokens are tied to; every page then says that login is off.
 """
 
 from __future__ import annotations
@@ -14,17 +18,23 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
+import time
 from urllib.parse import quote, urlsplit
 
+import flask
+import redis
+from flask_wtf.csrf import generate_csrf
+
 from crmtasks.settings import Settings
-from crmtasks.web.http import Request, Response, redirect
-from crmtasks.web.session import SESSION_COOKIE, SessionSigner
+from crmtasks.web.rendering import render_page
+from crmtasks.web.session import SESSION_LIFETIME_S
+from crmtasks.web.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
-# Name of the CSRF field in every form that posts to the dashboard.
+# Name of the CSRF field in every form that posts to the dashboard (Flask-WTF's default).
 CSRF_FIELD = "csrf_token"
 
 
@@ -34,15 +44,9 @@ class Visitor:
 
     Parameters:
       user(str|None): Their login; None when login is off.
-      session_cookie(str): Their session cookie value.
-      csrf_token(str): The token their forms must post back.
-      new_cookie(bool): The session was issued with this response and must be set on it.
     """
 
     user: str | None
-    session_cookie: str
-    csrf_token: str
-    new_cookie: bool = False
 
 
 def credentials_match(settings: Settings, user: str, password: str) -> bool:
@@ -55,8 +59,15 @@ def credentials_match(settings: Settings, user: str, password: str) -> bool:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after login: a path on this site only (never ``//host`` or ``https://host``), else ``/``."""
+    """Where to go after login: a path on this site only, else ``/``.
+
+    Never ``//host``, ``https://host`` or ``/\\host``, and never a target with
+    control characters (CR/LF would split the ``Location`` header; browsers
+    drop tabs and newlines from URLs, turning ``/\\t/host`` into ``//host``).
+    """
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in target):
         return "/"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or parts.path.startswith((LOGIN_PATH, LOGOUT_PATH)):
@@ -69,56 +80,108 @@ class LoginWall:
 
     Parameters:
       settings(Settings): The dashboard credentials (none: login is off).
-      signer(SessionSigner): Made for those credentials.
-      render(callable): ``render(template, status, **context) -> Response``.
+      throttle(LoginThrottle): Counts failed logins.
+      lifetime_s(int): Seconds a session lasts from its login.
     """
 
-    def __init__(self, settings: Settings, signer: SessionSigner, render) -> None:
+    def __init__(self, settings: Settings, throttle: LoginThrottle, lifetime_s: int = SESSION_LIFETIME_S) -> None:
         self.settings = settings
-        self.signer = signer
-        self.render = render
+        self.throttle = throttle
+        self.lifetime_s = lifetime_s
         self.login_required = settings.dashboard_user is not None
 
-    def visitor(self, request: Request) -> Visitor | None:
-        """The visitor of ``request``; None when login is required and there is no valid session."""
-        cookie = request.cookies.get(SESSION_COOKIE)
-        session = self.signer.verify(cookie)
-        if session is not None:
-            return Visitor(user=session.user or None, session_cookie=cookie, csrf_token=self.signer.csrf_token(cookie))
-        if self.login_required:
-            return None
-        cookie = self.signer.issue()
-        return Visitor(user=None, session_cookie=cookie, csrf_token=self.signer.csrf_token(cookie), new_cookie=True)
+    def register(self, app: flask.Flask) -> None:
+        """Add the login and logout endpoints, and the wall before every other request."""
+        app.add_url_rule(LOGIN_PATH, "login", self.login, methods=["GET", "POST"])
+        app.add_url_rule(LOGOUT_PATH, "logout", self.logout, methods=["POST"])
+        app.before_request(self.admit)
 
-    def turn_away(self, request: Request) -> Response:
+    def admit(self) -> flask.Response | None:
+        """Before every request but the login page's: who the visitor is, or the way to the login form."""
+        flask.g.visitor = None
+        if flask.request.path == LOGIN_PATH:
+            return None
+        flask.g.visitor = self.visitor()
+        return self.turn_away() if flask.g.visitor is None else None
+
+    def visitor(self) -> Visitor | None:
+        """The visitor of this request; None when login is required and there is no valid session."""
+        session = flask.session
+        expires_at = session.get("expires_at")
+        live = isinstance(expires_at, int) and expires_at > time.time()
+        user = session.get("user")
+        if self.login_required:
+            if live and isinstance(user, str) and hmac.compare_digest(user.encode(), self.settings.dashboard_user.encode()):
+                return Visitor(user=user)
+            return None
+        if not (live and user == ""):
+            self._start_session("")
+        return Visitor(user=None)
+
+    def _start_session(self, user: str) -> None:
+        """A new session for ``user``: nothing of the previous one is kept, so neither is its CSRF token.
+
+        The new session's CSRF token is made now, so that the cookie set here
+        stays the session's cookie until it ends (made lazily, it would change
+        the cookie again on the first page with a form).
+        """
+        flask.session.clear()
+        flask.session["user"] = user
+        flask.session["expires_at"] = int(time.time()) + self.lifetime_s
+        flask.session.permanent = True
+        flask.g.pop(CSRF_FIELD, None)  # Flask-WTF caches the request's token there
+        generate_csrf()
+
+    def turn_away(self) -> flask.Response:
         """The answer to a request without a session: the login page for a page view, 403 for anything else."""
+        request = flask.request
         if request.method in ("GET", "HEAD"):
-            target = request.path + (f"?{request.environ['QUERY_STRING']}" if request.environ.get("QUERY_STRING") else "")
-            return redirect(f"{LOGIN_PATH}?next={quote(target, safe='/')}")
-        return self.render("message.html", 403, title="Login required", visitor=None,
+            query = request.environ.get("QUERY_STRING", "")
+            target = request.path + (f"?{query}" if query else "")
+            return flask.redirect(f"{LOGIN_PATH}?next={quote(target, safe='/')}", 303)
+        return render_page("message.html", 403, title="Login required",
                            message="Your session has ended. Log in again, then retry.")
 
-    def login(self, request: Request) -> Response:
-        """GET: the login form. POST: check the credentials; on success set the session and go to ``next``."""
+    def login(self) -> flask.Response:
+        """GET: the login form. POST (its CSRF token checked already): check the credentials, then go to ``next``."""
+        request = flask.request
         if not self.login_required:
-            return redirect("/")
-        target = safe_next(request.form.get("next") if request.method == "POST" else request.query.get("next"))
+            return flask.redirect("/", 303)
+        target = safe_next((request.form if request.method == "POST" else request.args).get("next"))
         if request.method != "POST":
-            if self.visitor(request) is not None:
-                return redirect(target)
-            return self.render("login.html", 200, visitor=None, next=target, user="", error=None)
-        user = request.form.get("user", "")
-        if not credentials_match(self.settings, user, request.form.get("password", "")):
-            logger.warning("dashboard: failed login for user %r from %s", user[:64],
-                           request.environ.get("REMOTE_ADDR", "?"))
-            return self.render("login.html", 403, visitor=None, next=target, user=user,
-                               error="Wrong user name or password.")
-        response = redirect(target)
-        response.set_cookie(SESSION_COOKIE, self.signer.issue(), max_age=self.signer.lifetime_s, secure=request.secure)
-        return response
+            if self.visitor() is not None:
+                return flask.redirect(target, 303)
+            return self.login_form(200, target)
+        user, address = request.form.get("user", ""), request.remote_addr or ""
+        try:
+            wait_s = self.throttle.wait_s(user, address)
+            if wait_s:
+                logger.warning("dashboard: login of user %r from %s refused: too many failed logins", user[:64],
+                               address)
+                response = self.login_form(429, target, user=user,
+                                           error=f"Too many failed logins. Try again in {_minutes(wait_s)}.")
+                response.headers["Retry-After"] = str(wait_s)
+                return response
+            if credentials_match(self.settings, user, request.form.get("password", "")):
+                self._start_session(user)
+                return flask.redirect(target, 303)
+            self.throttle.failed(user, address)
+        except redis.RedisError as error:
+            logger.error("dashboard: cannot check the failed-login count in Redis: %s", error)
+            return self.login_form(503, target, user=user,
+                                   error="Login is unavailable: the dashboard cannot reach Redis. Try again later.")
+        logger.warning("dashboard: failed login for user %r from %s", user[:64], address)
+        return self.login_form(403, target, user=user, error="Wrong user name or password.")
 
-    def logout(self, request: Request, visitor: Visitor) -> Response:
-        """End the session (POST with a valid CSRF token, checked by the caller)."""
-        response = redirect(LOGIN_PATH if self.login_required else "/")
-        response.set_cookie(SESSION_COOKIE, "", max_age=0, secure=request.secure)
-        return response
+    def login_form(self, status: int, target: str, *, user: str = "", error: str | None = None) -> flask.Response:
+        return render_page("login.html", status, next=target, user=user, error=error)
+
+    def logout(self) -> flask.Response:
+        """End the session (a POST whose CSRF token Flask-WTF checked)."""
+        flask.session.clear()
+        return flask.redirect(LOGIN_PATH if self.login_required else "/", 303)
+
+
+def _minutes(seconds: int) -> str:
+    minutes = -(-seconds // 60)
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"

@@ -2,7 +2,9 @@
 
 Read-only except ``run_now``, which enqueues one message for a job exactly
 as the scheduler would, minus the schedule slot: the worker records it in
-task_runs with trigger ``manual``.
+task_runs with trigger ``manual``. Every query parameter is checked before
+it reaches PostgreSQL: a job name that cannot be one (a NUL, which
+PostgreSQL refuses in text, a space, 200 characters) is a 400 that says so.
 """
 
 from __future__ import annotations
@@ -13,68 +15,86 @@ from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import dramatiq
+import flask
 
 from crmtasks.jobs import registry
 from crmtasks.runs.overview import job_overviews, recent_runs
 from crmtasks.scheduler import pauses
 from crmtasks.settings import Settings
-from crmtasks.web.auth import Visitor
-from crmtasks.web.http import Request, Response, redirect
+from crmtasks.web.rendering import render_page
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_RUNS_SHOWN = 50
 MOST_RUNS_SHOWN = 500
+# What a job name can look like (the registry's names are snake_case); anything else is refused before SQL.
+JOB_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _MESSAGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class Pages:
-    """Parameters:
+    """The views of our pages.
+
+    Parameters:
       settings(Settings): The schedules in force.
-      actors(Mapping[str, Actor]): The declared actors by task name (``crmtasks.broker.factory.Runtime.actors``).
-      render(callable): ``render(template, status, **context) -> Response``.
+      actors(Mapping[str, Actor]): The declared actors by job name (``crmtasks.broker.factory.Runtime.actors``).
     """
 
-    def __init__(self, settings: Settings, actors: Mapping[str, dramatiq.Actor], render) -> None:
+    def __init__(self, settings: Settings, actors: Mapping[str, dramatiq.Actor]) -> None:
         self.settings = settings
         self.actors = actors
-        self.render = render
 
-    def jobs(self, request: Request, visitor: Visitor) -> Response:
+    def register(self, app: flask.Flask) -> None:
+        app.add_url_rule("/", "jobs", self.jobs)
+        app.add_url_rule("/runs", "runs", self.runs)
+        app.add_url_rule("/jobs/<name>/run", "run_now", self.run_now, methods=["POST"])
+
+    def jobs(self) -> flask.Response:
         """Every job: schedule, queue, last and next run, last outcome, state, and a run-now button."""
+        query = flask.request.args
         sent = None
-        task, message_id = request.query.get("sent"), request.query.get("message", "")
-        if task in registry.names() and _MESSAGE_ID.match(message_id):
-            redis_id = request.query.get("redis_id", "")
-            sent = {"task": task, "message_id": message_id, "queue": registry.get(task).queue,
+        name, message_id = query.get("sent"), query.get("message", "")
+        if name in registry.names() and _MESSAGE_ID.match(message_id):
+            redis_id = query.get("redis_id", "")
+            sent = {"task": name, "message_id": message_id, "queue": registry.get(name).queue,
                     "redis_id": redis_id if _MESSAGE_ID.match(redis_id) else None}
-        return self.render("jobs.html", 200, visitor=visitor, page="jobs", jobs=job_overviews(self.settings),
-                           sent=sent)
+        return render_page("jobs.html", 200, page="jobs", jobs=job_overviews(self.settings), sent=sent)
 
-    def runs(self, request: Request, visitor: Visitor) -> Response:
-        """The latest runs, newest first, optionally of one task (``?task=NAME&limit=N``)."""
-        task = request.query.get("task") or None
+    def runs(self) -> flask.Response:
+        """The latest runs, newest first, optionally of one job (``?task=NAME&limit=N``)."""
+        query = flask.request.args
+        name = query.get("task") or None
+        if name is not None and not JOB_NAME.fullmatch(name):
+            return _not_a_job_name(name)
         try:
-            limit = max(1, min(int(request.query.get("limit") or DEFAULT_RUNS_SHOWN), MOST_RUNS_SHOWN))
+            limit = max(1, min(int(query.get("limit") or DEFAULT_RUNS_SHOWN), MOST_RUNS_SHOWN))
         except ValueError:
             limit = DEFAULT_RUNS_SHOWN
-        return self.render("runs.html", 200, visitor=visitor, page="runs", runs=recent_runs(limit, task),
-                           task=task, limit=limit, task_names=registry.names())
+        return render_page("runs.html", 200, page="runs", runs=recent_runs(limit, name), task=name, limit=limit,
+                           task_names=registry.names())
 
-    def run_now(self, request: Request, visitor: Visitor, task: str) -> Response:
-        """Enqueue one run of ``task`` now (404 for an unknown job, 409 for a paused one); the caller checked CSRF."""
-        spec = next((spec for spec in registry.JOBS if spec.name == task), None)
+    def run_now(self, name: str) -> flask.Response:
+        """Enqueue one run of ``name`` now (404 for an unknown job, 409 for a paused one); CSRF checked already."""
+        spec = registry.find(name)
         if spec is None or spec.name not in self.actors:
-            return self.render("message.html", 404, visitor=visitor, title="No such job",
-                               message=f"There is no job called {task!r}.")
+            return render_page("message.html", 404, title="No such job", message=f"There is no job called {name!r}.")
         if pauses.is_paused(spec.name):
             # Workers skip a paused job's messages, whoever sent them.
-            return self.render("message.html", 409, visitor=visitor, title=f"{spec.name} is paused",
+            return render_page("message.html", 409, title=f"{spec.name} is paused",
                                message=f"Resume it first (crmtasks resume {spec.name}); "
                                        "a paused job's messages are skipped by the workers.")
         message = self.actors[spec.name].send()
+        visitor = flask.g.visitor
         logger.info("dashboard: %s enqueued %s on queue %s, message %s", visitor.user or "anonymous", spec.name,
                     spec.queue, message.message_id)
         # The Redis broker files the message under an id of its own; dramatiq-dashboard shows that one.
         redis_id = message.options.get("redis_message_id", "")
-        return redirect("/?" + urlencode({"sent": spec.name, "message": message.message_id, "redis_id": redis_id}))
+        return flask.redirect("/?" + urlencode({"sent": spec.name, "message": message.message_id,
+                                                "redis_id": redis_id}), 303)
+
+
+def _not_a_job_name(name: str) -> flask.Response:
+    shown = name if len(name) <= 60 else name[:60] + "…"
+    return render_page("message.html", 400, title="Not a job name",
+                       message=f"{shown!r} is not a job name: job names are 1 to 100 letters, digits, "
+                               "'_', '.', ':' or '-'.")

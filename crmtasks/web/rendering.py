@@ -1,7 +1,8 @@
-"""Server-side HTML: the jinja2 templates of our pages and the filters they use.
+"""Server-side HTML: the jinja2 templates of our pages (Flask renders them) and the filters they use.
 
 Autoescaping is on for every template, so job names, notes, stats and
 error texts from the database are always shown as text, never as markup.
+A name a template does not know is an error, not an empty string.
 """
 
 from __future__ import annotations
@@ -9,22 +10,26 @@ from __future__ import annotations
 import datetime
 import json
 
+import flask
 import jinja2
 
 UTC = datetime.timezone.utc
 
 
-def make_environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("crmtasks.web", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters.update(utc=format_utc, seconds=format_seconds, compact_json=compact_json,
-                               error_headline=error_headline)
-    return environment
+def configure_templates(app: flask.Flask) -> None:
+    """Make ``app`` render our templates strictly, with the filters below."""
+    app.jinja_env.autoescape = True
+    app.jinja_env.undefined = jinja2.StrictUndefined
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+    app.jinja_env.filters.update(utc=format_utc, seconds=format_seconds, compact_json=compact_json,
+                                 error_headline=error_headline, stat_value=format_stat_value,
+                                 stat_label=format_stat_label)
+
+
+def render_page(template: str, status: int, **context) -> flask.Response:
+    """One of our templates as a response with ``status`` (the context processor adds visitor, nav, login state)."""
+    return flask.make_response(flask.render_template(template, **context), status)
 
 
 def format_utc(moment: datetime.datetime | None) -> str:
@@ -61,3 +66,23 @@ def error_headline(error: str | None) -> str:
     if not lines:
         return ""
     return lines[-1].strip() if lines[0].startswith("Traceback") else lines[0].strip()
+
+
+def format_stat_label(name: object) -> str:
+    """A stats key for people: ``rows_written`` -> ``rows written``."""
+    return str(name).replace("_", " ")
+
+
+def format_stat_value(value: object) -> str:
+    """A stats value for people: numbers with thousands separators, lists joined, nested objects as compact JSON."""
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "—"}[value]
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if 1000 <= abs(value) < 1e15 else f"{value:.4g}"
+    if isinstance(value, list) and all(isinstance(item, (str, int, float)) for item in value):
+        return ", ".join(str(item) for item in value) if value else "none"
+    if isinstance(value, (dict, list)):
+        return compact_json(value)
+    return str(value)

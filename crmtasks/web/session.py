@@ -1,45 +1,39 @@
-"""Signed session cookies and CSRF tokens of the dashboard.
+"""The dashboard's session cookie: Flask's itsdangerous-signed session, keyed per install.
 
-A session is a cookie ``v1.<user>.<expiry>.<nonce>.<signature>``: the user
-(base64url), its expiry (Unix seconds), a random nonce (so every login is a
-session of its own, with CSRF tokens of its own) and an HMAC-SHA256 of them.
-Nothing is stored on the server, so sessions need no database and survive
-restarts; the flip side is that logging out deletes the cookie from the
-browser but cannot revoke a copy of it before it expires.
+A session is Flask's signed cookie (itsdangerous, HMAC-SHA256 here instead
+of Flask's default SHA-1) holding who logged in, when the login ends, and
+the raw CSRF token Flask-WTF compares form tokens with. Nothing is stored on
+the server, so sessions need no database and survive restarts; the flip side
+is that logging out deletes the cookie from the browser but cannot revoke a
+copy of it before it expires.
 
 The signing secret is derived from the dashboard credentials and a random
 per-install key kept in ``CRMTASKS_HOME/dashboard.key`` (created 0600 on first
 use). Every dashboard process on a host reads the same key, so they all
-accept each other's sessions; changing the password (or the key file)
-ends every session at once; knowing the password alone does not let anyone
-forge a session.
-
-A CSRF token is an HMAC of the session cookie: a page can only hold it if it
-was served to that session, and a cross-site form cannot read it.
+accept each other's sessions; changing the password (or the key file) ends
+every session at once; knowing the password alone does not let anyone forge
+a session.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import dataclasses
 import hashlib
 import hmac
 import json
 import os
 import secrets
-import time
 from pathlib import Path
+
+import flask
+from flask.sessions import SecureCookieSessionInterface
 
 from crmtasks.errors import CrmtasksError
 
 SESSION_COOKIE = "crmtasks_session"
-# Seconds a login lasts.
+# Seconds a login lasts, counted from the login (using the dashboard does not extend it).
 SESSION_LIFETIME_S = 12 * 3600
 KEY_FILE_NAME = "dashboard.key"
 _KEY_BYTES = 32
-_NONCE_BYTES = 16
-_VERSION = "v1"
 
 
 class KeyFileError(CrmtasksError):
@@ -52,6 +46,9 @@ def install_key(home: Path) -> bytes:
     Atomic: the key is written to a private temporary file and hard-linked to
     its name, so processes starting at once all end up with the one key that
     won, and none ever reads a half-written file.
+
+    Parameters:
+      home(Path): ``CRMTASKS_HOME``; created when missing.
     """
     home.mkdir(parents=True, exist_ok=True)
     path = home / KEY_FILE_NAME
@@ -80,84 +77,31 @@ def install_key(home: Path) -> bytes:
     return key
 
 
-@dataclasses.dataclass(frozen=True)
-class Session:
-    """A valid session.
+def session_secret(key: bytes, user: str, password: str) -> bytes:
+    """The secret that signs sessions and CSRF tokens for these credentials on this install.
 
-    Parameters:
-      user(str): Who logged in ("" for the anonymous session of a dashboard without login).
-      expires_at(int): Unix seconds after which the cookie is refused.
-    """
-
-    user: str
-    expires_at: int
-
-
-class SessionSigner:
-    """Issues and checks session cookies and CSRF tokens for one set of credentials.
+    An HMAC of the credentials under the install key: another password, user
+    or key file gives another secret, so their sessions are not valid here.
 
     Parameters:
       key(bytes): The per-install key (``install_key``).
       user(str): The dashboard login ("" when login is off).
       password(str): Its password ("" when login is off).
-      lifetime_s(int): Seconds a session lasts.
+    """
+    credentials = json.dumps(["crmtasks dashboard session", user, password]).encode()
+    return hmac.new(key, credentials, hashlib.sha256).digest()
+
+
+class SignedSessions(SecureCookieSessionInterface):
+    """Flask's signed cookie sessions, signed with HMAC-SHA256 and marked Secure when the request came over TLS.
+
+    Whether a request is TLS is known per request only (waitress behind a
+    TLS proxy sets the scheme from its trusted headers), so the Secure flag
+    follows the request rather than a fixed setting.
     """
 
-    def __init__(self, key: bytes, user: str, password: str, lifetime_s: int = SESSION_LIFETIME_S) -> None:
-        credentials = json.dumps(["crmtasks dashboard session", user, password]).encode()
-        self._secret = hmac.new(key, credentials, hashlib.sha256).digest()
-        self.user = user
-        self.lifetime_s = lifetime_s
+    salt = "crmtasks dashboard session"
+    digest_method = staticmethod(hashlib.sha256)
 
-    def issue(self, now: float | None = None) -> str:
-        """A new session cookie value for the configured user."""
-        expires_at = int(now if now is not None else time.time()) + self.lifetime_s
-        nonce = _b64encode(secrets.token_bytes(_NONCE_BYTES))
-        payload = f"{_VERSION}.{_b64encode(self.user.encode())}.{expires_at}.{nonce}"
-        return f"{payload}.{self._sign('session', payload)}"
-
-    def verify(self, cookie: str | None, now: float | None = None) -> Session | None:
-        """The session of ``cookie``; None when it is missing, malformed, tampered with, expired or another user's."""
-        if not cookie:
-            return None
-        parts = cookie.split(".")
-        if len(parts) != 5 or parts[0] != _VERSION or not parts[2].isdigit():
-            return None
-        payload = ".".join(parts[:4])
-        if not _equal(self._sign("session", payload), parts[4]):
-            return None
-        try:
-            user = _b64decode(parts[1]).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        expires_at = int(parts[2])
-        if expires_at <= (now if now is not None else time.time()) or user != self.user:
-            return None
-        return Session(user=user, expires_at=expires_at)
-
-    def csrf_token(self, cookie: str) -> str:
-        """The CSRF token of the session ``cookie``: put it in every form this session may post."""
-        return self._sign("csrf", cookie)
-
-    def csrf_valid(self, cookie: str | None, token: str | None) -> bool:
-        """True when ``token`` was made for the session ``cookie`` (constant-time compare)."""
-        if not cookie or not token:
-            return False
-        return _equal(self.csrf_token(cookie), token)
-
-    def _sign(self, purpose: str, payload: str) -> str:
-        digest = hmac.new(self._secret, f"{purpose}\0{payload}".encode(), hashlib.sha256).digest()
-        return _b64encode(digest)
-
-
-def _equal(expected: str, given: str) -> bool:
-    """Constant-time string equality; never raises on non-ASCII input (compare_digest on str would)."""
-    return hmac.compare_digest(expected.encode("utf-8", "replace"), given.encode("utf-8", "replace"))
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
-
-
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    def get_cookie_secure(self, app: flask.Flask) -> bool:
+        return flask.request.is_secure

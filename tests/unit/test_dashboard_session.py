@@ -1,86 +1,133 @@
-"""Session cookies, CSRF tokens, the per-install key and the login helpers (no services needed)."""
+"""Session cookies, CSRF tokens, the per-install key and the login helpers (no services needed).
+
+The Flask app is built for real; nothing listens at its Redis URL, which only a login would use.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
+import re
 import stat
+import time
 
+import flask
 import pytest
+import redis
+from flask_wtf.csrf import generate_csrf
 
+from crmtasks.broker.factory import build_runtime
 from crmtasks.settings import load_settings
+from crmtasks.web.app import create_app
 from crmtasks.web.auth import credentials_match, safe_next
-from crmtasks.web.rendering import compact_json, error_headline, format_seconds
-from crmtasks.web.session import KeyFileError, SessionSigner, install_key
+from crmtasks.web.rendering import (
+    compact_json,
+    error_headline,
+    format_seconds,
+    format_stat_value,
+)
+from crmtasks.web.session import SESSION_COOKIE, KeyFileError, install_key
 
 KEY = bytes(range(32))
-NOW = 1_800_000_000
+# Nothing listens there: building the app does not connect; a login needs Redis (its failure count) and says so.
+DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
-def signer(key=KEY, user="ops", password="correct horse", lifetime_s=3600) -> SessionSigner:
-    return SessionSigner(key, user, password, lifetime_s)
+def dashboard(key=KEY, user="ops", password="correct horse"):
+    """The dashboard's Flask app for these credentials (no server, no Redis, no PostgreSQL needed)."""
+    environ = {"REDIS_URL": DEAD_REDIS}
+    if user:
+        environ.update(CRMTASKS_DASHBOARD_USER=user, CRMTASKS_DASHBOARD_PASSWORD=password)
+    settings = load_settings(environ)
+    runtime = build_runtime(settings)
+    return create_app(settings, runtime.broker, runtime.actors, key, redis.Redis.from_url(DEAD_REDIS))
 
 
-def test_a_session_it_issued_is_valid_until_it_expires():
-    cookie = signer().issue(now=NOW)
-    session = signer().verify(cookie, now=NOW + 10)
-    assert session.user == "ops" and session.expires_at == NOW + 3600
-    assert signer().verify(cookie, now=NOW + 3599) is not None
-    assert signer().verify(cookie, now=NOW + 3600) is None  # expired
-    assert signer().verify(cookie, now=NOW + 10 * 3600) is None
+def signed(app, **session) -> str:
+    """A session cookie exactly as ``app`` would sign it."""
+    return app.session_interface.get_signing_serializer(app).dumps(session)
 
 
-def test_every_login_is_a_session_of_its_own():
-    assert signer().issue(now=NOW) != signer().issue(now=NOW)
+def visit(app, path: str, cookie: str | None, method: str = "GET", **form):
+    client = app.test_client()
+    if cookie is not None:
+        client.set_cookie(SESSION_COOKIE, cookie)
+    return client.open(path, method=method, data=form or None)
+
+
+def live(user="ops", **more) -> dict:
+    return {"user": user, "expires_at": int(time.time()) + 3600, **more}
+
+
+def test_a_session_it_signed_is_valid_until_it_expires():
+    app = dashboard()
+    assert visit(app, "/logout", signed(app, **live()), method="GET").status_code == 405  # past the wall
+    expired = signed(app, user="ops", expires_at=int(time.time()) - 1)
+    assert visit(app, "/logout", expired, method="GET").status_code == 303  # to the login form
 
 
 def _replace(cookie: str, index: int, value: str) -> str:
-    parts = cookie.split(".")
+    parts = cookie.rsplit(".", 2)
     parts[index] = value
     return ".".join(parts)
 
 
 @pytest.mark.parametrize("tamper", [
-    lambda c: _replace(c, 1, "YWRtaW4"),                      # user -> "admin"
-    lambda c: _replace(c, 2, str(NOW + 10 * 86400)),          # expiry pushed back
-    lambda c: _replace(c, 3, "AAAAAAAAAAAAAAAAAAAAAA"),       # another nonce
-    lambda c: _replace(c, 4, c.split(".")[4][::-1]),          # another signature
-    lambda c: _replace(c, 0, "v2"),
-    lambda c: c[:-1],
-    lambda c: c + ".x",
-    lambda c: ".".join(c.split(".")[:4]),
-    lambda c: "",
-    lambda c: "not a cookie",
-    lambda c: _replace(c, 4, "é" * 43),                       # non-ASCII must not raise
-], ids=["user", "expiry", "nonce", "signature", "version", "truncated", "extra part", "unsigned", "empty",
-        "garbage", "non-ascii"])
+    lambda app, c: signed(dashboard(password="another password"), **live()),          # signed for another password
+    lambda app, c: _replace(c, 0, signed(app, **live("admin")).rsplit(".", 2)[0]),  # another user's payload
+    lambda app, c: _replace(c, 2, c.rsplit(".", 2)[2][::-1]),                 # another signature
+    lambda app, c: _replace(c, 1, "AAAAAA"),                                  # another timestamp
+    lambda app, c: c[:-1],
+    lambda app, c: c + ".x",
+    lambda app, c: c.rsplit(".", 1)[0],
+    lambda app, c: "",
+    lambda app, c: "not a cookie",
+    lambda app, c: _replace(c, 2, "A" * 42 + "~"),
+], ids=["other password", "user", "signature", "timestamp", "truncated", "extra part", "unsigned", "empty",
+        "garbage", "bad alphabet"])
 def test_a_tampered_cookie_is_refused(tamper):
-    cookie = signer().issue(now=NOW)
-    assert signer().verify(tamper(cookie), now=NOW + 1) is None
+    app = dashboard()
+    cookie = signed(app, **live())
+    assert visit(app, "/", tamper(app, cookie)).status_code == 303
 
 
 def test_a_cookie_is_refused_under_another_password_key_or_user():
-    cookie = signer().issue(now=NOW)
-    assert signer(password="another password").verify(cookie, now=NOW + 1) is None
-    assert signer(key=bytes(32)).verify(cookie, now=NOW + 1) is None
-    assert signer(user="admin").verify(cookie, now=NOW + 1) is None
+    cookie = signed(dashboard(), **live())
+    assert visit(dashboard(password="another password"), "/runs", cookie).status_code == 303
+    assert visit(dashboard(key=bytes(32)), "/runs", cookie).status_code == 303
+    assert visit(dashboard(user="admin"), "/runs", signed(dashboard(user="admin", password="correct horse"),
+                                                           **live())).status_code == 303
 
 
 def test_anonymous_sessions_of_a_dashboard_without_login_are_not_valid_with_login():
-    anonymous = signer(user="", password="").issue(now=NOW)
-    assert signer(user="", password="").verify(anonymous, now=NOW + 1).user == ""
-    assert signer().verify(anonymous, now=NOW + 1) is None
+    open_app = dashboard(user="")
+    anonymous = signed(open_app, **live(""))
+    assert visit(dashboard(), "/runs", anonymous).status_code == 303
+    # Signed with the login dashboard's own secret, an anonymous session is still no login.
+    assert visit(dashboard(), "/runs", signed(dashboard(), **live(""))).status_code == 303
 
 
 def test_csrf_token_is_valid_only_for_its_session():
-    one, other = signer().issue(now=NOW), signer().issue(now=NOW)
-    token = signer().csrf_token(one)
-    assert signer().csrf_valid(one, token)
-    assert not signer().csrf_valid(other, token)
-    assert not signer().csrf_valid(one, signer().csrf_token(other))
-    assert not signer(password="another password").csrf_valid(one, token)
-    for bad in ("", None, token[:-1], token + "A", "é" * len(token)):
-        assert not signer().csrf_valid(one, bad)
-    assert not signer().csrf_valid(None, token)
+    app = dashboard()
+    one, other = signed(app, **live(csrf_token="a" * 40)), signed(app, **live(csrf_token="b" * 40))
+    with app.test_request_context():
+        flask.session["csrf_token"] = "a" * 40
+        token = generate_csrf()
+    assert visit(app, "/logout", other, method="POST", csrf_token=token).status_code == 403
+    for bad in ("", token[:-1], token + "A", "x" * len(token)):
+        assert visit(app, "/logout", one, method="POST", csrf_token=bad).status_code == 403
+    assert visit(app, "/logout", None, method="POST", csrf_token=token).status_code == 403
+    assert visit(app, "/logout", one, method="POST", csrf_token=token).status_code == 303
+
+
+def test_a_login_while_redis_is_down_is_a_clear_503_without_the_password():
+    app = dashboard()
+    client = app.test_client()
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    reply = client.post("/login", data={"user": "ops", "password": "correct horse", "csrf_token": token})
+    assert reply.status_code == 503
+    body = reply.get_data(as_text=True)
+    assert "cannot reach Redis" in body and "correct horse" not in body
 
 
 def test_install_key_creates_a_private_key_once(tmp_path):
@@ -121,6 +168,12 @@ def test_a_damaged_key_file_is_an_error_that_says_what_to_do(tmp_path):
     ("/\\evil.example", "/"),
     ("/login?next=/", "/"),
     ("/logout", "/"),
+    ("/\r\nSet-Cookie: x=1", "/"),
+    ("/runs\nLocation: //evil.example", "/"),
+    ("/\t/evil.example", "/"),
+    ("/\x00", "/"),
+    ("/\x7f", "/"),
+    ("/runs?task=ünïcode", "/runs?task=ünïcode"),
 ])
 def test_after_login_only_local_paths_are_followed(target, expected):
     assert safe_next(target) == expected
@@ -148,3 +201,9 @@ def test_stats_and_durations_are_compact():
     assert [format_seconds(s) for s in (0.4213, 12.34, 245, 7380, None)] == \
         ["0.42 s", "12.3 s", "4 min 05 s", "2 h 03 min", "—"]
 
+
+
+def test_stats_values_read_as_values():
+    assert [format_stat_value(v) for v in (1234567, 0.00012, 12345.678, True, None, ["stage", "owner"], [],
+                                           {"b": 1, "a": [2]})] == \
+        ["1,234,567", "0.00012", "12,345.7", "yes", "—", "stage, owner", "none", '{"a":[2],"b":1}']
