@@ -3,6 +3,6 @@
 app (the Flask app, its checks in order, serving with waitress), guard (Host
 and Origin), auth (the login wall), throttle (failed logins in Redis),
 session (the signed session cookie and its per-install key), pages (jobs,
-runs, run now), queues (dramatiq-dashboard mounted inside), rendering
-(templates and filters).
+one job, runs, run now), charts (a job's duration chart), queues
+(dramatiq-dashboard mounted inside), rendering (templates and filters).
 """

@@ -1,8 +1,8 @@
 """Building and serving the dashboard: a Flask app, served by waitress.
 
 Routes: ``/login`` and ``POST /logout`` (``crmtasks.web.auth``), our pages
-(``/`` jobs, ``/runs`` history, ``POST /jobs/<job>/run``;
-``crmtasks.web.pages``), and dramatiq-dashboard under ``/dramatiq/``
+(``/`` jobs, ``/jobs/<job>`` one job, ``/runs`` history, ``POST
+/jobs/<job>/run``; ``crmtasks.web.pages``), and dramatiq-dashboard under ``/dramatiq/``
 (queues, messages, dead letters; ``crmtasks.web.queues``).
 
 Every request passes, in this order: the Host and Origin checks

@@ -1,4 +1,4 @@
-"""Our dashboard pages: the jobs, the recent runs, and "run now".
+"""Our dashboard pages: the jobs, one job, the recent runs, and "run now".
 
 Read-only except ``run_now``, which enqueues one message for a job exactly
 as the scheduler would, minus the schedule slot: the worker records it in
@@ -9,6 +9,7 @@ PostgreSQL refuses in text, a space, 200 characters) is a 400 that says so.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 from collections.abc import Mapping
@@ -19,14 +20,21 @@ import flask
 
 from crmtasks.jobs import registry
 from crmtasks.runs.overview import job_overviews, recent_runs
+from crmtasks.runs.status import RunStatus
 from crmtasks.scheduler import pauses
+from crmtasks.scheduler.cron import UtcCron
 from crmtasks.settings import Settings
+from crmtasks.web.charts import duration_chart
 from crmtasks.web.rendering import render_page
 
 logger = logging.getLogger(__name__)
 
+UTC = datetime.timezone.utc
 DEFAULT_RUNS_SHOWN = 50
 MOST_RUNS_SHOWN = 500
+# Runs a job's page charts and lists; its next fire times shown.
+JOB_PAGE_RUNS = 100
+JOB_PAGE_NEXT_RUNS = 10
 # What a job name can look like (the registry's names are snake_case); anything else is refused before SQL.
 JOB_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _MESSAGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -47,6 +55,7 @@ class Pages:
     def register(self, app: flask.Flask) -> None:
         app.add_url_rule("/", "jobs", self.jobs)
         app.add_url_rule("/runs", "runs", self.runs)
+        app.add_url_rule("/jobs/<name>", "job", self.job)
         app.add_url_rule("/jobs/<name>/run", "run_now", self.run_now, methods=["POST"])
 
     def jobs(self) -> flask.Response:
@@ -72,6 +81,21 @@ class Pages:
             limit = DEFAULT_RUNS_SHOWN
         return render_page("runs.html", 200, page="runs", runs=recent_runs(limit, name), task=name, limit=limit,
                            task_names=registry.names())
+
+    def job(self, name: str) -> flask.Response:
+        """One job: its schedule and state, next fire times, a chart of its last runs' durations, its failures."""
+        if not JOB_NAME.fullmatch(name):
+            return _not_a_job_name(name)
+        overview = next((job for job in job_overviews(self.settings) if job.task == name), None)
+        if overview is None:
+            return render_page("message.html", 404, title="No such job", message=f"There is no job called {name!r}.")
+        runs = recent_runs(JOB_PAGE_RUNS, name)
+        now = datetime.datetime.now(UTC)
+        last_success = next((run for run in runs if run.status == RunStatus.SUCCEEDED), None)
+        return render_page(
+            "job.html", 200, page="jobs", job=overview, runs=runs, chart=duration_chart(runs),
+            failures=[run for run in runs if run.status == RunStatus.FAILED], last_success=last_success,
+            next_runs=UtcCron(overview.schedule).next_slots(now, JOB_PAGE_NEXT_RUNS), shown=JOB_PAGE_RUNS)
 
     def run_now(self, name: str) -> flask.Response:
         """Enqueue one run of ``name`` now (404 for an unknown job, 409 for a paused one); CSRF checked already."""

@@ -11,8 +11,11 @@ import datetime
 import json
 import os
 import shutil
+import time
+import uuid
 
 import pytest
+from dramatiq import Message
 
 from tests.acceptance.dashboard_for_tests import PASSWORD, USER, served_dashboard
 
@@ -62,6 +65,17 @@ def _wait_for(browser, selector: str):
     return WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)))
 
 
+def _dead_letter(redis_client) -> str:
+    """One dead-lettered message of the default queue, filed as the broker files it; its Redis id."""
+    redis_id = str(uuid.uuid4())
+    message = Message(queue_name="default", actor_name="tests.tally_users", args=(), kwargs={},
+                      options={"redis_message_id": redis_id})
+    queue = f"{os.environ['CRMTASKS_REDIS_PREFIX']}:default.XQ"
+    redis_client.hset(queue + ".msgs", redis_id, message.encode())
+    redis_client.zadd(queue, {redis_id: int(time.time() * 1000)})
+    return redis_id
+
+
 def _log_in(browser, user: str, password: str) -> None:
     browser.find_element(By.ID, "user").clear()
     browser.find_element(By.ID, "user").send_keys(user)
@@ -101,12 +115,23 @@ def test_login_history_and_run_now_in_a_real_browser(browser, dashboard, redis_c
     assert not details.find_element(By.TAG_NAME, "pre").is_displayed()
     details.find_element(By.TAG_NAME, "summary").click()
     assert 'File "jobs.py", line 9, in run' in details.find_element(By.TAG_NAME, "pre").text
-    assert '{"duration_ms":1250,"users":1234}' in browser.find_element(By.ID, "runs").text
+    stats = browser.find_element(By.CSS_SELECTOR, "#runs dl.stats").text.splitlines()
+    assert stats == ["duration ms", "1,250", "users", "1,234"], stats  # labelled values, not JSON
     _screenshot(browser, tmp_path, "2-runs")
 
     browser.find_element(By.LINK_TEXT, "Jobs").click()
     _wait_for(browser, "#jobs")
     _screenshot(browser, tmp_path, "3-jobs")
+
+    # A job's page: its chart is drawn (one bar for its one run), its failures listed.
+    browser.find_element(By.ID, "job-link-fail_on_bad_data").click()
+    chart = _wait_for(browser, "#duration-chart")
+    assert chart.size["width"] > 300 and chart.size["height"] > 80
+    assert len(chart.find_elements(By.CSS_SELECTOR, "rect.bar-failed")) == 1
+    assert "ValueError: deal 12 has a negative amount" in browser.find_element(By.ID, "failures").text
+    _screenshot(browser, tmp_path, "3b-job-page")
+    browser.find_element(By.LINK_TEXT, "Jobs").click()
+    _wait_for(browser, "#jobs")
     browser.find_element(By.ID, "run-tally_users").click()
     message_id = _wait_for(browser, "#sent-message-id").text
     _screenshot(browser, tmp_path, "4-run-now")
@@ -121,6 +146,16 @@ def test_login_history_and_run_now_in_a_real_browser(browser, dashboard, redis_c
     _wait_for(browser, ".crm-topbar")
     assert "tests.tally_users" in browser.page_source
     _screenshot(browser, tmp_path, "5-queue-message")
+
+    # A dead letter deleted through dramatiq-dashboard's own form: our CSRF field rides along in it.
+    dead = _dead_letter(redis_client)
+    browser.get(dashboard + "/dramatiq/queues/default/failed")
+    delete = _wait_for(browser, f"form[action$='delete-message'] input[name='id'][value='{dead}']")
+    form = delete.find_element(By.XPATH, "./..")
+    assert form.find_element(By.CSS_SELECTOR, "input[name='csrf_token']").get_attribute("value")
+    form.find_element(By.TAG_NAME, "button").click()
+    WebDriverWait(browser, 15).until(lambda _: not redis_client.hexists(queue + ".XQ.msgs", dead))
+    _screenshot(browser, tmp_path, "6-dead-letter-deleted")
 
     browser.find_element(By.ID, "logout").click()
     _wait_for(browser, "form.login")

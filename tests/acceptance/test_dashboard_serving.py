@@ -174,7 +174,9 @@ def test_runs_page_shows_stats_and_expandable_errors_and_filters_by_task(dashboa
     reply = call(dashboard, "GET", "/runs", session=cookie)
     assert reply.status == 200
     ok_row = re.search(rf'<tr id="run-{ok.id}">(.*?)</tr>', reply.body, re.DOTALL).group(1)
-    assert "<code>{&#34;facets&#34;:[&#34;stage&#34;,&#34;owner&#34;],&#34;users&#34;:42}</code>" in ok_row
+    # Stats as labelled values, not JSON.
+    assert re.search(r"<dt>facets</dt>\s*<dd>stage, owner</dd>\s*<dt>users</dt>\s*<dd>42</dd>", ok_row), ok_row
+    assert "&#34;" not in ok_row
     assert "schedule" in ok_row and "2.50 s" in ok_row
     failed_row = re.search(rf'<tr id="run-{failed.id}">(.*?)</tr>', reply.body, re.DOTALL).group(1)
     assert '<summary class="mono">ValueError: deal 12 has a &lt;b&gt;negative&lt;/b&gt; amount</summary>' in failed_row
@@ -184,6 +186,54 @@ def test_runs_page_shows_stats_and_expandable_errors_and_filters_by_task(dashboa
     assert f'id="run-{ok.id}"' in only_tally and f'id="run-{failed.id}"' not in only_tally
     assert "No runs recorded for nothing_like_it yet." in call(dashboard, "GET", "/runs?task=nothing_like_it",
                                                               session=cookie).body
+
+
+def test_a_job_page_shows_its_schedule_next_fire_times_duration_chart_failures_and_stats(dashboard, crm_db):
+    from crmtasks.models import TaskRun
+
+    now = datetime.datetime.now(UTC)
+    runs = []
+    for minutes_ago, seconds, status in ((50, 1.0, "succeeded"), (40, 2.5, "failed"), (30, 4.0, "succeeded"),
+                                        (20, 0.5, "skipped"), (10, None, "running")):
+        started = now - datetime.timedelta(minutes=minutes_ago)
+        runs.append(TaskRun.create(
+            task="tally_users", trigger="schedule", status=status, started_at=started,
+            finished_at=None if seconds is None else started + datetime.timedelta(seconds=seconds),
+            stats={"users": 1234567, "rows_written": 12, "facets": ["stage", "owner"]} if status == "succeeded" else {},
+            error="Traceback (most recent call last):\nValueError: deal 7 has a <script>bad</script> amount"
+            if status == "failed" else None))
+    TaskRun.create(task="fail_on_bad_data", trigger="manual", status="failed", started_at=now, finished_at=now,
+                   error="ValueError: not this job's")
+    cookie = login(dashboard)
+    assert 'href="/jobs/tally_users"' in call(dashboard, "GET", "/", session=cookie).body
+    reply = call(dashboard, "GET", "/jobs/tally_users", session=cookie)
+    assert reply.status == 200, reply.body
+    assert '<code id="job-schedule">*/5 * * * *</code>' in reply.body and '<dd id="job-queue">default</dd>' in reply.body
+    next_runs = re.findall(r"<li>(\d{4}-\d\d-\d\d \d\d:(\d\d):00)</li>",
+                           re.search(r'<ol class="times" id="next-runs">(.*?)</ol>', reply.body, re.DOTALL).group(1))
+    assert len(next_runs) == 10 and all(int(minute) % 5 == 0 for _, minute in next_runs)
+    assert [moment for moment, _ in next_runs] == sorted(moment for moment, _ in next_runs)
+    # The chart: one bar per run, oldest first, failed in its colour, each with its run in a tooltip.
+    chart = re.search(r'<svg id="duration-chart".*?</svg>', reply.body, re.DOTALL).group(0)
+    bars = re.findall(r'<rect class="bar bar-(\w+)"[^>]*height="([\d.]+)"[^>]*><title>run (\d+) ', chart)
+    assert [(status, int(run_id)) for status, _, run_id in bars] == [(run.status, run.id) for run in runs]
+    heights = {int(run_id): float(height) for _, height, run_id in bars}
+    assert heights[runs[2].id] > heights[runs[1].id] > heights[runs[0].id] > 0 and heights[runs[4].id] == 0
+    # Failures of this job only, escaped; the last success's stats as labelled values.
+    failures = re.search(r'<table id="failures">(.*?)</table>', reply.body, re.DOTALL).group(1)
+    assert f'id="failure-{runs[1].id}"' in failures and "not this job" not in failures
+    assert "deal 7 has a &lt;script&gt;bad&lt;/script&gt; amount" in failures and "<script>" not in reply.body
+    stats = re.search(r'<div id="last-stats">(.*?)</div>', reply.body, re.DOTALL).group(1)
+    assert re.search(r"<dt>rows written</dt>\s*<dd>12</dd>\s*<dt>users</dt>\s*<dd>1,234,567</dd>", stats), stats
+
+
+def test_a_job_page_of_no_job_says_so(dashboard, crm_db):
+    cookie = login(dashboard)
+    assert call(dashboard, "GET", "/jobs/nothing_like_it", session=cookie).status == 404
+    reply = call(dashboard, "GET", "/jobs/bad%00name", session=cookie)
+    assert reply.status == 400 and "is not a job name" in reply.body
+    empty = call(dashboard, "GET", "/jobs/fail_on_bad_data", session=cookie)
+    assert empty.status == 200 and 'id="duration-chart-empty"' in empty.body and 'id="no-runs"' in empty.body
 
 
 def test_queues_pages_of_dramatiq_dashboard_are_served_with_our_navigation(dashboard):
