@@ -96,7 +96,7 @@ def create_app(settings: Settings, broker: dramatiq.Broker, actors: Mapping[str,
       redis_client(redis.Redis): Where failed logins are counted.
       bound_host(str): The address served; with login off only its loopback names are accepted as ``Host``.
     """
-    app = Dashboard(__name__)
+    app = Dashboard(__name__, static_folder=None)  # no /static route: every page is rendered
     app.config.update(
         SECRET_KEY=session_secret(key, settings.dashboard_user or "", settings.dashboard_password or ""),
         SESSION_COOKIE_NAME=SESSION_COOKIE, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",

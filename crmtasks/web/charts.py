@@ -28,7 +28,11 @@ COLOURS = {RunStatus.SUCCEEDED: "#2e8b57", RunStatus.FAILED: "#c0392b", RunStatu
 
 
 def duration(run: TaskRun) -> float | None:
-    """Seconds the run took; None while it runs."""
+    """Seconds the run took; None while it runs.
+
+    Parameters:
+      run(TaskRun): A row of ``task_runs``.
+    """
     if run.finished_at is None:
         return None
     return max((run.finished_at - run.started_at).total_seconds(), 0.0)

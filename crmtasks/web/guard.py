@@ -28,7 +28,11 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses (``127.0.0.0/8``, ``::1``)."""
+    """True for ``localhost`` and loopback IP addresses (``127.0.0.0/8``, ``::1``).
+
+    Parameters:
+      host(str): An address or name to bind, as given to ``crmtasks dashboard --host``.
+    """
     if host.lower() == LOCALHOST:
         return True
     try:
@@ -38,7 +42,11 @@ def is_loopback(host: str) -> bool:
 
 
 def loopback_names(bound_host: str) -> frozenset[str]:
-    """The host names a browser on this machine uses for a dashboard bound to ``bound_host`` (lower case)."""
+    """The host names a browser on this machine uses for a dashboard bound to ``bound_host`` (lower case).
+
+    Parameters:
+      bound_host(str): The loopback address or name served (``127.0.0.1``, ``::1``, ``localhost``).
+    """
     names = {LOCALHOST, bound_host.strip("[]").lower()}
     if bound_host.lower() == LOCALHOST:
         names.update({"127.0.0.1", "::1"})
@@ -46,7 +54,11 @@ def loopback_names(bound_host: str) -> frozenset[str]:
 
 
 def host_name(host_header: str | None) -> str | None:
-    """The name part of a ``Host`` header (``[::1]:8080`` -> ``::1``), lower case; None when it cannot be read."""
+    """The name part of a ``Host`` header (``[::1]:8080`` -> ``::1``), lower case; None when it cannot be read.
+
+    Parameters:
+      host_header(str|None): The header's value as received.
+    """
     if not host_header:
         return None
     try:

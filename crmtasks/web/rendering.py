@@ -17,7 +17,11 @@ UTC = datetime.timezone.utc
 
 
 def configure_templates(app: flask.Flask) -> None:
-    """Make ``app`` render our templates strictly, with the filters below."""
+    """Make ``app`` render our templates strictly, with the filters below.
+
+    Parameters:
+      app(Flask): The dashboard app.
+    """
     app.jinja_env.autoescape = True
     app.jinja_env.undefined = jinja2.StrictUndefined
     app.jinja_env.trim_blocks = True
@@ -28,7 +32,13 @@ def configure_templates(app: flask.Flask) -> None:
 
 
 def render_page(template: str, status: int, **context) -> flask.Response:
-    """One of our templates as a response with ``status`` (the context processor adds visitor, nav, login state)."""
+    """One of our templates as a response with ``status`` (the context processor adds visitor, nav, login state).
+
+    Parameters:
+      template(str): A file of ``crmtasks/web/templates``.
+      status(int): The HTTP status.
+      context: The template's variables.
+    """
     return flask.make_response(flask.render_template(template, **context), status)
 
 
