@@ -65,13 +65,12 @@ def _check_database(settings: Settings) -> list[Finding]:
     except NotReady as error:
         return [Finding(False, "postgres", str(error))]
     try:
-        pending = migrate.pending(conn)
+        problem = migrate.schema_problem(conn)
     finally:
         conn.close()
     found = [Finding(True, "postgres", f"PostgreSQL at {mask_url(url)} answers")]
-    if pending:
-        names = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
-        found.append(Finding(False, "schema", f"migrations pending: {names}; run `crmtasks migrate`"))
+    if problem:
+        found.append(Finding(False, "schema", f"schema not current ({problem}); run `crmtasks migrate`"))
     else:
         found.append(Finding(True, "schema", "schema is up to date"))
     return found
