@@ -375,3 +375,25 @@ def test_a_manifest_that_is_not_one_fails_verify_without_a_traceback(audit_conn,
     assert (check.month, check.ok) == (str(month), False) and "manifest" in check.problem
     with pytest.raises(RestoreRefused, match="fails verification"):
         restore_month(audit_conn, settings, month)
+
+
+@pytest.mark.parametrize("loss", ["manifest", "data file"])
+def test_a_month_archived_but_not_yet_dropped_whose_archive_is_lost_is_archived_again(audit_conn, tmp_path, loss):
+    month = old_months(1)[0]
+    fill_month(audit_conn, month, 100)
+    ids = sorted(table_ids(audit_conn))
+    env = dict(os.environ, CRMTASKS_ARCHIVE_DIR=str(tmp_path / "archive"), CRMTASKS_AUDIT_PAUSE_AT="before_drop")
+    child = subprocess.Popen([sys.executable, "-c", "from crmtasks.jobs.audit_maintenance import run; run()"],
+                             env=env, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "paused at before_drop"  # the ledger says 'archived'
+    child.kill()
+    child.wait()
+    settings = audit_settings(tmp_path)
+    suffix = ".manifest.json" if loss == "manifest" else ".copy.gz"
+    (settings.audit_archive_dir / f"{month.partition_name}{suffix}").unlink()
+    [check] = verify_archives(audit_conn, settings)
+    assert not check.ok and "still in the detached table" in check.problem
+    stats = run_maintenance(audit_conn, settings)
+    assert (stats["archived"], stats["dropped"], stats["rows"]) == (1, 1, 100)
+    assert sorted(archived_ids(settings.audit_archive_dir)) == ids
+    assert all(check.ok for check in verify_archives(audit_conn, settings))
