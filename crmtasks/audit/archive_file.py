@@ -49,6 +49,13 @@ MANIFEST_SUFFIX = ".manifest.json"
 TEMP_PREFIX = ".tmp-"
 
 
+_MANIFEST_TEXT_FIELDS = ("month", "partition", "range_start", "range_end", "data_file", "file_sha256",
+                         "rows_sha256", "compression", "format", "archived_at")
+_MANIFEST_TYPES = {**{name: str for name in _MANIFEST_TEXT_FIELDS}, "columns": list, "row_count": int,
+                   "file_bytes": int, "min_id": (int, type(None)), "max_id": (int, type(None)),
+                   "min_occurred_at": (str, type(None)), "max_occurred_at": (str, type(None))}
+
+
 class ArchiveCorrupt(CrmtasksError):
     """An archive file does not match what its manifest (or the database) says."""
 
@@ -118,13 +125,20 @@ class Manifest:
     def from_json(cls, text: str) -> Manifest:
         try:
             data = json.loads(text)
-            fields = {field.name for field in dataclasses.fields(cls)}
-            missing = fields - set(data) - {"version"}
-            if missing:
-                raise ArchiveCorrupt(f"manifest lacks {', '.join(sorted(missing))}")
-            return cls(**{key: value for key, value in data.items() if key in fields})
-        except (ValueError, TypeError) as error:
+        except ValueError as error:
             raise ArchiveCorrupt(f"manifest is not valid: {error}") from None
+        if not isinstance(data, dict):
+            raise ArchiveCorrupt("manifest is not valid: not a JSON object")
+        fields = {field.name for field in dataclasses.fields(cls)}
+        missing = fields - set(data) - {"version"}
+        if missing:
+            raise ArchiveCorrupt(f"manifest lacks {', '.join(sorted(missing))}")
+        # Wrong types would fail later, far from the file (a traceback in verify or restore).
+        wrong = [name for name, kinds in _MANIFEST_TYPES.items()
+                 if not isinstance(data[name], kinds) or isinstance(data[name], bool)]
+        if wrong or not all(isinstance(column, str) for column in data["columns"]):
+            raise ArchiveCorrupt(f"manifest is not valid: wrong type for {', '.join(wrong or ['columns'])}")
+        return cls(**{key: value for key, value in data.items() if key in fields})
 
 
 def pin_copy_format(cur) -> None:
@@ -274,6 +288,8 @@ def read_digest(path: Path) -> StreamDigest:
             text = decompressor.flush()
     except zlib.error as error:
         raise ArchiveCorrupt(f"{path.name}: not a valid gzip stream ({error})") from None
+    except OSError as error:
+        raise ArchiveCorrupt(f"{path.name} cannot be read: {error.strerror or error}") from None
     rows_hash.update(text)
     rows += text.count(b"\n")
     if not decompressor.eof:
@@ -326,7 +342,7 @@ def verify_against_manifest(directory: Path, manifest: Manifest) -> StreamDigest
     path = directory / manifest.data_file
     if Path(manifest.data_file).name != manifest.data_file:
         raise ArchiveCorrupt(f"manifest of {manifest.month} names a data file outside the archive directory")
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ArchiveCorrupt(f"{manifest.month}: data file {manifest.data_file} is missing")
     digest = read_digest(path)
     problems = []
@@ -371,7 +387,16 @@ def fsync_directory(directory: Path) -> None:
 
 
 def read_manifest(path: Path) -> Manifest:
-    return Manifest.from_json(path.read_text())
+    """The manifest at ``path``; ArchiveCorrupt (one line) when it is missing, unreadable or not valid."""
+    try:
+        text = path.read_bytes().decode()
+    except FileNotFoundError:
+        raise ArchiveCorrupt(f"manifest {path.name} is missing from {path.parent}") from None
+    except OSError as error:
+        raise ArchiveCorrupt(f"manifest {path.name} cannot be read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ArchiveCorrupt(f"manifest {path.name} is not UTF-8 text") from None
+    return Manifest.from_json(text)
 
 
 def _drop_cached_pages(fd: int) -> None:

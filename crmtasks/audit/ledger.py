@@ -85,6 +85,17 @@ def rows(cur, states: tuple[str, ...] | None = None) -> list[LedgerRow]:
     return [LedgerRow(*row) for row in cur.fetchall()]
 
 
+def with_archive(cur) -> list[LedgerRow]:
+    """The months whose rows the ledger says are in an archive: state 'archived' or 'dropped' after an archive.
+
+    ``data_file`` is set only when a verified archive was recorded (``begin``
+    clears it), so a month dropped under the delete policy is not among them,
+    nor one whose archive was never finished. A restored month is not either:
+    its rows are back in audit_log.
+    """
+    return [row for row in rows(cur, ("archived", "dropped")) if row.data_file is not None]
+
+
 def get(cur, month: Month) -> LedgerRow | None:
     cur.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit_retention_ledger WHERE month = %s",
                 (month.first_day,))

@@ -12,10 +12,12 @@ keep a restored month).
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 from psycopg2 import sql
 
-from crmtasks.audit import archive_file, ledger
+from crmtasks.audit import archive_file, ledger, status
 from crmtasks.audit.archive_file import ArchiveCorrupt
 from crmtasks.audit.locking import maintenance_lock
 from crmtasks.audit.months import PARENT_TABLE, Month
@@ -42,27 +44,18 @@ class RestoreResult:
 def restore_month(conn, settings: Settings, month: Month) -> RestoreResult:
     """Verify ``month``'s archive and re-attach it as audit_log's partition for that month.
 
-    Refuses (RestoreRefused) when there is no archive, when the file does not
-    match its manifest (size, SHA-256, row count, rows checksum), when the
-    manifest describes another range, when any partition overlaps the month,
+    Refuses (RestoreRefused) when there is no archive (saying so when the
+    ledger says there should be one), when the file does not match its
+    manifest (size, SHA-256, row count, rows checksum), when the manifest
+    describes another range or other rows than the ledger recorded for the
+    month, when any partition overlaps the month,
     or when a table already has the month's name. After loading, the rows are
     exported again and must give the manifest's rows checksum: the restored
     table holds exactly the archived rows.
     """
     conn.autocommit = True
-    data_path, manifest_path, _ = archive_paths(settings, month)
     with maintenance_lock(conn):
-        if not manifest_path.is_file():
-            raise RestoreRefused(f"no archive of {month} in {manifest_path.parent} (no {manifest_path.name})")
-        try:
-            manifest = archive_file.read_manifest(manifest_path)
-            if (manifest.month, manifest.range_start, manifest.range_end) != (
-                    str(month), month.start.isoformat(), month.end.isoformat()):
-                raise RestoreRefused(f"{manifest_path.name} describes {manifest.month} "
-                                     f"[{manifest.range_start}, {manifest.range_end}), not the month {month}")
-            archive_file.verify_against_manifest(manifest_path.parent, manifest)
-        except ArchiveCorrupt as damage:
-            raise RestoreRefused(f"archive of {month} fails verification: {damage}") from None
+        manifest, data_path = _verified_archive(conn, settings, month)
         overlapping = [p.name for p in list_partitions(conn) if p.overlaps(month)]
         if overlapping:
             raise RestoreRefused(f"{month} overlaps existing partition(s) {', '.join(overlapping)} of {PARENT_TABLE}")
@@ -99,3 +92,34 @@ def restore_month(conn, settings: Settings, month: Month) -> RestoreResult:
             cur.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, bounds_check))
             ledger.mark_restored(cur, month, month.partition_name, month.start, month.end, count, min_id, max_id)
     return RestoreResult(str(month), month.partition_name, count, min_id, max_id)
+
+
+def _verified_archive(conn, settings: Settings, month: Month) -> tuple[archive_file.Manifest, Path]:
+    """``month``'s manifest and data file, verified against each other and against the ledger; else RestoreRefused.
+
+    A missing manifest is told apart from "never archived" by the ledger: a
+    month it says was archived and dropped has lost its archive, which the
+    operator must know rather than read "no archive".
+    """
+    _, manifest_path, _ = archive_paths(settings, month)
+    with conn.cursor() as cur:
+        row = next((r for r in ledger.with_archive(cur) if r.calendar_month == month), None)
+    if not os.path.lexists(manifest_path):
+        if row is None:
+            raise RestoreRefused(f"no archive of {month} in {manifest_path.parent} (no {manifest_path.name})")
+        raise RestoreRefused(status.with_ledger_context(f"the archive of {month} is lost: {manifest_path.name} is "
+                                                        f"missing from {manifest_path.parent}", row))
+    try:
+        manifest = archive_file.read_manifest(manifest_path)
+        if (manifest.month, manifest.range_start, manifest.range_end) != (
+                str(month), month.start.isoformat(), month.end.isoformat()):
+            raise RestoreRefused(f"{manifest_path.name} describes {manifest.month} "
+                                 f"[{manifest.range_start}, {manifest.range_end}), not the month {month}")
+        archive_file.verify_against_manifest(manifest_path.parent, manifest)
+    except ArchiveCorrupt as damage:
+        raise RestoreRefused(status.with_ledger_context(f"archive of {month} fails verification: {damage}",
+                                                        row)) from None
+    mismatch = status.ledger_mismatch(manifest, row)
+    if mismatch is not None:
+        raise RestoreRefused(f"{mismatch}: not the archive this database dropped")
+    return manifest, manifest_path.parent / manifest.data_file

@@ -153,6 +153,9 @@ def _advance(conn, settings: Settings, row: ledger.LedgerRow, stats: RetentionSt
             ledger.set_state(cur, month, "detached")
         state = "detached"
 
+    if state == "archived" and policy == "archive" and not _archive_intact(settings, month):
+        state = "detached"  # its rows are still in the detached table: archive them again
+
     if state == "detached" and policy == "archive":
         try:
             manifest, written_bytes = archive_detached(conn, settings, row)
@@ -295,6 +298,21 @@ def _reusable_archive(settings: Settings, month: Month, manifest_path: Path,
         log.warning("replacing damaged archive of %s: %s", month, damage)
         return None
     return existing
+
+
+def _archive_intact(settings: Settings, month: Month) -> bool:
+    """Whether the archive the ledger recorded for ``month`` is still there and verifies (logged when not).
+
+    Checked before the drop: the ledger's 'archived' alone does not prove the
+    files survived since (deleted, damaged), and the table still has the rows.
+    """
+    try:
+        _verified_manifest(settings, month)
+    except ArchiveCorrupt as damage:
+        log.warning("audit month %s: its recorded archive fails verification (%s): archiving it again from the "
+                    "detached table", month, damage)
+        return False
+    return True
 
 
 def _verified_manifest(settings: Settings, month: Month) -> Manifest:

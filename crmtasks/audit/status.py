@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from pathlib import Path
 
+import psycopg2.extensions
 from psycopg2 import sql
 
 from crmtasks.audit import archive_file, ledger
-from crmtasks.audit.archive_file import ArchiveCorrupt
+from crmtasks.audit.archive_file import ArchiveCorrupt, Manifest
 from crmtasks.audit.partitions import list_partitions
+from crmtasks.audit.retention import archive_paths
+from crmtasks.pg import transaction
 from crmtasks.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)
 class ArchiveCheck:
-    """The outcome of re-checking one archive against its manifest."""
+    """The outcome of re-checking one archive against its manifest and the ledger.
+
+    Parameters:
+      month(str): ``YYYY-MM`` (or the manifest's file name when it cannot be read and the ledger does not know it).
+      ok(bool): The archive is there, readable, and matches its manifest and the ledger.
+      rows(int|None): Rows in the data file, when it verified.
+      problem(str|None): What is wrong, in one line.
+    """
 
     month: str
     ok: bool
@@ -46,49 +58,137 @@ def unfinished_months(conn) -> list[dict]:
                 for row in ledger.rows(cur, ledger.UNFINISHED)]
 
 
-def archives(directory: Path) -> list[dict]:
-    """The archives in ``directory`` from their manifests (not re-verified), plus manifest-less leftovers."""
-    result = []
-    if not directory.is_dir():
-        return result
-    described = set()
-    for path in sorted(directory.glob(f"*{archive_file.MANIFEST_SUFFIX}")):
-        try:
-            manifest = archive_file.read_manifest(path)
-        except ArchiveCorrupt as error:
-            result.append({"month": path.name, "rows": None, "ids": None, "bytes": None, "archived_at": None,
-                           "state": f"bad manifest: {error}"})
-            continue
-        described.add(manifest.data_file)
-        data = directory / manifest.data_file
-        present = data.is_file() and data.stat().st_size == manifest.file_bytes
-        result.append({"month": manifest.month, "rows": manifest.row_count,
-                       "ids": f"{manifest.min_id}..{manifest.max_id}", "bytes": manifest.file_bytes,
-                       "archived_at": manifest.archived_at,
-                       "state": "complete" if present else "data file missing or wrong size"})
-    for path in sorted(directory.glob(f"*{archive_file.DATA_SUFFIX}")):
-        if path.name not in described and not path.name.startswith(archive_file.TEMP_PREFIX):
-            result.append({"month": path.name, "rows": None, "ids": None, "bytes": path.stat().st_size,
-                           "archived_at": None, "state": "incomplete (no manifest): not an archive"})
-    return result
+def expected_archives(conn, settings: Settings) -> dict[str, ledger.LedgerRow]:
+    """Manifest file name -> ledger row, for every month the ledger says was archived.
+
+    The ledger, not the directory listing, says which archives must exist:
+    a deleted manifest leaves nothing on disk to notice it by.
+    """
+    if conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+        with transaction(conn, read_only=True) as cur:  # leave the connection as it was found
+            rows = ledger.with_archive(cur)
+    else:
+        with conn.cursor() as cur:  # inside the caller's transaction
+            rows = ledger.with_archive(cur)
+    return {archive_paths(settings, row.calendar_month)[1].name: row for row in rows}
 
 
-def verify_archives(settings: Settings) -> list[ArchiveCheck]:
-    """Re-read every archive and check it against its manifest (size, SHA-256, row count, rows checksum)."""
+def ledger_mismatch(manifest: Manifest, row: ledger.LedgerRow | None) -> str | None:
+    """Why ``manifest`` is not the archive the ledger recorded for its month (None when it is, or no row)."""
+    if row is None:
+        return None
+    month = str(row.calendar_month)
+    if manifest.month != month:
+        return f"the manifest of {month} describes {manifest.month}"
+    if row.rows_checksum is not None and (manifest.row_count, manifest.rows_sha256) != (
+            row.row_count, row.rows_checksum):
+        return (f"{month}: the archive holds {manifest.row_count} rows, not the {row.row_count} rows "
+                f"(rows checksum {row.rows_checksum[:12]}...) the ledger recorded when it was archived")
+    return None
+
+
+def with_ledger_context(problem: str, row: ledger.LedgerRow | None) -> str:
+    """``problem``, plus what the ledger says is at stake for that month."""
+    if row is None:
+        return problem
+    since = f"{row.updated_at:%Y-%m-%d}" if row.updated_at else "an unknown date"
+    if row.state == "dropped":
+        return (f"{problem} (the ledger says {row.calendar_month} was archived and dropped on {since}: "
+                f"its rows exist only in that archive)")
+    return (f"{problem} (the ledger says {row.calendar_month} was archived on {since}; its rows are still in "
+            f"the detached table {row.partition_name}, which maintenance will not drop)")
+
+
+def archives(conn, settings: Settings) -> list[dict]:
+    """Every archive the ledger expects or the directory holds, from the manifests (data not re-read).
+
+    ``state`` is ``complete`` or what is wrong; ``ledger`` is the month's
+    ledger state when the ledger says it was archived (None otherwise).
+    Manifest-less data files (a killed run's leftovers) are listed too.
+    """
     directory = settings.audit_archive_dir
-    checks = []
-    if not directory.is_dir():
-        return checks
-    for path in sorted(directory.glob(f"*{archive_file.MANIFEST_SUFFIX}")):
-        try:
-            manifest = archive_file.read_manifest(path)
-        except ArchiveCorrupt as error:
-            checks.append(ArchiveCheck(path.name, False, None, str(error)))
-            continue
-        try:
-            digest = archive_file.verify_against_manifest(directory, manifest)
-        except ArchiveCorrupt as error:
-            checks.append(ArchiveCheck(manifest.month, False, None, str(error)))
-            continue
-        checks.append(ArchiveCheck(manifest.month, True, digest.row_count))
-    return checks
+    expected = expected_archives(conn, settings)
+    described: set[str] = set()
+    result = []
+    for path, row in _manifests_to_check(directory, expected):
+        entry, data_file = _describe(path, row)
+        result.append(entry)
+        if data_file is not None:
+            described.add(data_file)
+    for path in _listing(directory, archive_file.DATA_SUFFIX):
+        if path.name not in described:
+            result.append({"month": path.name, "rows": None, "ids": None, "bytes": _size(path), "archived_at": None,
+                           "state": "incomplete (no manifest): not an archive", "ledger": None})
+    return sorted(result, key=lambda entry: entry["month"])
+
+
+def _describe(path: Path, row: ledger.LedgerRow | None) -> tuple[dict, str | None]:
+    """One archive's status entry (manifest read, data file's size checked) and its data file name."""
+    month = str(row.calendar_month) if row else path.name
+    entry = {"month": month, "rows": None, "ids": None, "bytes": None, "archived_at": None,
+             "ledger": row.state if row else None}
+    try:
+        manifest = archive_file.read_manifest(path)
+    except ArchiveCorrupt as error:
+        return {**entry, "state": with_ledger_context(str(error), row)}, None
+    present = _size(path.parent / manifest.data_file) == manifest.file_bytes
+    problem = ledger_mismatch(manifest, row) or (None if present else "data file missing or wrong size")
+    entry.update(month=month if row else manifest.month, rows=manifest.row_count,
+                 ids=f"{manifest.min_id}..{manifest.max_id}", bytes=manifest.file_bytes,
+                 archived_at=manifest.archived_at,
+                 state="complete" if problem is None else with_ledger_context(problem, row))
+    return entry, manifest.data_file
+
+
+def verify_archives(conn, settings: Settings) -> list[ArchiveCheck]:
+    """Re-read every archive and check it against its manifest and the ledger, oldest month first.
+
+    Every month the ledger says was archived is checked, and fails when its
+    manifest or data file is missing or unreadable, when the file differs
+    from the manifest (size, SHA-256, row count, rows checksum), or when the
+    manifest does not describe the rows the ledger recorded. Archives the
+    ledger does not know (another database's, an older ledger's) are checked
+    against their manifests.
+    """
+    expected = expected_archives(conn, settings)
+    checks = [_verify_one(path, row) for path, row in _manifests_to_check(settings.audit_archive_dir, expected)]
+    return sorted(checks, key=lambda check: check.month)
+
+
+def _verify_one(path: Path, row: ledger.LedgerRow | None) -> ArchiveCheck:
+    month = str(row.calendar_month) if row else path.name
+    try:
+        manifest = archive_file.read_manifest(path)
+        month = month if row else manifest.month
+        digest = archive_file.verify_against_manifest(path.parent, manifest)
+        mismatch = ledger_mismatch(manifest, row)
+        if mismatch is not None:
+            raise ArchiveCorrupt(mismatch)
+    except ArchiveCorrupt as error:
+        return ArchiveCheck(month, False, None, with_ledger_context(str(error), row))
+    return ArchiveCheck(month, True, digest.row_count)
+
+
+def _manifests_to_check(directory: Path, expected: dict[str, ledger.LedgerRow]):
+    """(manifest path, ledger row or None): the ledger's months whether or not their file exists, then the rest."""
+    pairs = [(directory / name, row) for name, row in expected.items()]
+    return pairs + [(path, None) for path in _listing(directory, archive_file.MANIFEST_SUFFIX)
+                    if path.name not in expected]
+
+
+def _listing(directory: Path, suffix: str) -> list[Path]:
+    """The published files in ``directory`` ending in ``suffix`` (no temporary ones); [] when it cannot be listed."""
+    try:
+        return sorted(path for path in directory.iterdir()
+                      if path.name.endswith(suffix) and not path.name.startswith(archive_file.TEMP_PREFIX))
+    except OSError:
+        return []
+
+
+def _size(path: Path) -> int | None:
+    """Size of a regular file in bytes; None when it is missing, unreadable or not a file."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None

@@ -31,7 +31,7 @@ def audit_status(as_json: bool) -> None:
     conn = migrated_connection(settings)
     try:
         report = {"partitions": status.partition_rows(conn), "in_progress": status.unfinished_months(conn),
-                  "archives": status.archives(settings.audit_archive_dir),
+                  "archives": status.archives(conn, settings),
                   "archive_dir": str(settings.audit_archive_dir), "hold": settings.audit_hold}
     finally:
         conn.close()
@@ -44,9 +44,14 @@ def audit_status(as_json: bool) -> None:
     if report["in_progress"]:
         print_table("retention in progress (the next run resumes)", ["month", "table", "state", "policy", "since"],
                     [list(row.values()) for row in report["in_progress"]])
-    print_table(f"archives in {report['archive_dir']}", ["month", "rows", "ids", "bytes", "archived at", "state"],
-                [[a["month"], a["rows"], a["ids"], a["bytes"], a["archived_at"], a["state"]]
+    print_table(f"archives in {report['archive_dir']}",
+                ["month", "rows", "ids", "bytes", "archived at", "ledger", "state"],
+                [[a["month"], a["rows"], a["ids"], a["bytes"], a["archived_at"], a["ledger"], a["state"]]
                  for a in report["archives"]])
+    lost = [a["month"] for a in report["archives"] if a["ledger"] and a["state"] != "complete"]
+    if lost:
+        stderr.print(f"archives the ledger records but the archive directory lacks or has damaged: {', '.join(lost)} "
+                     f"(see the state column; `crmtasks audit verify` re-reads every archive)")
     if settings.audit_hold:
         stderr.print("legal hold is ON (CRMTASKS_AUDIT_HOLD): no audit row leaves the database")
 
@@ -54,9 +59,13 @@ def audit_status(as_json: bool) -> None:
 @audit_group.command(name="verify")
 @click.option("--json", "as_json", is_flag=True)
 def audit_verify(as_json: bool) -> None:
-    """Re-read every archive and check it against its manifest; exit 1 if any fails."""
+    """Re-read every archive, and every month the ledger says was archived; exit 1 if any fails."""
     settings = load_settings_or_exit()
-    checks = verify_archives(settings)
+    conn = migrated_connection(settings)
+    try:
+        checks = verify_archives(conn, settings)
+    finally:
+        conn.close()
     if as_json:
         print_json([vars(check) for check in checks])
     else:

@@ -12,6 +12,7 @@ import datetime
 
 import redis
 
+from crmtasks.audit import status as audit_status
 from crmtasks.broker import heartbeats
 from crmtasks.jobs import registry
 from crmtasks.pg import migrate
@@ -44,6 +45,7 @@ def run_checks(settings: Settings, now: datetime.datetime | None = None) -> list
         findings.append(_check_scheduler(settings))
     if database_ok:
         findings.extend(_check_jobs(settings, now))
+        findings.extend(_check_audit_archives(settings))
     return findings
 
 
@@ -63,13 +65,12 @@ def _check_database(settings: Settings) -> list[Finding]:
     except NotReady as error:
         return [Finding(False, "postgres", str(error))]
     try:
-        pending = migrate.pending(conn)
+        problem = migrate.schema_problem(conn)
     finally:
         conn.close()
     found = [Finding(True, "postgres", f"PostgreSQL at {mask_url(url)} answers")]
-    if pending:
-        names = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
-        found.append(Finding(False, "schema", f"migrations pending: {names}; run `crmtasks migrate`"))
+    if problem:
+        found.append(Finding(False, "schema", f"schema not current ({problem}); run `crmtasks migrate`"))
     else:
         found.append(Finding(True, "schema", "schema is up to date"))
     return found
@@ -117,3 +118,25 @@ def _check_jobs(settings: Settings, now: datetime.datetime) -> list[Finding]:
         elif job.last_status != RunStatus.FAILED:
             findings.append(Finding(True, "jobs", f"{job.task} last succeeded {job.last_success_at:%Y-%m-%d %H:%M} UTC"))
     return findings
+
+
+def _check_audit_archives(settings: Settings) -> list[Finding]:
+    """Every month the audit ledger says was archived still has its manifest and data file (not re-read: cheap).
+
+    `crmtasks audit verify` re-reads the files; this only makes sure none is gone unnoticed.
+    """
+    try:
+        conn = connect_checked(services.database_url(settings))
+    except NotReady as error:
+        return [Finding(False, "audit", str(error))]
+    try:
+        entries = [entry for entry in audit_status.archives(conn, settings) if entry["ledger"]]
+    finally:
+        conn.close()
+    lost = [Finding(False, "audit", f"archive of {entry['month']}: {entry['state']}; "
+                                    f"see `crmtasks audit verify`")
+            for entry in entries if entry["state"] != "complete"]
+    if lost:
+        return lost
+    return [Finding(True, "audit", f"{len(entries)} archived audit month(s), every archive in place in "
+                                   f"{settings.audit_archive_dir}")]

@@ -15,6 +15,7 @@ import psycopg2
 from crmtasks import demo
 from crmtasks.errors import CrmtasksError
 from crmtasks.pg import AdvisoryLock, migrate
+from crmtasks.pg.advisory_locks import acquire_polling
 from crmtasks.services import urls as services
 from crmtasks.settings import Settings, mask_url
 
@@ -76,10 +77,11 @@ def prepare_database(settings: Settings, *, seed_demo_if_empty: bool = True, pro
             except migrate.SchemaMissing as error:
                 raise NotReady(str(error)) from None
             return Preparation(url, [], None)
-        with conn.cursor() as cur:
-            # Every worker and scheduler process of `honcho start` prepares the database at once:
-            # only the first may seed, the others wait, then find it seeded. Freed when conn closes.
-            cur.execute("SELECT pg_advisory_lock(%s)", (AdvisoryLock.BOOTSTRAP.key,))
+        # Every worker and scheduler process of `honcho start` prepares the database at once:
+        # only the first may seed, the others wait, then find it seeded. Freed when conn closes.
+        # Taken by polling: a session blocked in pg_advisory_lock would hold a snapshot that the
+        # first process's CREATE INDEX CONCURRENTLY (in migrate) waits for, a deadlock.
+        acquire_polling(conn, AdvisoryLock.BOOTSTRAP)
         applied = [f"{m.version:04d}_{m.name}" for m in migrate.migrate(conn)]
         seeded = None
         if seed_demo_if_empty:

@@ -198,9 +198,14 @@ def enqueue(actor_name: str, queue: str, *, redis_url: str, prefix: str) -> str:
 
 @pytest.fixture()
 def proc_db(migrated_database_url):
-    """This run's database with an empty run history and the test jobs' completions table."""
+    """This run's database with an empty run history and audit ledger, and the test jobs' completions table.
+
+    The ledger too: `crmtasks check` expects the archive of every month it records, and the audit tests that
+    shared this database kept their archives elsewhere.
+    """
     from tests.acceptance.proc_jobs import COMPLETIONS_DDL
 
     query(COMPLETIONS_DDL)
-    query("TRUNCATE task_runs, schedule_slots, job_pauses, proc_completions RESTART IDENTITY CASCADE")
+    query("TRUNCATE task_runs, schedule_slots, job_pauses, proc_completions, audit_retention_ledger "
+          "RESTART IDENTITY CASCADE")
     return migrated_database_url

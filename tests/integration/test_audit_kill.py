@@ -54,7 +54,7 @@ def _assert_every_row_once(conn, settings, expected_ids):
     counts = Counter(in_database) + Counter(in_archives)
     assert set(counts) == set(expected_ids), "rows lost or invented"
     assert max(counts.values()) == 1, "rows duplicated between the database and the archives"
-    checks = verify_archives(settings)
+    checks = verify_archives(conn, settings)
     assert checks and all(check.ok for check in checks), checks
     leftovers = [p.name for p in settings.audit_archive_dir.iterdir() if p.name.startswith(".tmp-")]
     assert leftovers == []
@@ -86,7 +86,7 @@ def test_kill_at_each_step_then_rerun(audit_conn, tmp_path, step):
     if step == "mid_write":
         assert any(p.name.startswith(".tmp-") for p in settings.audit_archive_dir.iterdir())
     if step == "after_data_file":  # a data file without manifest is not an archive
-        assert [c for c in verify_archives(settings)] == []
+        assert [c for c in verify_archives(audit_conn, settings)] == []
     stats = run_maintenance(audit_conn, settings)
     assert stats["dropped"] == 2 and stats["conflicts"] == 0, stats
     _assert_every_row_once(audit_conn, settings, expected)

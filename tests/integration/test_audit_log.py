@@ -139,7 +139,7 @@ def test_premake_and_archive_then_drop(audit_conn, tmp_path):
         assert manifest.row_count == 500
         assert manifest.range_start == month.start.isoformat() and manifest.range_end == month.end.isoformat()
         assert (manifest.min_id, manifest.max_id) == (before[month][0][0], before[month][-1][0])
-    assert all(check.ok for check in verify_archives(settings))
+    assert all(check.ok for check in verify_archives(audit_conn, settings))
     again = run_maintenance(audit_conn, settings)
     assert (again["created"], again["archived"], again["dropped"]) == (0, 0, 0)
 
@@ -238,7 +238,7 @@ def test_restore_refuses_a_damaged_archive_and_verify_reports_it(audit_conn, tmp
     # One changed row in a valid gzip file: only the checksums can tell.
     text = gzip.decompress(data.read_bytes())
     data.write_bytes(gzip.compress(text.replace(b"\tview\t", b"\tVIEW\t", 1), compresslevel=1))
-    checks = {check.month: check for check in verify_archives(settings)}
+    checks = {check.month: check for check in verify_archives(audit_conn, settings)}
     assert checks[str(damaged)].ok is False and checks[str(months[1])].ok is True
     with pytest.raises(RestoreRefused, match="fails verification"):
         restore_month(audit_conn, settings, damaged)
@@ -292,3 +292,108 @@ def test_cli_seed_audit_status_verify_and_restore(audit_conn, tmp_path, migrated
     assert refused.returncode == 2 and "overlaps existing partition" in refused.stderr
     bad = crmtasks("audit", "restore", "2024-13")
     assert bad.returncode == 2 and "is not a month" in bad.stderr
+
+
+def _cli(env, *args):
+    return subprocess.run([sys.executable, "-m", "crmtasks", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _audit_findings(env):
+    checked = _cli(env, "check", "--json")
+    return [f for f in json.loads(checked.stdout) if f["area"] == "audit"]
+
+
+def test_verify_status_and_check_fail_for_an_archive_the_ledger_has_and_the_disk_lacks(audit_conn, tmp_path,
+                                                                                       migrated_database_url):
+    settings = audit_settings(tmp_path)
+    months = old_months(3)
+    for month in months:
+        fill_month(audit_conn, month, 100)
+    run_maintenance(audit_conn, settings)
+    env = dict(os.environ, CRMTASKS_ARCHIVE_DIR=str(settings.audit_archive_dir))
+    assert _cli(env, "audit", "verify").returncode == 0
+    lost, unreadable, intact = months
+    (settings.audit_archive_dir / f"{lost.partition_name}.manifest.json").unlink()
+    verified = _cli(env, "audit", "verify")
+    assert verified.returncode == 1 and "FAILED" in verified.stdout, verified.stdout + verified.stderr
+
+    manifest = settings.audit_archive_dir / f"{unreadable.partition_name}.manifest.json"
+    manifest.unlink()
+    manifest.mkdir()  # there, but cannot be read (a chmod would not stop root)
+    verified = _cli(env, "audit", "verify", "--json")
+    assert verified.returncode == 1, verified.stdout + verified.stderr
+    checks = {check["month"]: check for check in json.loads(verified.stdout)}
+    assert set(checks) == {str(month) for month in months}
+    assert not checks[str(lost)]["ok"] and "missing" in checks[str(lost)]["problem"]
+    assert "dropped" in checks[str(lost)]["problem"]
+    assert not checks[str(unreadable)]["ok"] and "cannot be read" in checks[str(unreadable)]["problem"]
+    assert checks[str(intact)]["ok"]
+    assert "Traceback" not in verified.stderr
+
+    status = _cli(env, "audit", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    states = {a["month"]: a["state"] for a in json.loads(status.stdout)["archives"]}
+    assert "missing" in states[str(lost)] and "cannot be read" in states[str(unreadable)]
+    assert states[str(intact)] == "complete"
+
+    problems = [f["message"] for f in _audit_findings(env) if not f["ok"]]
+    assert len(problems) == 2 and str(lost) in problems[0] and str(unreadable) in problems[1], problems
+
+    refused = _cli(env, "audit", "restore", str(lost))
+    assert refused.returncode == 2 and "the ledger says" in refused.stderr, refused.stderr
+
+
+def test_verify_and_restore_refuse_an_archive_of_other_rows_than_the_ledger_recorded(audit_conn, tmp_path):
+    settings = audit_settings(tmp_path)
+    month, other = old_months(2)
+    for each in (month, other):
+        fill_month(audit_conn, each, 100)
+    run_maintenance(audit_conn, settings)
+    with audit_conn.cursor() as cur:  # as if the file had come from another database, or an older run
+        cur.execute("UPDATE audit_retention_ledger SET rows_checksum = %s WHERE month = %s", ("0" * 64, month.start))
+    audit_conn.commit()
+    checks = {check.month: check for check in verify_archives(audit_conn, settings)}
+    assert not checks[str(month)].ok and "the ledger recorded" in checks[str(month)].problem
+    assert checks[str(other)].ok
+    with pytest.raises(RestoreRefused, match="not the archive this database dropped"):
+        restore_month(audit_conn, settings, month)
+
+
+@pytest.mark.parametrize("content", [b"[]", b"\xff\xfe", {"data_file": 5}])
+def test_a_manifest_that_is_not_one_fails_verify_without_a_traceback(audit_conn, tmp_path, content):
+    settings = audit_settings(tmp_path)
+    month = old_months(1)[0]
+    fill_month(audit_conn, month, 10)
+    run_maintenance(audit_conn, settings)
+    path = settings.audit_archive_dir / f"{month.partition_name}.manifest.json"
+    if isinstance(content, dict):
+        path.write_text(json.dumps({**json.loads(path.read_text()), **content}))
+    else:
+        path.write_bytes(content)
+    [check] = verify_archives(audit_conn, settings)
+    assert (check.month, check.ok) == (str(month), False) and "manifest" in check.problem
+    with pytest.raises(RestoreRefused, match="fails verification"):
+        restore_month(audit_conn, settings, month)
+
+
+@pytest.mark.parametrize("loss", ["manifest", "data file"])
+def test_a_month_archived_but_not_yet_dropped_whose_archive_is_lost_is_archived_again(audit_conn, tmp_path, loss):
+    month = old_months(1)[0]
+    fill_month(audit_conn, month, 100)
+    ids = sorted(table_ids(audit_conn))
+    env = dict(os.environ, CRMTASKS_ARCHIVE_DIR=str(tmp_path / "archive"), CRMTASKS_AUDIT_PAUSE_AT="before_drop")
+    child = subprocess.Popen([sys.executable, "-c", "from crmtasks.jobs.audit_maintenance import run; run()"],
+                             env=env, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "paused at before_drop"  # the ledger says 'archived'
+    child.kill()
+    child.wait()
+    settings = audit_settings(tmp_path)
+    suffix = ".manifest.json" if loss == "manifest" else ".copy.gz"
+    (settings.audit_archive_dir / f"{month.partition_name}{suffix}").unlink()
+    [check] = verify_archives(audit_conn, settings)
+    assert not check.ok and "still in the detached table" in check.problem
+    stats = run_maintenance(audit_conn, settings)
+    assert (stats["archived"], stats["dropped"], stats["rows"]) == (1, 1, 100)
+    assert sorted(archived_ids(settings.audit_archive_dir)) == ids
+    assert all(check.ok for check in verify_archives(audit_conn, settings))

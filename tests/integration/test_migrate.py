@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+import uuid
+from urllib.parse import urlsplit
 
 import psycopg2
 import pytest
 
 from crmtasks.models import ALL_MODELS
 from crmtasks.pg import migrate
+from tests.integration.schema_snapshot import differences, schema_of
 
 CRM_TABLES = ["accounts", "contacts", "deals", "leads", "roles", "task_runs", "users"]
+# Enough leads that building 0002's indexes on them takes seconds, not milliseconds.
+POPULATED_LEADS = 100_000
 
 
 def _tables(url):
@@ -58,7 +65,7 @@ def test_models_describe_the_migrated_schema(migrated_database_url):
             assert modeled == columns, f"{table}: model {sorted(modeled)} vs table {sorted(columns)}"
 
 
-def test_a_failing_migration_leaves_nothing_behind(fresh_database, tmp_path, monkeypatch):
+def test_a_failing_migration_leaves_nothing_of_itself_behind(fresh_database, tmp_path, monkeypatch):
     broken = tmp_path / "migrations"
     broken.mkdir()
     (broken / "0001_ok.sql").write_text("CREATE TABLE first_table (id int);")
@@ -67,9 +74,12 @@ def test_a_failing_migration_leaves_nothing_behind(fresh_database, tmp_path, mon
     conn = migrate.connect(fresh_database)
     with pytest.raises(psycopg2.errors.UndefinedColumn):
         migrate.migrate(conn)
-    assert migrate.applied_versions(conn) == set()
+    assert migrate.applied_versions(conn) == {1}  # each migration is one transaction
+    assert "second_table" not in _tables(fresh_database)
+    (broken / "0002_broken.sql").write_text("CREATE TABLE second_table (id int);")
+    assert [m.version for m in migrate.migrate(conn)] == [2]
     conn.close()
-    assert "first_table" not in _tables(fresh_database)
+    assert {"first_table", "second_table"} <= set(_tables(fresh_database))
 
 
 def test_concurrent_migrate_processes_apply_each_version_once(fresh_database):
@@ -84,3 +94,179 @@ def test_concurrent_migrate_processes_apply_each_version_once(fresh_database):
     with psycopg2.connect(fresh_database) as conn, conn.cursor() as cur:
         cur.execute("SELECT version, count(*) FROM schema_migrations GROUP BY version HAVING count(*) > 1")
         assert cur.fetchall() == []
+
+
+@pytest.fixture(scope="session")
+def fresh_install_schema(server_database_url):
+    """The schema of an empty database given every migration in one `migrate` call: a fresh install."""
+    name = f"crmtasks_fresh_install_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(server_database_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = urlsplit(server_database_url)._replace(path=f"/{name}").geturl()
+    try:
+        conn = migrate.connect(url)
+        migrate.migrate(conn)
+        conn.close()
+        yield schema_of(url)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _migrate_to(url, version):
+    """Apply the migrations up to ``version`` only (as an older crmtasks release would have)."""
+    everything = migrate.available()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(migrate, "available", lambda: [m for m in everything if m.version <= version])
+        conn = migrate.connect(url)
+        try:
+            return migrate.migrate(conn)
+        finally:
+            conn.close()
+
+
+def _add_leads(url, rows):
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO leads (name, company, email, status, industry, source, rating)
+            SELECT 'Lead ' || md5(g::text), 'Company ' || g %% 5000, md5(g::text) || '@example.com',
+                   (ARRAY['New', 'Working', 'Converted'])[1 + g %% 3], 'Industry ' || g %% 20,
+                   'Source ' || g %% 7, 'Rating ' || g %% 3
+            FROM generate_series(1, %s) AS g
+            """, (rows,))
+    conn.close()
+
+
+def _invalid_indexes(url):
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid ORDER BY 1")
+        found = [row[0] for row in cur.fetchall()]
+    conn.close()
+    return found
+
+
+def test_migrating_one_version_at_a_time_over_crm_rows_gives_the_fresh_install_schema(fresh_database,
+                                                                                      fresh_install_schema):
+    for migration in migrate.available():
+        assert [m.version for m in _migrate_to(fresh_database, migration.version)] == [migration.version]
+        if migration.version == 1:
+            _add_leads(fresh_database, 500)  # an existing CRM: the later indexes are built over rows
+    assert differences(schema_of(fresh_database), fresh_install_schema) == {}
+
+
+def test_an_invalid_index_is_not_current_and_migrate_rebuilds_it(fresh_database, fresh_install_schema):
+    conn = migrate.connect(fresh_database)
+    migrate.migrate(conn)
+    with conn.cursor() as cur:  # what an index build cut short leaves behind
+        cur.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'leads_status_id_idx'::regclass")
+    conn.commit()
+    with pytest.raises(migrate.SchemaMissing, match="invalid index.*leads_status_id_idx"):
+        migrate.require_current(conn)
+    assert migrate.migrate(conn) == []  # nothing new to apply, but the index is built again
+    migrate.require_current(conn)
+    conn.close()
+    assert _invalid_indexes(fresh_database) == []
+    assert differences(schema_of(fresh_database), fresh_install_schema) == {}
+
+
+def test_a_ledger_written_before_concurrent_builds_counts_as_complete(fresh_database, fresh_install_schema):
+    conn = migrate.connect(fresh_database)
+    migrate.migrate(conn)
+    with conn.cursor() as cur:  # the ledger as crmtasks wrote it when every migration was a single transaction
+        cur.execute("CREATE TEMP TABLE current_ledger AS SELECT * FROM schema_migrations")
+        cur.execute("DROP TABLE schema_migrations")
+        cur.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                    "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+        cur.execute("INSERT INTO schema_migrations SELECT version, name, checksum, applied_at FROM current_ledger")
+    conn.commit()
+    migrate.require_current(conn)  # an older worker's ledger reads as complete, unaltered
+    assert migrate.migrate(conn) == []
+    conn.close()
+    assert differences(schema_of(fresh_database), fresh_install_schema) == {}
+
+
+def _migrate_process(url):
+    return subprocess.Popen([sys.executable, "-m", "crmtasks", "migrate"], env=dict(os.environ, DATABASE_URL=url),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _index_build_on_leads(cur, phase="%"):
+    """(backend pid, command) of an index build on leads in progress (in a phase LIKE ``phase``), or None."""
+    cur.execute("SELECT pid, command FROM pg_stat_progress_create_index WHERE relid = to_regclass('leads') "
+                "AND phase LIKE %s", (phase,))
+    return cur.fetchone()
+
+
+@pytest.mark.slow
+def test_writes_to_a_populated_table_go_on_while_migrate_builds_its_indexes(fresh_database, fresh_install_schema):
+    _migrate_to(fresh_database, 1)
+    _add_leads(fresh_database, POPULATED_LEADS)
+    writer = psycopg2.connect(fresh_database)
+    writer.autocommit = True
+    with writer.cursor() as cur:
+        # A writer that would rather fail than queue: any lock held by an index build shows up as an error.
+        cur.execute("SET lock_timeout = '2s'")
+    observer = psycopg2.connect(fresh_database)
+    observer.autocommit = True
+    child = _migrate_process(fresh_database)
+    written_during_builds, refused = 0, []
+    with writer.cursor() as write, observer.cursor() as look:
+        while child.poll() is None:
+            building = _index_build_on_leads(look) is not None
+            try:
+                write.execute("INSERT INTO leads (name, status) VALUES ('written during migrate', 'New')")
+            except psycopg2.errors.LockNotAvailable as error:
+                refused.append(str(error).strip())
+                continue
+            written_during_builds += building
+    out, err = child.communicate()
+    assert child.returncode == 0, out + err
+    assert refused == []
+    assert written_during_builds > 0, "no insert happened while an index was being built on leads"
+    with writer.cursor() as cur:
+        cur.execute("SELECT count(*) FROM leads WHERE name = 'written during migrate'")
+        assert cur.fetchone()[0] >= written_during_builds
+    writer.close()
+    observer.close()
+    assert differences(schema_of(fresh_database), fresh_install_schema) == {}
+
+
+@pytest.mark.slow
+def test_kill_9_during_an_index_build_then_migrate_again(fresh_database, fresh_install_schema):
+    _migrate_to(fresh_database, 1)
+    _add_leads(fresh_database, POPULATED_LEADS)
+    observer = psycopg2.connect(fresh_database)
+    observer.autocommit = True
+    child = _migrate_process(fresh_database)
+    with observer.cursor() as cur:
+        deadline = time.monotonic() + 120
+        # Mid-build: scanning the table is most of a build, so the kill lands before it ends.
+        while ((build := _index_build_on_leads(cur, "building index%")) is None and child.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.02)
+        assert build is not None, "no index build on leads was seen"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        cur.execute("SELECT pg_terminate_backend(%s)", (build[0],))  # the crash takes the server session too
+        while _index_build_on_leads(cur) is not None:
+            time.sleep(0.02)
+    observer.close()
+    assert build[1] == "CREATE INDEX CONCURRENTLY"
+    assert _invalid_indexes(fresh_database), "the interrupted build left no invalid index"
+    conn = migrate.connect(fresh_database)
+    with pytest.raises(migrate.SchemaMissing, match="0002_search_facets"):
+        migrate.require_current(conn)
+    conn.close()
+    again = _migrate_process(fresh_database)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, out + err
+    assert "applied 0002_search_facets" in out
+    assert _invalid_indexes(fresh_database) == []
+    conn = migrate.connect(fresh_database)
+    migrate.require_current(conn)
+    conn.close()
+    assert differences(schema_of(fresh_database), fresh_install_schema) == {}

@@ -1,0 +1,1 @@
+UPDATE schema_migrations SET complete = true WHERE version = %(version)s
