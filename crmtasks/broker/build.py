@@ -8,8 +8,10 @@ prepares, the database at boot), ScheduleGuard (periodiq's middleware,
 extended: paused jobs and stale slots are skipped), DatabaseConnection (a
 connection per message), JobMutex (no overlapping runs), RunRecorder (the
 run history), JobMetrics (per-job Prometheus series), WorkerHeartbeat (for
-``crmtasks check``), GracefulStop (a stop sent to the whole process group
-lets running jobs finish). Dramatiq calls ``after`` hooks in reverse, so a
+``crmtasks check``, and the alert sweep), GracefulStop (a stop sent to the
+whole process group lets running jobs finish). FailureAlerts sits just
+before Dramatiq's Retries, so that it sees Retries' verdict on a failure.
+Dramatiq calls ``after`` hooks in reverse, so a
 run is recorded before the lock is freed and before its connection goes
 back to the pool.
 """
@@ -21,12 +23,13 @@ import logging
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Prometheus as DramatiqPrometheus
-from dramatiq.middleware import default_middleware
+from dramatiq.middleware import Retries, default_middleware
 
 from crmtasks.broker import metrics_exporter
 from crmtasks.broker.middleware import (
     DatabaseConnection,
     DatabaseReady,
+    FailureAlerts,
     GracefulStop,
     JobMetrics,
     JobMutex,
@@ -58,6 +61,8 @@ def add_crmtasks_middleware(broker: dramatiq.Broker, settings: Settings) -> dram
     broker.add_middleware(JobMetrics())
     broker.add_middleware(WorkerHeartbeat(settings))
     broker.add_middleware(GracefulStop())
+    # After hooks run in reverse order: before Retries in the list, its hook runs after Retries decided.
+    broker.add_middleware(FailureAlerts(settings), before=Retries)
     logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_RESULTS_FILTER)
     return broker
 

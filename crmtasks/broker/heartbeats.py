@@ -4,6 +4,10 @@ Each live process refreshes a key ``<prefix>:heartbeat:<role>:<host>:<pid>``
 every few seconds with a short expiry: a process that dies (even by
 SIGKILL) disappears from ``alive()`` within the expiry. ``crmtasks check``
 and the dashboard read them.
+
+When alert destinations are set (CRMTASKS_ALERT_URLS), each heartbeat also
+runs the alert sweep (crmtasks.alerts.sweep) on a thread of its own, so
+that a slow alert destination never delays the heartbeat itself.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import time
 
 import redis
 
+from crmtasks.alerts import AlertSweep
+from crmtasks.alerts.sweep import run_forever
 from crmtasks.redis_client import get_redis, key
 from crmtasks.settings import Settings
 
@@ -32,22 +38,39 @@ class Heartbeat:
       settings(Settings): Where Redis is, and the key prefix.
       role(str): ``worker`` or ``scheduler``.
       info(dict): What others should know (queues consumed, threads).
+      interval_s(float): Seconds between two beats (and two alert sweep ticks).
+      sweep(AlertSweep|None): The alert checks this heartbeat runs; default: the deployment's
+        when it has alert destinations, else none.
     """
 
-    def __init__(self, settings: Settings, role: str, info: dict) -> None:
+    def __init__(self, settings: Settings, role: str, info: dict, *, interval_s: float = INTERVAL_S,
+                 sweep: AlertSweep | None = None) -> None:
         self.settings = settings
+        self.interval_s = interval_s
+        if sweep is None and settings.alert_urls:
+            sweep = AlertSweep(settings, alive)
+        self.sweep = sweep
         self.key = key(settings, "heartbeat", role, f"{socket.gethostname()}:{os.getpid()}")
         self.info = dict(info, host=socket.gethostname(), pid=os.getpid(), started_at=time.time())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"crmtasks-{role}-heartbeat", daemon=True)
+        self._sweep_thread = None
+        if sweep is not None:
+            self._sweep_thread = threading.Thread(target=run_forever, args=(sweep, self._stop, interval_s),
+                                                  name=f"crmtasks-{role}-alerts", daemon=True)
 
     def start(self) -> Heartbeat:
         self._write()
         self._thread.start()
+        if self._sweep_thread is not None:
+            self._sweep_thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, wait_s: float = 0.0) -> None:
+        """Stop beating and remove the key; wait up to ``wait_s`` seconds for an alert sweep in progress."""
         self._stop.set()
+        if self._sweep_thread is not None and self._sweep_thread.is_alive() and wait_s > 0:
+            self._sweep_thread.join(wait_s)
         try:
             get_redis(self.settings).delete(self.key)
         except redis.RedisError:
@@ -57,7 +80,7 @@ class Heartbeat:
         get_redis(self.settings).set(self.key, json.dumps(dict(self.info, beat_at=time.time())), px=TTL_MS)
 
     def _beat(self) -> None:
-        while not self._stop.wait(INTERVAL_S):
+        while not self._stop.wait(self.interval_s):
             try:
                 self._write()
             except redis.RedisError as error:  # Redis restarting: try again next beat

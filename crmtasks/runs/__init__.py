@@ -2,7 +2,8 @@
 
 ``history`` records runs, ``runner`` runs jobs now in this process (under
 the same lock as workers), ``overview`` and ``health`` answer "how are the
-jobs doing?", and ``status`` names the states a run and a slot can be in.
+jobs doing?", ``status`` names the states a run and a slot can be in, and
+``pruning`` keeps the history to CRMTASKS_HISTORY_DAYS.
 """
 
 from crmtasks.runs.status import JobState, RunStatus, SkipReason, SlotState, Trigger

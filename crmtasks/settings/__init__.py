@@ -17,7 +17,12 @@ from pathlib import Path
 from crmtasks.errors import SettingsError
 from crmtasks.logging_setup import install_handlers
 from crmtasks.settings import values
-from crmtasks.settings.values import AUDIT_PAUSE_POINTS, cron_problem, mask_url
+from crmtasks.settings.values import (
+    AUDIT_PAUSE_POINTS,
+    cron_problem,
+    mask_alert_url,
+    mask_url,
+)
 
 AUDIT_RETENTION_POLICIES = ("archive", "delete")
 
@@ -70,6 +75,10 @@ class Settings:
       sharing_local_cache_users(int): Compiled visibilities each process keeps
         in memory (one per user, least recently used evicted); 0 turns the
         memory tier off.
+      alert_urls(tuple[str]): Apprise URLs alerts are sent to (CRMTASKS_ALERT_URLS);
+        () sends none. They may carry tokens: repr hides them, mask_alert_url shows them.
+      history_days(int): Days of run history (task_runs, schedule_slots) and of
+        dead processes' metrics files the daily maintenance keeps (1..36500).
     """
 
     database_url: str | None
@@ -98,6 +107,8 @@ class Settings:
     search_timeout_ms: int = 5_000
     sharing_cache_ttl_s: int = 2 * 86400
     sharing_local_cache_users: int = 10_000
+    alert_urls: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    history_days: int = 90
 
     @property
     def audit_archive_dir(self) -> Path:
@@ -108,6 +119,11 @@ class Settings:
     def exporter(self) -> ExporterSettings:
         """Where this process's worker group serves Prometheus metrics, and the directory they are kept in."""
         return ExporterSettings(self.metrics_host, self.metrics_port, _metrics_dir(self.home, self.metrics_port))
+
+    @property
+    def metrics_root(self) -> Path:
+        """The directory holding every worker group's metrics directory on this host (one per port)."""
+        return _metrics_dir(self.home, self.metrics_port).parent
 
     @property
     def embedded_database(self) -> bool:
@@ -195,6 +211,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
                                           most=30 * 86400, least=60),
         sharing_local_cache_users=values.positive_int(environ, "CRMTASKS_SHARING_LOCAL_CACHE_USERS", default=10_000,
                                                 most=1_000_000, least=0),
+        alert_urls=values.alert_urls(environ.get("CRMTASKS_ALERT_URLS")),
+        history_days=values.positive_int(environ, "CRMTASKS_HISTORY_DAYS", default=90, most=36_500, unit="days"),
     )
 
 
@@ -223,4 +241,4 @@ def configure_logging(settings: Settings, *, libraries_level: str | None = None)
 
 __all__ = ["AUDIT_PAUSE_POINTS", "AUDIT_RETENTION_POLICIES", "ExporterSettings", "Settings", "SettingsError",
            "configure_logging", "cron_problem", "get_exporter_settings", "get_settings", "load_exporter_settings",
-           "load_settings", "mask_url"]
+           "load_settings", "mask_alert_url", "mask_url"]

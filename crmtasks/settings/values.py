@@ -7,6 +7,8 @@ variable and what is wrong, in words a user can act on.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +34,10 @@ AUDIT_PAUSE_POINTS = (
     "before_drop",       # the ledger says 'archived' (or 'detached' for delete); table not dropped
 )
 _TRUE_WORDS = ("1", "true", "yes", "on")
+# CRMTASKS_ALERT_URLS: URLs are separated by spaces, or by commas before the next "scheme://"
+# (a comma inside a URL, as in mailto's ?to=a@x,b@y, stays part of it).
+_ALERT_URL_SEPARATOR = re.compile(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,31})://")
 _FALSE_WORDS = ("0", "false", "no", "off")
 
 
@@ -184,6 +190,44 @@ def dashboard_credentials(environ: Mapping[str, str]) -> dict[str, str | None]:
     if password is not None and len(password) < 8:
         raise SettingsError("CRMTASKS_DASHBOARD_PASSWORD", "must be at least 8 characters")
     return {"dashboard_user": user, "dashboard_password": password}
+
+
+def alert_urls(value: str | None) -> tuple[str, ...]:
+    """The Apprise URLs of CRMTASKS_ALERT_URLS, each checked by Apprise itself; () when unset.
+
+    An error names the URL by its position and scheme only: the rest of an
+    Apprise URL may be a token (Slack, Telegram, Discord) or a password.
+    """
+    value = empty_to_none(value)
+    if value is None:
+        return ()
+    urls = tuple(url for part in _ALERT_URL_SEPARATOR.split(value) if (url := part.strip(",")))
+    import apprise  # imported here: only a deployment that sets alert URLs pays for it
+
+    for position, url in enumerate(urls, start=1):
+        with _apprise_quiet():  # Apprise logs a URL it cannot parse in full, secrets included
+            plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+        if plugin is None:
+            raise SettingsError("CRMTASKS_ALERT_URLS", f"URL {position} of {len(urls)} ({mask_alert_url(url)}) is not "
+                                                       "one Apprise can send to; see https://github.com/caronc/apprise/wiki")
+    return urls
+
+
+@contextlib.contextmanager
+def _apprise_quiet():
+    apprise_logger = logging.getLogger("apprise")
+    level = apprise_logger.level
+    apprise_logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        apprise_logger.setLevel(level)
+
+
+def mask_alert_url(url: str) -> str:
+    """An Apprise URL fit for output and logs: its scheme only, since anything after it may be a secret."""
+    match = _SCHEME.match(url.strip())
+    return f"{match.group(1)}://***" if match else "without a scheme://"
 
 
 # Settings that share the CRMTASKS_SCHEDULE_ prefix with the per-task schedule overrides.

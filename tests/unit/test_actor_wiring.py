@@ -10,6 +10,7 @@ import psycopg2
 import pytest
 import redis
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Retries
 from periodiq import PeriodiqMiddleware
 
 from crmtasks.broker.actors import declare_actor
@@ -17,6 +18,7 @@ from crmtasks.broker.build import add_crmtasks_middleware
 from crmtasks.broker.middleware import (
     DatabaseConnection,
     DatabaseReady,
+    FailureAlerts,
     GracefulStop,
     JobMetrics,
     JobMutex,
@@ -43,8 +45,11 @@ def broker(tmp_path):
 
 def test_middleware_order(broker):
     ours = [type(m) for m in broker.middleware if type(m).__module__.startswith("crmtasks.")]
-    assert ours == [DatabaseReady, ScheduleGuard, DatabaseConnection, JobMutex, RunRecorder, JobMetrics,
-                    WorkerHeartbeat, GracefulStop]
+    assert ours == [FailureAlerts, DatabaseReady, ScheduleGuard, DatabaseConnection, JobMutex, RunRecorder,
+                    JobMetrics, WorkerHeartbeat, GracefulStop]
+    # Just before Retries, so that its after hook (run in reverse order) sees Retries' verdict.
+    kinds = [type(m) for m in broker.middleware]
+    assert kinds.index(FailureAlerts) + 1 == kinds.index(Retries)
     assert any(isinstance(m, PeriodiqMiddleware) for m in broker.middleware)  # keeps the periodic= option
 
 
