@@ -27,7 +27,8 @@ from crmtasks.jobs import registry
 JOB_NAME_OPTION = "job_name"
 #: What a run that finds the job already running does: ``skip`` or ``queue_one`` (see JobSpec.overlap).
 OVERLAP_OPTION = "overlap"
-#: The time in milliseconds the job's lock lives unreleased: how long a SIGKILLed run can block the job.
+#: The time in milliseconds the job's lock lives unreleased: how long a holder that cannot be proved dead
+#: (another host, no heartbeat) can block the job; a dead one is taken over at once (crmtasks.broker.holders).
 LOCK_TTL_OPTION = "lock_ttl"
 
 # Seconds a job's lock outlives its time limit, so it never expires under a

@@ -15,6 +15,7 @@ import traceback
 
 from crmtasks.models import TaskRun
 from crmtasks.pg.db import connect_usable, database, rollback_open_transaction
+from crmtasks.runs.processes import process_is_gone
 from crmtasks.runs.status import RunStatus, SkipReason, Trigger
 
 TRIGGERS = tuple(trigger.value for trigger in Trigger)
@@ -59,6 +60,53 @@ def abandon_unfinished(task: str, message_id: str) -> int:
                 .where((TaskRun.task == task) & (TaskRun.status == RunStatus.RUNNING)
                        & (TaskRun.message_id == message_id))
                 .execute())  # by task first: task_runs is indexed on (task, started_at)
+
+
+def abandoned_by_dead_holder(where: str) -> str:
+    """The error of a run left ``running`` by a process that died holding its job's lock.
+
+    Parameters:
+      where(str): Which process, e.g. ``pid 4242 on web-1``.
+    """
+    return f"abandoned: the process holding the lock died ({where})"
+
+
+def abandon_runs_of_process(task: str, host: str, pid: int, reason: str) -> int:
+    """Mark the ``running`` runs of ``task`` by process ``pid`` on ``host`` failed with ``reason``; how many.
+
+    For a process known to be dead (crmtasks.broker.holders.why_dead):
+    nothing of it is running any more. Idempotent.
+    """
+    connect_usable()
+    rollback_open_transaction()
+    with database.atomic():
+        return (TaskRun.update({TaskRun.status: RunStatus.FAILED, TaskRun.finished_at: _now(),
+                                TaskRun.error: reason})
+                .where((TaskRun.task == task) & (TaskRun.status == RunStatus.RUNNING)
+                       & (TaskRun.host == host) & (TaskRun.pid == pid))
+                .execute())
+
+
+def abandon_dead_runs_here(task: str) -> int:
+    """Mark failed the ``running`` runs of ``task`` whose process, on this host, is gone; how many.
+
+    Called by whoever holds the job's lock, before it records its own run:
+    a run killed after its lock expired (or was freed) was never taken over,
+    and would otherwise stay ``running`` for ever. A pid now used by another
+    process counts as alive: such a run is left alone.
+    """
+    host = socket.gethostname()
+    connect_usable()
+    rollback_open_transaction()
+    with database.atomic():
+        candidates = list(TaskRun.select(TaskRun.id, TaskRun.pid)
+                          .where((TaskRun.task == task) & (TaskRun.status == RunStatus.RUNNING)
+                                 & (TaskRun.host == host) & (TaskRun.pid != os.getpid())))
+    closed = 0
+    for pid in sorted({run.pid for run in candidates if run.pid is not None}):
+        if process_is_gone(pid, None):
+            closed += abandon_runs_of_process(task, host, pid, abandoned_by_dead_holder(f"pid {pid} on {host}"))
+    return closed
 
 
 def finish_run(run_id: int, *, stats: object = None, error: BaseException | None = None) -> None:

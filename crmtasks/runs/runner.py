@@ -2,7 +2,10 @@
 
 A run here behaves like a worker's run: it takes the same cluster-wide
 mutex (a job already running elsewhere is recorded as skipped, not run
-twice), and it is recorded in ``task_runs`` with trigger ``manual``.
+twice), and it is recorded in ``task_runs`` with trigger ``manual``. The
+lock names this process, so if it is killed, the next run on this host (a
+worker's or another ``crmtasks run``) takes the lock over at once and
+closes this run as failed, instead of waiting out the lock's TTL.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import dataclasses
 import time
 import uuid
 
-from crmtasks.broker.middleware.job_mutex import job_mutex
+from crmtasks.broker.holders import LockHolder
+from crmtasks.broker.middleware.job_mutex import job_mutex, take_job_lock
 from crmtasks.jobs import registry
 from crmtasks.pg import db
 from crmtasks.runs import history as runs
@@ -44,12 +48,13 @@ def run_now(spec: registry.JobSpec, settings: Settings, *, trigger: Trigger = Tr
     """Run one job in this process under its mutex and record it. Never raises for a job's failure."""
     db.bind(settings).connect(reuse_if_open=True)
     mutex = job_mutex(settings, spec)
-    token = f"run-now-{uuid.uuid4()}"
+    holder = LockHolder.this_process(f"run-now-{uuid.uuid4()}")
     started = time.perf_counter()
-    if not mutex.acquire(token):
+    if not take_job_lock(settings, mutex, holder, spec.name):
         run_id = runs.record_skip(spec.name, trigger, SkipReason.OVERLAP)
         return Outcome(spec.name, RunStatus.SKIPPED, 0.0, {"skip_reason": SkipReason.OVERLAP}, run_id=run_id)
     try:
+        runs.abandon_dead_runs_here(spec.name)
         run_id = runs.start_run(spec.name, trigger)
         try:
             stats = spec.load()()
@@ -60,7 +65,7 @@ def run_now(spec: registry.JobSpec, settings: Settings, *, trigger: Trigger = Tr
         runs.finish_run(run_id, stats=stats)
         return Outcome(spec.name, RunStatus.SUCCEEDED, time.perf_counter() - started, dict(stats or {}), run_id=run_id)
     finally:
-        mutex.release(token)
+        mutex.release(holder)
 
 
 def resolve(names: list[str] | None) -> list[registry.JobSpec]:

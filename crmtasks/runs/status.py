@@ -79,6 +79,8 @@ class SkipReason(_StoredValue):
     Members:
       OVERLAP: The job was already running (overlap policy ``skip``, or ``queue_one`` with one waiting already).
       QUEUED: ``queue_one``: re-queued to wait for the running one; not recorded, as it will run.
+      DEFERRED: A check the job must pass could not be made (PostgreSQL failed inside it); the message
+        was put back to be decided later, when its outcome is recorded. Never recorded itself.
       PAUSED: The job is paused.
       STALE: A scheduled message whose job's next slot had already come.
       MISSED: A slot that passed while no scheduler ran (``schedule_slots`` only).
@@ -86,6 +88,7 @@ class SkipReason(_StoredValue):
 
     OVERLAP = "overlap"
     QUEUED = "queued"
+    DEFERRED = "deferred"
     PAUSED = "paused"
     STALE = "stale"
     MISSED = "missed"

@@ -1,9 +1,11 @@
 """What a periodiq scheduler process does when it starts, besides periodiq's own loop.
 
 It announces itself (a heartbeat that ``crmtasks check`` reads) and settles
-the slots that passed while no scheduler ran: the latest one runs once if
-it is within the catch-up window, older ones are recorded as missed. With
-two schedulers starting together, slot claims keep the catch-up single.
+the slots that passed while no scheduler ran: only the latest slot runs,
+once. That is this minute's slot when the schedule fires now (no older one
+is caught up then), else the latest missed one if it is within the
+catch-up window; older ones are recorded as missed. With two schedulers
+starting together, slot claims keep each slot single.
 On the embedded default it also migrates (and seeds) the database first,
 like a worker does. SIGTERM and SIGINT stop it at once with exit code 0,
 its heartbeat removed (periodiq itself dies of SIGTERM and exits 1 on
@@ -33,20 +35,30 @@ logger = logging.getLogger(__name__)
 
 def catch_up(settings: Settings, actors: dict[str, dramatiq.Actor],
              now: datetime.datetime | None = None) -> dict[str, dict]:
-    """Settle the slots missed while no scheduler ran; returns what was done per job."""
+    """Settle the slots missed while no scheduler ran; returns what was done per job.
+
+    Per job (see ``slots.plan_catch_up``): the latest slot runs once. When
+    the schedule fires this minute, that is this minute's slot, sent here
+    (periodiq sends it too as it starts; the slot's claim keeps one), and
+    nothing older is caught up. Otherwise the latest missed slot is sent as
+    a catch-up. Older missed slots are recorded as skipped (missed).
+    """
     now = now or datetime.datetime.now(datetime.timezone.utc)
     done = {}
     for spec in registry.JOBS:
         actor = actors[spec.name]
         cron = actor.options["periodic"]
-        run_slot, missed = slots.plan_catch_up(cron, slots.latest_slot(spec.name), now,
-                                                    settings.catch_up_s)
-        recorded = slots.record_missed(spec.name, missed)
-        message = send_for_slot(actor, run_slot, catch_up=True) if run_slot else None
-        done[spec.name] = {"caught_up": run_slot.isoformat() if message else None, "missed": recorded}
+        plan = slots.plan_catch_up(cron, slots.latest_slot(spec.name), now, settings.catch_up_s)
+        recorded = slots.record_missed(spec.name, plan.missed)
+        # This minute's slot is sent here rather than left to periodiq alone: periodiq skips
+        # the minute when it reaches its loop after second 55, and the plan counted on it.
+        sent_now = send_for_slot(actor, plan.current) if plan.current else None
+        message = send_for_slot(actor, plan.catch_up, catch_up=True) if plan.catch_up else None
+        done[spec.name] = {"caught_up": plan.catch_up.isoformat() if message else None, "missed": recorded,
+                           "sent": plan.current.isoformat() if sent_now else None}
         if message or recorded:
             logger.info("%s: caught up slot %s, recorded %d missed slots", spec.name,
-                        run_slot.isoformat() if message else "none", recorded)
+                        plan.catch_up.isoformat() if message else "none", recorded)
     return done
 
 
@@ -58,8 +70,8 @@ PERIODIQ_LATE_SECOND = 55
 def wait_for_next_minute_if_late(now: datetime.datetime | None = None) -> float:
     """Sleep into the next minute when periodiq would skip this one; returns the seconds slept.
 
-    Otherwise that minute's slot would be neither sent by periodiq nor owed
-    by the catch-up (which leaves the current minute to periodiq).
+    Started later, periodiq would wait for the next minute and the catch-up
+    would count this minute's slot as the one sent now.
     """
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if now.second <= PERIODIQ_LATE_SECOND:

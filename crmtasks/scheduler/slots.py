@@ -13,6 +13,7 @@ import datetime
 import logging
 import os
 import socket
+from typing import NamedTuple
 
 from crmtasks.models import ScheduleSlot
 from crmtasks.pg import db
@@ -86,22 +87,42 @@ def record_missed(task: str, slots: list[datetime.datetime]) -> int:
     return cursor
 
 
-def plan_catch_up(cron: UtcCron, last_recorded: datetime.datetime | None, now: datetime.datetime,
-                  window_s: int) -> tuple[datetime.datetime | None, list[datetime.datetime]]:
-    """What a starting scheduler owes one job: (the slot to run now or None, the slots to record as missed).
+class CatchUpPlan(NamedTuple):
+    """What a starting scheduler owes one job.
 
-    Only the latest slot before now may be caught up, once, and only when it
-    is within ``window_s`` seconds; older unrecorded slots since the last
-    recorded one are missed. A job never recorded has nothing missed.
+    Members:
+      catch_up(datetime|None): A slot that passed while no scheduler ran, to run once now (a catch-up).
+      missed(list[datetime]): Older slots nobody enqueued, to record as skipped (missed).
+      current(datetime|None): This minute's slot, when the schedule fires now: it is sent now, as usual.
     """
-    # The current minute's slot is not owed: periodiq enqueues it as it starts.
-    latest = cron.slot_at_or_before(to_utc_minute(now) - datetime.timedelta(minutes=1))
+
+    catch_up: datetime.datetime | None
+    missed: list[datetime.datetime]
+    current: datetime.datetime | None
+
+
+def plan_catch_up(cron: UtcCron, last_recorded: datetime.datetime | None, now: datetime.datetime,
+                  window_s: int) -> CatchUpPlan:
+    """What a starting scheduler owes one job (see CatchUpPlan).
+
+    Only the latest slot up to now runs, once. When the schedule fires in
+    the current minute, that slot is the latest: it is sent now and no older
+    slot is caught up (else a scheduler starting at 10:05:09 would run an
+    every-minute job for 10:05 and again for 10:04). Otherwise the latest
+    slot before now is caught up when it is within ``window_s`` seconds.
+    Unrecorded slots since the last recorded one, other than the one run,
+    are missed; a job never recorded has nothing missed.
+    """
+    minute = to_utc_minute(now)
+    current = minute if cron.validate(minute) else None
+    latest = current or cron.slot_at_or_before(minute - datetime.timedelta(minutes=1))
     if last_recorded is not None and latest <= last_recorded:
-        return None, []
-    run_now = latest if window_s and (now - latest).total_seconds() <= window_s else None
+        return CatchUpPlan(None, [], None)
+    catch_up = None
+    if current is None and window_s and (now - latest).total_seconds() <= window_s:
+        catch_up = latest
     if last_recorded is None:
-        return run_now, []
-    missed = cron.slots_between(last_recorded, latest, MAX_MISSED_RECORDED)
-    if run_now is not None:
-        missed = [slot for slot in missed if slot != run_now]
-    return run_now, missed
+        return CatchUpPlan(catch_up, [], current)
+    missed = [slot for slot in cron.slots_between(last_recorded, latest, MAX_MISSED_RECORDED)
+              if slot not in (catch_up, current)]
+    return CatchUpPlan(catch_up, missed, current)

@@ -3,7 +3,9 @@
 Real processes: two schedulers and a worker on an every-minute schedule
 (``CRMTASKS_SCHEDULE_TICK``), then a third scheduler started within the same
 minute, through one minute boundary. Takes 60 to 90 s: it has to see
-periodiq wake up on a minute boundary.
+periodiq wake up on a minute boundary. A shorter test starts two schedulers
+on a fresh database, as in issue 16, where the job ran for this minute's
+slot and again, 0.2 s later, as the catch-up of the last minute's.
 """
 
 from __future__ import annotations
@@ -44,6 +46,36 @@ def _start_early_in_a_minute() -> datetime.datetime:
     return datetime.datetime.now(UTC)
 
 
+def _start_at_second(second: int) -> datetime.datetime:
+    """Sleep until ``second`` of a minute (this one if it is still to come, else the next)."""
+    now = datetime.datetime.now(UTC)
+    wait = second - now.second - now.microsecond / 1e6
+    time.sleep(wait if wait >= 0 else wait + 60)
+    return datetime.datetime.now(UTC)
+
+
+@pytest.mark.slow
+def test_schedulers_starting_on_a_fresh_database_run_the_job_once(proc_db, processes, tmp_path):
+    env = base_env(tmp_path, CRMTASKS_REDIS_PREFIX=unique_prefix("fresh"), CRMTASKS_TEST_TASKS="tick",
+                   CRMTASKS_SCHEDULE_TICK="* * * * *", CRMTASKS_METRICS_PORT=free_port())
+    processes.worker("worker", env, queues=["default"], threads=1)
+    start_minute = _minute(_start_at_second(9))  # 20:22:09 in the issue
+    processes.scheduler("scheduler_a", env)
+    processes.scheduler("scheduler_b", env)
+
+    wait_for(lambda: (start_minute, "ran") in [row[:2] for row in _slots()], timeout=30,
+             what="this minute's slot to run", processes=processes)
+    time.sleep(3)  # the catch-up of the last minute ran 0.2 s after this minute's slot
+    slots = [row for row in _slots() if row[0] <= start_minute]
+    assert [(slot_at, state, reason) for slot_at, state, reason, _, _ in slots] == [(start_minute, "ran", None)]
+    history = query("SELECT r.trigger, r.status FROM task_runs r JOIN schedule_slots s ON s.run_id = r.id "
+                    "WHERE s.task = 'tick' AND s.slot_at <= %s", (start_minute,))
+    assert history == [("schedule", "succeeded")]
+    # Nothing ran outside a slot, and no minute ran twice.
+    assert query("SELECT count(*) FROM task_runs WHERE task = 'tick'")[0][0] == len(_slots())
+    assert completions("tick") == len(_slots())
+
+
 @pytest.mark.slow
 def test_two_schedulers_enqueue_each_slot_once_and_a_third_adds_nothing(proc_db, processes, tmp_path):
     env = base_env(tmp_path, CRMTASKS_REDIS_PREFIX=unique_prefix("schedulers"), CRMTASKS_TEST_TASKS="tick",
@@ -51,13 +83,12 @@ def test_two_schedulers_enqueue_each_slot_once_and_a_third_adds_nothing(proc_db,
     processes.worker("worker", env, queues=["default"], threads=1)
     started_at = _start_early_in_a_minute()
     start_minute = _minute(started_at)
-    catch_up_slot = start_minute - datetime.timedelta(minutes=1)
     first = processes.scheduler("scheduler_a", env)
     second = processes.scheduler("scheduler_b", env)
 
-    # At start: the last minute's slot is caught up (none was ever recorded) and this minute's is sent.
-    wait_for(lambda: [row[:2] for row in _slots()] == [(catch_up_slot, "ran"), (start_minute, "ran")],
-             timeout=30, what="the catch-up and the current slot to run", processes=processes)
+    # At start: this minute's slot is sent, and it is the latest: nothing older is caught up.
+    wait_for(lambda: [row[:2] for row in _slots()] == [(start_minute, "ran")],
+             timeout=30, what="the current slot to run", processes=processes)
 
     third = processes.scheduler("scheduler_c", env)
     # It owes no catch-up (this minute's slot is recorded) and finds this minute's slot taken.
@@ -78,10 +109,10 @@ def test_two_schedulers_enqueue_each_slot_once_and_a_third_adds_nothing(proc_db,
 
     slots = _slots()
     minutes = [row[0] for row in slots]
-    assert minutes[:3] == [catch_up_slot, start_minute, next_slot]
-    assert minutes == [catch_up_slot + datetime.timedelta(minutes=i) for i in range(len(minutes))]
+    assert minutes[:2] == [start_minute, next_slot]
+    assert minutes == [start_minute + datetime.timedelta(minutes=i) for i in range(len(minutes))]
     assert all(state == "ran" for _, state, _, _, _ in slots)
-    assert [reason for _, _, reason, _, _ in slots][:2] == ["catch_up", None]
+    assert all(reason is None for _, _, reason, _, _ in slots)
     claimed_by = {scheduler.split(":")[-1] for _, _, _, scheduler, _ in slots}
     assert claimed_by <= {str(first.pid), str(second.pid)}  # the third claimed nothing
 

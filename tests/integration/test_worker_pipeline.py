@@ -9,6 +9,7 @@ middleware act on the options each actor was declared with.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 
@@ -249,7 +250,8 @@ def test_a_slot_is_enqueued_once_however_many_schedulers_send_it(pipeline):
     assert (slot.state, slot.run_id, slot.message_id) == ("ran", run.id, run.message_id)
 
 
-def test_scheduler_catch_up_runs_the_latest_missed_slot_once(pipeline, monkeypatch):
+def test_a_scheduler_starting_after_an_outage_runs_only_the_latest_slot_once(pipeline, monkeypatch):
+    """An every-minute job fires this minute: that slot is sent now and no older slot is caught up."""
     from crmtasks.models import ScheduleSlot
     from crmtasks.scheduler.boot import catch_up
 
@@ -262,8 +264,8 @@ def test_scheduler_catch_up_runs_the_latest_missed_slot_once(pipeline, monkeypat
                         created_at=now, updated_at=now)
     first = catch_up(get_settings(), actors, now)
     second = catch_up(get_settings(), actors, now)  # a second scheduler starting at the same time
-    assert first["count_leads"] == {"caught_up": (minute - datetime.timedelta(minutes=1)).isoformat(), "missed": 2}
-    assert second["count_leads"] == {"caught_up": None, "missed": 0}
+    assert first["count_leads"] == {"caught_up": None, "missed": 3, "sent": minute.isoformat()}
+    assert second["count_leads"] == {"caught_up": None, "missed": 0, "sent": None}
     drain()
     runs = _runs("count_leads")
     assert [(r.status, r.trigger) for r in runs] == [("succeeded", "schedule")]
@@ -272,7 +274,39 @@ def test_scheduler_catch_up_runs_the_latest_missed_slot_once(pipeline, monkeypat
         (minute - datetime.timedelta(minutes=4), "ran", None),
         (minute - datetime.timedelta(minutes=3), "skipped", "missed"),
         (minute - datetime.timedelta(minutes=2), "skipped", "missed"),
-        (minute - datetime.timedelta(minutes=1), "ran", "catch_up"),
+        (minute - datetime.timedelta(minutes=1), "skipped", "missed"),
+        (minute, "ran", None),
+    }
+
+
+def test_scheduler_catch_up_runs_the_latest_missed_slot_once(pipeline, monkeypatch):
+    """A job that does not fire this minute: its latest missed slot is caught up, once."""
+    from crmtasks.models import ScheduleSlot
+    from crmtasks.scheduler.boot import catch_up
+
+    _, drain, broker = pipeline
+    now = datetime.datetime.now(datetime.timezone.utc)
+    minute = now.replace(second=0, microsecond=0)
+    latest = minute - datetime.timedelta(minutes=2)
+    spec = _spec("count_leads", "count_leads", cron=f"{latest.minute} * * * *")  # hourly, 2 minutes ago
+    spec = dataclasses.replace(spec, actor_name="tests.count_leads_hourly")
+    actor = declare_actor(broker, spec, spec.cron)
+    monkeypatch.setattr(registry, "JOBS", (spec,))
+    ScheduleSlot.create(task="count_leads", slot_at=latest - datetime.timedelta(hours=3), state="ran",
+                        created_at=now, updated_at=now)
+    first = catch_up(get_settings(), {"count_leads": actor}, now)
+    second = catch_up(get_settings(), {"count_leads": actor}, now)
+    assert first["count_leads"] == {"caught_up": latest.isoformat(), "missed": 2, "sent": None}
+    assert second["count_leads"] == {"caught_up": None, "missed": 0, "sent": None}
+    drain()
+    runs = _runs("count_leads")
+    assert [(r.status, r.trigger) for r in runs] == [("succeeded", "schedule")]
+    states = {(s.slot_at, s.state, s.reason) for s in ScheduleSlot.select().where(ScheduleSlot.task == "count_leads")}
+    assert states == {
+        (latest - datetime.timedelta(hours=3), "ran", None),
+        (latest - datetime.timedelta(hours=2), "skipped", "missed"),
+        (latest - datetime.timedelta(hours=1), "skipped", "missed"),
+        (latest, "ran", "catch_up"),
     }
 
 

@@ -17,6 +17,7 @@ from dramatiq.middleware import SkipMessage
 from crmtasks.broker import actors as actors_module
 from crmtasks.broker.actors import declare_actor, send_for_slot
 from crmtasks.broker.build import add_crmtasks_middleware
+from crmtasks.broker.holders import LockHolder
 from crmtasks.broker.middleware import JobMetrics, JobMutex, RunRecorder, ScheduleGuard
 from crmtasks.broker.middleware import job_mutex as job_mutex_module
 from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
@@ -92,11 +93,14 @@ class _HeldLock:
     def __init__(self, calls: list, name: str, ttl_ms: int, held: bool) -> None:
         self.calls, self.name, self.ttl_ms, self.held = calls, name, ttl_ms, held
 
-    def acquire(self, token: str) -> bool:
+    def acquire(self, holder) -> bool:
         self.calls.append(("acquire", self.name, self.ttl_ms))
         return not self.held
 
-    def release(self, token: str) -> bool:
+    def holder(self) -> LockHolder | None:
+        return LockHolder(token="run-on-another-host") if self.held else None  # names no process: alive
+
+    def release(self, holder) -> bool:
         self.calls.append(("release", self.name, self.ttl_ms))
         return True
 

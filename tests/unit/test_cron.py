@@ -85,27 +85,72 @@ class TestCatchUpPlan:
 
     def test_recent_missed_slot_runs_once(self):
         last = datetime.datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
-        assert plan_catch_up(self.cron, last, self.now, 3600) == (self.now.replace(minute=0, second=0), [])
+        assert plan_catch_up(self.cron, last, self.now, 3600) == (self.now.replace(minute=0, second=0), [], None)
 
     def test_slot_outside_the_window_is_recorded_missed(self):
         last = datetime.datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
-        assert plan_catch_up(self.cron, last, self.now, 1800) == (None, [self.now.replace(minute=0, second=0)])
+        assert plan_catch_up(self.cron, last, self.now, 1800) == (None, [self.now.replace(minute=0, second=0)], None)
 
     def test_a_long_outage_runs_the_latest_slot_once_and_records_the_rest(self):
         last = datetime.datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
-        run, missed = plan_catch_up(self.cron, last, self.now, 3600)
+        run, missed, current = plan_catch_up(self.cron, last, self.now, 3600)
+        assert current is None
         assert run == datetime.datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
         assert missed == [datetime.datetime(2026, 11, d, 2, 0, tzinfo=UTC) for d in (26, 27, 28)]
 
     def test_nothing_owed_when_the_latest_slot_was_recorded(self):
         last = datetime.datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
-        assert plan_catch_up(self.cron, last, self.now, 3600) == (None, [])
+        assert plan_catch_up(self.cron, last, self.now, 3600) == (None, [], None)
 
-    def test_the_current_minute_is_left_to_periodiq(self):
+    def test_a_slot_firing_now_is_sent_now_and_nothing_older_is_owed(self):
         at_slot = datetime.datetime(2026, 11, 29, 2, 0, 20, tzinfo=UTC)
         last = datetime.datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
-        assert plan_catch_up(self.cron, last, at_slot, 3600) == (None, [])
+        assert plan_catch_up(self.cron, last, at_slot, 3600) == (None, [], at_slot.replace(second=0))
 
     def test_catch_up_disabled(self):
         last = datetime.datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
-        assert plan_catch_up(self.cron, last, self.now, 0) == (None, [self.now.replace(minute=0, second=0)])
+        assert plan_catch_up(self.cron, last, self.now, 0) == (None, [self.now.replace(minute=0, second=0)], None)
+
+
+class TestCatchUpPlanEveryMinute:
+    """The double run of issue 16: schedulers starting at 20:22:09 ran 20:22 and caught up 20:21 too."""
+
+    cron = UtcCron("* * * * *")
+    now = datetime.datetime(2026, 11, 29, 20, 22, 9, tzinfo=UTC)
+    minute = now.replace(second=0)
+
+    def test_fresh_database_runs_only_the_current_slot(self):
+        plan = plan_catch_up(self.cron, None, self.now, 3600)
+        assert plan == (None, [], self.minute)
+        assert (plan.catch_up, plan.missed, plan.current) == (None, [], self.minute)
+
+    def test_after_an_outage_the_current_slot_is_the_latest_and_the_older_ones_are_missed(self):
+        last = self.minute - datetime.timedelta(minutes=4)
+        assert plan_catch_up(self.cron, last, self.now, 3600) == (
+            None, [self.minute - datetime.timedelta(minutes=m) for m in (3, 2, 1)], self.minute)
+
+    def test_a_restart_within_the_minute_owes_nothing(self):
+        assert plan_catch_up(self.cron, self.minute, self.now, 3600) == (None, [], None)
+
+    def test_a_restart_a_minute_later_owes_the_current_slot_only(self):
+        last = self.minute - datetime.timedelta(minutes=1)
+        assert plan_catch_up(self.cron, last, self.now, 3600) == (None, [], self.minute)
+
+    def test_a_schedule_not_firing_now_catches_up_its_latest_slot(self):
+        hourly = UtcCron("0 * * * *")
+        assert plan_catch_up(hourly, None, self.now, 3600) == (self.now.replace(minute=0, second=0), [], None)
+
+    @pytest.mark.parametrize("expression", EXPRESSIONS + ["* * * * *", "*/2 * * * *"])
+    @pytest.mark.parametrize("second", [0, 9, 55])
+    def test_at_most_one_slot_runs_and_it_is_the_latest(self, expression, second):
+        cron = UtcCron(expression)
+        for minutes_down in (0, 1, 2, 7, 61, 1500):
+            now = self.now.replace(second=second)
+            last = to_utc_minute(now) - datetime.timedelta(minutes=minutes_down)
+            last = cron.slot_at_or_before(last) if minutes_down else None
+            plan = plan_catch_up(cron, last, now, 3600)
+            ran = [slot for slot in (plan.catch_up, plan.current) if slot is not None]
+            assert len(ran) <= 1
+            assert not ran or ran[0] == cron.slot_at_or_before(now)
+            assert all(last < slot <= cron.slot_at_or_before(now) and slot not in ran for slot in plan.missed)
+            assert plan.current in (None, to_utc_minute(now))

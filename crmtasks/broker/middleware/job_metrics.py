@@ -15,7 +15,7 @@ import time
 
 import dramatiq
 
-from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
+from crmtasks.broker.middleware.fail_closed import SKIP_REASON_OPTION
 from crmtasks.broker.options import JOB_NAME_OPTION, job_options
 from crmtasks.runs.status import RunStatus, SkipReason
 

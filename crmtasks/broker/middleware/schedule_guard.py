@@ -8,6 +8,12 @@ it), so retries within the interval still run; a catch-up message may run
 within the catch-up window. A paused job's messages are skipped, whoever
 sent them. The job's name and schedule are its actor's options
 (``job_name``, ``periodic``); an actor without ``job_name`` passes.
+
+The guard fails closed: when the pause check cannot be made (PostgreSQL
+fails inside it), the message is deferred, not run
+(crmtasks.broker.middleware.fail_closed); when it comes back and the check
+can be made, the slot is recorded as skipped with the reason, or runs. A
+message whose slot cannot be read fails with JobNotStarted.
 """
 
 from __future__ import annotations
@@ -19,7 +25,11 @@ from dramatiq.middleware import SkipMessage
 from periodiq import PeriodiqMiddleware
 
 from crmtasks.broker.actors import CATCH_UP_OPTION, SLOT_OPTION
-from crmtasks.broker.middleware.job_mutex import SKIP_REASON_OPTION
+from crmtasks.broker.middleware.fail_closed import (
+    SKIP_REASON_OPTION,
+    JobNotStarted,
+    defer,
+)
 from crmtasks.broker.options import JOB_NAME_OPTION, job_options
 from crmtasks.runs.status import SkipReason
 from crmtasks.scheduler import pauses
@@ -58,18 +68,32 @@ class ScheduleGuard(PeriodiqMiddleware):
         if options is None:
             return
         name = options[JOB_NAME_OPTION]
-        if pauses.is_paused(name):
+        try:
+            paused = pauses.is_paused(name)
+        except Exception as error:  # noqa: BLE001
+            # Dramatiq would log this and run the job: a paused job would run.
+            defer(broker, message, job=name, what="the pause check", error=error)
+        if paused:
             self._skip(message, SkipReason.PAUSED, f"{name} is paused")
+        try:
+            stale = self._is_stale(message, options)
+        except Exception as error:
+            # A malformed slot will not read better later: fail the message.
+            raise JobNotStarted(f"{name} not started: its slot could not be read ({error})") from error
+        if stale is not None:
+            self._skip(message, SkipReason.STALE, f"{name} slot {stale.isoformat()} is stale")
+
+    def _is_stale(self, message, options) -> datetime.datetime | None:
+        """The message's slot when it is stale (its next slot came, or the catch-up window ended), else None."""
         slot = message_slot(message)
         if slot is None:
-            return
+            return None
         now = datetime.datetime.now(datetime.timezone.utc)
         if message.options.get(CATCH_UP_OPTION):
             deadline = slot + datetime.timedelta(seconds=self.settings.catch_up_s) + GRACE
         else:
             deadline = options["periodic"].next_slot(slot) + GRACE
-        if now > deadline:
-            self._skip(message, SkipReason.STALE, f"{name} slot {slot.isoformat()} is stale")
+        return slot if now > deadline else None
 
     @staticmethod
     def _skip(message, reason: SkipReason, text: str):

@@ -4,6 +4,12 @@ A worker told to consume a queue that no registered job uses consumes
 nothing from it (Dramatiq only consumes declared queues): it says so at
 boot, and its heartbeat does not list the queue, so ``crmtasks check``
 does not count it as serving that queue.
+
+The heartbeat lasts until the worker has shut down, not until it is told
+to: a job's lock names its worker's heartbeat, and a graceful stop lets the
+running jobs finish (up to ten minutes) while holding their locks. A
+heartbeat removed at the stop request would let another worker take over a
+lock whose job is still running.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ class WorkerHeartbeat(dramatiq.Middleware):
         self._heartbeat = Heartbeat(self.settings, "worker",
                                     {"queues": queues, "threads": worker.worker_threads}).start()
 
-    def before_worker_shutdown(self, broker, worker):
+    def after_worker_shutdown(self, broker, worker):
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
