@@ -20,6 +20,8 @@ from crmtasks.settings import values
 from crmtasks.settings.values import AUDIT_PAUSE_POINTS, cron_problem, mask_url
 
 AUDIT_RETENTION_POLICIES = ("archive", "delete")
+# How sharing checks stay current: the first is the default (crmtasks.sharing.checker).
+SHARING_CONSISTENCIES = ("exact", "notify")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +72,13 @@ class Settings:
       sharing_local_cache_users(int): Compiled visibilities each process keeps
         in memory (one per user, least recently used evicted); 0 turns the
         memory tier off.
+      sharing_consistency(str): ``exact`` (every check sees every change
+        committed before it began; one round trip) or ``notify`` (warm checks
+        answered from memory kept current by PostgreSQL LISTEN/NOTIFY; exact
+        again after ``crmtasks.sharing.sync()``).
+      sharing_local_cache_records(int): In ``notify`` mode, the records whose
+        sharing fields (owner, account, criteria fields) each process keeps
+        in memory (least recently used evicted); 0 keeps none.
     """
 
     database_url: str | None
@@ -98,6 +107,8 @@ class Settings:
     search_timeout_ms: int = 5_000
     sharing_cache_ttl_s: int = 2 * 86400
     sharing_local_cache_users: int = 10_000
+    sharing_consistency: str = "exact"
+    sharing_local_cache_records: int = 100_000
 
     @property
     def audit_archive_dir(self) -> Path:
@@ -195,6 +206,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
                                           most=30 * 86400, least=60),
         sharing_local_cache_users=values.positive_int(environ, "CRMTASKS_SHARING_LOCAL_CACHE_USERS", default=10_000,
                                                 most=1_000_000, least=0),
+        sharing_consistency=values.choice(environ, "CRMTASKS_SHARING_CONSISTENCY", SHARING_CONSISTENCIES),
+        sharing_local_cache_records=values.positive_int(environ, "CRMTASKS_SHARING_LOCAL_CACHE_RECORDS",
+                                                        default=100_000, most=10_000_000, least=0),
     )
 
 
@@ -221,6 +235,6 @@ def configure_logging(settings: Settings, *, libraries_level: str | None = None)
     install_handlers(settings.log_level, settings.log_format, settings.log_file, libraries_level)
 
 
-__all__ = ["AUDIT_PAUSE_POINTS", "AUDIT_RETENTION_POLICIES", "ExporterSettings", "Settings", "SettingsError",
-           "configure_logging", "cron_problem", "get_exporter_settings", "get_settings", "load_exporter_settings",
-           "load_settings", "mask_url"]
+__all__ = ["AUDIT_PAUSE_POINTS", "AUDIT_RETENTION_POLICIES", "SHARING_CONSISTENCIES", "ExporterSettings", "Settings",
+           "SettingsError", "configure_logging", "cron_problem", "get_exporter_settings", "get_settings",
+           "load_exporter_settings", "load_settings", "mask_url"]
