@@ -72,11 +72,14 @@ class RecordFacts:
       owner_id(int|None): The record's owner.
       fields(dict): The entity's criteria fields and their values.
       account_owner_id(int|None): Owner of the record's account (contacts and deals), else None.
+      account_id(int|None): The record's account (contacts and deals), else None: what the
+        memory of ``notify`` mode keys the account owner by.
     """
 
     owner_id: int | None
     fields: Mapping[str, str | None]
     account_owner_id: int | None = None
+    account_id: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
