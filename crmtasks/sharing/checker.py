@@ -131,7 +131,7 @@ class AccessChecker:
         if visibility is None:
             return None
         self.counts["memory_answers"] += 1
-        return {record_id for record_id, record in facts.items() if visibility.allows(entity, level, record)}
+        return visibility.allowed_ids(entity, level, facts)
 
     def _consistent(self, cursor, user_id: int, read) -> tuple[Visibility, dict[int, RecordFacts]]:
         """``read()`` -> (epoch, facts), and the visibility at that same epoch (steps 1 to 3 above)."""
@@ -166,7 +166,7 @@ class AccessChecker:
         self.counts["database_answers"] += 1
         if generation is not None and facts:
             self.listener.records.put_many(entity, facts, generation)
-        return {record_id for record_id, record in facts.items() if visibility.allows(entity, level, record)}
+        return visibility.allowed_ids(entity, level, facts)
 
     def can_access(self, user_id: int, entity: str, record_id: int, level: str = READ) -> bool:
         """True when user ``user_id`` may ``level`` (``read``/``edit``) record ``record_id`` of ``entity`` now.
