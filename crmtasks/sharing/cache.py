@@ -183,7 +183,9 @@ class LocalRecordCache:
     caller takes ``generation(entity)`` before its database read and passes
     it to ``put_many``, which drops the facts if that entity (or accounts,
     whose owners children carry) was invalidated in between, or everything
-    was cleared. Thread-safe.
+    was cleared. Thread-safe; ``lock`` (reentrant) is held by the listener
+    while it applies one batch of notifications, so a reader holding it sees
+    a batch applied whole or not at all.
     """
 
     def __init__(self, max_records: int) -> None:
@@ -191,21 +193,21 @@ class LocalRecordCache:
         self._entries: collections.OrderedDict[tuple[str, int], object] = collections.OrderedDict()
         self._invalidations: collections.Counter = collections.Counter()
         self._cleared = 0
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def generation(self, entity: str) -> tuple[int, int, int]:
         """A token that changes whenever facts of ``entity`` read before now may have become stale."""
-        with self._lock:
+        with self.lock:
             return self._cleared, self._invalidations[entity], self._invalidations["accounts"]
 
     def get_many(self, entity: str, record_ids) -> dict[int, RecordFacts] | None:
         """The facts of every one of ``record_ids``, or None when any is not kept."""
         child = ENTITIES[entity].account_column is not None
         found = {}
-        with self._lock:
+        with self.lock:
             entries = self._entries
             for record_id in record_ids:
                 facts = entries.get((entity, record_id))
@@ -224,7 +226,7 @@ class LocalRecordCache:
         """Keep ``facts`` (read after ``generation`` was taken); False when they were dropped as possibly stale."""
         if self.max_records <= 0:
             return False
-        with self._lock:
+        with self.lock:
             if generation != (self._cleared, self._invalidations[entity], self._invalidations["accounts"]):
                 return False
             for record_id, record in facts.items():
@@ -239,7 +241,7 @@ class LocalRecordCache:
 
     def invalidate(self, entity: str, record_ids) -> None:
         """Forget ``record_ids`` of ``entity`` (an account also as the owner its children carry)."""
-        with self._lock:
+        with self.lock:
             self._invalidations[entity] += 1
             for record_id in record_ids:
                 self._entries.pop((entity, record_id), None)
@@ -248,7 +250,7 @@ class LocalRecordCache:
 
     def flush(self, entity: str) -> None:
         """Forget every record of ``entity`` (and, for accounts, every account owner)."""
-        with self._lock:
+        with self.lock:
             self._invalidations[entity] += 1
             prefixes = (entity, _ACCOUNT_OWNER) if entity == "accounts" else (entity,)
             for key in [key for key in self._entries if key[0] in prefixes]:
@@ -256,11 +258,11 @@ class LocalRecordCache:
 
     def clear(self) -> None:
         """Forget everything, and refuse every fill that began before."""
-        with self._lock:
+        with self.lock:
             self._cleared += 1
             self._entries.clear()
 
     def reset_after_fork(self) -> None:
         """In a forked child: a new lock (the parent's may have been held by a thread that no longer exists), empty."""
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
         self.clear()

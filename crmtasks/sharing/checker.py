@@ -121,10 +121,16 @@ class AccessChecker:
         state = listener.state
         return state if state.listening else None
 
-    def _remembered(self, state: ListenState, user_id: int, entity: str, level: str,
-                    record_ids: list[int]) -> set[int] | None:
-        """The answer from memory alone, or None when anything it needs is not there."""
-        facts = self.listener.records.get_many(entity, record_ids)
+    def _remembered(self, user_id: int, entity: str, level: str, record_ids: list[int]) -> set[int] | None:
+        """The answer from memory alone, or None when anything it needs is not there.
+
+        The epoch and the records' facts are taken together under the records' lock: both reflect the same
+        batches of notifications, never an epoch bump without the record changes of its transaction.
+        """
+        records = self.listener.records
+        with records.lock:
+            state = self.listener.state
+            facts = records.get_many(entity, record_ids) if state.listening else None
         if facts is None or self.cache is None:
             return None
         visibility = self.cache.get(user_id, state.epoch)
@@ -149,7 +155,7 @@ class AccessChecker:
         """The ids of ``record_ids`` (valid, in range, at least one) that ``user_id`` may ``level``."""
         state = self._listening()
         if state is not None:
-            found = self._remembered(state, user_id, entity, level, record_ids)
+            found = self._remembered(user_id, entity, level, record_ids)
             if found is not None:
                 return found
         # Taken before the read: a notification applied from now on makes put_many drop what is read.
@@ -165,8 +171,17 @@ class AccessChecker:
             visibility, facts = self._consistent(cursor, user_id, read)
         self.counts["database_answers"] += 1
         if generation is not None and facts:
-            self.listener.records.put_many(entity, facts, generation)
+            self._remember(entity, facts, generation, visibility.epoch)
         return visibility.allowed_ids(entity, level, facts)
+
+    def _remember(self, entity: str, facts: dict[int, RecordFacts], generation, read_at: Epoch) -> None:
+        """Keep facts read at epoch ``read_at`` only if that is the epoch memory answers at now: facts newer than
+        the notifications applied would pair a change with rules it was not committed with."""
+        records = self.listener.records
+        with records.lock:
+            state = self.listener.state
+            if state.listening and state.epoch == read_at:
+                records.put_many(entity, facts, generation)
 
     def can_access(self, user_id: int, entity: str, record_id: int, level: str = READ) -> bool:
         """True when user ``user_id`` may ``level`` (``read``/``edit``) record ``record_id`` of ``entity`` now.

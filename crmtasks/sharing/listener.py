@@ -101,7 +101,10 @@ class SharingListener:
         _LISTENERS.add(self)
 
     def _process_state(self) -> None:
-        """What belongs to one process: the thread, its connection, its wake-up pipe, the lock."""
+        """What belongs to one process: the thread, its connection, its wake-up pipe, the lock.
+
+        Lock order: ``records.lock`` first, then ``_lock`` (the state and the fences).
+        """
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -227,7 +230,7 @@ class SharingListener:
             cur.execute(f"LISTEN {CHANNEL}")
             cur.execute(_EPOCH_SQL)
             number, token = cur.fetchone()
-        with self._lock:
+        with self.records.lock, self._lock:
             # Whatever was remembered may have missed notifications: only what is read from now on counts.
             self.records.clear()
             session = self.state.session + 1
@@ -262,11 +265,16 @@ class SharingListener:
                 self._drain(conn, session)
 
     def _drain(self, conn, session: int) -> None:
-        while conn.notifies:
-            notify = conn.notifies.popleft()
-            if notify.channel == CHANNEL:
-                self.counts["notifications"] += 1
-                self._apply(notify.payload, session)
+        """Apply what has arrived as one batch: a transaction's notifications (an epoch bump and the records it
+        changed) come together, and a reader holding the records' lock never sees half of them."""
+        if not conn.notifies:
+            return
+        with self.records.lock:
+            while conn.notifies:
+                notify = conn.notifies.popleft()
+                if notify.channel == CHANNEL:
+                    self.counts["notifications"] += 1
+                    self._apply(notify.payload, session)
 
     def _apply(self, payload: str, session: int) -> None:
         kind, _, rest = payload.partition(" ")
@@ -303,7 +311,7 @@ class SharingListener:
 
     def _lose(self) -> None:
         """Stop trusting memory: not listening, records forgotten, fences released (they find the checks exact)."""
-        with self._lock:
+        with self.records.lock, self._lock:
             self._listening.clear()
             self.state = ListenState(False, self.state.session, None)
             self.records.clear()

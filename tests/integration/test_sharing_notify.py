@@ -109,6 +109,18 @@ def test_a_change_reaches_memory_without_sync(notify, migrated_database_url):
     assert notify.listener.counts["notifications"] >= 1
 
 
+def test_facts_read_ahead_of_the_notifications_are_not_remembered(notify, migrated_database_url):
+    records = notify.listener.records
+    _warm(notify, SUPPORT, "leads", 3, "edit", expected=False)
+    with records.lock:  # the listener cannot apply a batch of notifications meanwhile
+        _commit(migrated_database_url, "UPDATE sharing_rules SET access = 'edit' WHERE owner_role_id = 5")
+        assert notify.can_access(SUPPORT, "leads", 4, "read") is False  # read from PostgreSQL, at the new epoch
+        assert records.get_many("leads", [4]) is None  # not remembered: memory still answers at the old epoch
+    assert notify.sync() is True
+    assert notify.can_access(SUPPORT, "leads", 3, "edit") is True
+    _warm(notify, SUPPORT, "leads", 4, "read", expected=False)  # once the batch is applied, remembered as usual
+
+
 def _allow_connections(admin, database: str, allowed: bool) -> None:
     with admin.cursor() as cur:
         cur.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}')
