@@ -6,6 +6,7 @@ import click
 
 from crmtasks import sharing
 from crmtasks.cli.common import (
+    CommandError,
     load_settings_or_exit,
     print_json,
     print_table,
@@ -22,15 +23,22 @@ def sharing_group() -> None:
 @sharing_group.command(name="check")
 @click.argument("user_id", type=int)
 @click.argument("entity", type=click.Choice(["leads", "deals", "accounts", "contacts"]))
-@click.argument("record_id", type=int)
+@click.argument("record_ids", type=int, nargs=-1, required=True, metavar="RECORD_ID...")
 @click.option("--level", type=click.Choice(["read", "edit"]), default="read", show_default=True)
-def sharing_check(user_id: int, entity: str, record_id: int, level: str) -> None:
-    """Say whether USER_ID may LEVEL record RECORD_ID of ENTITY now; exit 0 when allowed, 1 when denied."""
+def sharing_check(user_id: int, entity: str, record_ids: tuple[int, ...], level: str) -> None:
+    """Say whether USER_ID may LEVEL each RECORD_ID of ENTITY now (several ids: one round trip, at most
+    10,000); exit 0 when every one is allowed, 1 when any is denied."""
+    if len(record_ids) > sharing.MAX_BATCH:
+        raise CommandError(f"at most {sharing.MAX_BATCH:,} record ids per check, got {len(record_ids):,}")
     settings = load_settings_or_exit()
     require_migrated(settings)
-    allowed = sharing.can_access(user_id, entity, record_id, level)
-    click.echo(f"user {user_id} {'may' if allowed else 'may NOT'} {level} {entity} {record_id}")
-    if not allowed:
+    if len(record_ids) == 1:
+        allowed = {record_ids[0]} if sharing.can_access(user_id, entity, record_ids[0], level) else set()
+    else:
+        allowed = sharing.can_access_many(user_id, entity, record_ids, level)
+    for record_id in dict.fromkeys(record_ids):
+        click.echo(f"user {user_id} {'may' if record_id in allowed else 'may NOT'} {level} {entity} {record_id}")
+    if not set(record_ids) <= allowed:
         raise SystemExit(1)
 
 

@@ -11,7 +11,8 @@ cache entries, and every entry is validated when read, never trusted.
 The facet and report warmers (crmtasks.search.warm, crmtasks.reports.warm) run the first
 reads users make, so the precomputed tables' pages are in PostgreSQL's
 cache; the sharing warmer writes each active user's compiled visibility to
-Redis.
+Redis and to the memory of the process running the job (its stats say how
+many of each, and the consistency mode).
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ from crmtasks.settings.values import (
 )
 
 AUDIT_RETENTION_POLICIES = ("archive", "delete")
+# How sharing checks stay current: the first is the default (crmtasks.sharing.checker).
+SHARING_CONSISTENCIES = ("exact", "notify")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +81,13 @@ class Settings:
         () sends none. They may carry tokens: repr hides them, mask_alert_url shows them.
       history_days(int): Days of run history (task_runs, schedule_slots) and of
         dead processes' metrics files the daily maintenance keeps (1..36500).
+      sharing_consistency(str): ``exact`` (every check sees every change
+        committed before it began; one round trip) or ``notify`` (warm checks
+        answered from memory kept current by PostgreSQL LISTEN/NOTIFY; exact
+        again after ``crmtasks.sharing.sync()``).
+      sharing_local_cache_records(int): In ``notify`` mode, the records whose
+        sharing fields (owner, account, criteria fields) each process keeps
+        in memory (least recently used evicted); 0 keeps none.
     """
 
     database_url: str | None
@@ -109,6 +118,8 @@ class Settings:
     sharing_local_cache_users: int = 10_000
     alert_urls: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     history_days: int = 90
+    sharing_consistency: str = "exact"
+    sharing_local_cache_records: int = 100_000
 
     @property
     def audit_archive_dir(self) -> Path:
@@ -213,6 +224,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
                                                 most=1_000_000, least=0),
         alert_urls=values.alert_urls(environ.get("CRMTASKS_ALERT_URLS")),
         history_days=values.positive_int(environ, "CRMTASKS_HISTORY_DAYS", default=90, most=36_500, unit="days"),
+        sharing_consistency=values.choice(environ, "CRMTASKS_SHARING_CONSISTENCY", SHARING_CONSISTENCIES),
+        sharing_local_cache_records=values.positive_int(environ, "CRMTASKS_SHARING_LOCAL_CACHE_RECORDS",
+                                                        default=100_000, most=10_000_000, least=0),
     )
 
 
@@ -239,6 +253,6 @@ def configure_logging(settings: Settings, *, libraries_level: str | None = None)
     install_handlers(settings.log_level, settings.log_format, settings.log_file, libraries_level)
 
 
-__all__ = ["AUDIT_PAUSE_POINTS", "AUDIT_RETENTION_POLICIES", "ExporterSettings", "Settings", "SettingsError",
-           "configure_logging", "cron_problem", "get_exporter_settings", "get_settings", "load_exporter_settings",
-           "load_settings", "mask_alert_url", "mask_url"]
+__all__ = ["AUDIT_PAUSE_POINTS", "AUDIT_RETENTION_POLICIES", "SHARING_CONSISTENCIES", "ExporterSettings", "Settings",
+           "SettingsError", "configure_logging", "cron_problem", "get_exporter_settings", "get_settings",
+           "load_exporter_settings", "load_settings", "mask_alert_url", "mask_url"]

@@ -5,66 +5,48 @@ per entity, the role hierarchy, owner- and criteria-based sharing rules, and
 implicit read access to an account's contacts and deals for the account's
 owner and the users above them. The API:
 
-- ``can_access(user_id, entity, record_id, level="read") -> bool``
+- ``can_access(user_id, entity, record_id, level="read") -> bool``;
+  ``can_access_many(user_id, entity, record_ids, level="read") -> set[int]``
+  (a page of records, one round trip).
 - ``visible(user_id, entity, alias=None, level="read", cursor=None)``: a
   ``psycopg2.sql.Composable`` WHERE condition keeping the rows the user may
-  see; ``visible_expression(...)``: the same as a peewee expression.
-- ``visibility(user_id, cursor=None)``: the compiled visibility itself, for
-  callers that build several conditions (``crmtasks.sharing.filters.condition``).
+  see; ``visible_expression(...)``: the same as a peewee expression;
+  ``visibility(user_id, cursor=None)``: the compiled visibility itself.
+- ``sync()``: read-your-writes in ``notify`` mode (CRMTASKS_SHARING_CONSISTENCY).
 
-Each process has one checker (``checker()``) with a memory tier and a Redis
-tier of compiled visibilities, both validated against ``sharing_epoch`` on
-every call (see crmtasks.sharing.checker for why that is exact).
+Each process has one checker (``checker()``); crmtasks.sharing.checker says
+how each consistency mode stays right.
 """
 
 from __future__ import annotations
 
-import os
-
 import peewee
 from psycopg2 import sql
 
-from crmtasks.redis_client import get_redis
-from crmtasks.settings import Settings, get_settings
-from crmtasks.sharing.cache import (
-    LocalVisibilityCache,
-    RedisVisibilityCache,
-    VisibilityCache,
-)
-from crmtasks.sharing.checker import AccessChecker, SharingInFlux
+from crmtasks.sharing.checker import MAX_BATCH, AccessChecker, SharingInFlux
 from crmtasks.sharing.entities import ACCESS_LEVELS, DEFAULT_ACCESS, ENTITIES
+from crmtasks.sharing.process import checker, make_checker
 from crmtasks.sharing.visibility import Visibility
 
 __all__ = [
-    "ACCESS_LEVELS", "DEFAULT_ACCESS", "ENTITIES", "AccessChecker", "SharingInFlux", "Visibility",
-    "can_access", "checker", "make_checker", "visibility", "visible", "visible_expression",
+    "ACCESS_LEVELS", "DEFAULT_ACCESS", "ENTITIES", "MAX_BATCH", "AccessChecker", "SharingInFlux", "Visibility",
+    "can_access", "can_access_many", "checker", "make_checker", "sync", "visibility", "visible", "visible_expression",
 ]
-
-_checker: tuple[int, Settings, AccessChecker] | None = None
-
-
-def make_checker(settings: Settings, *, local: bool = True, shared: bool = True) -> AccessChecker:
-    """A checker with the cache tiers asked for (both off: compile on every call)."""
-    local_tier = LocalVisibilityCache(settings.sharing_local_cache_users) \
-        if local and settings.sharing_local_cache_users > 0 else None
-    shared_tier = RedisVisibilityCache(get_redis(settings), settings, settings.sharing_cache_ttl_s) if shared else None
-    if local_tier is None and shared_tier is None:
-        return AccessChecker(cache=None)
-    return AccessChecker(cache=VisibilityCache(local_tier, shared_tier))
-
-
-def checker() -> AccessChecker:
-    """This process's checker (a new one after fork or when the settings change)."""
-    global _checker
-    settings = get_settings()
-    if _checker is None or _checker[0] != os.getpid() or _checker[1] != settings:
-        _checker = (os.getpid(), settings, make_checker(settings))
-    return _checker[2]
 
 
 def can_access(user_id: int, entity: str, record_id: int, level: str = "read") -> bool:
     """True when user ``user_id`` may ``level`` (``read`` or ``edit``) record ``record_id`` of ``entity`` now."""
     return checker().can_access(user_id, entity, record_id, level)
+
+
+def can_access_many(user_id: int, entity: str, record_ids, level: str = "read") -> set[int]:
+    """The ids among ``record_ids`` (at most MAX_BATCH) that ``user_id`` may ``level`` now; one round trip."""
+    return checker().can_access_many(user_id, entity, record_ids, level)
+
+
+def sync(timeout_s: float = 5.0) -> bool:
+    """Return once this process has applied every sharing change committed before the call (see AccessChecker.sync)."""
+    return checker().sync(timeout_s)
 
 
 def visible(user_id: int, entity: str, alias: str | None = None, level: str = "read", *,

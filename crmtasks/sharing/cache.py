@@ -14,6 +14,11 @@ age. Staleness is detected, not prevented: there is nothing to invalidate.
 
 A Redis error is logged and treated as a miss: the visibility is then
 compiled from the database, slower but exact.
+
+In ``notify`` mode a third store, ``LocalRecordCache``, keeps the sharing
+fields of recently checked records. Unlike visibilities they carry no epoch:
+they are trusted only while crmtasks.sharing.listener is listening, and
+forgotten when a notification names them.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import redis
 
 from crmtasks.redis_client import key
 from crmtasks.settings import Settings
-from crmtasks.sharing.visibility import Epoch, Visibility
+from crmtasks.sharing.entities import ENTITIES
+from crmtasks.sharing.visibility import Epoch, RecordFacts, Visibility
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +54,9 @@ class LocalVisibilityCache:
         self.max_users = max_users
         self._entries: collections.OrderedDict[int, Visibility] = collections.OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, user_id: int, epoch: Epoch) -> Visibility | None:
         with self._lock:
@@ -156,3 +165,104 @@ class VisibilityCache:
             except redis.RedisError as error:
                 self.counts["redis_errors"] += 1
                 logger.warning("sharing cache: Redis write failed: %s", error)
+
+
+# Key prefix of the account owners kept for contacts and deals (entity names are table names: no clash).
+_ACCOUNT_OWNER = "account_owner"
+_ABSENT = object()
+
+
+class LocalRecordCache:
+    """The sharing fields of up to ``max_records`` records, least recently used evicted first.
+
+    Parameters:
+      max_records(int): Entries kept: one per record, plus one per account
+        whose owner a contact or deal check needed.
+
+    A fill must never put back what a notification has just removed: the
+    caller takes ``generation(entity)`` before its database read and passes
+    it to ``put_many``, which drops the facts if that entity (or accounts,
+    whose owners children carry) was invalidated in between, or everything
+    was cleared. Thread-safe; ``lock`` (reentrant) is held by the listener
+    while it applies one batch of notifications, so a reader holding it sees
+    a batch applied whole or not at all.
+    """
+
+    def __init__(self, max_records: int) -> None:
+        self.max_records = max_records
+        self._entries: collections.OrderedDict[tuple[str, int], object] = collections.OrderedDict()
+        self._invalidations: collections.Counter = collections.Counter()
+        self._cleared = 0
+        self.lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def generation(self, entity: str) -> tuple[int, int, int]:
+        """A token that changes whenever facts of ``entity`` read before now may have become stale."""
+        with self.lock:
+            return self._cleared, self._invalidations[entity], self._invalidations["accounts"]
+
+    def get_many(self, entity: str, record_ids) -> dict[int, RecordFacts] | None:
+        """The facts of every one of ``record_ids``, or None when any is not kept."""
+        child = ENTITIES[entity].account_column is not None
+        found = {}
+        with self.lock:
+            entries = self._entries
+            for record_id in record_ids:
+                facts = entries.get((entity, record_id))
+                if facts is None:
+                    return None
+                entries.move_to_end((entity, record_id))
+                if child and facts.account_id is not None:
+                    owner = entries.get((_ACCOUNT_OWNER, facts.account_id), _ABSENT)
+                    if owner is _ABSENT:
+                        return None
+                    facts = RecordFacts(facts.owner_id, facts.fields, owner, facts.account_id)
+                found[record_id] = facts
+        return found
+
+    def put_many(self, entity: str, facts: dict[int, RecordFacts], generation: tuple[int, int, int]) -> bool:
+        """Keep ``facts`` (read after ``generation`` was taken); False when they were dropped as possibly stale."""
+        if self.max_records <= 0:
+            return False
+        with self.lock:
+            if generation != (self._cleared, self._invalidations[entity], self._invalidations["accounts"]):
+                return False
+            for record_id, record in facts.items():
+                self._entries[(entity, record_id)] = RecordFacts(record.owner_id, record.fields, None, record.account_id)
+                self._entries.move_to_end((entity, record_id))
+                if record.account_id is not None:
+                    self._entries[(_ACCOUNT_OWNER, record.account_id)] = record.account_owner_id
+                    self._entries.move_to_end((_ACCOUNT_OWNER, record.account_id))
+            while len(self._entries) > self.max_records:
+                self._entries.popitem(last=False)
+        return True
+
+    def invalidate(self, entity: str, record_ids) -> None:
+        """Forget ``record_ids`` of ``entity`` (an account also as the owner its children carry)."""
+        with self.lock:
+            self._invalidations[entity] += 1
+            for record_id in record_ids:
+                self._entries.pop((entity, record_id), None)
+                if entity == "accounts":
+                    self._entries.pop((_ACCOUNT_OWNER, record_id), None)
+
+    def flush(self, entity: str) -> None:
+        """Forget every record of ``entity`` (and, for accounts, every account owner)."""
+        with self.lock:
+            self._invalidations[entity] += 1
+            prefixes = (entity, _ACCOUNT_OWNER) if entity == "accounts" else (entity,)
+            for key in [key for key in self._entries if key[0] in prefixes]:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        """Forget everything, and refuse every fill that began before."""
+        with self.lock:
+            self._cleared += 1
+            self._entries.clear()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a new lock (the parent's may have been held by a thread that no longer exists), empty."""
+        self.lock = threading.RLock()
+        self.clear()

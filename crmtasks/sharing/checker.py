@@ -1,6 +1,6 @@
-"""Access checks and query filters for one user, with or without caches.
+"""Access checks and query filters for one user: exact, or answered from memory kept current by notifications.
 
-The protocol that makes them never wrong:
+``exact`` (the default). The protocol that makes checks never wrong:
 1. Read the record's facts and the current epoch in one statement (one snapshot).
 2. Take the user's visibility at exactly that epoch: from a cache tier whose
    entry carries that epoch token, else compile it now.
@@ -10,13 +10,25 @@ The protocol that makes them never wrong:
 Any change to the sharing inputs commits together with its epoch bump, so a
 check that starts after the commit sees the new token and cannot use an
 entry compiled before it: "revoke, then check at once" is denied, from any
-process, warm cache or not.
+process, warm cache or not. A batch (``can_access_many``) is the same
+protocol with one statement reading every record of the batch.
+
+``notify``. A check first looks in this process's memory: the user's
+visibility at the newest epoch the listener (crmtasks.sharing.listener) has
+heard of, and the records' facts, each kept until a notification says it
+changed. When both are there the answer needs no round trip. Otherwise, and
+whenever the listener is not listening, the check runs the exact protocol
+and remembers what it read (unless a notification came in between, see
+LocalRecordCache). A memory answer is the database's as of the last
+notification applied: a change counts once its notification arrives (the
+bench measures how long that takes), and at once after ``sync()``.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 
 import peewee
 from psycopg2 import sql
@@ -27,13 +39,16 @@ from crmtasks.sharing import filters
 from crmtasks.sharing.cache import VisibilityCache
 from crmtasks.sharing.compile import compile_visibility
 from crmtasks.sharing.entities import READ, check_level, get_entity
-from crmtasks.sharing.records import fetch_record, read_epoch
-from crmtasks.sharing.visibility import Epoch, Visibility
+from crmtasks.sharing.listener import ListenState, SharingListener
+from crmtasks.sharing.records import fetch_record, fetch_records, read_epoch
+from crmtasks.sharing.visibility import Epoch, RecordFacts, Visibility
 
 _BIGINT_MAX = 2**63 - 1
 # Rounds of step 3 before giving up; each needs a sharing change committed
 # between two statements of this check, so more than one is already rare.
 MAX_ROUNDS = 5
+# Most record ids one can_access_many call takes: one statement, one round trip, a bounded array.
+MAX_BATCH = 10_000
 
 
 class SharingInFlux(CrmtasksError):
@@ -50,19 +65,40 @@ def _in_range(value: int) -> bool:
     return 0 < value <= _BIGINT_MAX
 
 
+def _check_ids(record_ids) -> list[int]:
+    """``record_ids`` as a list of distinct ints, in the order given; ValueError before any SQL otherwise."""
+    if isinstance(record_ids, (str, bytes)) or not hasattr(record_ids, "__iter__"):
+        raise ValueError(f"record_ids must be a collection of ints, got {type(record_ids).__name__}")
+    ids = list(itertools.islice(iter(record_ids), MAX_BATCH + 1))
+    if len(ids) > MAX_BATCH:
+        raise ValueError(f"at most {MAX_BATCH:,} record ids per call, got more")
+    for value in ids:
+        _check_id("every record id", value)
+    return list(dict.fromkeys(ids))
+
+
 class AccessChecker:
-    """``can_access`` and ``visible`` over the bound database (crmtasks.pg.db).
+    """``can_access``, ``can_access_many`` and ``visible`` over the bound database (crmtasks.pg.db).
 
     Parameters:
       cache(VisibilityCache|None): Where compiled visibilities are kept; None
         compiles one from the database for every call (the uncached baseline).
+      listener(SharingListener|None): In ``notify`` mode, what keeps this
+        process's memory current (started on first use); None: ``exact`` mode.
 
-    ``counts['compiles']`` counts visibilities compiled by this checker.
+    ``counts``: ``compiles`` (visibilities compiled), ``memory_answers``
+    (checks answered without a round trip), ``database_answers`` (checks
+    that read PostgreSQL).
     """
 
-    def __init__(self, cache: VisibilityCache | None) -> None:
+    def __init__(self, cache: VisibilityCache | None, listener: SharingListener | None = None) -> None:
         self.cache = cache
+        self.listener = listener
         self.counts = collections.Counter()
+
+    @property
+    def consistency(self) -> str:
+        return "exact" if self.listener is None else "notify"
 
     def _visibility_at(self, cursor, user_id: int, epoch: Epoch) -> Visibility:
         """The visibility at ``epoch`` from the cache, else compiled now (and then possibly newer than ``epoch``)."""
@@ -76,12 +112,84 @@ class AccessChecker:
             self.cache.put(visibility)
         return visibility
 
+    def _listening(self) -> ListenState | None:
+        """The listener's state when memory may answer (notify mode, listening), else None."""
+        listener = self.listener
+        if listener is None:
+            return None
+        listener.start()
+        state = listener.state
+        return state if state.listening else None
+
+    def _remembered(self, user_id: int, entity: str, level: str, record_ids: list[int]) -> set[int] | None:
+        """The answer from memory alone, or None when anything it needs is not there.
+
+        The epoch and the records' facts are taken together under the records' lock: both reflect the same
+        batches of notifications, never an epoch bump without the record changes of its transaction.
+        """
+        records = self.listener.records
+        with records.lock:
+            state = self.listener.state
+            facts = records.get_many(entity, record_ids) if state.listening else None
+        if facts is None or self.cache is None:
+            return None
+        visibility = self.cache.get(user_id, state.epoch)
+        if visibility is None:
+            return None
+        self.counts["memory_answers"] += 1
+        return visibility.allowed_ids(entity, level, facts)
+
+    def _consistent(self, cursor, user_id: int, read) -> tuple[Visibility, dict[int, RecordFacts]]:
+        """``read()`` -> (epoch, facts), and the visibility at that same epoch (steps 1 to 3 above)."""
+        epoch, facts = read()
+        visibility = self._visibility_at(cursor, user_id, epoch)
+        for _ in range(MAX_ROUNDS):
+            if visibility.epoch == epoch:
+                return visibility, facts
+            epoch, facts = read()
+            if visibility.epoch != epoch:
+                visibility = self._visibility_at(cursor, user_id, epoch)
+        raise SharingInFlux(f"sharing rules changed {MAX_ROUNDS} times during one check of user {user_id}")
+
+    def _answer(self, user_id: int, entity: str, level: str, record_ids: list[int]) -> set[int]:
+        """The ids of ``record_ids`` (valid, in range, at least one) that ``user_id`` may ``level``."""
+        state = self._listening()
+        if state is not None:
+            found = self._remembered(user_id, entity, level, record_ids)
+            if found is not None:
+                return found
+        # Taken before the read: a notification applied from now on makes put_many drop what is read.
+        generation = self.listener.records.generation(entity) if state is not None else None
+        with db.connection() as database, database.connection().cursor() as cursor:
+            if len(record_ids) == 1:
+                def read():
+                    epoch, record = fetch_record(cursor, entity, record_ids[0])
+                    return epoch, ({} if record is None else {record_ids[0]: record})
+            else:
+                def read():
+                    return fetch_records(cursor, entity, record_ids)
+            visibility, facts = self._consistent(cursor, user_id, read)
+        self.counts["database_answers"] += 1
+        if generation is not None and facts:
+            self._remember(entity, facts, generation, visibility.epoch)
+        return visibility.allowed_ids(entity, level, facts)
+
+    def _remember(self, entity: str, facts: dict[int, RecordFacts], generation, read_at: Epoch) -> None:
+        """Keep facts read at epoch ``read_at`` only if that is the epoch memory answers at now: facts newer than
+        the notifications applied would pair a change with rules it was not committed with."""
+        records = self.listener.records
+        with records.lock:
+            state = self.listener.state
+            if state.listening and state.epoch == read_at:
+                records.put_many(entity, facts, generation)
+
     def can_access(self, user_id: int, entity: str, record_id: int, level: str = READ) -> bool:
         """True when user ``user_id`` may ``level`` (``read``/``edit``) record ``record_id`` of ``entity`` now.
 
         An unknown user or record, or an inactive user, gets False. ValueError
         for an unknown entity or level, or ids that are not ints. One round
-        trip to PostgreSQL on a warm cache.
+        trip to PostgreSQL on a warm cache in exact mode; none in notify mode
+        when the user and the record are remembered.
         """
         get_entity(entity)
         check_level(level)
@@ -89,27 +197,41 @@ class AccessChecker:
         _check_id("record_id", record_id)
         if not (_in_range(user_id) and _in_range(record_id)):
             return False
-        with db.connection() as database, database.connection().cursor() as cursor:
-            epoch, record = fetch_record(cursor, entity, record_id)
-            visibility = self._visibility_at(cursor, user_id, epoch)
-            for _ in range(MAX_ROUNDS):
-                if visibility.epoch == epoch:
-                    return visibility.allows(entity, level, record)
-                epoch, record = fetch_record(cursor, entity, record_id)
-                if visibility.epoch != epoch:
-                    visibility = self._visibility_at(cursor, user_id, epoch)
-        raise SharingInFlux(f"sharing rules changed {MAX_ROUNDS} times during one check of user {user_id}")
+        return bool(self._answer(user_id, entity, level, [record_id]))
+
+    def can_access_many(self, user_id: int, entity: str, record_ids, level: str = READ) -> set[int]:
+        """The ids among ``record_ids`` (up to MAX_BATCH ints) that ``user_id`` may ``level`` now.
+
+        The same answer as ``can_access`` for each id, from one snapshot: one
+        round trip for the whole batch (none in notify mode when everything
+        is remembered). ValueError before any SQL for an unknown entity or
+        level, an id that is not an int, or more than MAX_BATCH ids.
+        """
+        get_entity(entity)
+        check_level(level)
+        _check_id("user_id", user_id)
+        wanted = [record_id for record_id in _check_ids(record_ids) if _in_range(record_id)]
+        if not (_in_range(user_id) and wanted):
+            return set()
+        return self._answer(user_id, entity, level, wanted)
 
     def visibility(self, user_id: int, *, cursor=None) -> Visibility:
         """The current compiled visibility of ``user_id``.
 
         With ``cursor``, the epoch (and, on a miss, the compile) is read
         through it: inside the caller's REPEATABLE READ transaction, the
-        visibility is then exactly that of the caller's snapshot.
+        visibility is then exactly that of the caller's snapshot. Without it,
+        in notify mode, a remembered visibility at the newest epoch heard of
+        is used with no round trip.
         """
         _check_id("user_id", user_id)
         if not _in_range(user_id):
             user_id = 0  # no such user: compiles to "nothing", like any unknown id
+        state = self._listening() if cursor is None else None
+        if state is not None and self.cache is not None:
+            entry = self.cache.get(user_id, state.epoch)
+            if entry is not None:
+                return entry
         with contextlib.ExitStack() as stack:
             if cursor is None:
                 database = stack.enter_context(db.connection())
@@ -131,3 +253,17 @@ class AccessChecker:
         get_entity(entity)
         check_level(level)
         return filters.expression(self.visibility(user_id), entity, level)
+
+    def sync(self, timeout_s: float = 5.0) -> bool:
+        """Return once this process has applied every sharing change committed before the call.
+
+        Exact mode: at once (every check reads the database). Notify mode:
+        see SharingListener.sync (True: memory is current; False: not
+        listening, so checks are exact).
+        """
+        return True if self.listener is None else self.listener.sync(timeout_s)
+
+    def close(self) -> None:
+        """Stop the listener (notify mode); later checks are exact. Idempotent."""
+        if self.listener is not None:
+            self.listener.stop()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from crmtasks.sharing.entities import EDIT, ENTITIES, READ
 
@@ -64,19 +64,21 @@ class EntityGrants:
 NO_GRANTS = EntityGrants(None, frozenset(), frozenset(), frozenset(), frozenset())
 
 
-@dataclasses.dataclass(frozen=True)
-class RecordFacts:
-    """What a check needs to know about one record, read live from its row.
+class RecordFacts(NamedTuple):
+    """What a check needs to know about one record, read live from its row (a tuple: a page builds many).
 
     Parameters:
       owner_id(int|None): The record's owner.
       fields(dict): The entity's criteria fields and their values.
       account_owner_id(int|None): Owner of the record's account (contacts and deals), else None.
+      account_id(int|None): The record's account (contacts and deals), else None: what the
+        memory of ``notify`` mode keys the account owner by.
     """
 
     owner_id: int | None
     fields: Mapping[str, str | None]
     account_owner_id: int | None = None
+    account_id: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,18 +105,26 @@ class Visibility:
 
     def allows(self, entity: str, level: str, record: RecordFacts | None) -> bool:
         """True when this user may ``level`` (read/edit) the record described by ``record`` (None: no such record)."""
-        if record is None or not self.active:
+        if record is None:
             return False
+        return bool(self.allowed_ids(entity, level, {0: record}))
+
+    def allowed_ids(self, entity: str, level: str, records: Mapping[int, RecordFacts]) -> set[int]:
+        """The ids of ``records`` (id -> facts) this user may ``level``: ``allows`` for a page, looked up once."""
+        if not self.active:
+            return set()
         grants = self.grants(entity)
         if grants.public_allows(level):
-            return True
-        if record.owner_id is not None and record.owner_id in grants.owners(level):
-            return True
-        criteria = grants.criteria(level)
-        if criteria and any((field, value) in criteria for field, value in record.fields.items() if value is not None):
-            return True
-        return (level == READ and ENTITIES[entity].account_column is not None
-                and record.account_owner_id is not None and record.account_owner_id in self.hierarchy_owners)
+            return set(records)
+        owners, criteria = grants.owners(level), grants.criteria(level)
+        # Child access: read only, for contacts and deals, through the account's owner.
+        parents = self.hierarchy_owners if level == READ and ENTITIES[entity].account_column is not None else ()
+        allowed = set()
+        for record_id, record in records.items():
+            if (record.owner_id in owners or record.account_owner_id in parents
+                    or (criteria and any((field, value) in criteria for field, value in record.fields.items()))):
+                allowed.add(record_id)
+        return allowed
 
     # -- the cached form ---------------------------------------------------
 

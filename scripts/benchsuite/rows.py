@@ -25,7 +25,7 @@ SEED_CLAIMS: dict[str, str] = {
     "audit": "Audit Logs: Optimized storage and query performance",
 }
 
-UNITS = ("ms", "s", "rows/s", "bytes/row", "count", "rows")
+UNITS = ("ms", "s", "rows/s", "bytes/row", "count", "rows", "MiB")
 
 
 @dataclasses.dataclass

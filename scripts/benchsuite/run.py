@@ -110,7 +110,7 @@ def measure(run: dataset.BenchRun, scale: dataset.Scale, args, command: str, sta
             found, raw["reports"] = reports.run(conn, crm.users, crm.deals, scale.report_repeat, scale.change_cycles)
             rows += found
         if "sharing" in args.suites:
-            log("sharing: can_access uncached vs warm")
+            log("sharing: can_access uncached vs exact vs notify, pages, notify staleness under writes, memory")
             found, raw["sharing"] = sharing.run(conn, run.settings, scale.sharing_checks, args.seed)
             rows += found
         if "audit" in args.suites:

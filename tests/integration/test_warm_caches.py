@@ -17,7 +17,7 @@ from crmtasks.sharing.cache import (
     visibility_key,
 )
 from crmtasks.sharing.checker import AccessChecker
-from crmtasks.sharing.visibility import Visibility
+from crmtasks.sharing.visibility import Epoch, Visibility
 from tests.integration import test_sharing_model as hand_made
 from tests.integration.test_sharing_model import GONE, SUPPORT, USERS
 
@@ -51,6 +51,11 @@ def test_run_warms_every_active_user_and_records_its_stats(organization, crm_db,
         total += len(raw)
     assert total == warmed["bytes"]
     assert redis_client.exists(visibility_key(settings, GONE)) == 0
+    # the other tier: this process's memory, where its next checks look first
+    assert (warmed["consistency"], warmed["memory_capacity"]) == ("exact", settings.sharing_local_cache_users)
+    local = sharing.checker().cache.local
+    assert warmed["memory_users"] == len(local) >= len(ACTIVE)
+    assert all(local.get(user_id, Epoch(number, token)) is not None for user_id in ACTIVE)
 
 
 def test_a_failing_warmer_fails_the_run_after_the_others_ran(organization, redis_client, monkeypatch):

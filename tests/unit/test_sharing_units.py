@@ -10,7 +10,11 @@ from psycopg2 import sql
 from crmtasks.jobs import registry
 from crmtasks.settings import SettingsError, load_settings
 from crmtasks.sharing import filters
-from crmtasks.sharing.cache import LocalVisibilityCache, visibility_key
+from crmtasks.sharing.cache import (
+    LocalRecordCache,
+    LocalVisibilityCache,
+    visibility_key,
+)
 from crmtasks.sharing.visibility import EntityGrants, Epoch, RecordFacts, Visibility
 
 EPOCH = Epoch(7, "2f0c2f3e-0000-4000-8000-000000000000")
@@ -101,3 +105,49 @@ def test_local_cache_keeps_the_most_recent_users_at_their_epoch(tmp_path):
     assert cache.get(3, EPOCH).user_id == 3
     assert cache.get(3, Epoch(8, "another")) is None
     assert visibility_key(load_settings({"CRMTASKS_REDIS_PREFIX": "crm-a"}), 42) == "crm-a:sharing:visibility:42"
+
+
+def test_consistency_setting_defaults_to_exact_and_is_checked(tmp_path):
+    settings = load_settings({"CRMTASKS_HOME": str(tmp_path)})
+    assert (settings.sharing_consistency, settings.sharing_local_cache_records) == ("exact", 100_000)
+    settings = load_settings({"CRMTASKS_SHARING_CONSISTENCY": "Notify", "CRMTASKS_SHARING_LOCAL_CACHE_RECORDS": "0"})
+    assert (settings.sharing_consistency, settings.sharing_local_cache_records) == ("notify", 0)
+    with pytest.raises(SettingsError, match="^CRMTASKS_SHARING_CONSISTENCY: 'eventual' is not one of exact, notify$"):
+        load_settings({"CRMTASKS_SHARING_CONSISTENCY": "eventual"})
+    with pytest.raises(SettingsError, match=r"^CRMTASKS_SHARING_LOCAL_CACHE_RECORDS: .*out of range \(0 to 10000000\)"):
+        load_settings({"CRMTASKS_SHARING_LOCAL_CACHE_RECORDS": "-5"})
+
+
+def _facts(owner, account=None, account_owner=None, **fields):
+    return RecordFacts(owner_id=owner, fields=fields, account_owner_id=account_owner, account_id=account)
+
+
+def test_record_memory_answers_only_when_it_holds_every_record_and_account_owner():
+    cache = LocalRecordCache(max_records=10)
+    assert cache.put_many("leads", {1: _facts(5, status="new"), 2: _facts(6, status="won")}, cache.generation("leads"))
+    assert cache.get_many("leads", [1, 2]) == {1: _facts(5, status="new"), 2: _facts(6, status="won")}
+    assert cache.get_many("leads", [1, 3]) is None
+    assert cache.put_many("deals", {7: _facts(5, account=40, account_owner=9, stage="open")}, cache.generation("deals"))
+    assert cache.get_many("deals", [7])[7].account_owner_id == 9
+    cache.invalidate("accounts", [40])  # the account's owner changed: its children cannot answer
+    assert cache.get_many("deals", [7]) is None
+    cache.invalidate("leads", [2])
+    assert cache.get_many("leads", [1]) is not None and cache.get_many("leads", [2]) is None
+    cache.flush("leads")
+    assert cache.get_many("leads", [1]) is None
+
+
+def test_record_memory_drops_a_fill_that_a_notification_overtook_and_stays_bounded():
+    cache = LocalRecordCache(max_records=3)
+    before = cache.generation("leads")
+    cache.invalidate("leads", [99])  # applied while the fill was reading the database
+    assert not cache.put_many("leads", {1: _facts(5)}, before) and cache.get_many("leads", [1]) is None
+    before = cache.generation("deals")
+    cache.invalidate("accounts", [1])  # deals carry their account's owner
+    assert not cache.put_many("deals", {1: _facts(5, account=1, account_owner=2)}, before)
+    before = cache.generation("contacts")
+    cache.clear()  # the listener reconnected: everything read before is suspect
+    assert not cache.put_many("contacts", {1: _facts(5)}, before)
+    cache.put_many("leads", {i: _facts(i) for i in range(1, 6)}, cache.generation("leads"))
+    assert len(cache) == 3 and cache.get_many("leads", [3, 4, 5]) is not None and cache.get_many("leads", [1]) is None
+    assert not LocalRecordCache(max_records=0).put_many("leads", {1: _facts(5)}, (0, 0, 0))
