@@ -174,8 +174,8 @@ def positive_int(environ: Mapping[str, str], variable: str, *, default: int, mos
     if value is None:
         return default
     if not WHOLE_NUMBER.fullmatch(value):  # int() would also take "１２", "٥", "1_000" and "+5"
-        raise SettingsError(variable, f"{value!r} is not a whole number{' of ' + unit if unit else ''} "
-                                      "(ASCII digits 0-9)")
+        hint = " (ASCII digits 0-9)" if any(char.isdigit() for char in value) else ""  # "１２", "1_000", "+5"
+        raise SettingsError(variable, f"{value!r} is not a whole number{' of ' + unit if unit else ''}{hint}")
     number = int(value)
     if not least <= number <= most:
         raise SettingsError(variable, f"{number}{' ' + unit if unit else ''} is out of range ({least} to {most})")
