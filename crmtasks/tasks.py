@@ -6,8 +6,10 @@
 Importing it builds the broker and one actor per registered job
 (``crmtasks.broker.factory``), makes that broker Dramatiq's global one and
 sets up logging. In the periodiq process it also starts the scheduler's
-heartbeat and catch-up (``crmtasks.scheduler.boot``). A bad setting stops
-the process with one line and exit code 2.
+heartbeat and catch-up (``crmtasks.scheduler.boot``). A bad setting, or
+(in the scheduler) a Redis that does not answer, stops the process with one
+line and exit code 2; a worker checks Redis and the database when its
+process boots (``broker.middleware.database_ready``).
 
 It is the only crmtasks module whose import has effects: other code that
 needs the broker or the actors (``crmtasks run --enqueue``, the dashboard)
@@ -22,6 +24,7 @@ from pathlib import Path
 import dramatiq
 
 from crmtasks.broker.factory import build_runtime
+from crmtasks.services.readiness import NotReady, require_redis
 from crmtasks.settings import SettingsError, configure_logging, get_settings
 
 
@@ -29,6 +32,15 @@ def _load_settings():
     try:
         return get_settings()
     except SettingsError as error:
+        print(f"crmtasks: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _require_redis_or_exit(settings) -> None:
+    """One line naming the masked REDIS_URL and exit 2 when Redis does not answer (workers: DatabaseReady)."""
+    try:
+        require_redis(settings)
+    except NotReady as error:
         print(f"crmtasks: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -45,4 +57,5 @@ dramatiq.set_broker(broker)
 if Path(sys.argv[0]).name == "periodiq":
     from crmtasks.scheduler.boot import start_scheduler
 
+    _require_redis_or_exit(settings)
     scheduler_heartbeat = start_scheduler(settings, actors)

@@ -6,6 +6,7 @@ import click
 
 from crmtasks import sharing
 from crmtasks.cli.common import (
+    WholeNumber,
     load_settings_or_exit,
     print_json,
     print_table,
@@ -20,9 +21,9 @@ def sharing_group() -> None:
 
 
 @sharing_group.command(name="check")
-@click.argument("user_id", type=int)
+@click.argument("user_id", type=WholeNumber(least=1))
 @click.argument("entity", type=click.Choice(["leads", "deals", "accounts", "contacts"]))
-@click.argument("record_id", type=int)
+@click.argument("record_id", type=WholeNumber(least=1))
 @click.option("--level", type=click.Choice(["read", "edit"]), default="read", show_default=True)
 def sharing_check(user_id: int, entity: str, record_id: int, level: str) -> None:
     """Say whether USER_ID may LEVEL record RECORD_ID of ENTITY now; exit 0 when allowed, 1 when denied."""
@@ -35,7 +36,7 @@ def sharing_check(user_id: int, entity: str, record_id: int, level: str) -> None
 
 
 @sharing_group.command(name="show")
-@click.argument("user_id", type=int, required=False)
+@click.argument("user_id", type=WholeNumber(least=1), required=False)
 @click.option("--json", "as_json", is_flag=True)
 def sharing_show(user_id: int | None, as_json: bool) -> None:
     """Show the defaults and rules, or with USER_ID what that user's compiled visibility opens."""
