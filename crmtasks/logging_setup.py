@@ -65,8 +65,12 @@ def install_handlers(level: str, log_format: str, log_file: Path | None, librari
     """Route every record to stderr (and ``log_file``) in ``log_format``; crmtasks' own from ``level`` up.
 
     Idempotent. Each of ``secrets`` is masked in every record. Other loggers log from ``libraries_level`` up when given,
-    else from the level the process gave the root logger (WARNING by default).
+    else from the level the process gave the root logger (WARNING by default). OSError when ``log_file``
+    cannot be opened for appending.
     """
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:  # opened first: an OSError here leaves the process's logging as it was
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     root = logging.getLogger()
     for handler in [h for h in root.handlers if _replaceable(h)]:
         root.removeHandler(handler)
@@ -74,9 +78,6 @@ def install_handlers(level: str, log_format: str, log_file: Path | None, librari
             handler.close()
     formatter = ScrubbingFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT),
                                    secrets)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file is not None:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(formatter)
         setattr(handler, _MARK, True)

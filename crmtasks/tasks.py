@@ -28,9 +28,13 @@ from crmtasks.services.readiness import NotReady, require_redis
 from crmtasks.settings import SettingsError, configure_logging, get_settings
 
 
-def _load_settings():
+def _start():
+    """The settings and the runtime, logging configured; one line and exit 2 on a bad setting."""
     try:
-        return get_settings()
+        settings = get_settings()
+        # INFO for Dramatiq's and periodiq's records too, even under `dramatiq --skip-logging`.
+        configure_logging(settings, libraries_level="INFO")
+        return settings, build_runtime(settings)  # a SettingsError too when CRMTASKS_HOME cannot be created
     except SettingsError as error:
         print(f"crmtasks: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -45,10 +49,7 @@ def _require_redis_or_exit(settings) -> None:
         raise SystemExit(2) from None
 
 
-settings = _load_settings()
-# INFO for Dramatiq's and periodiq's records too, even under `dramatiq --skip-logging`.
-configure_logging(settings, libraries_level="INFO")
-runtime = build_runtime(settings)
+settings, runtime = _start()
 # By these names tests and tools take them from here; `dramatiq` and `periodiq` use the global broker.
 broker, actors = runtime.broker, runtime.actors
 dramatiq.set_broker(broker)

@@ -58,7 +58,9 @@ def _scrubbed(text: str) -> str:
 def one_line_errors():
     """Turn what would print a usage block or a traceback into a CommandError (one line, exit 2).
 
-    Usage mistakes (click's UsageError, BadParameter), and Redis or
+    Usage mistakes (click's UsageError, BadParameter), crmtasks' own errors
+    (CrmtasksError, one line by contract: CRMTASKS_HOME that cannot be
+    created when an embedded server is first needed), and Redis or
     PostgreSQL failures a command did not handle itself (the server went
     away, refused the connection or the password), each name what was at
     fault with the URL masked.
@@ -70,6 +72,10 @@ def one_line_errors():
     except click.UsageError as error:
         where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
         raise CommandError(error.format_message() + where) from None
+    except CommandError:
+        raise
+    except CrmtasksError as error:  # refused or failed on purpose, the message in one line: a SettingsError on use
+        raise CommandError(str(error)) from None
     except redis.RedisError as error:
         raise CommandError(redis_failure(get_settings(), error)) from None
     except (psycopg2.OperationalError, peewee.OperationalError) as error:
@@ -122,8 +128,10 @@ class WholeNumber(click.ParamType):
             number = int(value.strip())
         else:
             self.fail(f"{str(value)[:40]!r} is not a whole number (digits 0-9)", param, ctx)
-        if not self.least <= number <= self.most:
-            self.fail(f"{number} is not between {self.least} and {self.most:,}", param, ctx)
+        if number < self.least:
+            self.fail(f"{number} is less than {self.least}", param, ctx)
+        if number > self.most:
+            self.fail(f"{number} is more than {self.most:,}", param, ctx)
         return number
 
 
@@ -131,9 +139,9 @@ def load_settings_or_exit() -> Settings:
     """The settings, with logging configured; CommandError naming the bad variable otherwise."""
     try:
         settings = get_settings()
+        configure_logging(settings)
     except SettingsError as error:
         raise CommandError(str(error)) from None
-    configure_logging(settings)
     return settings
 
 

@@ -233,9 +233,14 @@ def configure_logging(settings: Settings, *, libraries_level: str | None = None)
     formatted like ours and reach the log file too (crmtasks.logging_setup).
     ``libraries_level`` sets the level of everyone else's records (workers
     and the scheduler want Dramatiq's INFO lines, the CLI only warnings).
+    SettingsError naming CRMTASKS_LOG_FILE when the file cannot be opened
+    (its directory exists but is not writable, ``/proc``).
     """
-    install_handlers(settings.log_level, settings.log_format, settings.log_file, libraries_level,
-                     secrets=settings.secrets)
+    try:
+        install_handlers(settings.log_level, settings.log_format, settings.log_file, libraries_level,
+                         secrets=settings.secrets)
+    except OSError as error:
+        raise SettingsError("CRMTASKS_LOG_FILE", f"cannot write {settings.log_file}: {error.strerror or error}") from None
 
 
 __all__ = ["AUDIT_PAUSE_POINTS", "AUDIT_RETENTION_POLICIES", "ExporterSettings", "Settings", "SettingsError",

@@ -54,8 +54,10 @@ def _closed_port() -> int:
 
 
 def _crmtasks(*args, module="crmtasks", **env_overrides) -> subprocess.CompletedProcess:
+    """``python -m module args`` with the environment changed (a None value unsets the variable)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.update(env_overrides)
+    env = {name: value for name, value in env.items() if value is not None}
     return subprocess.run([sys.executable, "-m", module, *args], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=120, check=False)
 
@@ -249,6 +251,23 @@ def test_the_search_api_refuses_bytes_that_are_not_utf8_as_a_value_error_not_a_u
 def test_a_retention_setting_in_other_digits_or_empty_is_refused(migrated_database_url, value, message):
     done = _crmtasks("audit", "status", CRMTASKS_AUDIT_RETENTION_MONTHS=value)
     assert _process_line(done) == f"crmtasks: {message}"
+
+
+# ------------------------------------------------------------ the same class elsewhere: paths that cannot be written
+
+@pytest.mark.parametrize("args, module, env, message", [
+    (["tasks"], "crmtasks", {"CRMTASKS_LOG_FILE": "/proc/crmtasks.log"},
+     "CRMTASKS_LOG_FILE: cannot write /proc/crmtasks.log: No such file or directory"),
+    (["--task", "warm_caches"], "crmtasks.run", {"CRMTASKS_LOG_FILE": "/proc/crmtasks.log"},
+     "CRMTASKS_LOG_FILE: cannot write /proc/crmtasks.log: No such file or directory"),
+    (["tasks"], "crmtasks", {"CRMTASKS_HOME": "/proc/crmtasks", "DATABASE_URL": None},
+     "CRMTASKS_HOME: cannot create /proc/crmtasks for the embedded servers: No such file or directory"),
+    (["run", "--enqueue", "--task", "warm_caches"], "crmtasks", {"CRMTASKS_HOME": "/proc/crmtasks",
+                                                               "CRMTASKS_METRICS_PORT": "9191"},
+     "CRMTASKS_HOME: cannot create /proc/crmtasks/metrics/9191 for the metrics: No such file or directory"),
+])
+def test_a_log_file_or_home_that_cannot_be_written_is_one_line(migrated_database_url, args, module, env, message):
+    assert _process_line(_crmtasks(*args, module=module, **env)) == f"crmtasks: {message}"
 
 
 def test_usage_mistakes_are_one_line_too(crm_db):
