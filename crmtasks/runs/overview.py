@@ -89,7 +89,8 @@ def job_overviews(settings: Settings, now: datetime.datetime | None = None) -> l
                 pause_note=paused[spec.name].note if spec.name in paused else None,
                 last_status=last.status if last else None, last_started_at=last.started_at if last else None,
                 last_duration_s=duration, last_success_at=success.finished_at if success else None,
-                last_error=(last.error.strip().splitlines()[-1] if last and last.error else None),
+                # Scrubbed again on reading: a row written before errors were scrubbed may still hold a password.
+                last_error=(settings.scrub(last.error.strip().splitlines()[-1]) if last and last.error else None),
                 interval_s=interval_s,
             ))
     return overviews
