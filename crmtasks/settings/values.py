@@ -238,10 +238,12 @@ def pause_point(value: str | None) -> str | None:
 
 
 def log_level(value: str | None) -> str:
-    value = (empty_to_none(value) or "INFO").upper()
-    if value not in _LOG_LEVELS:
-        raise SettingsError("CRMTASKS_LOG_LEVEL", f"{value!r} is not one of {', '.join(_LOG_LEVELS)}")
-    return value
+    typed = empty_to_none(value) or "INFO"
+    # ASCII only: "ınfo".upper() is "INFO" (a dotless i), which no one types meaning INFO.
+    level = typed.upper() if typed.isascii() else typed
+    if level not in _LOG_LEVELS:
+        raise SettingsError("CRMTASKS_LOG_LEVEL", f"{typed!r} is not one of {', '.join(_LOG_LEVELS)}")
+    return level
 
 
 def dashboard_credentials(environ: Mapping[str, str]) -> dict[str, str | None]:

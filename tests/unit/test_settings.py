@@ -243,3 +243,9 @@ def test_log_records_are_scrubbed_of_the_settings_passwords(tmp_path, log_format
     written = log_file.read_text()
     assert "connecting to postgresql://app:***@db/crm" in written and "could not use postgresql://app:***@db" in written
     assert "S3cr3t" not in written
+
+
+@pytest.mark.parametrize("value", ["ınfo", "loud"])
+def test_a_log_level_is_named_as_typed_and_only_in_ascii(value):
+    with pytest.raises(SettingsError, match=f"^CRMTASKS_LOG_LEVEL: '{value}' is not one of DEBUG"):
+        load_settings({"CRMTASKS_LOG_LEVEL": value})
