@@ -2,8 +2,9 @@
 
 A password can sit in a URL's userinfo (``postgresql://app:pw@db/crm``,
 percent-encoded or not), in a query parameter (``?password=pw``, also
-``sslpassword``; the name itself may be percent-encoded), or in a libpq
-keyword DSN (``host=db password='p w'``). ``mask_url`` replaces each with
+``sslpassword`` or a misspelt ``passwd``: any name holding "pass", "secret"
+or "token", itself maybe percent-encoded), or in a libpq keyword DSN
+(``host=db password='p w'``). ``mask_url`` replaces each with
 ``***`` whatever shape the value has, and never raises: it runs on values
 that failed validation. ``url_secrets`` lists every string that could be
 the password (raw and decoded, under each parser's reading), so ``scrub``
