@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
@@ -31,26 +32,52 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class ScrubbingFormatter(logging.Formatter):
+    """Another formatter's output with each secret replaced by ``***``.
+
+    The whole formatted record is scrubbed, traceback included: libpq's and
+    redis-py's messages may echo a URL, and a password must not reach a log.
+
+    Parameters:
+      inner(logging.Formatter): The formatter that writes the record.
+      secrets(Iterable[str]): The strings to mask (passwords, in every form they may be echoed in).
+    """
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.inner.format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
 def _replaceable(handler: logging.Handler) -> bool:
     """Ours from an earlier call, or a plain stream handler from a library's ``basicConfig``."""
     return getattr(handler, _MARK, False) or type(handler) is logging.StreamHandler
 
 
-def install_handlers(level: str, log_format: str, log_file: Path | None, libraries_level: str | None = None) -> None:
+def install_handlers(level: str, log_format: str, log_file: Path | None, libraries_level: str | None = None,
+                     *, secrets: Iterable[str] = ()) -> None:
     """Route every record to stderr (and ``log_file``) in ``log_format``; crmtasks' own from ``level`` up.
 
-    Idempotent. Other loggers log from ``libraries_level`` up when given,
-    else from the level the process gave the root logger (WARNING by default).
+    Idempotent. Each of ``secrets`` is masked in every record. Other loggers log from ``libraries_level`` up when given,
+    else from the level the process gave the root logger (WARNING by default). OSError when ``log_file``
+    cannot be opened for appending.
     """
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:  # opened first: an OSError here leaves the process's logging as it was
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     root = logging.getLogger()
     for handler in [h for h in root.handlers if _replaceable(h)]:
         root.removeHandler(handler)
         if getattr(handler, _MARK, False):
             handler.close()
-    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file is not None:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    formatter = ScrubbingFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT),
+                                   secrets)
     for handler in handlers:
         handler.setFormatter(formatter)
         setattr(handler, _MARK, True)

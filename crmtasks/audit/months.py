@@ -13,7 +13,7 @@ import re
 
 UTC = datetime.timezone.utc
 PARENT_TABLE = "audit_log"
-_MONTH_TEXT = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH_TEXT = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII digits: \d would take "2026-0٥" as 2026-05
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -35,7 +35,7 @@ class Month:
     @classmethod
     def parse(cls, text: str) -> Month:
         """``YYYY-MM`` -> Month; ValueError with a one-line reason otherwise."""
-        match = _MONTH_TEXT.match(text.strip())
+        match = _MONTH_TEXT.fullmatch(text.strip())
         if not match:
             raise ValueError(f"{text!r} is not a month written YYYY-MM")
         return cls(int(match.group(1)), int(match.group(2)))

@@ -37,8 +37,13 @@ def point_workers_at(exporter: ExporterSettings) -> None:
     """Make this worker process write its metrics where the exporter of its group reads them.
 
     Call before ``process_boot``: Dramatiq's middleware reads the directory then.
+    SettingsError naming CRMTASKS_HOME when the directory cannot be made.
     """
-    exporter.directory.mkdir(parents=True, exist_ok=True)
+    try:
+        exporter.directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SettingsError("CRMTASKS_HOME", f"cannot create {exporter.directory} for the metrics: "
+                                             f"{error.strerror or error}") from None
     dramatiq_prometheus.DB_PATH = str(exporter.directory)
 
 

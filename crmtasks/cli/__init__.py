@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from crmtasks.cli.audit import audit_group
+from crmtasks.cli.common import OneLineGroup
 from crmtasks.cli.dashboard import dashboard
 from crmtasks.cli.demo import seed_command
 from crmtasks.cli.jobs import check, list_tasks, pause, resume
@@ -21,7 +22,7 @@ from crmtasks.cli.services import services_group
 from crmtasks.cli.sharing import sharing_group
 
 
-@click.group()
+@click.group(cls=OneLineGroup)
 @click.version_option(package_name="crmtasks")
 def main() -> None:
     """crmtasks: a CRM's periodic PostgreSQL maintenance jobs on Dramatiq."""

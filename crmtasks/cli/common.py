@@ -1,7 +1,11 @@
 """Shared pieces of crmtasks' command-line tools: errors, settings loading, progress, tables.
 
 Every user-facing failure becomes ``CommandError``: one line on stderr,
-exit code 2 (usage, settings, unreachable services, missing schema).
+exit code 2 (usage, settings, unreachable services, missing schema). The
+``crmtasks`` group and ``python -m crmtasks.run`` are ``OneLineGroup`` and
+``OneLineCommand``: a usage mistake, or a Redis or PostgreSQL failure that
+no command caught, also ends as one such line rather than a usage block or
+a traceback.
 """
 
 from __future__ import annotations
@@ -11,13 +15,24 @@ import json
 import sys
 
 import click
+import peewee
+import psycopg2
+import redis
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from crmtasks.errors import CrmtasksError
-from crmtasks.services.readiness import NotReady, connect_migrated
+from crmtasks.services import urls as services
+from crmtasks.services.readiness import (
+    NotReady,
+    connect_migrated,
+    database_location,
+    first_line,
+    redis_failure,
+)
 from crmtasks.settings import Settings, SettingsError, configure_logging, get_settings
+from crmtasks.user_text import WHOLE_NUMBER
 
 stderr = Console(stderr=True)
 stdout = Console()
@@ -28,16 +43,105 @@ class CommandError(click.ClickException, CrmtasksError):
     exit_code = 2
 
     def show(self, file=None) -> None:
-        click.echo(f"crmtasks: {self.format_message()}", err=True)
+        click.echo(f"crmtasks: {_scrubbed(self.format_message())}", err=True)
+
+
+def _scrubbed(text: str) -> str:
+    """``text`` with the configured passwords masked (messages are built masked; this is the last guard)."""
+    try:
+        return get_settings().scrub(text)
+    except SettingsError:
+        return text
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """Turn what would print a usage block or a traceback into a CommandError (one line, exit 2).
+
+    Usage mistakes (click's UsageError, BadParameter), crmtasks' own errors
+    (CrmtasksError, one line by contract: CRMTASKS_HOME that cannot be
+    created when an embedded server is first needed), and Redis or
+    PostgreSQL failures a command did not handle itself (the server went
+    away, refused the connection or the password), each name what was at
+    fault with the URL masked.
+    """
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise
+    except click.UsageError as error:
+        where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+        raise CommandError(error.format_message() + where) from None
+    except CommandError:
+        raise
+    except CrmtasksError as error:  # refused or failed on purpose, the message in one line: a SettingsError on use
+        raise CommandError(str(error)) from None
+    except redis.RedisError as error:
+        raise CommandError(redis_failure(get_settings(), error)) from None
+    except (psycopg2.OperationalError, peewee.OperationalError) as error:
+        settings = get_settings()
+        cause = first_line(error, services.database_url(settings))
+        raise CommandError(f"{database_location(settings)} failed: {cause}") from None
+
+
+class _OneLineErrors:
+    """Parsing the arguments and running the command under ``one_line_errors``."""
+
+    def make_context(self, *args, **kwargs):
+        with one_line_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with one_line_errors():
+            return super().invoke(ctx)
+
+
+class OneLineGroup(_OneLineErrors, click.Group):
+    """A click group whose own and its subcommands' failures are one line (``one_line_errors``)."""
+
+
+class OneLineCommand(_OneLineErrors, click.Command):
+    """A click command run on its own (``python -m crmtasks.run``) whose failures are one line."""
+
+
+class WholeNumber(click.ParamType):
+    """A whole number written in ASCII digits, from ``least`` to ``most``.
+
+    click's int also takes "１２", "٥", "1_000" and "+5" (Python's int()
+    does); a number typed on a command line is only ever 0-9.
+
+    Parameters:
+      least(int): Smallest value accepted.
+      most(int): Largest value accepted (by default the largest PostgreSQL bigint).
+    """
+
+    name = "integer"
+
+    def __init__(self, least: int = 0, most: int = 2**63 - 1) -> None:
+        self.least = least
+        self.most = most
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and WHOLE_NUMBER.fullmatch(value.strip()):
+            number = int(value.strip())
+        else:
+            self.fail(f"{str(value)[:40]!r} is not a whole number (digits 0-9)", param, ctx)
+        if number < self.least:
+            self.fail(f"{number} is less than {self.least}", param, ctx)
+        if number > self.most:
+            self.fail(f"{number} is more than {self.most:,}", param, ctx)
+        return number
 
 
 def load_settings_or_exit() -> Settings:
     """The settings, with logging configured; CommandError naming the bad variable otherwise."""
     try:
         settings = get_settings()
+        configure_logging(settings)
     except SettingsError as error:
         raise CommandError(str(error)) from None
-    configure_logging(settings)
     return settings
 
 

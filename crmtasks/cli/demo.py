@@ -7,6 +7,7 @@ import click
 from crmtasks.audit.partitions import PartitionConflict
 from crmtasks.cli.common import (
     CommandError,
+    WholeNumber,
     demo_data_progress,
     load_settings_or_exit,
     migrated_connection,
@@ -17,14 +18,14 @@ from crmtasks.demo import DemoSize, seed_audit, seed_demo
 
 
 @click.command(name="seed")
-@click.option("--users", type=click.IntRange(min=1), help="Number of users.")
-@click.option("--accounts", type=click.IntRange(min=1), help="Number of accounts.")
-@click.option("--contacts", type=click.IntRange(min=1), help="Number of contacts.")
-@click.option("--leads", type=click.IntRange(min=1), help="Number of leads.")
-@click.option("--deals", type=click.IntRange(min=1), help="Number of deals.")
-@click.option("--audit", "audit_rows", type=click.IntRange(min=1), metavar="N",
+@click.option("--users", type=WholeNumber(least=1), help="Number of users.")
+@click.option("--accounts", type=WholeNumber(least=1), help="Number of accounts.")
+@click.option("--contacts", type=WholeNumber(least=1), help="Number of contacts.")
+@click.option("--leads", type=WholeNumber(least=1), help="Number of leads.")
+@click.option("--deals", type=WholeNumber(least=1), help="Number of deals.")
+@click.option("--audit", "audit_rows", type=WholeNumber(least=1), metavar="N",
               help="Also add N audit rows spread over the last 24 months (alone: only audit rows).")
-@click.option("--seed", "seed_value", type=int, default=42, show_default=True,
+@click.option("--seed", "seed_value", type=WholeNumber(), default=42, show_default=True,
               help="Random seed: the same seed gives the same CRM.")
 @click.option("--replace", is_flag=True, help="Empty the CRM tables first (never task_runs, never audit_log).")
 def seed_command(users, accounts, contacts, leads, deals, audit_rows, seed_value, replace) -> None:

@@ -18,6 +18,7 @@ from crmtasks.jobs import registry
 from crmtasks.runs.health import run_checks
 from crmtasks.runs.overview import job_overviews
 from crmtasks.scheduler import pauses
+from crmtasks.user_text import check_text
 
 
 @click.command(name="tasks")
@@ -34,7 +35,7 @@ def list_tasks(as_json: bool) -> None:
         stderr.print("no jobs are registered")
         return
     print_table("crmtasks jobs", ["task", "queue", "schedule (UTC)", "next runs", "state", "last run", "status"], [
-        [o.task, o.queue, o.schedule, "\n".join(t.strftime("%Y-%m-%d %H:%M") for t in o.next_runs),
+        [o.task, o.queue, o.schedule, "\n".join(t.strftime("%Y-%m-%d %H:%M") for t in o.next_runs) or "never",
          o.state + (f" ({o.pause_note})" if o.pause_note else ""),
          o.last_started_at.strftime("%Y-%m-%d %H:%M:%S") if o.last_started_at else "never",
          (o.last_status or "") + (f" {o.last_duration_s:.1f} s" if o.last_duration_s is not None else "")]
@@ -74,6 +75,10 @@ def pause(job: str, note: str) -> None:
     """Pause a job: schedulers stop enqueuing it and workers skip its messages."""
     settings = load_settings_or_exit()
     task = _task_name(job)
+    try:
+        check_text(note, "--note")
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     require_migrated(settings)
     pauses.pause(task, note)
     click.echo(f"{task}: paused" + (f" ({note})" if note else ""))

@@ -12,6 +12,7 @@ import csv
 import datetime
 import decimal
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -26,6 +27,7 @@ from crmtasks.cli.common import (
     stderr,
 )
 from crmtasks.reports import periods
+from crmtasks.user_text import shown, whole_number
 
 FORMATS = ("table", "json", "csv")
 _RATE_COLUMNS = ("win_rate", "conversion_rate")
@@ -68,17 +70,20 @@ def report_command(name, owner_text, from_text, to_text, grain, stage, by_owner,
         # Imported here: matplotlib takes about half a second to load, and only --plot needs it.
         from crmtasks.reports import plots
 
-        plots.plot(report, plot_file)
-        stderr.print(f"plot written to {plot_file}")
+        try:
+            plots.plot(report, plot_file)
+        except reports.ReportError as error:  # the disk filled up or the directory went away since the check
+            raise CommandError(str(error)) from None
+        stderr.print(f"plot written to {shown(str(plot_file))}")
 
 
 def _filters(spec, owner_text, from_text, to_text, grain, stage, by_owner) -> dict:
     filters: dict = {"by_owner": by_owner}
     if owner_text is not None:
         try:
-            filters["owner"] = int(owner_text)
+            filters["owner"] = whole_number(owner_text, "--owner")
         except ValueError:
-            raise reports.ReportError(f"--owner {owner_text!r} is not a user id (a whole number)") from None
+            raise reports.ReportError(f"--owner '{shown(owner_text)}' is not a user id (a whole number)") from None
         if filters["owner"] < 1:
             raise reports.ReportError(f"--owner {owner_text!r} is not a user id (a whole number from 1)")
     if spec.periodic:
@@ -109,10 +114,27 @@ def _plot_file(spec, plot_path, filters) -> Path | None:
         raise reports.ReportError("--plot draws all owners together or one owner (--owner ID): drop --by-owner")
     path = Path(plot_path)
     if path.suffix.lower() != ".png":
-        raise reports.ReportError(f"--plot {plot_path!r} must name a .png file")
+        raise reports.ReportError(f"--plot '{shown(plot_path)}' must name a .png file")
+    if path.is_dir():
+        raise reports.ReportError(f"--plot '{shown(plot_path)}' is a directory; name a .png file in it")
     if not path.parent.is_dir():
-        raise reports.ReportError(f"--plot {plot_path!r}: directory {str(path.parent)!r} does not exist")
+        raise reports.ReportError(f"--plot '{shown(plot_path)}': directory '{shown(str(path.parent))}' does not exist")
+    _check_writable(path, plot_path)
     return path
+
+
+def _check_writable(path: Path, plot_path: str) -> None:
+    """ReportError unless a file can be created next to ``path``: found before the report is computed, not after.
+
+    The probe is a temporary file of its own, removed at once: an existing
+    plot of that name is not touched until the new one is written.
+    """
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".crmtasks-plot-", suffix=".png"):
+            pass
+    except OSError as error:
+        raise reports.ReportError(f"--plot '{shown(plot_path)}': cannot write in '{shown(str(path.parent))}' "
+                                  f"({error.strerror or error})") from None
 
 
 def _print(report: reports.Report, output_format: str) -> None:

@@ -12,6 +12,7 @@ import click
 from crmtasks.broker.factory import build_runtime
 from crmtasks.cli.common import (
     CommandError,
+    OneLineCommand,
     demo_data_progress,
     load_settings_or_exit,
     print_json,
@@ -22,11 +23,11 @@ from crmtasks.cli.common import (
 from crmtasks.jobs import registry
 from crmtasks.runs import runner
 from crmtasks.runs.status import RunStatus
-from crmtasks.services.readiness import NotReady, prepare_database
+from crmtasks.services.readiness import NotReady, prepare_database, require_redis
 from crmtasks.settings import Settings
 
 
-@click.command(name="run")
+@click.command(name="run", cls=OneLineCommand)
 @click.option("--task", "tasks", multiple=True, metavar="NAME",
               help="Run only this job (repeatable); default: every job, in order.")
 @click.option("--enqueue", is_flag=True, help="Send the jobs to the Dramatiq workers instead of running them here.")
@@ -40,6 +41,10 @@ def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool) -> None:
         raise CommandError(error.args[0]) from None
     if not specs:
         raise CommandError("no jobs are registered")
+    try:
+        require_redis(settings)  # the job mutex and the broker live there: say so now, in one line
+    except NotReady as error:
+        raise CommandError(str(error)) from None
     if enqueue:
         _enqueue(settings, specs, as_json)
         return

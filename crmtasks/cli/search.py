@@ -6,6 +6,7 @@ import click
 
 from crmtasks.cli.common import (
     CommandError,
+    WholeNumber,
     load_settings_or_exit,
     print_json,
     print_search_result,
@@ -21,8 +22,8 @@ from crmtasks.services.readiness import NotReady, prepare_database
               help="Facet field=value (repeat a field for any of several values; field= for no value), "
                    "or a range: field>=value, field<value, ...")
 @click.option("--q", help="Text to find in names (leads: name, company, email), at least 3 characters.")
-@click.option("--page", type=int, default=1, show_default=True)
-@click.option("--per-page", type=int, default=25, show_default=True)
+@click.option("--page", type=WholeNumber(least=1), default=1, show_default=True)
+@click.option("--per-page", type=WholeNumber(least=1), default=25, show_default=True)
 @click.option("--order-by", help="Sort column, '-' prefix for descending (default -id: newest first).")
 @click.option("--live", is_flag=True, help="Count live even when precomputed counts could answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

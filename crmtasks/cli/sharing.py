@@ -7,6 +7,7 @@ import click
 from crmtasks import sharing
 from crmtasks.cli.common import (
     CommandError,
+    WholeNumber,
     load_settings_or_exit,
     print_json,
     print_table,
@@ -21,9 +22,9 @@ def sharing_group() -> None:
 
 
 @sharing_group.command(name="check")
-@click.argument("user_id", type=int)
+@click.argument("user_id", type=WholeNumber(least=1))
 @click.argument("entity", type=click.Choice(["leads", "deals", "accounts", "contacts"]))
-@click.argument("record_ids", type=int, nargs=-1, required=True, metavar="RECORD_ID...")
+@click.argument("record_ids", type=WholeNumber(least=1), nargs=-1, required=True, metavar="RECORD_ID...")
 @click.option("--level", type=click.Choice(["read", "edit"]), default="read", show_default=True)
 def sharing_check(user_id: int, entity: str, record_ids: tuple[int, ...], level: str) -> None:
     """Say whether USER_ID may LEVEL each RECORD_ID of ENTITY now (several ids: one round trip, at most
@@ -43,7 +44,7 @@ def sharing_check(user_id: int, entity: str, record_ids: tuple[int, ...], level:
 
 
 @sharing_group.command(name="show")
-@click.argument("user_id", type=int, required=False)
+@click.argument("user_id", type=WholeNumber(least=1), required=False)
 @click.option("--json", "as_json", is_flag=True)
 def sharing_show(user_id: int | None, as_json: bool) -> None:
     """Show the defaults and rules, or with USER_ID what that user's compiled visibility opens."""

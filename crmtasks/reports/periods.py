@@ -17,9 +17,10 @@ from crmtasks.reports.errors import ReportError
 GRAINS = ("month", "quarter", "year")
 
 _BOUND_FORMATS = "YYYY-MM-DD, YYYY-MM, YYYY-Qn or YYYY"
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-_QUARTER = re.compile(r"^(\d{4})-[Qq]([1-4])$")
-_YEAR = re.compile(r"^(\d{4})$")
+# ASCII digits only: \d would also match "٢٠٢٤", which int() reads as 2024.
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+_QUARTER = re.compile(r"([0-9]{4})-[Qq]([1-4])")
+_YEAR = re.compile(r"([0-9]{4})")
 
 
 def check_grain(grain: str) -> str:
@@ -42,6 +43,8 @@ def period_end(day: datetime.date, grain: str) -> datetime.date:
     start = period_start(day, grain)
     months = {"month": 1, "quarter": 3, "year": 12}[grain]
     month_index = start.month - 1 + months
+    if start.year + month_index // 12 > datetime.MAXYEAR:
+        return datetime.date.max  # 9999-12-31 ends every period of the last year (no next period to step back from)
     next_start = datetime.date(start.year + month_index // 12, month_index % 12 + 1, 1)
     return next_start - datetime.timedelta(days=1)
 
@@ -49,10 +52,10 @@ def period_end(day: datetime.date, grain: str) -> datetime.date:
 def label(start: datetime.date, grain: str) -> str:
     """``2024-03``, ``2024-Q1`` or ``2024``."""
     if grain == "month":
-        return start.strftime("%Y-%m")
+        return f"{start.year:04d}-{start.month:02d}"
     if grain == "quarter":
-        return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
-    return str(start.year)
+        return f"{start.year:04d}-Q{(start.month - 1) // 3 + 1}"
+    return f"{start.year:04d}"
 
 
 def parse_bound(text: str, *, end: bool, option: str = "date") -> datetime.date:
@@ -63,11 +66,11 @@ def parse_bound(text: str, *, end: bool, option: str = "date") -> datetime.date:
     """
     value = text.strip()
     try:
-        if match := _MONTH.match(value):
+        if match := _MONTH.fullmatch(value):
             day, grain = datetime.date(int(match.group(1)), int(match.group(2)), 1), "month"
-        elif match := _QUARTER.match(value):
+        elif match := _QUARTER.fullmatch(value):
             day, grain = datetime.date(int(match.group(1)), 3 * int(match.group(2)) - 2, 1), "quarter"
-        elif match := _YEAR.match(value):
+        elif match := _YEAR.fullmatch(value):
             day, grain = datetime.date(int(match.group(1)), 1, 1), "year"
         else:
             return datetime.date.fromisoformat(value)

@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from crmtasks.reports.errors import ReportError
 from crmtasks.reports.queries import Report
 
 _COLORS = ("#4C72B0", "#DD8452")
@@ -20,7 +21,9 @@ _COLORS = ("#4C72B0", "#DD8452")
 def plot(report: Report, path: Path | str) -> Path:
     """Draw ``report`` (its all-owner or one-owner rows) to the PNG file ``path`` and return the path.
 
-    Raises ValueError for a report that has no chart or rows split per owner.
+    Raises ValueError for a report that has no chart or rows split per owner,
+    and ReportError (a ValueError) naming ``path`` when the file cannot be
+    written (a directory, a missing or read-only directory).
     """
     if report.name not in _DRAW:
         raise ValueError(f"report {report.name} has no plot; plots: {', '.join(_DRAW)}")
@@ -34,7 +37,10 @@ def plot(report: Report, path: Path | str) -> Path:
         axes.text(0.5, 0.5, "no data", transform=axes.transAxes, ha="center", va="center", fontsize=14)
     figure.suptitle(_title(report))
     path = Path(path)
-    figure.savefig(path, format="png")
+    try:
+        figure.savefig(path, format="png")
+    except OSError as error:
+        raise ReportError(f"cannot write the plot to {str(path)!r}: {error.strerror or error}") from None
     return path
 
 

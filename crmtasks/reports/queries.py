@@ -38,6 +38,7 @@ from psycopg2 import sql
 from crmtasks.pg import db
 from crmtasks.reports import periods
 from crmtasks.reports.errors import AggregatesNotReady, ReportError
+from crmtasks.user_text import check_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +108,7 @@ def pipeline(*, owner: int | None = None, stage: str | None = None, by_owner: bo
 
 def pipeline_query(*, owner=None, stage=None, by_owner=False) -> Query:
     """The statement ``pipeline()`` sends (also used by the benchmark to time the SQL alone)."""
+    _check_stage(stage)
     per_owner = _per_owner(owner, by_owner)
     conditions, params = _scope(per_owner, owner)
     if stage is not None:
@@ -171,6 +173,7 @@ def sales_cycle(*, owner: int | None = None, date_from: datetime.date | None = N
       stage(str|None): Only deals closed in this stage (won or lost); default both.
     """
     outcome = None
+    _check_stage(stage)
     if stage is not None:
         outcome = _deal_outcome(stage, connection)
         if outcome is None:
@@ -263,6 +266,18 @@ def _period_query(name, table, measures, nonempty, *, owner, date_from, date_to,
     filters = {"owner": owner, "date_from": date_from, "date_to": date_to, "grain": grain, "by_owner": per_owner,
                **(extra_filters or {})}
     return Query(name, statement, params, filters, grain=grain, owner=owner)
+
+
+def _check_stage(stage) -> None:
+    """ReportError unless ``stage`` is None or text PostgreSQL can compare (valid UTF-8, no NUL)."""
+    if stage is None:
+        return
+    if not isinstance(stage, str):
+        raise ReportError(f"stage {stage!r} is not text")
+    try:
+        check_text(stage, "stage")
+    except ValueError as error:
+        raise ReportError(str(error)) from None
 
 
 def _per_owner(owner, by_owner: bool) -> bool:

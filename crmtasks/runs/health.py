@@ -20,7 +20,7 @@ from crmtasks.redis_client import get_redis
 from crmtasks.runs.overview import job_overviews
 from crmtasks.runs.status import JobState, RunStatus
 from crmtasks.services import urls as services
-from crmtasks.services.readiness import NotReady, connect_checked
+from crmtasks.services.readiness import NotReady, connect_checked, first_line
 from crmtasks.settings import Settings, mask_url
 
 UTC = datetime.timezone.utc
@@ -54,7 +54,7 @@ def _check_redis(settings: Settings) -> Finding:
     try:
         get_redis(settings).ping()
     except redis.RedisError as error:
-        return Finding(False, "redis", f"Redis at {mask_url(url)} is unreachable: {error}")
+        return Finding(False, "redis", f"Redis at {mask_url(url)} is unreachable: {first_line(error, url)}")
     return Finding(True, "redis", f"Redis at {mask_url(url)} answers")
 
 
@@ -108,6 +108,9 @@ def _check_jobs(settings: Settings, now: datetime.datetime) -> list[Finding]:
             continue
         if job.last_status == RunStatus.FAILED:
             findings.append(Finding(False, "jobs", f"{job.task} failed on its last run: {job.last_error}"))
+        if job.interval_s is None:
+            findings.append(Finding(False, "jobs", f"{job.task}: schedule {job.schedule!r} never fires"))
+            continue
         allowed = datetime.timedelta(seconds=2 * job.interval_s)
         if job.last_success_at is None:
             findings.append(Finding(False, "jobs", f"{job.task} has never succeeded"))

@@ -17,6 +17,7 @@ from crmtasks.models import TaskRun
 from crmtasks.pg.db import connect_usable, database, rollback_open_transaction
 from crmtasks.runs.processes import process_is_gone
 from crmtasks.runs.status import RunStatus, SkipReason, Trigger
+from crmtasks.settings import SettingsError, get_settings
 
 TRIGGERS = tuple(trigger.value for trigger in Trigger)
 _ERROR_LIMIT = 20_000
@@ -143,8 +144,16 @@ def record_skip(task: str, trigger: Trigger | str, reason: SkipReason | str, mes
 
 
 def format_error(error: BaseException) -> str:
-    """The error's type, message and traceback, cut to a size fit for a table cell."""
+    """The error's type, message and traceback, cut to a size fit for a table cell, passwords masked.
+
+    The text is shown by ``crmtasks tasks``, ``check`` and the dashboard; a
+    library's message in it may echo the database or Redis URL.
+    """
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    try:
+        text = get_settings().scrub(text)
+    except SettingsError:
+        pass  # this process runs on settings it could load, so there are no others to mask
     return text[-_ERROR_LIMIT:]
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
+from croniter import CroniterBadDateError
+
 from crmtasks.jobs import registry
 from crmtasks.models import TaskRun
 from crmtasks.pg import db
@@ -26,14 +28,14 @@ class JobOverview:
 
     Parameters:
       task, actor, queue, schedule(str): From the registry and the settings (schedule in UTC).
-      next_runs(list[datetime]): The next three fire times.
+      next_runs(list[datetime]): The next three fire times (none for a schedule that never fires).
       state(JobState): ``active`` or ``paused``.
       pause_note(str|None): Why it is paused.
       last_status(str|None): Status of the latest run, a RunStatus value (running, succeeded, failed, skipped).
       last_started_at(datetime|None), last_duration_s(float|None): Of the latest finished or running run.
       last_success_at(datetime|None): When the latest successful run finished.
       last_error(str|None): The last line of the latest run's error.
-      interval_s(float): Seconds between slots (used to judge "overdue").
+      interval_s(float|None): Seconds between slots (used to judge "overdue"); None when the schedule never fires.
     """
 
     task: str
@@ -50,7 +52,19 @@ class JobOverview:
     last_duration_s: float | None
     last_success_at: datetime.datetime | None
     last_error: str | None
-    interval_s: float
+    interval_s: float | None
+
+
+def _upcoming(cron: UtcCron, now: datetime.datetime) -> tuple[list[datetime.datetime], float | None]:
+    """The next three slots and the interval around ``now``; ([], None) for a schedule that never fires.
+
+    Settings refuse such a schedule (``0 0 31 2 *``), but a listing must
+    still show the other jobs if one reaches it some other way.
+    """
+    try:
+        return cron.next_slots(now, 3), cron.interval(now).total_seconds()
+    except CroniterBadDateError:
+        return [], None
 
 
 def job_overviews(settings: Settings, now: datetime.datetime | None = None) -> list[JobOverview]:
@@ -60,6 +74,7 @@ def job_overviews(settings: Settings, now: datetime.datetime | None = None) -> l
     with db.connection():
         for spec in registry.JOBS:
             cron = UtcCron(settings.schedule(spec.name))
+            next_runs, interval_s = _upcoming(cron, now)
             last = TaskRun.select().where(TaskRun.task == spec.name).order_by(TaskRun.started_at.desc()).first()
             success = (TaskRun.select(TaskRun.finished_at)
                        .where((TaskRun.task == spec.name) & (TaskRun.status == RunStatus.SUCCEEDED))
@@ -69,13 +84,14 @@ def job_overviews(settings: Settings, now: datetime.datetime | None = None) -> l
                 duration = (last.finished_at - last.started_at).total_seconds()
             overviews.append(JobOverview(
                 task=spec.name, actor=spec.actor_name, queue=spec.queue, schedule=cron.expression,
-                time_limit_s=spec.time_limit_s, overlap=spec.overlap, next_runs=cron.next_slots(now, 3),
+                time_limit_s=spec.time_limit_s, overlap=spec.overlap, next_runs=next_runs,
                 state=JobState.PAUSED if spec.name in paused else JobState.ACTIVE,
                 pause_note=paused[spec.name].note if spec.name in paused else None,
                 last_status=last.status if last else None, last_started_at=last.started_at if last else None,
                 last_duration_s=duration, last_success_at=success.finished_at if success else None,
-                last_error=(last.error.strip().splitlines()[-1] if last and last.error else None),
-                interval_s=cron.interval(now).total_seconds(),
+                # Scrubbed again on reading: a row written before errors were scrubbed may still hold a password.
+                last_error=(settings.scrub(last.error.strip().splitlines()[-1]) if last and last.error else None),
+                interval_s=interval_s,
             ))
     return overviews
 

@@ -32,7 +32,7 @@ class Outcome:
       status(RunStatus): succeeded, failed or skipped.
       duration_s(float): Wall-clock seconds.
       stats(dict): What the job returned (or the skip reason).
-      error(str|None): One line: the error's type and message.
+      error(str|None): One line: the error's type and message, passwords masked.
       run_id(int|None): The task_runs row.
     """
 
@@ -61,7 +61,7 @@ def run_now(spec: registry.JobSpec, settings: Settings, *, trigger: Trigger = Tr
         except Exception as error:  # noqa: BLE001 - a job's failure is an outcome, recorded below
             runs.finish_run(run_id, error=error)
             return Outcome(spec.name, RunStatus.FAILED, time.perf_counter() - started, {},
-                           error=f"{type(error).__name__}: {error}".splitlines()[0], run_id=run_id)
+                           error=settings.scrub(f"{type(error).__name__}: {error}".splitlines()[0]), run_id=run_id)
         runs.finish_run(run_id, stats=stats)
         return Outcome(spec.name, RunStatus.SUCCEEDED, time.perf_counter() - started, dict(stats or {}), run_id=run_id)
     finally:

@@ -24,10 +24,17 @@ from typing import Any
 
 from psycopg2 import sql
 
+from crmtasks.user_text import WHOLE_NUMBER, check_text
+
 # Alias of the entity's own table in every query built from this registry.
 ROW_ALIAS = "r"
 _BIGINT = 2**63
 MAX_TEXT_VALUE_LENGTH = 200
+# Digits as typed (crmtasks.user_text): Decimal() also takes "１２" and "٥", which no one means as an amount.
+_DECIMAL_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+# Decimal places a range bound on an amount may have: far more than any currency, far less than
+# PostgreSQL's numeric limit (16,383), so a bound like 1e-20000 is refused here, not by the server.
+MAX_AMOUNT_DECIMALS = 30
 
 
 def _is_int(value: Any) -> bool:
@@ -107,9 +114,7 @@ class TextColumn(FacetKind):
             raise ValueError(f"expected {self.expected}, got {_type_name(value)}")
         if len(value) > MAX_TEXT_VALUE_LENGTH:
             raise ValueError(f"a value is {len(value)} characters long; at most {MAX_TEXT_VALUE_LENGTH}")
-        if "\x00" in value:
-            raise ValueError("a value contains a NUL character")
-        return value
+        return check_text(value)
 
     def decode(self, key: str) -> str:
         return key
@@ -147,16 +152,15 @@ class UserColumn(FacetKind):
         return int(key)
 
     def parse(self, text: str) -> int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"expected {self.expected}, got {text!r}") from None
+        if not WHOLE_NUMBER.fullmatch(text.strip()):
+            raise ValueError(f"expected {self.expected}, got {text[:80]!r}")
+        return int(text)
 
     def condition(self, keys: Sequence[str], null_included: bool) -> sql.Composable:
         return column_in(self._column(), [int(key) for key in keys], null_included=null_included, cast="bigint[]")
 
 
-_QUARTER_PATTERN = re.compile(r"^(\d{4})-Q([1-4])$")
+_QUARTER_PATTERN = re.compile(r"([0-9]{4})-Q([1-4])")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +188,7 @@ class QuarterOfDate(FacetKind):
             c=self._column())
 
     def check(self, value: Any) -> str:
-        match = _QUARTER_PATTERN.match(value) if isinstance(value, str) else None
+        match = _QUARTER_PATTERN.fullmatch(value) if isinstance(value, str) else None
         if not match:
             raise ValueError(f"expected {self.expected}, got {_type_name(value)}")
         year, quarter = int(match.group(1)), int(match.group(2))
@@ -197,21 +201,26 @@ class QuarterOfDate(FacetKind):
         return f"{number // 10:04d}-Q{number % 10}"
 
     @staticmethod
-    def quarter_range(key: str) -> tuple[datetime.date, datetime.date]:
-        """First day of the quarter and first day of the next one."""
+    def quarter_range(key: str) -> tuple[datetime.date, datetime.date | str]:
+        """First day of the quarter and first day of the next one.
+
+        After 9999-Q4 the next day is past Python's dates (but not
+        PostgreSQL's): it is given as the ISO text ``'10000-01-01'``.
+        """
         number = int(key)
         year, quarter = divmod(number, 10)
         start = datetime.date(year, 3 * quarter - 2, 1)
-        end = datetime.date(year + 1, 1, 1) if quarter == 4 else datetime.date(year, 3 * quarter + 1, 1)
-        return start, end
+        if quarter < 4:
+            return start, datetime.date(year, 3 * quarter + 1, 1)
+        return start, datetime.date(year + 1, 1, 1) if year < datetime.MAXYEAR else f"{year + 1}-01-01"
 
     def condition(self, keys: Sequence[str], null_included: bool) -> sql.Composable:
         column = self._column()
         conditions = []
         for key in keys:
             start, end = self.quarter_range(key)
-            conditions.append(sql.SQL("({c} >= {start} AND {c} < {end})").format(
-                c=column, start=sql.Literal(start), end=sql.Literal(end)))
+            conditions.append(sql.SQL("({c} >= {start} AND {c} < {end}::date)").format(
+                c=column, start=sql.Literal(start), end=sql.Literal(str(end))))
         if null_included:
             conditions.append(sql.SQL("{} IS NULL").format(column))
         return _either(conditions)
@@ -286,17 +295,26 @@ class RangeKind(abc.ABC):
 
 
 class Timestamp(RangeKind):
-    """timestamptz: an aware datetime, a date (midnight UTC), or the same as an ISO 8601 string."""
+    """timestamptz: an aware datetime, a date (midnight UTC), or the same as an ISO 8601 string.
+
+    The checked value is the same instant in UTC: PostgreSQL refuses UTC
+    offsets beyond ±15:59 that Python allows (``+20:00``), and an offset
+    that Python accepts names an instant all the same.
+    """
 
     expected = "a datetime with a time zone, a date, or an ISO 8601 string such as '2024-05-01' or '2024-05-01T12:00:00+00:00'"
 
     def check(self, value: Any) -> datetime.datetime:
+        typed = value
         if isinstance(value, str):
             value = _parse_iso(value, self.expected)
         if isinstance(value, datetime.datetime):
             if value.tzinfo is None or value.utcoffset() is None:
                 raise ValueError(f"datetime {value.isoformat()} has no time zone; give one (e.g. +00:00)")
-            return value
+            try:
+                return value.astimezone(datetime.timezone.utc)
+            except OverflowError:
+                raise ValueError(f"{_type_name(typed)} is out of range: in UTC it falls outside years 1-9999") from None
         if isinstance(value, datetime.date):
             return datetime.datetime(value.year, value.month, value.day, tzinfo=datetime.timezone.utc)
         raise ValueError(f"expected {self.expected}, got {_type_name(value)}")
@@ -325,7 +343,7 @@ class Amount(RangeKind):
     _LIMIT = decimal.Decimal(10) ** 15
 
     def check(self, value: Any) -> decimal.Decimal:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or (isinstance(value, str) and not _DECIMAL_NUMBER.fullmatch(value.strip())):
             raise ValueError(f"expected {self.expected}, got {_type_name(value)}")
         try:
             if isinstance(value, (int, decimal.Decimal)):
@@ -339,7 +357,13 @@ class Amount(RangeKind):
         except (ValueError, decimal.InvalidOperation):
             raise ValueError(f"expected {self.expected}, got {_type_name(value)}") from None
         if not number.is_finite() or abs(number) >= self._LIMIT:
-            raise ValueError(f"amount {value!r} is not a finite number below {self._LIMIT:,}")
+            raise ValueError(f"amount {str(value)[:80]!r} is not a finite number below {self._LIMIT:,}")
+        if number.is_zero():
+            return decimal.Decimal(0)  # 0E-999999999 is zero all the same
+        _, digits, exponent = number.as_tuple()
+        trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+        if -(exponent + trailing_zeros) > MAX_AMOUNT_DECIMALS:
+            raise ValueError(f"amount {str(value)[:80]!r} has more than {MAX_AMOUNT_DECIMALS} decimal places")
         return number
 
 

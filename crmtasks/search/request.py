@@ -17,6 +17,7 @@ from typing import Any
 
 from crmtasks.search.facets import Entity, Facet, get_entity
 from crmtasks.search.kinds import RangeKind
+from crmtasks.user_text import check_text
 
 MAX_LIST_VALUES = 100       # values in one IN filter
 MAX_PER_PAGE = 100          # records in one page
@@ -179,6 +180,7 @@ def _check_query(q: Any) -> str | None:
         return None
     if any(ord(char) < 32 or ord(char) == 127 for char in text):
         raise ValueError("q contains control characters")
+    check_text(text, "q")
     if len(text) < MIN_QUERY_LENGTH:
         raise ValueError(f"q must be at least {MIN_QUERY_LENGTH} characters (shorter text cannot use the text index)")
     if len(text) > MAX_QUERY_LENGTH:

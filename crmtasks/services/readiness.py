@@ -11,13 +11,16 @@ from __future__ import annotations
 import dataclasses
 
 import psycopg2
+import redis
 
 from crmtasks import demo
 from crmtasks.errors import CrmtasksError
 from crmtasks.pg import AdvisoryLock, migrate
 from crmtasks.pg.advisory_locks import acquire_polling
+from crmtasks.redis_client import get_redis
 from crmtasks.services import urls as services
-from crmtasks.settings import Settings, mask_url
+from crmtasks.settings import Settings, mask_url, scrub
+from crmtasks.settings.secrets import url_secrets
 
 # Audit rows of the first-run demo: enough for every month of 24 to have some,
 # so the audit job has old partitions to archive.
@@ -35,13 +38,52 @@ class Preparation:
     demo_seeded: dict[str, int] | None
 
 
+def first_line(error: BaseException, url: str | None) -> str:
+    """The first line of ``error``'s message with ``url``'s password masked (libpq may echo parts of the URL)."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return scrub(text, url_secrets(url))
+
+
 def connect_checked(url: str, *, variable: str = "DATABASE_URL") -> psycopg2.extensions.connection:
     """A psycopg2 connection, or NotReady with one line naming the (masked) URL and the cause."""
     try:
         return psycopg2.connect(url, connect_timeout=5, application_name="crmtasks")
     except psycopg2.Error as error:
-        cause = (str(error).strip().splitlines() or ["unknown error"])[0]
-        raise NotReady(f"cannot connect to {variable} {mask_url(url)}: {cause}") from None
+        raise NotReady(f"cannot connect to {variable} {mask_url(url)}: {first_line(error, url)}") from None
+
+
+def redis_location(settings: Settings) -> str:
+    """``REDIS_URL <masked url>``, or the embedded Redis and its socket: where a Redis failure happened."""
+    if settings.redis_url:
+        return f"REDIS_URL {mask_url(settings.redis_url)}"
+    return f"the embedded Redis {services.redis_url(settings)}"
+
+
+def database_location(settings: Settings) -> str:
+    """``DATABASE_URL <masked url>``, or the embedded PostgreSQL and its URL."""
+    if settings.database_url:
+        return f"DATABASE_URL {mask_url(settings.database_url)}"
+    return f"the embedded PostgreSQL {mask_url(services.database_url(settings))}"
+
+
+def redis_failure(settings: Settings, error: redis.RedisError) -> str:
+    """One line saying which Redis failed and how (a lost connection says "cannot connect")."""
+    cause = first_line(error, services.redis_url(settings))
+    if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+        return f"cannot connect to {redis_location(settings)}: {cause}"
+    return f"{redis_location(settings)} failed: {type(error).__name__}: {cause}"
+
+
+def require_redis(settings: Settings) -> None:
+    """NotReady (one line naming the masked URL) unless Redis answers a PING.
+
+    Processes check this at start so that a wrong or closed REDIS_URL is one
+    line, not a traceback from deep inside the first Redis command.
+    """
+    try:
+        get_redis(settings).ping()
+    except redis.RedisError as error:
+        raise NotReady(redis_failure(settings, error)) from None
 
 
 def connect_migrated(settings: Settings) -> psycopg2.extensions.connection:

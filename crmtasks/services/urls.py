@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 
 from crmtasks.services import embedded
-from crmtasks.settings import Settings
+from crmtasks.settings import Settings, SettingsError
 
 
 @functools.lru_cache(maxsize=4)
@@ -18,7 +18,7 @@ def database_url(settings: Settings) -> str:
     """The libpq URL of the CRM database (starts the embedded PostgreSQL if none is configured)."""
     if settings.database_url:
         return settings.database_url
-    settings.home.mkdir(parents=True, exist_ok=True)
+    _make_home(settings)
     return embedded.ensure_postgres(settings.home)
 
 
@@ -27,5 +27,14 @@ def redis_url(settings: Settings) -> str:
     """The URL of the Redis server (starts the embedded Redis if none is configured)."""
     if settings.redis_url:
         return settings.redis_url
-    settings.home.mkdir(parents=True, exist_ok=True)
+    _make_home(settings)
     return embedded.ensure_redis(settings.home)
+
+
+def _make_home(settings: Settings) -> None:
+    """Create CRMTASKS_HOME for the embedded servers; SettingsError naming it when that is not possible."""
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SettingsError("CRMTASKS_HOME", f"cannot create {settings.home} for the embedded servers: "
+                                             f"{error.strerror or error}") from None

@@ -17,12 +17,8 @@ from pathlib import Path
 from crmtasks.errors import SettingsError
 from crmtasks.logging_setup import install_handlers
 from crmtasks.settings import values
-from crmtasks.settings.values import (
-    AUDIT_PAUSE_POINTS,
-    cron_problem,
-    mask_alert_url,
-    mask_url,
-)
+from crmtasks.settings.secrets import mask_url, scrub, url_secrets
+from crmtasks.settings.values import AUDIT_PAUSE_POINTS, cron_problem, mask_alert_url
 
 AUDIT_RETENTION_POLICIES = ("archive", "delete")
 # How sharing checks stay current: the first is the default (crmtasks.sharing.checker).
@@ -137,6 +133,18 @@ class Settings:
         return _metrics_dir(self.home, self.metrics_port).parent
 
     @property
+    def secrets(self) -> frozenset[str]:
+        """Every password in these settings (the URLs' in each form they may be echoed in, the dashboard's)."""
+        found = url_secrets(self.database_url) | url_secrets(self.redis_url)
+        if self.dashboard_password:
+            found.add(self.dashboard_password)
+        return frozenset(found)
+
+    def scrub(self, text: str) -> str:
+        """``text`` (a library's error message, a traceback) with every password of these settings masked."""
+        return scrub(text, self.secrets)
+
+    @property
     def embedded_database(self) -> bool:
         """True when no DATABASE_URL is set and the embedded server is used."""
         return self.database_url is None
@@ -177,6 +185,7 @@ def _metrics_dir(home: Path, port: int) -> Path:
 
 def load_exporter_settings(environ: Mapping[str, str]) -> ExporterSettings:
     """The exporter's settings from an environment mapping, validated as load_settings does."""
+    values.refuse_blank(environ, ("CRMTASKS_HOME", "CRMTASKS_METRICS_HOST", "CRMTASKS_METRICS_PORT"))
     home = values.home(environ.get("CRMTASKS_HOME"))
     port = _metrics_port(environ)
     return ExporterSettings(_metrics_host(environ), port, _metrics_dir(home, port))
@@ -192,6 +201,7 @@ def _metrics_port(environ: Mapping[str, str]) -> int:
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping; raise SettingsError on the first bad value."""
+    values.refuse_blank(environ)
     return Settings(
         database_url=values.database_url(environ.get("DATABASE_URL")),
         redis_url=values.redis_url(environ.get("REDIS_URL")),
@@ -244,15 +254,22 @@ def get_exporter_settings() -> ExporterSettings:
 def configure_logging(settings: Settings, *, libraries_level: str | None = None) -> None:
     """Send the process's log records to stderr (and the log file, if set) as text or JSON.
 
-    Idempotent. The handlers replace the stderr handler Dramatiq and periodiq
+    Idempotent. Every record is scrubbed of the settings' passwords (a
+    library's message or traceback may echo a URL). The handlers replace the stderr handler Dramatiq and periodiq
     put on the root logger, so their records (a failed job's traceback) are
     formatted like ours and reach the log file too (crmtasks.logging_setup).
     ``libraries_level`` sets the level of everyone else's records (workers
     and the scheduler want Dramatiq's INFO lines, the CLI only warnings).
+    SettingsError naming CRMTASKS_LOG_FILE when the file cannot be opened
+    (its directory exists but is not writable, ``/proc``).
     """
-    install_handlers(settings.log_level, settings.log_format, settings.log_file, libraries_level)
+    try:
+        install_handlers(settings.log_level, settings.log_format, settings.log_file, libraries_level,
+                         secrets=settings.secrets)
+    except OSError as error:
+        raise SettingsError("CRMTASKS_LOG_FILE", f"cannot write {settings.log_file}: {error.strerror or error}") from None
 
 
 __all__ = ["AUDIT_PAUSE_POINTS", "AUDIT_RETENTION_POLICIES", "SHARING_CONSISTENCIES", "ExporterSettings", "Settings",
            "SettingsError", "configure_logging", "cron_problem", "get_exporter_settings", "get_settings",
-           "load_exporter_settings", "load_settings", "mask_alert_url", "mask_url"]
+           "load_exporter_settings", "load_settings", "mask_alert_url", "mask_url", "scrub"]

@@ -8,14 +8,17 @@ variable and what is wrong, in words a user can act on.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from crmtasks.errors import SettingsError
 from crmtasks.jobs import registry
+from crmtasks.settings.secrets import mask_url, scrub, url_secrets
+from crmtasks.user_text import WHOLE_NUMBER, check_text, shown
 
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -39,10 +42,36 @@ _TRUE_WORDS = ("1", "true", "yes", "on")
 _ALERT_URL_SEPARATOR = re.compile(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,31})://")
 _FALSE_WORDS = ("0", "false", "no", "off")
+_REDIS_DB = re.compile(r"[0-9]+")
+# Every variable crmtasks reads besides the CRMTASKS_SCHEDULE_<TASK> overrides.
+VARIABLES = (
+    "DATABASE_URL", "REDIS_URL", "CRMTASKS_HOME", "CRMTASKS_REDIS_PREFIX", "CRMTASKS_DB_POOL_SIZE",
+    "CRMTASKS_LOG_LEVEL", "CRMTASKS_LOG_FORMAT", "CRMTASKS_LOG_FILE", "CRMTASKS_METRICS_HOST", "CRMTASKS_METRICS_PORT",
+    "CRMTASKS_WORKER_HEARTBEAT_TIMEOUT_MS", "CRMTASKS_BROKER_MAINTENANCE_CHANCE", "CRMTASKS_DASHBOARD_USER",
+    "CRMTASKS_DASHBOARD_PASSWORD", "CRMTASKS_AUDIT_PREMAKE_MONTHS", "CRMTASKS_AUDIT_RETENTION_MONTHS",
+    "CRMTASKS_AUDIT_RETENTION_POLICY", "CRMTASKS_ARCHIVE_DIR", "CRMTASKS_AUDIT_HOLD", "CRMTASKS_AUDIT_PAUSE_AT",
+    "CRMTASKS_AGGREGATES_REBUILD_HOURS", "CRMTASKS_SEARCH_TIMEOUT_MS", "CRMTASKS_SHARING_CACHE_TTL_S",
+    "CRMTASKS_SHARING_LOCAL_CACHE_USERS", "CRMTASKS_SHARING_LOCAL_CACHE_RECORDS", "CRMTASKS_SHARING_CONSISTENCY",
+    "CRMTASKS_ALERT_URLS", "CRMTASKS_HISTORY_DAYS",
+)
 
+
+def refuse_blank(environ: Mapping[str, str], variables: tuple[str, ...] = VARIABLES) -> None:
+    """SettingsError for a variable that is set but empty (or only spaces).
+
+    Unset means "the default"; an empty value is more often a template that
+    was not filled in (``DATABASE_URL=${DATABASE_URL}``) than a wish for the
+    default, so it is refused rather than silently taken as unset.
+    """
+    names = [*variables, *(name for name in environ if name.startswith("CRMTASKS_SCHEDULE_"))]
+    for name in names:
+        value = environ.get(name)
+        if value is not None and not value.strip():
+            raise SettingsError(name, "is set but empty; unset it to use the default, or give a value")
 
 
 def empty_to_none(value: str | None) -> str | None:
+    """``value`` without surrounding spaces; None when unset (refuse_blank has already refused a blank one)."""
     if value is None or not value.strip():
         return None
     return value.strip()
@@ -52,6 +81,9 @@ def database_url(value: str | None) -> str | None:
     value = empty_to_none(value)
     if value is None:
         return None
+    if "://" not in value and "=" in value:
+        raise SettingsError("DATABASE_URL", "is a keyword string (host=... dbname=...); write it as a URL, "
+                                            f"postgresql://user:password@host:port/dbname (got {mask_url(value)})")
     parts = split_url("DATABASE_URL", value)
     if parts.scheme not in _DATABASE_SCHEMES:
         raise SettingsError(
@@ -61,7 +93,20 @@ def database_url(value: str | None) -> str | None:
         )
     if not parts.path.strip("/"):
         raise SettingsError("DATABASE_URL", f"names no database; expected postgresql://user@host:port/dbname (got {mask_url(value)})")
+    # imported here: only settings validation needs libpq's own reading of the URL
+    from psycopg2 import ProgrammingError
+    from psycopg2.extensions import parse_dsn
+
+    try:
+        parse_dsn(value)  # an unknown ?option or a bad %-escape, found now rather than at the first connection
+    except ProgrammingError as error:
+        raise SettingsError("DATABASE_URL", f"libpq cannot read it ({_cause(error, value)}): {mask_url(value)}") from None
     return value
+
+
+def _cause(error: Exception, url: str) -> str:
+    """The first line of a library's complaint about ``url``, with the URL's password masked (libpq echoes it)."""
+    return scrub((str(error).strip().splitlines() or [type(error).__name__])[0], url_secrets(url))
 
 
 def redis_url(value: str | None) -> str | None:
@@ -77,15 +122,40 @@ def redis_url(value: str | None) -> str | None:
         )
     if parts.scheme != "unix" and not parts.hostname:
         raise SettingsError("REDIS_URL", f"names no host (got {mask_url(value)})")
+    databases = [db for name, _, db in (pair.partition("=") for pair in parts.query.split("&")) if name == "db"]
+    if parts.scheme != "unix" and parts.path.strip("/"):
+        databases.append(parts.path.strip("/"))
+    for db in databases:
+        if not _REDIS_DB.fullmatch(db):
+            raise SettingsError("REDIS_URL", f"database {db!r} is not a number written in ASCII digits "
+                                             f"(got {mask_url(value)})")
+    import redis  # imported here: only settings validation needs redis-py's own reading of the URL
+
+    try:  # redis-py turns unknown ?options into keyword arguments that fail only when a connection is made
+        redis.Redis.from_url(value).connection_pool.make_connection()
+    except (TypeError, ValueError) as error:
+        raise SettingsError("REDIS_URL", f"redis-py cannot read it ({_cause(error, value)}): {mask_url(value)}") from None
     return value
 
 
 def split_url(variable: str, value: str):
+    """The parts of a URL, or SettingsError (with the URL masked) when urllib and libpq could read it differently."""
+    masked = mask_url(value)
+    try:
+        check_text(value)
+    except ValueError:
+        raise SettingsError(variable, f"is not valid UTF-8 text: {shown(masked)}") from None
+    remainder = value.partition("://")[2]
+    netloc_end = min((remainder.find(char) for char in "/?#" if char in remainder), default=len(remainder))
+    if "@" in remainder and (remainder.count("@") > 1 or remainder.find("@") > netloc_end):
+        raise SettingsError(variable, "has an '@' besides the one that ends user:password; an '@', '/', '?' or '#' "
+                                      "in a user, password or value must be percent-encoded (%40, %2F, %3F, %23): "
+                                      f"{masked}")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise SettingsError(variable, f"is not a valid URL ({exc}): {mask_url(value)}") from None
+        raise SettingsError(variable, f"is not a valid URL ({scrub(str(exc), url_secrets(value))}): {masked}") from None
     return parts
 
 
@@ -110,10 +180,10 @@ def positive_int(environ: Mapping[str, str], variable: str, *, default: int, mos
     value = empty_to_none(environ.get(variable))
     if value is None:
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise SettingsError(variable, f"{value!r} is not a whole number{' of ' + unit if unit else ''}") from None
+    if not WHOLE_NUMBER.fullmatch(value):  # int() would also take "１２", "٥", "1_000" and "+5"
+        hint = " (ASCII digits 0-9)" if any(char.isdigit() for char in value) else ""  # "１２", "1_000", "+5"
+        raise SettingsError(variable, f"{value!r} is not a whole number{' of ' + unit if unit else ''}{hint}")
+    number = int(value)
     if not least <= number <= most:
         raise SettingsError(variable, f"{number}{' ' + unit if unit else ''} is out of range ({least} to {most})")
     return number
@@ -175,20 +245,27 @@ def pause_point(value: str | None) -> str | None:
 
 
 def log_level(value: str | None) -> str:
-    value = (empty_to_none(value) or "INFO").upper()
-    if value not in _LOG_LEVELS:
-        raise SettingsError("CRMTASKS_LOG_LEVEL", f"{value!r} is not one of {', '.join(_LOG_LEVELS)}")
-    return value
+    typed = empty_to_none(value) or "INFO"
+    # ASCII only: "ınfo".upper() is "INFO" (a dotless i), which no one types meaning INFO.
+    level = typed.upper() if typed.isascii() else typed
+    if level not in _LOG_LEVELS:
+        raise SettingsError("CRMTASKS_LOG_LEVEL", f"{typed!r} is not one of {', '.join(_LOG_LEVELS)}")
+    return level
 
 
 def dashboard_credentials(environ: Mapping[str, str]) -> dict[str, str | None]:
     user = empty_to_none(environ.get("CRMTASKS_DASHBOARD_USER"))
-    password = environ.get("CRMTASKS_DASHBOARD_PASSWORD") or None
+    password = environ.get("CRMTASKS_DASHBOARD_PASSWORD")
     if (user is None) != (password is None):
         missing = "CRMTASKS_DASHBOARD_PASSWORD" if password is None else "CRMTASKS_DASHBOARD_USER"
         raise SettingsError(missing, "must be set together with the other dashboard credential")
     if password is not None and len(password) < 8:
         raise SettingsError("CRMTASKS_DASHBOARD_PASSWORD", "must be at least 8 characters")
+    for variable, value in (("CRMTASKS_DASHBOARD_USER", user), ("CRMTASKS_DASHBOARD_PASSWORD", password)):
+        try:
+            check_text(value or "")
+        except ValueError:  # the login form compares UTF-8 bytes; the value itself is never shown
+            raise SettingsError(variable, "is not valid UTF-8 text (or holds a NUL)") from None
     return {"dashboard_user": user, "dashboard_password": password}
 
 
@@ -251,9 +328,15 @@ def schedules(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(schedules.items())
 
 
-def cron_problem(expression: str) -> str | None:
-    """Return why ``expression`` is not a usable 5-field cron, or None when it is."""
-    from croniter import croniter  # imported here: only settings validation needs it
+def cron_problem(expression: str, *, now: datetime.datetime | None = None) -> str | None:
+    """Return why ``expression`` is not a usable 5-field cron, or None when it is.
+
+    A valid expression that names no real day (``0 0 31 2 *``) is refused
+    too: croniter finds no next time for it, so it would never run and
+    every listing of schedules would fail on it.
+    """
+    # imported here: only settings validation needs croniter
+    from croniter import CroniterBadDateError, croniter
 
     if expression.strip() in _CRON_NICKNAMES:
         return None
@@ -263,18 +346,8 @@ def cron_problem(expression: str) -> str | None:
                 f"or one of {', '.join(_CRON_NICKNAMES)}")
     if not croniter.is_valid(expression):
         return f"{expression!r} is not a valid cron expression"
+    try:
+        croniter(expression, now or datetime.datetime.now(datetime.timezone.utc)).get_next(datetime.datetime)
+    except CroniterBadDateError:
+        return f"{expression!r} never fires: no date matches it (e.g. the 31st of a month that has 30 days)"
     return None
-
-
-def mask_url(url: str | None) -> str:
-    """Return ``url`` with any password replaced by ``***``, fit for output and logs."""
-    if not url:
-        return "(embedded)"
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo = f"{parts.username or ''}:***"
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))

@@ -172,6 +172,10 @@ def resolve_servers(environ: Mapping[str, str]) -> tuple[str, str]:
     return services.database_url(settings), services.redis_url(settings)
 
 
+# Variables the benchmark unsets whatever the caller's environment says.
+_SWITCHED_OFF = ("CRMTASKS_AUDIT_PAUSE_AT",)
+
+
 def bench_environment(environ: Mapping[str, str], database_url: str, redis_url: str, run_id: str,
                       archive_dir: Path) -> dict[str, str]:
     """The variables crmtasks reads, pointing at this run's database, Redis prefix and archive directory.
@@ -180,9 +184,12 @@ def bench_environment(environ: Mapping[str, str], database_url: str, redis_url: 
     switched off whatever the caller's environment says: the audit suite
     must archive.
     """
-    return {**environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-            "CRMTASKS_REDIS_PREFIX": f"crmtasks-bench-{run_id}", "CRMTASKS_ARCHIVE_DIR": str(archive_dir),
-            "CRMTASKS_AUDIT_RETENTION_POLICY": "archive", "CRMTASKS_AUDIT_HOLD": "0", "CRMTASKS_AUDIT_PAUSE_AT": ""}
+    environment = {**environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                   "CRMTASKS_REDIS_PREFIX": f"crmtasks-bench-{run_id}", "CRMTASKS_ARCHIVE_DIR": str(archive_dir),
+                   "CRMTASKS_AUDIT_RETENTION_POLICY": "archive", "CRMTASKS_AUDIT_HOLD": "0"}
+    for name in _SWITCHED_OFF:  # unset, not empty: settings refuse a variable that is set but empty
+        environment.pop(name, None)
+    return environment
 
 
 def point_crmtasks_at(environment: dict[str, str]) -> Settings:
@@ -197,6 +204,9 @@ def point_crmtasks_at(environment: dict[str, str]) -> Settings:
     if get_settings.cache_info().currsize:
         raise RuntimeError("crmtasks settings were loaded before the benchmark pointed them at its database")
     os.environ.update({name: value for name, value in environment.items() if os.environ.get(name) != value})
+    for name in _SWITCHED_OFF:
+        if name not in environment:
+            os.environ.pop(name, None)
     if get_settings() != settings:
         raise RuntimeError("get_settings() disagrees with the benchmark's settings")
     db.bind(settings)

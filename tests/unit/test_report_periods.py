@@ -65,3 +65,26 @@ def test_whole_period_ranges_are_accepted():
     periods.check_range(None, None, "year")
     with pytest.raises(ReportError, match="grain 'week'"):
         periods.check_grain("week")
+
+
+@pytest.mark.parametrize("text, end, grain, expected", [
+    ("9999-12", True, "month", D(9999, 12, 31)),
+    ("9999-Q4", True, "quarter", D(9999, 12, 31)),
+    ("9999", True, "year", D(9999, 12, 31)),
+    ("9999-12-31", True, "month", D(9999, 12, 31)),
+])
+def test_the_last_period_python_dates_reach_is_a_range_like_any_other(text, end, grain, expected):
+    day = periods.parse_bound(text, end=end, option="--to")
+    assert day == expected
+    periods.check_range(periods.period_start(day, grain), day, grain)  # whole periods: accepted
+    assert periods.period_end(D(9999, 12, 5), grain) == D(9999, 12, 31)
+
+
+@pytest.mark.parametrize("text", ["٢٠٢٤-01", "2024-0٣", "２０２４", "٢٠٢٤-Q3"])
+def test_bounds_are_written_in_ascii_digits(text):
+    with pytest.raises(ReportError, match="is not a date"):
+        periods.parse_bound(text, end=False, option="--from")
+
+
+def test_labels_of_early_years_have_four_digits_as_typed():
+    assert [periods.label(D(1, 1, 1), grain) for grain in periods.GRAINS] == ["0001-01", "0001-Q1", "0001"]

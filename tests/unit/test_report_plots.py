@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from crmtasks.reports import Report
+from crmtasks.reports import Report, ReportError
 from crmtasks.reports.plots import plot
 
 AS_OF = datetime.datetime(2024, 7, 1, 12, 0, tzinfo=datetime.timezone.utc)
@@ -39,3 +39,11 @@ def test_reports_without_a_chart_or_split_per_owner_are_refused(tmp_path):
         plot(_report("accounts", [{"industry": None, "region": None, "account_count": 1}]), tmp_path / "a.png")
     with pytest.raises(ValueError, match="one owner"):
         plot(_report("revenue", REPORTS["revenue"], by_owner=True), tmp_path / "b.png")
+
+
+def test_a_plot_that_cannot_be_written_is_a_report_error_naming_the_file(tmp_path):
+    (tmp_path / "dir.png").mkdir()
+    for target in (tmp_path / "dir.png", tmp_path / "missing" / "c.png"):
+        with pytest.raises(ReportError, match=f"cannot write the plot to '{target}'") as caught:
+            plot(_report("revenue", REPORTS["revenue"]), target)
+        assert not isinstance(caught.value, OSError)

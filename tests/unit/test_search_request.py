@@ -150,3 +150,59 @@ def test_precompute_facets_is_registered():
     assert (spec.name, spec.cron, spec.queue, spec.max_retries) == ("precompute_facets", "*/5 * * * *", "workflow_cpu", 3)
     assert spec.time_limit_s < 300  # shorter than the period: runs never pile up
     assert spec.load().__module__ == "crmtasks.jobs.precompute_facets"
+
+
+# ------------------------------------------------------------ hardening (issue 16)
+
+@pytest.mark.parametrize("bound", ["1e-999999999", "1e-20000", "0.0000000000000000000000000000001",
+                                   decimal.Decimal("1E-20000"), 1e-300])
+def test_an_amount_bound_with_absurd_precision_is_a_value_error_naming_it(bound):
+    with pytest.raises(ValueError, match=r"^filter amount gte: amount .* has more than 30 decimal places"):
+        build_request("deals", {"amount": {"gte": bound}})
+
+
+def test_amount_bounds_that_are_exact_enough_are_kept():
+    bounds = dict(build_request("deals", {"amount": {"gte": "0e-20000", "lt": "1.50000000000000000000000000000000000"}})
+                  .range_filters[0].bounds)
+    assert bounds == {"gte": decimal.Decimal(0), "lt": decimal.Decimal("1.5")}
+    assert dict(build_request("deals", {"amount": {"gte": 0.1 + 0.2}}).range_filters[0].bounds)["gte"] == \
+        decimal.Decimal("0.30000000000000004")
+
+
+def test_a_time_zone_offset_postgresql_refuses_is_taken_as_the_same_instant_in_utc():
+    (created,) = build_request("leads", {"created_at": {"gte": "2024-01-01T00:00:00+20:00"}}).range_filters
+    assert created.bounds == (("gte", datetime.datetime(2023, 12, 31, 4, 0, tzinfo=datetime.timezone.utc)),)
+    assert created.bounds[0][1].utcoffset() == datetime.timedelta(0)
+    with pytest.raises(ValueError, match="filter created_at gte: .*'0001-01-01T00:00:00\\+20:00' is out of range"):
+        build_request("leads", {"created_at": {"gte": "0001-01-01T00:00:00+20:00"}})
+
+
+def test_the_last_quarter_python_dates_reach_is_a_filter_like_any_other():
+    quarter = kinds.QuarterOfDate("close_date")
+    assert quarter.quarter_range(quarter.check("9999-Q4")) == (datetime.date(9999, 10, 1), "10000-01-01")
+    (quarter_filter,) = build_request("deals", {"close_quarter": ["9999-Q4", "2024-Q1"]}).facet_filters
+    condition = quarter.condition(quarter_filter.keys, quarter_filter.null_included)
+    assert "10000-01-01" in repr(condition)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"entity": "leads", "filters": {"status": "\udcff\udcfe"}}, "filter status: the value '\\xff\\xfe' is not valid UTF-8"),
+    ({"entity": "leads", "filters": {"status": ["new", "a\ud800b"]}}, "is not valid UTF-8"),
+    ({"entity": "leads", "q": "abc\udcff"}, "q 'abc\\xff' is not valid UTF-8 text"),
+    ({"entity": "deals", "filters": {"amount": {"gte": "１２"}}}, "filter amount gte: expected a number"),
+    ({"entity": "deals", "filters": {"amount": {"gte": "٥"}}}, "filter amount gte: expected a number"),
+    ({"entity": "deals", "filters": {"close_quarter": "٢٠٢٤-Q1"}}, "expected a quarter written YYYY-Qn"),
+    ({"entity": "deals", "filters": {"close_quarter": "2024-Q1\n"}}, "expected a quarter written YYYY-Qn"),
+])
+def test_text_that_is_not_utf8_and_digits_of_other_scripts_are_refused(arguments, message):
+    with pytest.raises(ValueError) as caught:
+        build_request(**arguments)
+    assert not isinstance(caught.value, UnicodeError)
+    assert message in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["owner=１", "owner=٥", "owner=1_0", "owner=+1"])
+def test_ids_on_the_command_line_are_ascii_digits(text):
+    with pytest.raises(ValueError, match="filter owner: expected a user id"):
+        filters_from_text("leads", [text])
+    assert filters_from_text("leads", ["owner= 12 "]) == {"owner": 12}
