@@ -37,6 +37,11 @@ class Settings:
       schedules(tuple): ``(task name, cron)`` pairs, the registry's defaults
         overridden by ``CRMTASKS_SCHEDULE_<TASK>``; a tuple keeps Settings hashable.
       db_pool_size(int): Most PostgreSQL connections one process keeps open.
+      db_pool_timeout_s(float): Seconds a caller waits for a free pooled
+        connection (callers wait in turn) before crmtasks.pg.pool.PoolExhausted.
+      api_processes(int): Processes of the application that call crmtasks'
+        library API (web server processes): ``crmtasks check`` counts each at
+        ``db_pool_size`` connections, as it cannot see them.
       log_level(str): Level of crmtasks' log records.
       catch_up_s(int): After a scheduler outage, a job's latest missed slot runs
         once if it is at most this many seconds old (0: never catch up).
@@ -98,6 +103,8 @@ class Settings:
     search_timeout_ms: int = 5_000
     sharing_cache_ttl_s: int = 2 * 86400
     sharing_local_cache_users: int = 10_000
+    db_pool_timeout_s: float = 30.0
+    api_processes: int = 0
 
     @property
     def audit_archive_dir(self) -> Path:
@@ -195,6 +202,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
                                           most=30 * 86400, least=60),
         sharing_local_cache_users=values.positive_int(environ, "CRMTASKS_SHARING_LOCAL_CACHE_USERS", default=10_000,
                                                 most=1_000_000, least=0),
+        db_pool_timeout_s=values.seconds(environ, "CRMTASKS_DB_POOL_TIMEOUT_S", default=30.0, least=0.01, most=3600),
+        api_processes=values.positive_int(environ, "CRMTASKS_API_PROCESSES", default=0, least=0, most=10_000),
     )
 
 

@@ -113,6 +113,20 @@ def positive_int(environ: Mapping[str, str], variable: str, *, default: int, mos
     return number
 
 
+def seconds(environ: Mapping[str, str], variable: str, *, default: float, least: float, most: float) -> float:
+    """A number of seconds from ``least`` to ``most``; decimals allowed (``0.5``)."""
+    value = empty_to_none(environ.get(variable))
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(variable, f"{value!r} is not a number of seconds") from None
+    if not least <= number <= most:  # also refuses nan
+        raise SettingsError(variable, f"{value} seconds is out of range ({least:g} to {most:g})")
+    return number
+
+
 def month_count(environ: Mapping[str, str], variable: str, *, default: int, least: int, most: int) -> int:
     return positive_int(environ, variable, default=default, least=least, most=most, unit="months")
 

@@ -5,7 +5,7 @@ per entity, the role hierarchy, owner- and criteria-based sharing rules, and
 implicit read access to an account's contacts and deals for the account's
 owner and the users above them. The API:
 
-- ``can_access(user_id, entity, record_id, level="read") -> bool``
+- ``can_access(user_id, entity, record_id, level="read", connection=None) -> bool``
 - ``visible(user_id, entity, alias=None, level="read", cursor=None)``: a
   ``psycopg2.sql.Composable`` WHERE condition keeping the rows the user may
   see; ``visible_expression(...)``: the same as a peewee expression.
@@ -62,9 +62,13 @@ def checker() -> AccessChecker:
     return _checker[2]
 
 
-def can_access(user_id: int, entity: str, record_id: int, level: str = "read") -> bool:
-    """True when user ``user_id`` may ``level`` (``read`` or ``edit``) record ``record_id`` of ``entity`` now."""
-    return checker().can_access(user_id, entity, record_id, level)
+def can_access(user_id: int, entity: str, record_id: int, level: str = "read", *, connection=None) -> bool:
+    """True when user ``user_id`` may ``level`` (``read`` or ``edit``) record ``record_id`` of ``entity`` now.
+
+    Runs on ``connection`` (a psycopg2 connection of the caller's) when given, else on a pooled one
+    borrowed for this call only.
+    """
+    return checker().can_access(user_id, entity, record_id, level, connection=connection)
 
 
 def visible(user_id: int, entity: str, alias: str | None = None, level: str = "read", *,

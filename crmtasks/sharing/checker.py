@@ -76,12 +76,14 @@ class AccessChecker:
             self.cache.put(visibility)
         return visibility
 
-    def can_access(self, user_id: int, entity: str, record_id: int, level: str = READ) -> bool:
+    def can_access(self, user_id: int, entity: str, record_id: int, level: str = READ, *,
+                   connection=None) -> bool:
         """True when user ``user_id`` may ``level`` (``read``/``edit``) record ``record_id`` of ``entity`` now.
 
         An unknown user or record, or an inactive user, gets False. ValueError
         for an unknown entity or level, or ids that are not ints. One round
-        trip to PostgreSQL on a warm cache.
+        trip to PostgreSQL on a warm cache, on ``connection`` (a psycopg2
+        connection of the caller's) or a pooled one borrowed for this call.
         """
         get_entity(entity)
         check_level(level)
@@ -89,7 +91,7 @@ class AccessChecker:
         _check_id("record_id", record_id)
         if not (_in_range(user_id) and _in_range(record_id)):
             return False
-        with db.connection() as database, database.connection().cursor() as cursor:
+        with db.using_connection(connection) as conn, conn.cursor() as cursor:
             epoch, record = fetch_record(cursor, entity, record_id)
             visibility = self._visibility_at(cursor, user_id, epoch)
             for _ in range(MAX_ROUNDS):
@@ -112,8 +114,7 @@ class AccessChecker:
             user_id = 0  # no such user: compiles to "nothing", like any unknown id
         with contextlib.ExitStack() as stack:
             if cursor is None:
-                database = stack.enter_context(db.connection())
-                cursor = stack.enter_context(database.connection().cursor())
+                cursor = stack.enter_context(stack.enter_context(db.using_connection()).cursor())
             # A compile may be newer than the epoch just read: it is then the
             # state as of the compile, later than the call began, which is fine.
             return self._visibility_at(cursor, user_id, read_epoch(cursor))
