@@ -22,8 +22,10 @@ import signal
 from collections.abc import Callable, Mapping
 
 import dramatiq
+import redis
 
 from crmtasks.broker.factory import build_runtime
+from crmtasks.broker.heartbeats import Heartbeat
 from crmtasks.errors import CrmtasksError
 from crmtasks.settings import Settings, configure_logging
 from crmtasks.web.auth import CSRF_FIELD, LOGIN_PATH, LoginWall, Visitor
@@ -36,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 # Where dramatiq-dashboard is mounted.
 QUEUES_PREFIX = "/dramatiq"
+# waitress threads serving requests; each may hold one pooled database connection during a request.
+SERVER_THREADS = 4
 
 
 class UnsafeBinding(CrmtasksError, ValueError):
@@ -191,13 +195,20 @@ def serve(settings: Settings, host: str, port: int) -> None:
     else:
         logger.warning("dashboard: serving http://%s:%d/ with login off (no CRMTASKS_DASHBOARD_USER/PASSWORD)",
                        host, port)
-    server = waitress.create_server(app, host=host, port=port, threads=4, ident="crmtasks")
+    server = waitress.create_server(app, host=host, port=port, threads=SERVER_THREADS, ident="crmtasks")
     # A process manager stops us with SIGTERM: close the listening socket and
     # exit 0 instead of dying of the signal.
     signal.signal(signal.SIGTERM, lambda *_: server.close())
+    # `crmtasks check` counts the dashboard's database connections from this.
+    heartbeat = Heartbeat(settings, "dashboard", {"threads": SERVER_THREADS, "db_pool_size": settings.db_pool_size})
+    try:
+        heartbeat.start()
+    except redis.RedisError as error:
+        logger.warning("dashboard: heartbeat not written: %s", error)
     try:
         server.run()
     except (KeyboardInterrupt, OSError):
         pass  # run() ends with an error once its socket is closed under it
     finally:
+        heartbeat.stop()
         logger.info("dashboard: stopped")
