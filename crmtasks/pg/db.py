@@ -117,16 +117,14 @@ def rollback_open_transaction() -> None:
 
 
 def release_connection() -> None:
-    """Roll back anything left open and return this thread's connection to the pool (a broken one is dropped)."""
+    """Roll back anything left open and return this thread's connection to the pool (a broken one is dropped).
+
+    The pool's ``close`` does both (crmtasks.pg.pool.TurnTakingPool), asking
+    the driver rather than peewee's bookkeeping: a transaction opened with a
+    bare ``begin()`` or by a failed statement is invisible to peewee.
+    """
     db = database.obj
-    if db is None or db.is_closed():
-        return
-    if _is_broken(db):
-        db.manual_close()
-        return
-    try:
-        rollback_open_transaction()
-    finally:
+    if db is not None and not db.is_closed():
         db.close()
 
 

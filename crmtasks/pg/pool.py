@@ -11,13 +11,15 @@ calls crmtasks from more threads than the pool has connections:
 - **A bounded wait with one clear error.** A caller that gets no connection
   within ``pool_timeout_s`` gets ``PoolExhausted`` naming the pool size and
   the wait, never peewee's ``MaxConnectionsExceeded``.
-- **No round trip to check out.** peewee pings every connection it hands
-  out (``SELECT 1``) while holding the database-wide lock, which doubles
-  the round trips of a short call and makes every thread queue behind that
-  ping. A connection the server ended (``pg_terminate_backend``, a restart)
-  has something to read on its socket (the server's goodbye, or end of
-  file), so only a connection with pending input is pinged; the others go
-  out as they are, checked with a non-blocking poll.
+- **No round trip, no shared lock to check out.** peewee pings every
+  connection it hands out (``SELECT 1``) and opens and closes connections
+  under one database-wide lock, so under load every thread queues behind
+  another's ping (and behind a thread that lost the GIL while holding the
+  lock). Here only the pool's bookkeeping is locked. A connection the server
+  ended (``pg_terminate_backend``, a restart) has something to read on its
+  socket (the server's goodbye, or end of file), so only a connection with
+  pending input is pinged, outside every lock; the others go out as they
+  are, checked with a non-blocking poll.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import collections
 import select
 import threading
 
+import psycopg2
 import psycopg2.extensions
+from peewee import __exception_wrapper__
 from playhouse.pool import MaxConnectionsExceeded
 from playhouse.postgres_ext import PooledPostgresqlExtDatabase
 
@@ -66,7 +70,8 @@ class Turns:
     def __init__(self, places: int) -> None:
         self._free = places
         self._lock = threading.Lock()
-        self._waiters: collections.deque[threading.Event] = collections.deque()
+        # One locked lock per waiter, released to hand it the place (cheaper than an Event).
+        self._waiters: collections.deque[threading.Lock] = collections.deque()
 
     def acquire(self, timeout_s: float) -> bool:
         """Take a place, waiting at most ``timeout_s`` seconds; False when none came free in time."""
@@ -74,21 +79,23 @@ class Turns:
             if self._free and not self._waiters:
                 self._free -= 1
                 return True
-            turn = threading.Event()
+            turn = threading.Lock()
+            turn.acquire()
             self._waiters.append(turn)
-        if turn.wait(timeout_s):
+        if turn.acquire(timeout=timeout_s):
             return True
         with self._lock:
-            if turn.is_set():  # handed over just as the wait ended
-                return True
-            self._waiters.remove(turn)
+            try:
+                self._waiters.remove(turn)
+            except ValueError:
+                return True  # handed over just as the wait ended
             return False
 
     def release(self) -> None:
         """Give the place back: to the longest waiter if any, else to the free places."""
         with self._lock:
             if self._waiters:
-                self._waiters.popleft().set()
+                self._waiters.popleft().release()
             else:
                 self._free += 1
 
@@ -105,8 +112,36 @@ def _has_pending_input(conn) -> bool:
     return bool(poller.poll(0))
 
 
+def _answers(conn) -> bool:
+    """True when the server answers on ``conn`` (one round trip)."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        return True
+    except psycopg2.Error:
+        return False
+
+
+def _rolled_back(conn) -> bool:
+    """Roll back what ``conn`` left open; False when that failed (the connection is unusable)."""
+    try:
+        if conn.autocommit:  # peewee's connections: BEGIN was sent as a statement, so is ROLLBACK
+            with conn.cursor() as cur:
+                cur.execute("ROLLBACK")
+        else:
+            conn.rollback()
+        return True
+    except psycopg2.Error:
+        return False
+
+
 class TurnTakingPool(PooledPostgresqlExtDatabase):
     """peewee's pooled PostgreSQL database, lending its connections in turn with a bounded wait.
+
+    ``connect()`` and ``close()`` keep peewee's meaning (this thread's
+    connection, opened and given back) but go around peewee's database-wide
+    lock: only the pool's own bookkeeping is locked, briefly, and nothing
+    that waits on the network or the GIL happens under it.
 
     Parameters:
       database(str): Database name (the ``dsn`` keyword carries the URL).
@@ -121,37 +156,63 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
         super().__init__(database, max_connections=max_connections, timeout=pool_timeout_s, **kwargs)
 
     def connect(self, reuse_if_open: bool = False) -> bool:
-        if not self.is_closed():  # this thread holds one: peewee reuses it or says it is open
+        """Give this thread a pooled connection, waiting its turn; False when it has one and ``reuse_if_open``."""
+        if not self.is_closed() or self.deferred:  # peewee answers: reuse, "already opened", "not initialized"
             return super().connect(reuse_if_open)
+        conn = self._lend()
+        self._state.set_connection(conn)
+        if self.server_version is None:
+            self._set_server_version(conn)
+        return True
+
+    def close(self) -> bool:
+        """Give this thread's connection back (rolled back first; dropped if broken); False when it had none."""
+        if self.is_closed() or self.in_transaction():  # peewee answers: nothing to close, "transaction is open"
+            return super().close()
+        conn = self._state.conn
+        self._state.reset()
+        self._take_back(conn)
+        return True
+
+    def _lend(self):
+        """A connection for one caller: its turn first, then the oldest idle connection (or a new one)."""
         if not self._turns.acquire(self.pool_timeout_s):
             raise PoolExhausted(self._max_connections, self.pool_timeout_s)
         try:
-            return super().connect(reuse_if_open)
-        except MaxConnectionsExceeded:
-            # Only when connections were lent outside the turns (peewee's close_stale):
-            # peewee waited the same timeout.
-            self._turns.release()
-            raise PoolExhausted(self._max_connections, self.pool_timeout_s) from None
+            while True:
+                try:
+                    with __exception_wrapper__:
+                        conn = self._connect()  # peewee's pool bookkeeping, under its own lock
+                except MaxConnectionsExceeded:
+                    # Only when connections were lent around the turns (peewee's close_stale).
+                    raise PoolExhausted(self._max_connections, self.pool_timeout_s) from None
+                # Outside every lock: a server that ended the session has said so on the socket.
+                if not _has_pending_input(conn) or _answers(conn):
+                    return conn
+                self._discard(conn)
         except BaseException:
             self._turns.release()
             raise
 
-    def close(self) -> bool:
-        was_open = not self.is_closed()
+    def _take_back(self, conn) -> None:
         try:
-            closed = super().close()
+            if conn.closed or conn.get_transaction_status() == _UNKNOWN:
+                self._discard(conn)
+            elif conn.get_transaction_status() != _IDLE and not _rolled_back(conn):
+                self._discard(conn)
+            else:
+                self._close(conn)  # peewee's check-in: back with the idle ones (a stale one is closed)
         finally:
-            if was_open and self.is_closed():  # not refused (a transaction still open): the place is free
-                self._turns.release()
-        return closed
+            self._turns.release()
+
+    def _discard(self, conn) -> None:
+        with self._pool_lock:
+            self._in_use.pop(self.conn_key(conn), None)
+        self._close_raw(conn)
 
     def _is_closed(self, conn) -> bool:
-        """Whether a pooled connection is unusable, without a round trip unless the server has spoken."""
-        if conn.closed or conn.get_transaction_status() == _UNKNOWN:
-            return True
-        if conn.get_transaction_status() != _IDLE or _has_pending_input(conn):
-            return super()._is_closed(conn)  # peewee's check: roll back, or ping with SELECT 1
-        return False
+        """Whether an idle connection is unusable, decided locally (peewee would ping under its lock)."""
+        return bool(conn.closed) or conn.get_transaction_status() != _IDLE
 
     @property
     def lent(self) -> int:

@@ -34,6 +34,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SIZE = DemoSize(users=20, accounts=100, contacts=100, leads=1_000, deals=300)
 
 
+# What the module leaves behind is emptied, so later tests find no published counts, aggregates or audit rows.
+_LEFT_BEHIND = ("roles, users, accounts, contacts, leads, deals, task_runs, facet_counts, facet_current, "
+                "facet_generations, report_deal_periods, report_open_pipeline, report_lead_periods, "
+                "report_account_segments, report_deal_changes, report_lead_changes, report_account_changes, "
+                "report_owner_changes, audit_log")
+
+
 @pytest.fixture(scope="module")
 def loaded_crm(migrated_database_url):
     """A small demo CRM with published facet counts and report aggregates; yields the database URL."""
@@ -43,9 +50,12 @@ def loaded_crm(migrated_database_url):
         conn.autocommit = True
         precompute(conn)
         refresh(conn, full=True)
+        yield migrated_database_url
+        with conn.cursor() as cur:
+            cur.execute(f"TRUNCATE {_LEFT_BEHIND} RESTART IDENTITY CASCADE")
+            cur.execute("UPDATE report_aggregate_state SET as_of = NULL, rebuild_required = true, last_rebuild_at = NULL")
     finally:
         conn.close()
-    return migrated_database_url
 
 
 @contextlib.contextmanager
