@@ -14,7 +14,8 @@ opens more than the smaller of its threads and its pool size:
   while it runs (one run at a time, under the job's lock).
 
 ``crmtasks check`` counts the workers, schedulers and dashboards from their
-heartbeats (each publishes its threads and pool size), takes the
+heartbeats (worker processes and dashboards publish their threads and pool
+size; a scheduler counts one), takes the
 application's processes from ``CRMTASKS_API_PROCESSES``, and compares the
 total with what the server accepts from ordinary roles: ``max_connections``
 minus ``superuser_reserved_connections`` and, from PostgreSQL 16,
