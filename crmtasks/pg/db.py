@@ -152,7 +152,8 @@ def borrowed_connection(settings: Settings | None = None) -> Iterator[peewee.Dat
     try:
         yield bound
     finally:
-        release_connection()
+        if not bound.is_closed():  # the pool's close rolls back what is left open, drops a broken connection
+            bound.close()
 
 
 # The name older callers use for the same context manager.

@@ -25,14 +25,16 @@ calls crmtasks from more threads than the pool has connections:
 from __future__ import annotations
 
 import collections
+import heapq
 import select
 import threading
+import time
 
 import psycopg2
 import psycopg2.extensions
 from peewee import __exception_wrapper__
-from playhouse.pool import MaxConnectionsExceeded
-from playhouse.postgres_ext import PooledPostgresqlExtDatabase
+from playhouse.pool import PoolConnection
+from playhouse.postgres_ext import PooledPostgresqlExtDatabase, PostgresqlExtDatabase
 
 from crmtasks.errors import CrmtasksError
 
@@ -139,9 +141,10 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
     """peewee's pooled PostgreSQL database, lending its connections in turn with a bounded wait.
 
     ``connect()`` and ``close()`` keep peewee's meaning (this thread's
-    connection, opened and given back) but go around peewee's database-wide
-    lock: only the pool's own bookkeeping is locked, briefly, and nothing
-    that waits on the network or the GIL happens under it.
+    connection, opened and given back) and peewee's books (``close_all``,
+    ``close_idle``, ``manual_close`` work as before), but go around
+    peewee's database-wide lock: only the books are locked, briefly, and
+    nothing that waits on the network or releases the GIL happens under it.
 
     Parameters:
       database(str): Database name (the ``dsn`` keyword carries the URL).
@@ -180,19 +183,50 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
             raise PoolExhausted(self._max_connections, self.pool_timeout_s)
         try:
             while True:
-                try:
-                    with __exception_wrapper__:
-                        conn = self._connect()  # peewee's pool bookkeeping, under its own lock
-                except MaxConnectionsExceeded:
-                    # Only when connections were lent around the turns (peewee's close_stale).
-                    raise PoolExhausted(self._max_connections, self.pool_timeout_s) from None
-                # Outside every lock: a server that ended the session has said so on the socket.
+                conn = self._check_out()
+                # A server that ended the session has said so on the socket.
                 if not _has_pending_input(conn) or _answers(conn):
                     return conn
                 self._discard(conn)
         except BaseException:
             self._turns.release()
             raise
+
+    def _check_out(self):
+        """The oldest usable idle connection, else a new one; entered in peewee's books as in use.
+
+        Only the books are touched under the pool's lock: connecting and
+        closing (network, and the GIL released) happen outside it.
+        """
+        unusable = []
+        try:
+            with self._pool_lock:
+                while self._connections:
+                    created, _, conn = heapq.heappop(self._connections)
+                    if conn.closed or conn.get_transaction_status() != _IDLE or (
+                            self._stale_timeout and self._is_stale(created)):
+                        unusable.append(conn)
+                        continue
+                    self._in_use[self.conn_key(conn)] = PoolConnection(created, conn, time.time())
+                    return conn
+        finally:
+            for conn in unusable:
+                self._close_raw(conn)
+        with __exception_wrapper__:  # peewee's errors, as its connect() raises them
+            conn = PostgresqlExtDatabase._connect(self)
+        with self._pool_lock:
+            self._in_use[self.conn_key(conn)] = PoolConnection(time.time(), conn, time.time())
+        return conn
+
+    def _check_in(self, conn) -> None:
+        """Back with the idle connections; closed instead when stale or no longer in the books (close_all)."""
+        with self._pool_lock:
+            lent = self._in_use.pop(self.conn_key(conn), None)
+            if lent is not None and not (self._stale_timeout and self._is_stale(lent.timestamp)):
+                self._heap_counter += 1
+                heapq.heappush(self._connections, (lent.timestamp, self._heap_counter, conn))
+                return
+        self._close_raw(conn)
 
     def _take_back(self, conn) -> None:
         try:
@@ -201,7 +235,7 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
             elif conn.get_transaction_status() != _IDLE and not _rolled_back(conn):
                 self._discard(conn)
             else:
-                self._close(conn)  # peewee's check-in: back with the idle ones (a stale one is closed)
+                self._check_in(conn)
         finally:
             self._turns.release()
 
@@ -209,10 +243,6 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
         with self._pool_lock:
             self._in_use.pop(self.conn_key(conn), None)
         self._close_raw(conn)
-
-    def _is_closed(self, conn) -> bool:
-        """Whether an idle connection is unusable, decided locally (peewee would ping under its lock)."""
-        return bool(conn.closed) or conn.get_transaction_status() != _IDLE
 
     @property
     def lent(self) -> int:
