@@ -80,7 +80,7 @@ class Demand:
         return sum(connections for _, connections in self.parts)
 
     def describe(self) -> str:
-        return ", ".join(f"{what} {connections}" for what, connections in self.parts if connections)
+        return ", ".join(f"{what}: {connections}" for what, connections in self.parts if connections)
 
 
 def _per_process(beats: Sequence[dict], default_threads: int, pool_size: int) -> int:

@@ -36,7 +36,7 @@ def test_a_deployment_that_fits_is_reported_with_its_count(migrated_database_url
     settings = _settings_with_workers(redis_client, workers=2, threads=4)
     found = [finding for finding in health.run_checks(settings) if finding.area == "connections"]
     assert len(found) == 1 and found[0].ok, found
-    assert found[0].message.startswith("this deployment opens at most 9 connections (2 worker process(es) 8, ")
+    assert found[0].message.startswith("this deployment opens at most 9 connections (2 worker process(es): 8, ")
     assert f"of the {_server_available(migrated_database_url)} PostgreSQL accepts" in found[0].message
 
 
@@ -47,7 +47,7 @@ def test_pools_beyond_max_connections_are_a_problem(migrated_database_url, redis
     found = [finding for finding in health.run_checks(settings) if finding.area == "connections"]
     assert len(found) == 1 and not found[0].ok, found
     message = found[0].message
-    assert f"application process(es) x pool 20 {20 * (available // 20 + 1)}" in message
+    assert f"application process(es) x pool 20: {20 * (available // 20 + 1)}" in message
     assert f"more than the {available} PostgreSQL accepts" in message
     assert "lower CRMTASKS_DB_POOL_SIZE or worker threads, or raise max_connections" in message
     assert "\n" not in message
