@@ -26,8 +26,7 @@ from psycopg2 import sql
 from crmtasks.audit.months import PARENT_TABLE, Month, current_month
 from crmtasks.audit.partitions import ensure_partition
 from crmtasks.errors import CrmtasksError
-from crmtasks.pg import transaction
-from crmtasks.pg.db import database
+from crmtasks.pg import db, transaction
 from crmtasks.settings import get_settings
 
 COLUMNS = ("id", "occurred_at", "actor_id", "action", "entity", "entity_id", "changes", "ip_address")
@@ -88,7 +87,8 @@ def record_many(entries: Iterable[AuditEntry], *, connection=None, retention_mon
 
     Parameters:
       entries: The rows; ``id`` is ignored.
-      connection: A psycopg2 connection; default: crmtasks.pg.db's connection for this thread.
+      connection: A psycopg2 connection of the caller's; default: a pooled one, borrowed for this call
+        only (this thread's own when it has one open, e.g. inside ``database.atomic()``).
       retention_months(int|None): Refuse rows older than this many whole months
         (default: CRMTASKS_AUDIT_RETENTION_MONTHS).
 
@@ -99,7 +99,6 @@ def record_many(entries: Iterable[AuditEntry], *, connection=None, retention_mon
     entries = list(entries)
     if not entries:
         return []
-    conn = connection if connection is not None else _default_connection()
     oldest = current_month().plus(-_retention(retention_months))
     for entry in entries:
         if entry.occurred_at is not None and Month.of(entry.occurred_at) < oldest:
@@ -110,6 +109,11 @@ def record_many(entries: Iterable[AuditEntry], *, connection=None, retention_mon
         [e.entity for e in entries], [e.entity_id for e in entries],
         [None if e.changes is None else json.dumps(e.changes) for e in entries], [e.ip_address for e in entries],
     )
+    with db.using_connection(connection) as conn:
+        return _insert(conn, entries, params)
+
+
+def _insert(conn, entries: list[AuditEntry], params: tuple) -> list[int]:
     in_transaction_block = (not conn.autocommit
                             or conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE)
     with conn.cursor() as cur:
@@ -139,11 +143,10 @@ def history(entity: str, entity_id: int, since: datetime.datetime | None = None,
     reads one partition whatever the size of the log. Archived months are
     not searched (restore them first).
     """
-    conn = connection if connection is not None else _default_connection()
     query = _history_sql(entity, entity_id, since, until)
     if limit is not None:
         query = sql.SQL("{} LIMIT {}").format(query, sql.Literal(limit))
-    with conn.cursor() as cur:
+    with db.using_connection(connection) as conn, conn.cursor() as cur:
         cur.execute(query)
         rows = cur.fetchall()
     return [AuditEntry(id=row[0], occurred_at=row[1], actor_id=row[2], action=row[3], entity=row[4],
@@ -152,8 +155,8 @@ def history(entity: str, entity_id: int, since: datetime.datetime | None = None,
 
 def history_query(entity: str, entity_id: int, since=None, until=None, connection=None) -> str:
     """The SQL ``history`` runs, for EXPLAIN (tests and operators checking pruning)."""
-    conn = connection if connection is not None else _default_connection()
-    return _history_sql(entity, entity_id, since, until).as_string(conn)
+    with db.using_connection(connection) as conn:
+        return _history_sql(entity, entity_id, since, until).as_string(conn)
 
 
 def _history_sql(entity, entity_id, since, until):
@@ -194,7 +197,3 @@ def _retention(retention_months: int | None) -> int:
         return retention_months
     return get_settings().audit_retention_months
 
-
-def _default_connection():
-    database.connect(reuse_if_open=True)
-    return database.connection()

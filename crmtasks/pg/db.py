@@ -5,44 +5,55 @@ real pooled database is attached by ``bind`` when a process first needs it
 (after any fork, so no connection ever crosses one). Units of work open and
 close connections explicitly; in workers the DatabaseConnection middleware
 does that around each message.
+
+A thread holds a pooled connection only while it uses it: every public API
+call borrows one with ``borrowed_connection()`` (or uses the caller's, see
+``using_connection``) and gives it back when the call ends, however it ends.
+A thread that kept one for life would leave a web server's other threads
+waiting for the pool (crmtasks.pg.pool lends them in turn).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import peewee
 import psycopg2.extensions
-from playhouse.postgres_ext import PooledPostgresqlExtDatabase
 
+from crmtasks.pg.pool import TurnTakingPool
 from crmtasks.services import urls as services
 from crmtasks.settings import Settings, get_settings
 
 database = peewee.DatabaseProxy()
 # (pid, settings) the proxy's database was opened for; see bind().
 _bound_for: tuple[int, Settings] | None = None
+_binding = threading.Lock()
 
 # Seconds an idle pooled connection may live before it is replaced.
 _STALE_TIMEOUT_S = 300
 
 
-def open_database(url: str, *, pool_size: int = 20) -> PooledPostgresqlExtDatabase:
+def open_database(url: str, *, pool_size: int = 20, pool_timeout_s: float = 30.0) -> TurnTakingPool:
     """A pooled PostgreSQL database for ``url`` (connections are opened lazily).
 
     Parameters:
       url(str): libpq URL, TCP or unix socket (``?host=/socket/dir``).
       pool_size(int): Most connections kept by this process; at least the
         number of worker threads.
+      pool_timeout_s(float): Seconds a caller waits for a free connection
+        before crmtasks.pg.pool.PoolExhausted.
     """
     name = urlsplit(url).path.lstrip("/") or None
-    return PooledPostgresqlExtDatabase(
+    return TurnTakingPool(
         name,
         dsn=url,
         max_connections=pool_size,
+        pool_timeout_s=pool_timeout_s,
         stale_timeout=_STALE_TIMEOUT_S,
-        timeout=30,
         register_hstore=False,
         application_name=f"crmtasks[{os.getpid()}]",
     )
@@ -54,11 +65,19 @@ def bind(settings: Settings | None = None) -> peewee.Database:
     settings = settings or get_settings()
     if database.obj is not None and _bound_for == (os.getpid(), settings):
         return database.obj
-    # A pool inherited through fork is abandoned, never closed: closing would
-    # end the parent's sessions on the sockets both processes share.
-    database.initialize(open_database(services.database_url(settings), pool_size=settings.db_pool_size))
-    _bound_for = (os.getpid(), settings)
-    return database.obj
+    with _binding:  # threads calling for the first time at once must end up with one pool
+        if database.obj is None or _bound_for != (os.getpid(), settings):
+            # A pool inherited through fork is abandoned, never closed: closing would
+            # end the parent's sessions on the sockets both processes share.
+            database.initialize(open_database(services.database_url(settings), pool_size=settings.db_pool_size,
+                                              pool_timeout_s=settings.db_pool_timeout_s))
+            _bound_for = (os.getpid(), settings)
+        return database.obj
+
+
+def _bound_here() -> bool:
+    """True when the proxy holds a database bound in this process (not one inherited through fork)."""
+    return database.obj is not None and _bound_for is not None and _bound_for[0] == os.getpid()
 
 
 def _is_broken(db: peewee.Database) -> bool:
@@ -98,32 +117,63 @@ def rollback_open_transaction() -> None:
 
 
 def release_connection() -> None:
-    """Roll back anything left open and return this thread's connection to the pool (a broken one is dropped)."""
+    """Roll back anything left open and return this thread's connection to the pool (a broken one is dropped).
+
+    The pool's ``close`` does both (crmtasks.pg.pool.TurnTakingPool), asking
+    the driver rather than peewee's bookkeeping: a transaction opened with a
+    bare ``begin()`` or by a failed statement is invisible to peewee.
+    """
     db = database.obj
-    if db is None or db.is_closed():
-        return
-    if _is_broken(db):
-        db.manual_close()
-        return
-    try:
-        rollback_open_transaction()
-    finally:
+    if db is not None and not db.is_closed():
         db.close()
 
 
 @contextlib.contextmanager
-def connection():
-    """Use this thread's connection; open it (and release it after) only if none is open.
+def borrowed_connection(settings: Settings | None = None) -> Iterator[peewee.Database]:
+    """This thread's connection for the length of the block; yields the (bound) peewee database.
 
-    Unlike peewee's ``connection_context``, it never closes a connection that
-    a caller (the worker middleware, the runner) opened and still uses.
+    When the thread already has one open (a nested call, the caller's own
+    ``with database.atomic():``, a worker's DatabaseConnection middleware),
+    the block uses it and leaves it open. Otherwise the block borrows one
+    from the pool, waiting its turn (at most CRMTASKS_DB_POOL_TIMEOUT_S,
+    then ``PoolExhausted``), and gives it back when the block ends, also
+    when it raises: anything left uncommitted is rolled back first, and a
+    connection the server closed is dropped instead.
+
+    Parameters:
+      settings(Settings|None): Where the database is; default: what this
+        process bound already (a worker's runtime settings), else get_settings().
     """
-    bind()
-    opened_here = database.is_closed()
-    if opened_here:
-        database.connect()
+    bound = bind(settings) if settings is not None or not _bound_here() else database.obj
+    if not bound.is_closed():
+        yield bound
+        return
+    bound.connect()
     try:
-        yield database
+        yield bound
     finally:
-        if opened_here:
-            release_connection()
+        if not bound.is_closed():  # the pool's close rolls back what is left open, drops a broken connection
+            bound.close()
+
+
+# The name older callers use for the same context manager.
+connection = borrowed_connection
+
+
+@contextlib.contextmanager
+def using_connection(connection: psycopg2.extensions.connection | None = None,
+                     settings: Settings | None = None) -> Iterator[psycopg2.extensions.connection]:
+    """The psycopg2 connection a public API call runs on: the caller's ``connection``, else a borrowed one.
+
+    A caller's connection is used as it is (its transaction, its commit are
+    the caller's business); otherwise see ``borrowed_connection``.
+
+    Parameters:
+      connection(connection|None): A psycopg2 connection the caller owns.
+      settings(Settings|None): Where the database is; see ``borrowed_connection``.
+    """
+    if connection is not None:
+        yield connection
+        return
+    with borrowed_connection(settings) as bound:
+        yield bound.connection()

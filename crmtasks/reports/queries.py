@@ -172,15 +172,16 @@ def sales_cycle(*, owner: int | None = None, date_from: datetime.date | None = N
     Parameters: as for ``revenue``, plus
       stage(str|None): Only deals closed in this stage (won or lost); default both.
     """
-    outcome = None
     _check_stage(stage)
-    if stage is not None:
-        outcome = _deal_outcome(stage, connection)
-        if outcome is None:
-            raise ReportError(f"stage {stage!r} is not a closed stage: the sales cycle is measured on "
-                              "closed deals (won or lost)")
-    return execute(sales_cycle_query(owner=owner, date_from=date_from, date_to=date_to, grain=grain,
-                                     outcome=outcome, stage=stage, by_owner=by_owner), connection)
+    with db.using_connection(connection) as conn:  # one borrowed connection for both statements
+        outcome = None
+        if stage is not None:
+            outcome = _deal_outcome(stage, conn)
+            if outcome is None:
+                raise ReportError(f"stage {stage!r} is not a closed stage: the sales cycle is measured on "
+                                  "closed deals (won or lost)")
+        return execute(sales_cycle_query(owner=owner, date_from=date_from, date_to=date_to, grain=grain,
+                                         outcome=outcome, stage=stage, by_owner=by_owner), conn)
 
 
 def sales_cycle_query(*, owner=None, date_from=None, date_to=None, grain="month", outcome=None, stage=None,
@@ -311,8 +312,15 @@ def _select(keys, per_owner: bool, measures, table: str, conditions: list, order
 
 
 def execute(query: Query, connection=None) -> Report:
-    """Run ``query`` and return its Report; ReportError or AggregatesNotReady when there is nothing to show."""
-    conn = connection if connection is not None else default_connection()
+    """Run ``query`` and return its Report; ReportError or AggregatesNotReady when there is nothing to show.
+
+    ``connection``: a psycopg2 connection of the caller's; default: a pooled one, borrowed for this call only.
+    """
+    with db.using_connection(connection) as conn:
+        return _execute(query, conn)
+
+
+def _execute(query: Query, conn) -> Report:
     with conn.cursor() as cur:
         cur.execute(query.statement, query.params)
         names = [column.name for column in cur.description[1:]]
@@ -344,15 +352,7 @@ def execute(query: Query, connection=None) -> Report:
     return Report(query.name, ("period", *names), rows, as_of, query.filters)
 
 
-def _deal_outcome(stage: str, connection) -> str | None:
-    conn = connection if connection is not None else default_connection()
+def _deal_outcome(stage: str, conn) -> str | None:
     with conn.cursor() as cur:
         cur.execute("SELECT report_deal_outcome(%s)", (stage,))
         return cur.fetchone()[0]
-
-
-def default_connection():
-    """This thread's connection from crmtasks' pooled database (bound from settings on first use)."""
-    if db.database.obj is None:
-        db.bind()
-    return db.database.connection()

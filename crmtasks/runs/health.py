@@ -17,6 +17,7 @@ from crmtasks.broker import heartbeats
 from crmtasks.jobs import registry
 from crmtasks.pg import migrate
 from crmtasks.redis_client import get_redis
+from crmtasks.runs import connections
 from crmtasks.runs.overview import job_overviews
 from crmtasks.runs.status import JobState, RunStatus
 from crmtasks.services import urls as services
@@ -46,6 +47,8 @@ def run_checks(settings: Settings, now: datetime.datetime | None = None) -> list
     if database_ok:
         findings.extend(_check_jobs(settings, now))
         findings.extend(_check_audit_archives(settings))
+    if redis_ok and database_ok:
+        findings.append(_check_connections(settings))
     return findings
 
 
@@ -98,6 +101,27 @@ def _check_scheduler(settings: Settings) -> Finding:
         return Finding(False, "scheduler", "no live scheduler; start `periodiq crmtasks.tasks`")
     hosts = ", ".join(sorted(f"{s['host']}:{s['pid']}" for s in schedulers))
     return Finding(True, "scheduler", f"{len(schedulers)} live scheduler(s): {hosts}")
+
+
+def _check_connections(settings: Settings) -> Finding:
+    """Would the deployment's pools, all full, fit in the server's max_connections? (crmtasks.runs.connections)"""
+    demand = connections.deployment_demand(
+        heartbeats.alive(settings, "worker"), heartbeats.alive(settings, "scheduler"),
+        heartbeats.alive(settings, "dashboard"), api_processes=settings.api_processes,
+        pool_size=settings.db_pool_size)
+    conn = connect_checked(services.database_url(settings))
+    try:
+        limit = connections.server_limit(conn)
+    finally:
+        conn.close()
+    accepted = (f"the {limit.available} PostgreSQL accepts (max_connections {limit.max_connections} minus "
+                f"{limit.reserved} reserved; {limit.open_now} open now, from every client)")
+    if demand.total > limit.available:
+        return Finding(False, "connections", f"this deployment may open {demand.total} connections "
+                                             f"({demand.describe()}), more than {accepted}: lower "
+                                             "CRMTASKS_DB_POOL_SIZE or worker threads, or raise max_connections")
+    return Finding(True, "connections", f"this deployment opens at most {demand.total} connections "
+                                        f"({demand.describe()}) of {accepted}")
 
 
 def _check_jobs(settings: Settings, now: datetime.datetime) -> list[Finding]:

@@ -85,7 +85,7 @@ class SearchResult:
 
 def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str | None = None, page: int = 1,
                    per_page: int = 25, order_by: str | None = None, *, allow_precomputed: bool = True,
-                   user_id: int | None = None) -> SearchResult:
+                   user_id: int | None = None, connection: psycopg2.extensions.connection | None = None) -> SearchResult:
     """Search ``entity``'s records; see the module docstring for where counts come from.
 
     Parameters:
@@ -99,6 +99,8 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
       order_by(str): A sortable column, '-' prefix for descending; default ``-id`` (newest first).
       allow_precomputed(bool): False counts live even when published counts could answer.
       user_id(int|None): Search as this user: only records they may read, and counts of only those.
+      connection(connection|None): A psycopg2 connection of the caller's to run on (inside its open
+        transaction, if any); default: a pooled connection, borrowed for this call only.
 
     Raises ValueError (before touching the database) for an unknown entity or field, a value of the
     wrong type, an oversized list, or a name that is not in the registry.
@@ -107,9 +109,8 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
     if user_id is not None and (isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1):
         raise ValueError(f"user_id must be a positive whole number (got {user_id!r})")
     settings = get_settings()
-    db.bind(settings).connect(reuse_if_open=True)
     where = facet_sql.where_clause(request)
-    with _session(db.database.connection()) as (cur, own_transaction):
+    with db.using_connection(connection) as conn, _session(conn) as (cur, own_transaction):
         answer = None
         if allow_precomputed and user_id is None and request.answerable_from_precomputed:
             answer = _published_answer(cur, request, where, settings.search_timeout_ms, own_transaction)

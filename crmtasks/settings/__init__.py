@@ -40,6 +40,11 @@ class Settings:
       schedules(tuple): ``(task name, cron)`` pairs, the registry's defaults
         overridden by ``CRMTASKS_SCHEDULE_<TASK>``; a tuple keeps Settings hashable.
       db_pool_size(int): Most PostgreSQL connections one process keeps open.
+      db_pool_timeout_s(float): Seconds a caller waits for a free pooled
+        connection (callers wait in turn) before crmtasks.pg.pool.PoolExhausted.
+      api_processes(int): Processes of the application that call crmtasks'
+        library API (web server processes): ``crmtasks check`` counts each at
+        ``db_pool_size`` connections, as it cannot see them.
       log_level(str): Level of crmtasks' log records.
       catch_up_s(int): After a scheduler outage, a job's latest missed slot runs
         once if it is at most this many seconds old (0: never catch up).
@@ -116,6 +121,8 @@ class Settings:
     history_days: int = 90
     sharing_consistency: str = "exact"
     sharing_local_cache_records: int = 100_000
+    db_pool_timeout_s: float = 30.0
+    api_processes: int = 0
 
     @property
     def audit_archive_dir(self) -> Path:
@@ -237,6 +244,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         sharing_consistency=values.choice(environ, "CRMTASKS_SHARING_CONSISTENCY", SHARING_CONSISTENCIES),
         sharing_local_cache_records=values.positive_int(environ, "CRMTASKS_SHARING_LOCAL_CACHE_RECORDS",
                                                         default=100_000, most=10_000_000, least=0),
+        db_pool_timeout_s=values.seconds(environ, "CRMTASKS_DB_POOL_TIMEOUT_S", default=30.0, least=0.01, most=3600),
+        api_processes=values.positive_int(environ, "CRMTASKS_API_PROCESSES", default=0, least=0, most=10_000),
     )
 
 

@@ -52,7 +52,7 @@ VARIABLES = (
     "CRMTASKS_AUDIT_RETENTION_POLICY", "CRMTASKS_ARCHIVE_DIR", "CRMTASKS_AUDIT_HOLD", "CRMTASKS_AUDIT_PAUSE_AT",
     "CRMTASKS_AGGREGATES_REBUILD_HOURS", "CRMTASKS_SEARCH_TIMEOUT_MS", "CRMTASKS_SHARING_CACHE_TTL_S",
     "CRMTASKS_SHARING_LOCAL_CACHE_USERS", "CRMTASKS_SHARING_LOCAL_CACHE_RECORDS", "CRMTASKS_SHARING_CONSISTENCY",
-    "CRMTASKS_ALERT_URLS", "CRMTASKS_HISTORY_DAYS",
+    "CRMTASKS_ALERT_URLS", "CRMTASKS_HISTORY_DAYS", "CRMTASKS_DB_POOL_TIMEOUT_S", "CRMTASKS_API_PROCESSES",
 )
 
 
@@ -186,6 +186,20 @@ def positive_int(environ: Mapping[str, str], variable: str, *, default: int, mos
     number = int(value)
     if not least <= number <= most:
         raise SettingsError(variable, f"{number}{' ' + unit if unit else ''} is out of range ({least} to {most})")
+    return number
+
+
+def seconds(environ: Mapping[str, str], variable: str, *, default: float, least: float, most: float) -> float:
+    """A number of seconds from ``least`` to ``most``; decimals allowed (``0.5``)."""
+    value = empty_to_none(environ.get(variable))
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(variable, f"{value!r} is not a number of seconds") from None
+    if not least <= number <= most:  # also refuses nan
+        raise SettingsError(variable, f"{value} seconds is out of range ({least:g} to {most:g})")
     return number
 
 

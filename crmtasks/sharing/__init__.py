@@ -5,7 +5,7 @@ per entity, the role hierarchy, owner- and criteria-based sharing rules, and
 implicit read access to an account's contacts and deals for the account's
 owner and the users above them. The API:
 
-- ``can_access(user_id, entity, record_id, level="read") -> bool``;
+- ``can_access(user_id, entity, record_id, level="read", connection=None) -> bool``;
   ``can_access_many(user_id, entity, record_ids, level="read") -> set[int]``
   (a page of records, one round trip).
 - ``visible(user_id, entity, alias=None, level="read", cursor=None)``: a
@@ -34,14 +34,18 @@ __all__ = [
 ]
 
 
-def can_access(user_id: int, entity: str, record_id: int, level: str = "read") -> bool:
-    """True when user ``user_id`` may ``level`` (``read`` or ``edit``) record ``record_id`` of ``entity`` now."""
-    return checker().can_access(user_id, entity, record_id, level)
+def can_access(user_id: int, entity: str, record_id: int, level: str = "read", *, connection=None) -> bool:
+    """True when user ``user_id`` may ``level`` (``read`` or ``edit``) record ``record_id`` of ``entity`` now.
+
+    Runs on ``connection`` (a psycopg2 connection of the caller's) when given, else on a pooled one
+    borrowed for this call only.
+    """
+    return checker().can_access(user_id, entity, record_id, level, connection=connection)
 
 
-def can_access_many(user_id: int, entity: str, record_ids, level: str = "read") -> set[int]:
+def can_access_many(user_id: int, entity: str, record_ids, level: str = "read", *, connection=None) -> set[int]:
     """The ids among ``record_ids`` (at most MAX_BATCH) that ``user_id`` may ``level`` now; one round trip."""
-    return checker().can_access_many(user_id, entity, record_ids, level)
+    return checker().can_access_many(user_id, entity, record_ids, level, connection=connection)
 
 
 def sync(timeout_s: float = 5.0) -> bool:

@@ -151,8 +151,12 @@ class AccessChecker:
                 visibility = self._visibility_at(cursor, user_id, epoch)
         raise SharingInFlux(f"sharing rules changed {MAX_ROUNDS} times during one check of user {user_id}")
 
-    def _answer(self, user_id: int, entity: str, level: str, record_ids: list[int]) -> set[int]:
-        """The ids of ``record_ids`` (valid, in range, at least one) that ``user_id`` may ``level``."""
+    def _answer(self, user_id: int, entity: str, level: str, record_ids: list[int], connection=None) -> set[int]:
+        """The ids of ``record_ids`` (valid, in range, at least one) that ``user_id`` may ``level``.
+
+        Reads on ``connection`` (a psycopg2 connection of the caller's) when given, else on a pooled one
+        borrowed for this call only.
+        """
         state = self._listening()
         if state is not None:
             found = self._remembered(user_id, entity, level, record_ids)
@@ -160,7 +164,7 @@ class AccessChecker:
                 return found
         # Taken before the read: a notification applied from now on makes put_many drop what is read.
         generation = self.listener.records.generation(entity) if state is not None else None
-        with db.connection() as database, database.connection().cursor() as cursor:
+        with db.using_connection(connection) as conn, conn.cursor() as cursor:
             if len(record_ids) == 1:
                 def read():
                     epoch, record = fetch_record(cursor, entity, record_ids[0])
@@ -183,13 +187,15 @@ class AccessChecker:
             if state.listening and state.epoch == read_at:
                 records.put_many(entity, facts, generation)
 
-    def can_access(self, user_id: int, entity: str, record_id: int, level: str = READ) -> bool:
+    def can_access(self, user_id: int, entity: str, record_id: int, level: str = READ, *,
+                   connection=None) -> bool:
         """True when user ``user_id`` may ``level`` (``read``/``edit``) record ``record_id`` of ``entity`` now.
 
         An unknown user or record, or an inactive user, gets False. ValueError
         for an unknown entity or level, or ids that are not ints. One round
-        trip to PostgreSQL on a warm cache in exact mode; none in notify mode
-        when the user and the record are remembered.
+        trip to PostgreSQL on a warm cache in exact mode (on ``connection``, a
+        psycopg2 connection of the caller's, or a pooled one borrowed for this
+        call); none in notify mode when the user and the record are remembered.
         """
         get_entity(entity)
         check_level(level)
@@ -197,9 +203,10 @@ class AccessChecker:
         _check_id("record_id", record_id)
         if not (_in_range(user_id) and _in_range(record_id)):
             return False
-        return bool(self._answer(user_id, entity, level, [record_id]))
+        return bool(self._answer(user_id, entity, level, [record_id], connection))
 
-    def can_access_many(self, user_id: int, entity: str, record_ids, level: str = READ) -> set[int]:
+    def can_access_many(self, user_id: int, entity: str, record_ids, level: str = READ, *,
+                        connection=None) -> set[int]:
         """The ids among ``record_ids`` (up to MAX_BATCH ints) that ``user_id`` may ``level`` now.
 
         The same answer as ``can_access`` for each id, from one snapshot: one
@@ -213,7 +220,7 @@ class AccessChecker:
         wanted = [record_id for record_id in _check_ids(record_ids) if _in_range(record_id)]
         if not (_in_range(user_id) and wanted):
             return set()
-        return self._answer(user_id, entity, level, wanted)
+        return self._answer(user_id, entity, level, wanted, connection)
 
     def visibility(self, user_id: int, *, cursor=None) -> Visibility:
         """The current compiled visibility of ``user_id``.
@@ -234,8 +241,7 @@ class AccessChecker:
                 return entry
         with contextlib.ExitStack() as stack:
             if cursor is None:
-                database = stack.enter_context(db.connection())
-                cursor = stack.enter_context(database.connection().cursor())
+                cursor = stack.enter_context(stack.enter_context(db.using_connection()).cursor())
             # A compile may be newer than the epoch just read: it is then the
             # state as of the compile, later than the call began, which is fine.
             return self._visibility_at(cursor, user_id, read_epoch(cursor))

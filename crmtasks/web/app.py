@@ -32,6 +32,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from crmtasks.broker.factory import build_runtime
+from crmtasks.broker.heartbeats import Heartbeat
 from crmtasks.errors import CrmtasksError
 from crmtasks.redis_client import get_redis
 from crmtasks.settings import Settings, configure_logging
@@ -53,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 # The largest request body read (bytes); our forms are a few hundred bytes.
 MAX_FORM_BYTES = 64 * 1024
+# waitress threads serving requests; each may hold one pooled database connection during a request.
+SERVER_THREADS = 4
 
 # Sent with every response: no framing (clickjacking of the run-now buttons),
 # no sniffing, no caching of pages that show operational data, no scripts at all.
@@ -193,13 +196,20 @@ def serve(settings: Settings, host: str, port: int) -> None:
     else:
         logger.warning("dashboard: serving http://%s:%d/ with login off (no CRMTASKS_DASHBOARD_USER/PASSWORD); "
                        "answering only to %s", host, port, ", ".join(sorted(app.allowed_hosts or ())))
-    server = waitress.create_server(app, host=host, port=port, threads=4, ident="crmtasks")
+    server = waitress.create_server(app, host=host, port=port, threads=SERVER_THREADS, ident="crmtasks")
     # A process manager stops us with SIGTERM: close the listening socket and
     # exit 0 instead of dying of the signal.
     signal.signal(signal.SIGTERM, lambda *_: server.close())
+    # `crmtasks check` counts the dashboard's database connections from this.
+    heartbeat = Heartbeat(settings, "dashboard", {"threads": SERVER_THREADS, "db_pool_size": settings.db_pool_size})
+    try:
+        heartbeat.start()
+    except redis.RedisError as error:
+        logger.warning("dashboard: heartbeat not written: %s", error)
     try:
         server.run()
     except (KeyboardInterrupt, OSError):
         pass  # run() ends with an error once its socket is closed under it
     finally:
+        heartbeat.stop()
         logger.info("dashboard: stopped")

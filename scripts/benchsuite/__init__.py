@@ -8,6 +8,8 @@ import ``benchsuite`` from there.
   dropped) and the settings pointing crmtasks at it.
 - ``search``, ``reports``, ``sharing``, ``audit``: baseline versus ours, one
   suite per seed claim, each returning ``rows.Row`` objects.
+- ``load``: the library API from 1, 8 and 40 threads and 4 processes, pooled versus a
+  connection per thread; ``load_jobs``: 1,000 run-now messages sent at once to real workers.
 - ``jobs``: every registered job's duration and peak memory at the scale.
 - ``growth``: precompute and archive time at three sizes.
 - ``processes``: running a function in a fresh child process and measuring its peak memory.

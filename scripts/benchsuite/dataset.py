@@ -45,6 +45,7 @@ class Scale:
       writer_seconds(float): Seconds the audit writer runs before maintenance starts (its baseline).
       sharing_checks(int): (user, record) pairs checked per sharing checker.
       growth_fractions(tuple): The three sizes of the growth suite, as fractions of ``crm`` and of the archived month.
+      load_seconds(float): Seconds each cell of the load suite runs (a call, a number of callers, a side).
     """
 
     name: str
@@ -56,6 +57,7 @@ class Scale:
     writer_seconds: float
     sharing_checks: int
     growth_fractions: tuple[float, float, float] = (0.1, 0.3, 1.0)
+    load_seconds: float = 5.0
 
     @property
     def month_rows(self) -> int:
@@ -85,10 +87,10 @@ SCALES: dict[str, Scale] = {
     # The CI smoke size: the whole run takes well under two minutes.
     "small": Scale("small", DemoSize(users=100, accounts=4_000, contacts=10_000, leads=20_000, deals=6_000),
                    audit_rows=100_000, search_repeat=40, report_repeat=9, change_cycles=2, writer_seconds=2.0,
-                   sharing_checks=300),
+                   sharing_checks=300, load_seconds=0.5),
     "medium": Scale("medium", DemoSize(users=300, accounts=60_000, contacts=150_000, leads=300_000, deals=90_000),
                     audit_rows=1_500_000, search_repeat=80, report_repeat=9, change_cycles=3, writer_seconds=4.0,
-                    sharing_checks=1_000),
+                    sharing_checks=1_000, load_seconds=3.0),
     # The seed's scale: 1M leads, 300k deals, 500k contacts, 200k accounts, 1,000 users, 5M audit rows.
     "large": Scale("large", DemoSize.large(), audit_rows=5_000_000, search_repeat=100, report_repeat=9,
                    change_cycles=3, writer_seconds=5.0, sharing_checks=3_000),

@@ -97,6 +97,8 @@ def markdown(results: Results) -> str:
                     [[row.suite, row.metric, _value(row.baseline, row.unit), _value(row.ours, row.unit),
                       _ratio(row.ratio), row.target or "-", _met(row.met), row.detail]
                      for row in results.rows if row.claim is None])]
+    if results.raw.get("load"):
+        parts += ["\n## Under load\n", _load_table(results.raw["load"])]
     if results.jobs:
         parts += ["\n## Each job at this scale\n", _jobs_table(results.jobs)]
     if results.growth:
@@ -136,6 +138,42 @@ def _jobs_table(jobs: list[dict]) -> str:
         "\n\nEach job ran once through `crmtasks.runs.runner.run_now` in a fresh process after the other suites and "
         "after 1% of deals changed (a scheduled run in steady state; audit maintenance archives the seeded months "
         "past 12 months of retention); \"before the job\" is that process's memory with crmtasks imported.\n")
+
+
+def _load_table(load: dict) -> str:
+    """Throughput and latency per call and concurrency, pooled (ours) beside a connection per thread."""
+    by_key = {(cell["call"], cell["mode"], cell["side"]): cell for cell in load["cells"]}
+    keys = list(dict.fromkeys((cell["call"], cell["mode"]) for cell in load["cells"]))
+
+    def side(cell: dict) -> list[str]:
+        return [f"{cell['calls_per_s']:,.0f}", _ms_or_dash(cell["p50_ms"]), _ms_or_dash(cell["p99_ms"]),
+                f"{cell['errors']:,}"]
+
+    table = _table(["Call", "Callers", "Pooled: calls/s", "p50", "p99", "errors", "Connection per thread: calls/s",
+                    "p50", "p99", "errors"],
+                   [[call, _callers(mode, by_key[(call, mode, "ours")]), *side(by_key[(call, mode, "ours")]),
+                     *side(by_key[(call, mode, "baseline")])] for call, mode in keys])
+    notes = [f"\nPooled: the call as a library user makes it, on a connection borrowed from the process's pool of "
+             f"{load['pool_size']} (CRMTASKS_DB_POOL_SIZE; callers beyond it wait their turn, up to "
+             f"{load['pool_timeout_s']:g} s). Connection per thread: the same call given `connection=` a psycopg2 "
+             f"connection the thread opened for itself. {load['seconds_per_cell']:g} s per cell, every thread calling "
+             "again as soon as its call returns (a closed loop: with more threads than cores, a call's time includes "
+             "its wait for a CPU); \"paced\": calls start on a schedule, at half the 8-thread throughput, as "
+             "requests reach a web server, timed from their scheduled start."]
+    jobs = load.get("jobs")
+    if jobs:
+        notes.append(f"\n{jobs['messages']:,} run-now messages for {jobs['job']} sent at once ({jobs['send_s']:.2f} s) "
+                     f"to {jobs['workers']}: {jobs['recorded']:,} recorded ({jobs['ran']} ran, {jobs['skipped']:,} "
+                     f"skipped as overlap, at most {jobs['most_at_once']} at once), drained in {jobs['drain_s']:.1f} s.")
+    return table + "\n" + "\n".join(notes) + "\n"
+
+
+def _callers(mode: str, cell: dict) -> str:
+    return f"{mode} at {cell['rate']:,.0f} calls/s" if cell.get("rate") else mode
+
+
+def _ms_or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{_number(value)} ms"
 
 
 def _growth_table(growth: list[dict]) -> str:
@@ -179,8 +217,8 @@ def _cell(value) -> str:
 def _value(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
-    if unit == "rows/s":
-        return f"{value:,.0f} rows/s"
+    if unit in ("rows/s", "calls/s"):
+        return f"{value:,.0f} {unit}"
     if unit == "bytes/row":
         return f"{value:,.1f} B/row"
     if unit in ("count", "rows"):

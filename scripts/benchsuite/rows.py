@@ -25,7 +25,7 @@ SEED_CLAIMS: dict[str, str] = {
     "audit": "Audit Logs: Optimized storage and query performance",
 }
 
-UNITS = ("ms", "s", "rows/s", "bytes/row", "count", "rows", "MiB")
+UNITS = ("ms", "s", "rows/s", "bytes/row", "count", "rows", "MiB", "calls/s")
 
 
 @dataclasses.dataclass
@@ -33,7 +33,7 @@ class Row:
     """One measurement, baseline against ours.
 
     Parameters:
-      suite(str): search, reports, sharing, audit.
+      suite(str): search, reports, sharing, audit, load.
       metric(str): What was measured, in words ("p95, one filter").
       unit(str): Unit of baseline and ours, one of UNITS.
       baseline(float|None): The baseline's figure; None when there is no baseline (a throughput).

@@ -1,8 +1,9 @@
 """``scripts/bench``: seed one dataset, run every suite against it, write the report.
 
 Order: the main dataset is seeded once; then search, reports, sharing and
-audit (each alternating baseline and ours), then each registered job at
-this scale, then the growth suite (three sizes, each in a database of its
+audit (each alternating baseline and ours), the load suite (many callers
+at once, then 1,000 run-now messages to real workers), then each
+registered job at this scale, then the growth suite (three sizes, each in a database of its
 own). Errors are not swallowed: a suite that fails stops the run (exit 1)
 after the databases are dropped; a target missed is a finding, not an error.
 """
@@ -25,6 +26,8 @@ from benchsuite import (
     dataset,
     growth,
     jobs,
+    load,
+    load_jobs,
     machine,
     report,
     reports,
@@ -33,7 +36,7 @@ from benchsuite import (
 )
 from benchsuite.dataset import SCALES, log
 
-SUITES = ("search", "reports", "sharing", "audit", "jobs", "growth")
+SUITES = ("search", "reports", "sharing", "audit", "load", "jobs", "growth")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -116,6 +119,13 @@ def measure(run: dataset.BenchRun, scale: dataset.Scale, args, command: str, sta
         if "audit" in args.suites:
             log(f"audit: archive a month of {scale.month_rows:,} rows under a writer")
             found, raw["audit"] = audit.run(conn, run.url, run.settings, scale.month_rows, scale.writer_seconds)
+            rows += found
+        if "load" in args.suites:
+            log(f"load: 4 calls at 1, 8, 40 threads and 4 processes, pooled vs a connection per thread, "
+                f"{scale.load_seconds:g} s per cell; then {load_jobs.MESSAGES:,} run-now messages to real workers")
+            found, raw["load"] = load.run(conn, run.url, run.settings, scale.load_seconds, args.seed)
+            rows += found
+            found, raw["load"]["jobs"] = load_jobs.run(run.url, run.settings, run.archive_dir)
             rows += found
         if "jobs" in args.suites:
             # Something for the aggregates job to fold, as between two scheduled runs.

@@ -19,6 +19,8 @@ def test_defaults_use_embedded_services(tmp_path, monkeypatch):
     assert settings.home == tmp_path / ".crmtasks"
     assert settings.redis_prefix == "crmtasks"
     assert settings.db_pool_size == 20
+    assert settings.db_pool_timeout_s == 30.0
+    assert settings.api_processes == 0
     assert dict(settings.schedules) == {spec.name: spec.cron for spec in registry.JOBS}
 
 
@@ -29,8 +31,12 @@ def test_valid_values_are_kept(tmp_path):
         "CRMTASKS_HOME": str(tmp_path / "state"),
         "CRMTASKS_REDIS_PREFIX": "crm-prod",
         "CRMTASKS_DB_POOL_SIZE": "8",
+        "CRMTASKS_DB_POOL_TIMEOUT_S": "2.5",
+        "CRMTASKS_API_PROCESSES": "6",
         "CRMTASKS_LOG_LEVEL": "debug",
     })
+    assert settings.db_pool_timeout_s == 2.5
+    assert settings.api_processes == 6
     assert settings.database_url == "postgresql://app:s3cret@db.example:5432/crm"
     assert settings.redis_url == "redis://cache:6379/2"
     assert settings.home == tmp_path / "state"
@@ -55,6 +61,10 @@ def test_unix_socket_urls_are_accepted():
     ("CRMTASKS_REDIS_PREFIX", "has space", "must be 1-64 characters"),
     ("CRMTASKS_DB_POOL_SIZE", "many", "is not a whole number"),
     ("CRMTASKS_DB_POOL_SIZE", "0", "out of range"),
+    ("CRMTASKS_DB_POOL_TIMEOUT_S", "soon", "is not a number of seconds"),
+    ("CRMTASKS_DB_POOL_TIMEOUT_S", "0", "out of range"),
+    ("CRMTASKS_DB_POOL_TIMEOUT_S", "nan", "out of range"),
+    ("CRMTASKS_API_PROCESSES", "-1", "out of range"),
     ("CRMTASKS_LOG_LEVEL", "LOUD", "is not one of"),
 ])
 def test_bad_values_name_the_variable(variable, value, expected):

@@ -41,7 +41,8 @@ class WorkerHeartbeat(dramatiq.Middleware):
         if idle:
             logger.warning("no registered job uses queue(s) %s: this worker takes nothing from them", ", ".join(idle))
         self._heartbeat = Heartbeat(self.settings, "worker",
-                                    {"queues": queues, "threads": worker.worker_threads}).start()
+                                    {"queues": queues, "threads": worker.worker_threads,
+                                     "db_pool_size": self.settings.db_pool_size}).start()
 
     def after_worker_shutdown(self, broker, worker):
         if self._heartbeat is not None:
