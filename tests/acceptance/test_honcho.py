@@ -141,15 +141,16 @@ def test_honcho_starts_the_system_runs_a_scheduled_job_and_stops_cleanly(embedde
     assert statuses == {task: "succeeded" for task in JOBS}
     assert "* * * * * (UTC)          crmtasks.broker.actors:system_config.audit_maintenance@workflow_io" in honcho.output()
 
-    # Every Procfile line is up: worker heartbeats (1 + 2 + 1 processes), the scheduler's, the exporters, the dashboard.
+    # Every Procfile line is up: worker heartbeats (1 + 2 + 1 processes), the scheduler's, the dashboard's
+    # (it publishes its threads for the connection count of `crmtasks check`), the exporters.
     client = redis.Redis.from_url(_embedded_urls(home)["redis"])
 
     def heartbeats() -> dict[str, int]:
         roles = [key.decode().split(":")[2] for key in client.scan_iter("crmtasks:heartbeat:*")]
         return {role: roles.count(role) for role in roles}
 
-    wait_for(lambda: heartbeats() == {"worker": 4, "scheduler": 1}, timeout=30,
-             what="4 worker processes and 1 scheduler to beat", processes=processes)
+    wait_for(lambda: heartbeats() == {"worker": 4, "scheduler": 1, "dashboard": 1}, timeout=30,
+             what="4 worker processes, 1 scheduler and 1 dashboard to beat", processes=processes)
     urls = [f"http://127.0.0.1:{base + offset}/metrics" for offset in (0, 100, 200)] + [f"http://127.0.0.1:{base + 400}/"]
     wait_for(lambda: all(_http_status(url) == 200 for url in urls), timeout=20,
              what="the three exporters and the dashboard to answer", processes=processes)
