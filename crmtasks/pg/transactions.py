@@ -22,7 +22,8 @@ _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
 @contextlib.contextmanager
 def transaction(conn, *, repeatable_read: bool = False, read_only: bool = False,
-                local: Mapping[str, str] | None = None) -> Iterator[psycopg2.extensions.cursor]:
+                local: Mapping[str, str] | None = None,
+                stamped: bool = False) -> Iterator[psycopg2.extensions.cursor]:
     """Run the block as one transaction on ``conn``; yields a cursor.
 
     Parameters:
@@ -35,6 +36,10 @@ def transaction(conn, *, repeatable_read: bool = False, read_only: bool = False,
       local(dict): Settings for this transaction only (``SET LOCAL``, e.g.
         ``{"statement_timeout": "5000"}`` in ms), sent in the same round trip
         as BEGIN. They take no snapshot: the block's first query does.
+      stamped(bool): End that same round trip with ``SELECT statement_timestamp()``,
+        the block's first query: it takes the snapshot, and the yielded
+        cursor's ``fetchone()[0]`` is the moment it was taken (an ``as_of``
+        that every commit before it is visible in), at no extra round trip.
 
     Atomic: a kill -9 or a raised error inside the block leaves nothing
     behind. A rollback that fails because the connection broke is ignored,
@@ -43,7 +48,7 @@ def transaction(conn, *, repeatable_read: bool = False, read_only: bool = False,
     if conn.get_transaction_status() != _IDLE:
         raise RuntimeError("transaction() needs a connection with no transaction open")
     with conn.cursor() as cur:
-        cur.execute(_begin_statement(conn.autocommit, repeatable_read, read_only, local or {}))
+        cur.execute(_begin_statement(conn.autocommit, repeatable_read, read_only, local or {}, stamped))
         try:
             yield cur
         except BaseException:
@@ -56,7 +61,7 @@ def transaction(conn, *, repeatable_read: bool = False, read_only: bool = False,
 
 
 def _begin_statement(autocommit: bool, repeatable_read: bool, read_only: bool,
-                     local: Mapping[str, str]) -> sql.Composable:
+                     local: Mapping[str, str], stamped: bool) -> sql.Composable:
     modes = []
     if repeatable_read:
         modes.append(sql.SQL("ISOLATION LEVEL REPEATABLE READ"))
@@ -70,6 +75,8 @@ def _begin_statement(autocommit: bool, repeatable_read: bool, read_only: bool,
     # block's first query still takes it (callers stamp their as_of with that query).
     parts += [sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(name), sql.Literal(str(value)))
               for name, value in local.items()]
+    if stamped:
+        parts.append(sql.SQL("SELECT statement_timestamp()"))
     # A non-autocommit connection with nothing to set still needs a statement: psycopg2 opens the transaction.
     return sql.SQL("; ").join(parts) if parts else sql.SQL("SELECT 1")
 

@@ -95,10 +95,9 @@ def precompute(conn: psycopg2.extensions.connection, entities: list[Entity] | No
 
 
 def _publish(conn, entities: list[Entity], statement_timeout_ms: int, started: float) -> dict:
-    with transaction(conn, repeatable_read=True,
+    # The opening round trip's SELECT statement_timestamp() takes the snapshot every count below is read from.
+    with transaction(conn, repeatable_read=True, stamped=True,
                      local={"statement_timeout": str(statement_timeout_ms), "work_mem": WORK_MEM}) as cur:
-        # The first query takes the snapshot every count below is read from.
-        cur.execute("SELECT statement_timestamp()")
         as_of = cur.fetchone()[0]
         cur.execute("INSERT INTO facet_generations (as_of) VALUES (%s) RETURNING id", (as_of,))
         generation = cur.fetchone()[0]

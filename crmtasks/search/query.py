@@ -206,11 +206,10 @@ def _snapshot(cur, timeout_ms: int, own_transaction: bool) -> Iterator[datetime.
         cur.execute("SELECT statement_timestamp()")
         yield cur.fetchone()[0]
         return
+    # One round trip opens the transaction, bounds it and takes the snapshot every statement of the block reads.
     with transaction(cur.connection, repeatable_read=True, read_only=True,
-                     local={"statement_timeout": str(int(timeout_ms))}):
-        # The first query takes the snapshot every statement of the block reads.
-        cur.execute("SELECT statement_timestamp()")
-        yield cur.fetchone()[0]
+                     local={"statement_timeout": str(int(timeout_ms))}, stamped=True) as opening:
+        yield opening.fetchone()[0]
 
 
 def _published_counts_query(request: SearchRequest) -> sql.Composable:
