@@ -15,18 +15,16 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import dramatiq
 import pytest
 import redis as redis_module
 
 from crmtasks.alerts import AlertSweep
-from crmtasks.broker.actors import declare_actor
-from crmtasks.broker.build import build_broker
 from crmtasks.broker.heartbeats import Heartbeat, alive
 from crmtasks.jobs import registry
 from crmtasks.models import TaskRun
 from crmtasks.redis_client import get_redis, key
 from crmtasks.settings import get_settings
+from tests.integration.in_process_worker import in_process_worker
 
 UTC = datetime.timezone.utc
 ALL_QUEUES = sorted({spec.queue for spec in registry.JOBS})
@@ -112,22 +110,13 @@ def _spec(name):
 
 @pytest.fixture()
 def worker(alerting, crm_db):
-    broker = build_broker(get_settings())
-    broker.emit_after("process_boot")
-    actors = {name: declare_actor(broker, _spec(name), "* * * * *")
-              for name in ("fail_until_fixed", "always_loses_redis", "loses_redis_once")}
-    dramatiq_worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
-    dramatiq_worker.start()
+    specs = {name: _spec(name) for name in ("fail_until_fixed", "always_loses_redis", "loses_redis_once")}
+    with in_process_worker(specs) as running:
+        def run(name):
+            running.actors[name].send()
+            running.drain()
 
-    def run(name):
-        actors[name].send()
-        broker.join("default", timeout=20_000)
-        dramatiq_worker.join()
-
-    yield run
-    dramatiq_worker.stop()
-    broker.flush_all()
-    broker.close()
+        yield run
 
 
 def _statuses(task):
@@ -165,22 +154,12 @@ def test_a_failing_destination_never_breaks_a_job(monkeypatch, crm_db, caplog):
     get_settings.cache_clear()
     try:
         _clear_alert_state()
-        broker = build_broker(get_settings())
-        broker.emit_after("process_boot")
-        actor = declare_actor(broker, _spec("fail_until_fixed"), "* * * * *")
-        dramatiq_worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
-        dramatiq_worker.start()
-        try:
-            actor.send()
-            broker.join("default", timeout=20_000)
+        with in_process_worker({"fail_until_fixed": _spec("fail_until_fixed")}) as running:
+            running.actors["fail_until_fixed"].send()
+            running.drain()
             get_redis().set(key(get_settings(), "test", "fixed"), 1)
-            actor.send()
-            broker.join("default", timeout=20_000)
-            dramatiq_worker.join()
-        finally:
-            dramatiq_worker.stop()
-            broker.flush_all()
-            broker.close()
+            running.actors["fail_until_fixed"].send()
+            running.drain()
         assert _statuses("fail_until_fixed") == ["failed", "succeeded"]
         assert "was not delivered to every destination" in caplog.text
     finally:

@@ -16,12 +16,9 @@ import subprocess
 import sys
 import time
 
-import dramatiq
 import psycopg2
 import pytest
 
-from crmtasks.broker.actors import declare_actor
-from crmtasks.broker.build import build_broker
 from crmtasks.broker.holders import LockHolder
 from crmtasks.broker.middleware import database_connection, fail_closed, job_mutex
 from crmtasks.broker.middleware.job_mutex import job_lock, waiting_slot
@@ -30,6 +27,7 @@ from crmtasks.models import TaskRun
 from crmtasks.redis_client import get_redis, key
 from crmtasks.scheduler import pauses
 from crmtasks.settings import get_settings
+from tests.integration.in_process_worker import in_process_worker
 
 
 def count_runs() -> dict:
@@ -56,20 +54,8 @@ def pipeline(crm_db, redis_client, monkeypatch):
     monkeypatch.setattr(fail_closed, "DEFER_MIN_MS", 100)
     settings = get_settings()
     redis_client.delete(key(settings, "test", "fail-closed-executions"))
-    broker = build_broker(settings)
-    broker.emit_after("process_boot")
-    actors = {name: declare_actor(broker, spec, spec.cron) for name, spec in SPECS.items()}
-    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
-    worker.start()
-
-    def drain():
-        broker.join("default", timeout=30_000)
-        worker.join()
-
-    yield actors, drain, broker
-    worker.stop()
-    broker.flush_all()
-    broker.close()
+    with in_process_worker(SPECS, threads=1, join_timeout_ms=30_000) as running:
+        yield running.actors, running.drain, running.broker
 
 
 @pytest.fixture()

@@ -19,13 +19,13 @@ import pytest
 import redis as redis_module
 
 from crmtasks.broker.actors import declare_actor
-from crmtasks.broker.build import build_broker
 from crmtasks.broker.middleware.job_mutex import DEFAULT_LOCK_TTL_MS, job_mutex
 from crmtasks.jobs import registry
 from crmtasks.models import Lead, TaskRun
 from crmtasks.pg.db import database
 from crmtasks.redis_client import get_redis, key
 from crmtasks.settings import get_settings
+from tests.integration.in_process_worker import in_process_worker
 
 # --- test jobs -------------------------------------------------------------
 
@@ -73,20 +73,8 @@ def pipeline(crm_db, redis_client):
     assert not set(SPECS) & set(registry.names())
     settings = get_settings()
     redis_client.delete(key(settings, "test", "flaky-attempts"))
-    broker = build_broker(settings)
-    broker.emit_after("process_boot")
-    actors = {name: declare_actor(broker, spec, spec.cron) for name, spec in SPECS.items()}
-    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
-    worker.start()
-
-    def drain():
-        broker.join("default", timeout=20_000)
-        worker.join()
-
-    yield actors, drain, broker
-    worker.stop()
-    broker.flush_all()
-    broker.close()
+    with in_process_worker(SPECS, threads=2) as running:
+        yield running.actors, running.drain, running.broker
 
 
 def _runs(task):
