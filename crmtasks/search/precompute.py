@@ -136,7 +136,8 @@ def _publish(conn, entities: list[Entity], statement_timeout_ms: int, full: bool
             "bytes_written": sum(e["bytes"] for e in per_entity.values()), "entities": per_entity,
         }
         cur.execute("UPDATE search_index_generations SET stats = %s WHERE id = %s", (json.dumps(stats), generation))
-        cur.execute("UPDATE search_index_current SET generation_id = %s, full_requested = false", (generation,))
+        cur.execute("INSERT INTO search_index_current (singleton, generation_id) VALUES (true, %s) ON CONFLICT (singleton) "
+                    "DO UPDATE SET generation_id = EXCLUDED.generation_id, full_requested = false", (generation,))
         # The log rows this snapshot sees are in the generation now; later ones stay for searches and the next run.
         cur.execute("DELETE FROM search_changes")
         cur.execute("DELETE FROM search_index_generations WHERE id NOT IN (%s, %s)",

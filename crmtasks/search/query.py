@@ -44,7 +44,7 @@ from crmtasks import sharing
 from crmtasks.pg import db, transaction
 from crmtasks.search import sql as facet_sql
 from crmtasks.search.facets import Entity
-from crmtasks.search.index_cache import CACHE, changes_query
+from crmtasks.search.index_cache import CACHE, GenerationKey, changes_query
 from crmtasks.search.index_read import read_rows_of_ids
 from crmtasks.search.kinds import ROW_ALIAS
 from crmtasks.search.request import SearchRequest, build_request
@@ -134,10 +134,10 @@ def _index_answer(cur, request: SearchRequest, where: sql.Composable,
     row = cur.fetchone()
     if row is None:
         return None  # nothing published yet
-    generation, base_id, changed = row
+    *key, changed = row
     if None in changed:
         return None  # a table was truncated since the generation: live until the next build
-    loaded = CACHE.get(cur, entity.name, generation, base_id)
+    loaded = CACHE.get(cur, entity.name, GenerationKey(*key))
     changed_ids = np.array(sorted(changed), dtype=np.int64)
     live = read_rows_of_ids(cur, entity, changed_ids) if len(changed_ids) else None
     facets, total = count(loaded.segments(changed_ids, live), request, extra)
