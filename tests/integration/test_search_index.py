@@ -251,10 +251,12 @@ def test_readers_switch_generations_and_stay_exact(crm_db):
 
     def step(number, full):
         with conn.cursor() as cur:
+            cur.execute("BEGIN")  # one transaction: readers see the state before it or after it
             cur.execute("INSERT INTO leads (name, status, owner_id) SELECT 'L' || i, 'x', 1 FROM generate_series(1, 3) i")
             cur.execute("UPDATE leads SET status = %s, owner_id = 1 + (id + %s) %% 3", (f"s{number}", number))
             cur.execute("SELECT status, count(*) FROM leads WHERE owner_id = 1 GROUP BY 1")
             states.append(dict(cur.fetchall()))
+            cur.execute("COMMIT")
         from crmtasks.search.precompute import precompute  # noqa: PLC0415 - the job's function, for full=True
         generations.add(precompute(conn, full=full)["generation"])
 
