@@ -36,6 +36,7 @@ import numpy as np
 import psycopg2.extensions
 from psycopg2 import sql
 
+from crmtasks.errors import CrmtasksError
 from crmtasks.pg import AdvisoryLock, quietly, transaction
 from crmtasks.search.facets import ENTITIES, Entity
 from crmtasks.search.index import EntityIndex
@@ -52,7 +53,7 @@ MOST_DELTA_SHARE = 0.1
 ALWAYS_DELTA_ROWS = 10_000
 
 
-class _DeltaTooBig(Exception):
+class _DeltaTooBig(CrmtasksError):
     """A delta run found the delta too big (or a table truncated): the run becomes a full build."""
 
 
