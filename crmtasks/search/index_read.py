@@ -15,8 +15,22 @@ import numpy as np
 from psycopg2 import sql
 
 from crmtasks.search.facets import Entity
-from crmtasks.search.index import INT64_MAX, INT64_MIN, CodedColumn, EntityIndex, NumberColumn, TextData
-from crmtasks.search.kinds import ROW_ALIAS, Amount, Date, TextColumn, Timestamp, UserColumn
+from crmtasks.search.index import (
+    INT64_MAX,
+    INT64_MIN,
+    CodedColumn,
+    EntityIndex,
+    NumberColumn,
+    TextData,
+)
+from crmtasks.search.kinds import (
+    ROW_ALIAS,
+    Amount,
+    Date,
+    TextColumn,
+    Timestamp,
+    UserColumn,
+)
 
 # Rows parsed per block: big enough that per-block overhead vanishes, small enough to bound memory.
 BLOCK_ROWS = 65_536
@@ -157,7 +171,10 @@ def text_data(values: list[bytes]) -> TextData:
     return TextData(lowered, offsets)
 
 
-def read_index(cur, entity: Entity, where: sql.Composable = sql.SQL("TRUE")) -> EntityIndex:
+_EVERY_ROW = sql.SQL("TRUE")
+
+
+def read_index(cur, entity: Entity, where: sql.Composable = _EVERY_ROW) -> EntityIndex:
     """The rows of ``entity`` matching ``where`` (a condition on alias ``r``), as of the cursor's snapshot."""
     builder = _Builder(entity)
     cur.copy_expert(rows_query(entity, where), builder)

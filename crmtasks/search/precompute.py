@@ -96,6 +96,14 @@ def precompute(conn: psycopg2.extensions.connection, entities: list[Entity] | No
     return stats
 
 
+def request_full_build(conn: psycopg2.extensions.connection) -> None:
+    """Make the next run a full build (``crmtasks run --task precompute_facets --full``). Idempotent."""
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO search_index_current (singleton, full_requested) VALUES (true, true) "
+                    "ON CONFLICT (singleton) DO UPDATE SET full_requested = true")
+    conn.commit()
+
+
 def _previous(cur) -> dict | None:
     """The current generation (id, base id, base as_of, base rows per entity), None when a full build is due."""
     cur.execute(

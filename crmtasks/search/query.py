@@ -220,6 +220,6 @@ def _live_facets(entity: Entity, rows: list[tuple]) -> tuple[dict[str, dict[Any,
         i = field_of_mask[row[0]]
         keyed.append((i, row[1 + i], row[1 + len(names)]))
     # largest count first, then by key (no value last), as published counts are ordered
-    for i, key, count in sorted(keyed, key=lambda item: (-item[2], item[1] is None, item[1] or "")):
-        facets[names[i]][None if key is None else decoders[i](key)] = count
+    for i, key, n in sorted(keyed, key=lambda item: (-item[2], item[1] is None, item[1] or "")):
+        facets[names[i]][None if key is None else decoders[i](key)] = n
     return facets, page_ids

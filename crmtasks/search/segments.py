@@ -27,7 +27,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from pyroaring import BitMap
 
-from crmtasks.search.index import CodedColumn, EntityIndex, NumberColumn, TextData, range_mask
+from crmtasks.search.index import (
+    CodedColumn,
+    EntityIndex,
+    NumberColumn,
+    TextData,
+    range_mask,
+)
 from crmtasks.search.index_read import narrow_codes, text_data
 from crmtasks.search.request import SearchRequest
 

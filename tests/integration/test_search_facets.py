@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import datetime
 import decimal
-import itertools
 import json
 import operator
 import os

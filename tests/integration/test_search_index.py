@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import json
 import os
 import subprocess
 import sys
@@ -285,6 +286,24 @@ def test_readers_switch_generations_and_stay_exact(crm_db):
     assert len({held for *_, held in reads}) >= 3, "readers did not see several generations"
     for source, status, _ in reads:
         assert source == "precomputed" and status in states  # one whole state, never a mix
+
+
+def test_the_run_command_builds_from_scratch_when_asked(crm_db):
+    lead = dict(name="A", company=None, email=None, status="new", industry=None, source=None, rating=None, owner=1)
+    load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": [lead]})
+    assert precompute_facets.run()["kind"] == "full"
+    command = [sys.executable, "-m", "crmtasks.run", "--task", "precompute_facets", "--json"]
+    kinds = []
+    for extra in ([], ["--full"]):
+        done = subprocess.run(command + extra, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+        assert done.returncode == 0, done.stderr
+        (printed,) = json.loads(done.stdout)
+        kinds.append(printed["stats"]["kind"])
+    assert kinds == ["delta", "full"]
+    done = subprocess.run([sys.executable, "-m", "crmtasks.run", "--full"], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ))
+    assert (done.returncode, done.stderr.strip()) == (2, "crmtasks: --full applies to one job: give --task "
+                                                          "precompute_facets")
 
 
 def test_a_truncated_table_is_counted_live_until_the_next_build(crm_db):

@@ -6,8 +6,6 @@ import datetime
 import decimal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from crmtasks.jobs import registry
 from crmtasks.search import facets, kinds
