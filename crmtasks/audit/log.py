@@ -28,6 +28,7 @@ from crmtasks.audit.partitions import ensure_partition
 from crmtasks.errors import CrmtasksError
 from crmtasks.pg import db, transaction
 from crmtasks.settings import get_settings
+from crmtasks.user_text import check_text
 
 COLUMNS = ("id", "occurred_at", "actor_id", "action", "entity", "entity_id", "changes", "ip_address")
 
@@ -141,8 +142,9 @@ def history(entity: str, entity_id: int, since: datetime.datetime | None = None,
     ``since``/``until`` are sent as literals in the statement so the planner
     prunes partitions outside the range at plan time: a one-month window
     reads one partition whatever the size of the log. Archived months are
-    not searched (restore them first).
+    not searched (restore them first). Bad input raises ValueError before any SQL.
     """
+    _check_history_input(entity, entity_id, since, until, limit)
     query = _history_sql(entity, entity_id, since, until)
     if limit is not None:
         query = sql.SQL("{} LIMIT {}").format(query, sql.Literal(limit))
@@ -151,6 +153,21 @@ def history(entity: str, entity_id: int, since: datetime.datetime | None = None,
         rows = cur.fetchall()
     return [AuditEntry(id=row[0], occurred_at=row[1], actor_id=row[2], action=row[3], entity=row[4],
                        entity_id=row[5], changes=row[6], ip_address=row[7]) for row in rows]
+
+
+def _check_history_input(entity, entity_id, since, until, limit) -> None:
+    if not isinstance(entity, str) or not entity.strip():
+        raise ValueError(f"entity must be a non-empty name such as 'lead' (got {entity!r})")
+    check_text(entity, "entity")
+    if isinstance(entity_id, bool) or not isinstance(entity_id, int) or not -2**63 <= entity_id < 2**63:
+        raise ValueError(f"entity_id must be a whole number (a bigint; got {entity_id!r})")
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and (not isinstance(moment, datetime.datetime) or moment.tzinfo is None):
+            raise ValueError(f"{name} must be a timezone-aware datetime (got {moment!r})")
+    if since is not None and until is not None and until <= since:
+        raise ValueError(f"until ({until.isoformat()}) must be later than since ({since.isoformat()})")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a whole number from 1 (got {limit!r})")
 
 
 def history_query(entity: str, entity_id: int, since=None, until=None, connection=None) -> str:
