@@ -27,6 +27,7 @@ from crmtasks.audit.months import PARENT_TABLE, Month, current_month
 from crmtasks.audit.partitions import ensure_partition
 from crmtasks.errors import CrmtasksError
 from crmtasks.pg import db, transaction
+from crmtasks.pg.prepared import PreparedStatement
 from crmtasks.settings import get_settings
 from crmtasks.user_text import check_text
 
@@ -139,20 +140,43 @@ def history(entity: str, entity_id: int, since: datetime.datetime | None = None,
             until: datetime.datetime | None = None, *, limit: int | None = None, connection=None) -> list[AuditEntry]:
     """The audit rows of one record, oldest first, with ``since <= occurred_at < until``.
 
-    ``since``/``until`` are sent as literals in the statement so the planner
-    prunes partitions outside the range at plan time: a one-month window
-    reads one partition whatever the size of the log. Archived months are
-    not searched (restore them first). Bad input raises ValueError before any SQL.
+    The statement is prepared once per connection: planning it against every
+    partition costs more than running it. PostgreSQL prunes the partitions
+    outside ``since``/``until`` (at plan time for a custom plan, at executor
+    start for a generic one), so a one-month window reads one partition
+    whatever the size of the log. Archived months are not searched (restore
+    them first). Bad input raises ValueError before any SQL.
     """
     _check_history_input(entity, entity_id, since, until, limit)
-    query = _history_sql(entity, entity_id, since, until)
-    if limit is not None:
-        query = sql.SQL("{} LIMIT {}").format(query, sql.Literal(limit))
+    statement = _HISTORY[since is not None, until is not None]
+    params = (entity, entity_id, *(bound for bound in (since, until) if bound is not None), limit)
     with db.using_connection(connection) as conn, conn.cursor() as cur:
-        cur.execute(query)
+        statement.execute(cur, params)
         rows = cur.fetchall()
     return [AuditEntry(id=row[0], occurred_at=row[1], actor_id=row[2], action=row[3], entity=row[4],
                        entity_id=row[5], changes=row[6], ip_address=row[7]) for row in rows]
+
+
+def _history_statement(has_since: bool, has_until: bool) -> PreparedStatement:
+    """``history``'s statement for which bounds are given; prepared per connection (planning 25+ partitions
+    costs more than the index probes), a NULL limit meaning all rows."""
+    kinds = ("text", "bigint") + ("timestamptz",) * (has_since + has_until) + ("bigint",)
+
+    def build(params):
+        conditions = [sql.SQL("entity = {}").format(params[0]), sql.SQL("entity_id = {}").format(params[1])]
+        bounds = iter(params[2:-1])
+        if has_since:
+            conditions.append(sql.SQL("occurred_at >= {}").format(next(bounds)))
+        if has_until:
+            conditions.append(sql.SQL("occurred_at < {}").format(next(bounds)))
+        return sql.SQL("SELECT {columns} FROM {table} WHERE {where} ORDER BY occurred_at, id LIMIT {limit}").format(
+            columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), table=sql.Identifier(PARENT_TABLE),
+            where=sql.SQL(" AND ").join(conditions), limit=params[-1])
+
+    return PreparedStatement(f"crmtasks_audit_history_{int(has_since)}{int(has_until)}", kinds, build)
+
+
+_HISTORY = {(since, until): _history_statement(since, until) for since in (False, True) for until in (False, True)}
 
 
 def _check_history_input(entity, entity_id, since, until, limit) -> None:

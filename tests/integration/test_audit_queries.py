@@ -7,6 +7,7 @@ import json
 import threading
 
 import psycopg2
+import psycopg2.extensions
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -281,3 +282,33 @@ def test_history_refuses_bad_input_before_any_sql():
     naive = datetime.datetime(2026, 1, 1)
     with pytest.raises(ValueError):
         history("lead", 1, naive, connection=object())
+
+
+def _prepared_names(conn) -> set[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT name FROM pg_prepared_statements")
+        return {row[0] for row in cur.fetchall()}
+
+
+def test_history_is_prepared_once_per_connection_and_survives_a_discard(audit_conn):
+    first = record("update", "lead", 42, connection=audit_conn)
+    audit_conn.commit()
+    audit_conn.autocommit = True
+    since = current_month().start
+    for _ in range(2):
+        assert [row.id for row in history("lead", 42, connection=audit_conn)] == [first]
+        assert [row.id for row in history("lead", 42, since, limit=1, connection=audit_conn)] == [first]
+    assert {"crmtasks_audit_history_00", "crmtasks_audit_history_10"} <= _prepared_names(audit_conn)
+    with audit_conn.cursor() as cur:
+        cur.execute("DISCARD ALL")
+    assert [row.id for row in history("lead", 42, connection=audit_conn)] == [first]
+    assert "crmtasks_audit_history_00" in _prepared_names(audit_conn)
+
+
+def test_history_inside_a_callers_transaction_prepares_nothing_and_keeps_it_open(audit_conn):
+    first = record("update", "lead", 42, connection=audit_conn)  # the caller's transaction, still open
+    assert [row.id for row in history("lead", 42, None, current_month().end, connection=audit_conn)] == [first]
+    assert audit_conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INTRANS
+    assert not {name for name in _prepared_names(audit_conn) if name.startswith("crmtasks_audit_history")}
+    audit_conn.rollback()
+    assert history("lead", 42, connection=audit_conn) == []
