@@ -1,73 +1,74 @@
-"""Counting every facet of every entity and publishing the counts atomically (``analytics.precompute_facets``).
+"""Building and publishing the search index (``analytics.precompute_facets``): a full build or a delta.
 
-What is computed, for each entity of the facet registry, from one snapshot
-(all into ``facet_counts``):
-  - one-dimensional counts: records per value of each facet field; they
-    answer a search with no filter;
-  - pairwise counts: for every pair of facet fields A, B, records per value
-    of B among records with A = a (both directions, plus the diagonal A
-    given A); they answer a search filtered on one field (a value or a list),
-    including "my records" (owner = me).
-Searches the published counts cannot answer (two filters, ranges, text) are
-counted live by search itself.
+What a run publishes, from one REPEATABLE READ snapshot, as a new generation
+(``search_index_generations``, parts in ``search_index_parts``):
+  - a *full build* (a base): every row of every entity, read with one
+    ``COPY`` per entity (``crmtasks.search.index_read``), serialized column
+    by column (``crmtasks.search.index_store``). Done on the first run, when
+    asked (``full=True``, ``crmtasks run --full``, a TRUNCATE of a CRM
+    table), once the base is older than ``FULL_BUILD_AFTER``, and when the
+    delta would hold more than ``MOST_DELTA_SHARE`` of the base's rows;
+  - otherwise a *delta* on the current base: the rows changed since the
+    previous generation (``search_changes``, filled by triggers) are read
+    live and folded into the previous delta; only the delta is written. So
+    a steady-state run costs what changed, not the table sizes.
 
 Guarantees:
-  - Set-based: each entity is one ``INSERT ... SELECT ... GROUP BY GROUPING
-    SETS`` statement run by PostgreSQL in one scan; no record reaches Python,
-    so this process's memory stays flat whatever the table sizes. The
-    grouping sets are the fewest that contain every pair of fields, sized
-    from the value counts of the previous generation (every pair on a first
-    run), see ``choose_grouping_sets``.
-  - Exact as of ``as_of``: every count comes from one REPEATABLE READ snapshot,
-    stamped just before it is taken.
-  - Atomic: a new generation is written, ``facet_current`` is pointed at it and
-    older generations are deleted in the same transaction; readers see the
-    whole old set or the whole new one. Killed at any point (even kill -9),
-    nothing is published and the previous generation stays current.
-  - Idempotent: a re-run publishes the same counts (for unchanged data) and
-    leaves exactly one generation.
-  - Keeps its tables small: it vacuums them after publishing (a few hundred
-    ms at most), so dead generations never pile up, autovacuum or not.
-  - Does not block CRM writers (it only reads their tables). Publishers are
-    serialized by a session advisory lock taken before the snapshot, so a
-    concurrent run waits and then counts newer data, never older.
+  - Exact as of ``as_of``: a change is in the generation exactly when its
+    transaction is visible in the run's snapshot, which is stored with it
+    (``pg_snapshot``); searches read the rest back from the change log.
+  - Atomic: the generation, its parts, the pointer ``search_index_current``,
+    the trim of the change log (the rows visible in the run's snapshot) and
+    the deletion of generations no longer needed are one transaction. Killed
+    at any point (even kill -9), nothing is published and nothing is lost.
+  - Idempotent; does not block CRM writers (it only reads their tables and
+    deletes log rows they no longer touch). Publishers are serialized by a
+    session advisory lock taken before the snapshot.
 """
 
 from __future__ import annotations
 
-import itertools
+import datetime
 import json
 import time
 
+import numpy as np
 import psycopg2.extensions
 from psycopg2 import sql
 
 from crmtasks.pg import AdvisoryLock, quietly, transaction
-from crmtasks.search import sql as facet_sql
 from crmtasks.search.facets import ENTITIES, Entity
+from crmtasks.search.index import EntityIndex
+from crmtasks.search.index_cache import changed_ids_sql, load_delta
+from crmtasks.search.index_read import read_index, read_rows_of_ids
+from crmtasks.search.index_store import index_parts, removed_part, write_parts
+from crmtasks.search.segments import combine
 
-# Memory PostgreSQL may use per hash table while counting; the counts of all
-# grouping sets of an entity fit in a few MB, this leaves room for the join of
-# contacts to accounts. Bounded, so the server's memory stays flat too.
-WORK_MEM = "64MB"
-# Most groups one grouping set may have (the product of its fields' value
-# counts): wider sets mean fewer hash lookups per record, but bigger tables.
-MOST_GROUPS_PER_SET = 100_000
+# A base older than this is rebuilt from scratch: the safety net against any drift.
+FULL_BUILD_AFTER = datetime.timedelta(hours=24)
+# A delta holding more than this share of the base's rows is folded into a new base (a full build).
+MOST_DELTA_SHARE = 0.1
+# ... but a delta this small is always fine (small tables would otherwise be rebuilt on most runs).
+ALWAYS_DELTA_ROWS = 10_000
+
+
+class _DeltaTooBig(Exception):
+    """A delta run found the delta too big (or a table truncated): the run becomes a full build."""
 
 
 def precompute(conn: psycopg2.extensions.connection, entities: list[Entity] | None = None, *,
-               statement_timeout_ms: int = 0) -> dict:
-    """Count the facets of ``entities`` (default: all) and publish them as the current generation.
+               statement_timeout_ms: int = 0, full: bool = False) -> dict:
+    """Build the search index of ``entities`` (default: all) and publish it as the current generation.
 
     Parameters:
       conn(connection): A psycopg2 connection outside any transaction.
-      entities(list): Entities to count; those left out have no facets in the new generation.
-      statement_timeout_ms(int): PostgreSQL statement_timeout for the run's statements (0: none),
-        so a time limit also stops SQL that Python cannot interrupt.
+      entities(list): Entities to index (default: every one; a full build indexes only these).
+      statement_timeout_ms(int): PostgreSQL statement_timeout for the run's statements (0: none).
+      full(bool): Build from scratch even when a delta would do.
 
-    Returns the stats: rows_scanned, facet_rows_written, duration_s (seconds, whole run), generation,
-    as_of, vacuum_s, and per entity: rows (records counted), facet_values (distinct values over its
-    facet fields), facet_rows (rows written), grouping_sets (hash tables per record), duration_s.
+    Returns the stats: kind (``full`` or ``delta``), generation, base, as_of, rows_indexed (rows
+    read), bytes_written, duration_s, and per entity: rows (in the index), changed (rows read as
+    changed), bytes, duration_s.
     """
     if conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
         raise RuntimeError("precompute_facets needs a connection that is not inside a transaction")
@@ -79,12 +80,12 @@ def precompute(conn: psycopg2.extensions.connection, entities: list[Entity] | No
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(%s)", (AdvisoryLock.FACET_PUBLISH.key,))
             try:
-                stats = _publish(conn, entities, statement_timeout_ms, started)
-                vacuum_started = time.perf_counter()
-                # Reclaim the generation just replaced now rather than whenever autovacuum
-                # comes (if it is on at all): the table stays about two generations big.
-                cur.execute("VACUUM facet_counts, facet_generations, facet_current")
-                stats["vacuum_s"] = round(time.perf_counter() - vacuum_started, 3)
+                try:
+                    stats = _publish(conn, entities, statement_timeout_ms, full)
+                except _DeltaTooBig:
+                    stats = _publish(conn, entities, statement_timeout_ms, True)
+                # Dead generations and trimmed log rows are reclaimed now, autovacuum or not.
+                cur.execute("VACUUM search_index_parts, search_index_generations, search_changes")
                 stats["duration_s"] = round(time.perf_counter() - started, 3)
             finally:
                 quietly(cur, "SELECT pg_advisory_unlock(%s)", (AdvisoryLock.FACET_PUBLISH.key,))
@@ -94,175 +95,89 @@ def precompute(conn: psycopg2.extensions.connection, entities: list[Entity] | No
     return stats
 
 
-def _publish(conn, entities: list[Entity], statement_timeout_ms: int, started: float) -> dict:
-    # The opening round trip's SELECT statement_timestamp() takes the snapshot every count below is read from.
+def _previous(cur) -> dict | None:
+    """The current generation (id, base id, base as_of, base rows per entity), None when a full build is due."""
+    cur.execute(
+        "SELECT g.id, coalesce(g.base_id, g.id), b.as_of, b.stats, cur.full_requested "
+        "FROM search_index_current AS cur JOIN search_index_generations AS g ON g.id = cur.generation_id "
+        "JOIN search_index_generations AS b ON b.id = coalesce(g.base_id, g.id)")
+    row = cur.fetchone()
+    if row is None or row[4]:
+        return None
+    generation, base_id, base_as_of, base_stats, _ = row
+    return {"generation": generation, "base_id": base_id, "base_as_of": base_as_of,
+            "base_rows": {name: entity["rows"] for name, entity in base_stats.get("entities", {}).items()}}
+
+
+def _publish(conn, entities: list[Entity], statement_timeout_ms: int, full: bool) -> dict:
     with transaction(conn, repeatable_read=True, stamped=True,
-                     local={"statement_timeout": str(statement_timeout_ms), "work_mem": WORK_MEM}) as cur:
+                     local={"statement_timeout": str(statement_timeout_ms)}) as cur:
         as_of = cur.fetchone()[0]
-        cur.execute("INSERT INTO facet_generations (as_of) VALUES (%s) RETURNING id", (as_of,))
+        previous = None if full else _previous(cur)
+        if previous is not None and (as_of - previous["base_as_of"] > FULL_BUILD_AFTER
+                                     or set(previous["base_rows"]) != {entity.name for entity in entities}):
+            previous = None
+        base_id = previous["base_id"] if previous else None
+        cur.execute("INSERT INTO search_index_generations (base_id, snapshot, as_of) "
+                    "VALUES (%s, pg_current_snapshot(), %s) RETURNING id", (base_id, as_of))
         generation = cur.fetchone()[0]
-        per_entity = {entity.name: _count_entity(cur, entity, generation) for entity in entities}
-        cur.execute("INSERT INTO facet_current (singleton, generation_id, as_of) VALUES (true, %s, %s) "
-                    "ON CONFLICT (singleton) DO UPDATE SET generation_id = EXCLUDED.generation_id, "
-                    "as_of = EXCLUDED.as_of", (generation, as_of))
-        cur.execute("DELETE FROM facet_counts WHERE generation_id <> %s", (generation,))
-        cur.execute("DELETE FROM facet_generations WHERE id <> %s", (generation,))
+        per_entity = {}
+        for entity in entities:
+            entity_started = time.perf_counter()
+            if previous is None:
+                per_entity[entity.name] = _full_entity(cur, entity, generation)
+            else:
+                per_entity[entity.name] = _delta_entity(cur, entity, generation, previous)
+            per_entity[entity.name]["duration_s"] = round(time.perf_counter() - entity_started, 3)
         stats = {
-            "rows_scanned": sum(entity["rows"] for entity in per_entity.values()),
-            "facet_rows_written": sum(entity["facet_rows"] for entity in per_entity.values()),
-            "duration_s": round(time.perf_counter() - started, 3),
-            "generation": generation,
-            "as_of": as_of.isoformat(),
-            "entities": per_entity,
+            "kind": "full" if previous is None else "delta", "generation": generation,
+            "base": generation if previous is None else base_id, "as_of": as_of.isoformat(),
+            "rows_indexed": sum(e["changed"] for e in per_entity.values()),
+            "bytes_written": sum(e["bytes"] for e in per_entity.values()), "entities": per_entity,
         }
-        cur.execute("UPDATE facet_generations SET stats = %s WHERE id = %s", (json.dumps(stats), generation))
+        cur.execute("UPDATE search_index_generations SET stats = %s WHERE id = %s", (json.dumps(stats), generation))
+        cur.execute("UPDATE search_index_current SET generation_id = %s, full_requested = false", (generation,))
+        # The log rows this snapshot sees are in the generation now; later ones stay for searches and the next run.
+        cur.execute("DELETE FROM search_changes")
+        cur.execute("DELETE FROM search_index_generations WHERE id NOT IN (%s, %s)",
+                    (generation, base_id if base_id is not None else generation))
     return stats
 
 
-def _count_entity(cur, entity: Entity, generation: int) -> dict:
-    """Write one entity's counts into ``generation``; its stats."""
-    started = time.perf_counter()
-    grouping_sets = choose_grouping_sets(previous_value_counts(cur, entity))
-    cur.execute(count_statement(entity, generation, grouping_sets))
-    rows, facet_values, facet_rows = cur.fetchone()
-    return {"rows": rows, "facet_values": facet_values, "facet_rows": facet_rows,
-            "grouping_sets": len(grouping_sets), "duration_s": round(time.perf_counter() - started, 3)}
+def _full_entity(cur, entity: Entity, generation: int) -> dict:
+    index = read_index(cur, entity)
+    written = write_parts(cur, generation, entity.name, index_parts(index))
+    return {"rows": len(index), "changed": len(index), "bytes": written}
 
 
-def previous_value_counts(cur, entity: Entity) -> list[int | None]:
-    """Distinct values (NULL included) of each facet field in the current generation; None where unknown."""
-    cur.execute(
-        "SELECT c.field, count(*) FROM facet_current AS cur JOIN facet_counts AS c "
-        "ON c.generation_id = cur.generation_id AND c.entity = %s AND c.given_field = '' GROUP BY c.field",
-        (entity.name,))
-    known = dict(cur.fetchall())
-    return [known.get(name) for name in entity.facet_names]
+def _delta_entity(cur, entity: Entity, generation: int, previous: dict) -> dict:
+    """Write the entity's delta: the previous delta with the rows changed since refreshed.
 
-
-def choose_grouping_sets(value_counts: list[int | None], most_groups: int = MOST_GROUPS_PER_SET) -> list[tuple[int, ...]]:
-    """Grouping sets (of facet positions) that together contain every pair of facet fields.
-
-    Each set costs one hash lookup per record, so fewer, wider sets are
-    cheaper, as long as a set's possible groups (the product of its fields'
-    value counts) stay at most ``most_groups``. Greedy: start from the
-    uncovered pair with the fewest groups, add the field covering most
-    uncovered pairs while the product allows. A field whose value count is
-    unknown (None) is only ever grouped in pairs.
+    Raises _DeltaTooBig when it would hold too many rows, or a table was truncated.
     """
-    count = len(value_counts)
-    size = [most_groups + 1 if n is None else max(1, n) for n in value_counts]  # unknown: too big to widen
-    uncovered = set(itertools.combinations(range(count), 2))
-    sets = []
-    while uncovered:
-        first = min(uncovered, key=lambda pair: (size[pair[0]] * size[pair[1]], pair))
-        chosen, groups = list(first), size[first[0]] * size[first[1]]
-        while True:
-            candidates = []
-            for k in range(count):
-                gain = sum(1 for c in chosen if (min(c, k), max(c, k)) in uncovered)
-                if k not in chosen and gain and groups * size[k] <= most_groups:
-                    candidates.append((-gain, size[k], k))
-            if not candidates:
-                break
-            k = min(candidates)[2]
-            chosen.append(k)
-            groups *= size[k]
-        chosen.sort()
-        sets.append(tuple(chosen))
-        uncovered -= set(itertools.combinations(chosen, 2))
-    return sets
+    cur.execute(sql.SQL(
+        "SELECT ARRAY(SELECT DISTINCT c.record_id FROM ({changed}) AS c (record_id)) "
+        "FROM search_index_generations AS g WHERE g.id = {previous}").format(
+        changed=changed_ids_sql(entity), previous=sql.Literal(previous["generation"])))
+    changed_list = cur.fetchone()[0]
+    if None in changed_list:
+        raise _DeltaTooBig(entity.name)  # a whole table changed (TRUNCATE)
+    changed = np.array(sorted(changed_list), dtype=np.int64)
+    old_delta, old_removed = load_delta(cur, entity.name, previous["generation"], previous["base_id"])
+    fresh = read_rows_of_ids(cur, entity, changed)
+    kept = _delta_kept(old_delta, changed)
+    delta = combine(entity.name, [(old_delta, kept), (fresh, np.arange(len(fresh)))]) if old_delta is not None \
+        else fresh
+    removed = np.union1d(old_removed, changed)
+    if len(removed) > max(MOST_DELTA_SHARE * previous["base_rows"].get(entity.name, 0), ALWAYS_DELTA_ROWS):
+        raise _DeltaTooBig(entity.name)
+    parts = index_parts(delta, prefix="delta:")
+    parts["removed"] = removed_part(removed)
+    written = write_parts(cur, generation, entity.name, parts)
+    return {"rows": len(delta), "changed": len(changed), "bytes": written}
 
 
-def count_statement(entity: Entity, generation: int, grouping_sets: list[tuple[int, ...]] | None = None) -> sql.Composable:
-    """One statement that counts ``entity`` and writes its ``facet_counts`` rows of generation ``generation``.
-
-    It groups the whole table once by ``grouping_sets`` (GROUPING SETS, hashed
-    in one pass; default: every pair of fields), which together contain every
-    pair of facet fields, and derives everything from those groups: each
-    pair's counts by summing its set over the set's other fields, the
-    one-dimensional counts by summing a pair over its other field. They are
-    stored unconditioned (``given_field = ''``), as the diagonal (given A = a:
-    A = a), and each pair in both directions. Returns one row: records
-    counted, facet values, rows written.
-    """
-    names = entity.facet_names
-    if len(names) < 2:
-        raise ValueError(f"{entity.name}: the registry needs at least two facet fields per entity")
-    grouping_sets = grouping_sets or facet_sql.pair_sets(entity)
-    unpivot, designated = _pair_rows(entity)
-    return sql.SQL(
-        "WITH grouped AS MATERIALIZED ({grouped}), "
-        # each pair summed over the other fields of its grouping set, then turned from positions into names
-        "pairs AS MATERIALIZED (SELECT p.field_a, p.value_a, p.field_b, p.value_b, s.n "
-        "FROM ({resummed}) AS s JOIN LATERAL (VALUES {unpivot}) AS p (pair_mask, field_a, value_a, field_b, value_b) "
-        "ON p.pair_mask = s.pair_mask), "
-        "directed AS MATERIALIZED (SELECT field_a, value_a, field_b, value_b, n FROM pairs "
-        "UNION ALL SELECT field_b, value_b, field_a, value_a, n FROM pairs), "
-        "singles AS MATERIALIZED (SELECT field_a AS field, value_a AS value, sum(n)::bigint AS n FROM directed "
-        "WHERE (field_a, field_b) IN ({designated}) GROUP BY field_a, value_a), "
-        "written AS (INSERT INTO facet_counts (generation_id, entity, given_field, given_value, field, value, count) "
-        "SELECT {gen}, {entity}, given_field, given_value, field, value, n FROM ("
-        "SELECT '' AS given_field, NULL::text AS given_value, field, value, n FROM singles "
-        "UNION ALL SELECT field, value, field, value, n FROM singles "
-        "UNION ALL SELECT field_a, value_a, field_b, value_b, n FROM directed) AS counted RETURNING 1) "
-        "SELECT (SELECT coalesce(sum(n), 0)::bigint FROM singles WHERE field = {first_field}), "
-        "(SELECT count(*) FROM singles), (SELECT count(*) FROM written)"
-    ).format(
-        grouped=facet_sql.grouped_counts(entity, sql.SQL("TRUE"), grouping_sets),
-        resummed=sql.SQL(" UNION ALL ").join(_resummed_pairs(entity, grouping_sets)),
-        unpivot=unpivot, designated=designated,
-        gen=sql.Literal(generation), entity=sql.Literal(entity.name), first_field=sql.Literal(names[0]),
-    )
-
-
-def _value(i: int) -> sql.Identifier:
-    return sql.Identifier(f"v{i}")
-
-
-def _resummed_pairs(entity: Entity, grouping_sets: list[tuple[int, ...]]) -> list[sql.Composable]:
-    """Per grouping set, a SELECT summing it down to each pair it is the source of (tagged by the pair's mask)."""
-    count = len(entity.facets)
-    pairs_of_set: dict[tuple[int, ...], list[tuple[int, int]]] = {}
-    for i, j in facet_sql.pair_sets(entity):
-        source = next(grouped for grouped in grouping_sets if i in grouped and j in grouped)
-        pairs_of_set.setdefault(source, []).append((i, j))
-    resummed = []
-    for source, pairs in pairs_of_set.items():
-        paired = sorted({i for pair in pairs for i in pair})  # GROUPING() accepts only grouped columns
-        local_masks = sql.SQL(" ").join(
-            sql.SQL("WHEN {} THEN {}").format(
-                sql.Literal(facet_sql.grouping_mask(len(paired), (paired.index(i), paired.index(j)))),
-                sql.Literal(facet_sql.grouping_mask(count, (i, j))))
-            for i, j in pairs)
-        # Columns of other fields are NULL here (UNION ALL needs one shape); no pair of this set reads them.
-        columns = sql.SQL(", ").join(
-            _value(i) if i in paired else sql.SQL("NULL::text COLLATE \"C\" AS {}").format(_value(i))
-            for i in range(count))
-        resummed.append(sql.SQL(
-            "SELECT CASE GROUPING({source_values}) {local_masks} END AS pair_mask, {columns}, sum(n)::bigint AS n "
-            "FROM grouped WHERE grouping_mask = {mask} GROUP BY GROUPING SETS ({pairs})").format(
-            source_values=sql.SQL(", ").join(_value(i) for i in paired), local_masks=local_masks, columns=columns,
-            mask=sql.Literal(facet_sql.grouping_mask(count, source)),
-            pairs=sql.SQL(", ").join(sql.SQL("({}, {})").format(_value(i), _value(j)) for i, j in pairs)))
-    return resummed
-
-
-def _pair_rows(entity: Entity) -> tuple[sql.Composable, sql.Composable]:
-    """The VALUES rows turning a pair's mask into field names and values, and each field's designated partner.
-
-    A field's one-dimensional counts are summed from one pair only (its
-    designated partner), so each record is counted once per field.
-    """
-    names = entity.facet_names
-    count = len(names)
-    unpivot = []
-    partner: dict[int, int] = {}
-    for i, j in facet_sql.pair_sets(entity):
-        partner.setdefault(i, j)
-        partner.setdefault(j, i)
-        unpivot.append(sql.SQL("({mask}, {field_a}, s.{value_a}, {field_b}, s.{value_b})").format(
-            mask=sql.Literal(facet_sql.grouping_mask(count, (i, j))), field_a=sql.Literal(names[i]),
-            value_a=_value(i), field_b=sql.Literal(names[j]), value_b=_value(j)))
-    designated = sql.SQL(", ").join(
-        sql.SQL("({}, {})").format(sql.Literal(names[i]), sql.Literal(names[partner[i]])) for i in range(count))
-    return sql.SQL(", ").join(unpivot), designated
+def _delta_kept(delta: EntityIndex | None, changed: np.ndarray) -> np.ndarray:
+    if delta is None:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(~np.isin(delta.ids, changed))

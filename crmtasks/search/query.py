@@ -1,32 +1,29 @@
 """Faceted search over the CRM's records: a page of records, the total, and counts per facet value.
 
 Where the counts come from (``SearchResult.source``):
-  - ``"precomputed"``: a search with no filter, or a filter on one facet field
-    (one value or a list), and no range and no text, is answered from the
-    counts ``analytics.precompute_facets`` published last (one-dimensional and
-    pairwise counts). ``facets`` and ``total`` are then exact as of that run's
-    snapshot, ``as_of`` (at most one schedule period old, 5 minutes by
-    default): ``total`` is the sum of the filtered field's counts, so no
-    table is counted.
-  - ``"live"``: anything else (two or more facet filters, ranges, text), or no
-    published counts yet, is counted now by PostgreSQL in one GROUP BY
-    GROUPING SETS statement; ``as_of`` is the moment of this search's snapshot.
-Either way the counts are exact as of ``as_of``.
+  - ``"precomputed"``: from the search index (``crmtasks.search.index``),
+    for any number of facet filters (values or lists) and range filters.
+    In one REPEATABLE READ, READ ONLY snapshot the search reads which
+    generation is current and which records changed since it (the change
+    log, one statement), reads those records live (usually few), and counts
+    the generation's rows minus the changed ones plus their live rows
+    (``crmtasks.search.segments``). So the counts and total are exact for
+    the search's own snapshot, stamped ``as_of``, like a live count.
+  - ``"live"``: text ``q``, ``user_id``, nothing published yet, or a table
+    truncated since the generation: counted by PostgreSQL in one GROUP BY
+    GROUPING SETS statement in the same kind of snapshot.
+Either way the counts are exact as of ``as_of``, and the page of ``records``
+(an index range, ``LIMIT``/``OFFSET``) is read live in the same snapshot, so
+page and counts agree.
 
 With ``user_id``, the search keeps only the records that user may read
 (``crmtasks.sharing.visible``, read in the search's own snapshot) and
-counts only those: always live, since the published counts are everyone's
-and would leak how many records the user cannot see. The page of ``records`` is
-always read live (an index range, ``LIMIT``/``OFFSET``), so right after
-records change, a precomputed answer's page may show records its counts do
-not include yet, until the next run.
+counts only those.
 
-A precomputed answer takes two statements (two round trips): the published
-counts, read through ``facet_current`` in one statement so they come from
-one whole generation, then the page. A live answer reads counts and page in
-one REPEATABLE READ, READ ONLY transaction, so they agree with each other.
-Every statement runs under ``CRMTASKS_SEARCH_TIMEOUT_MS``; none takes a lock
-that blocks writers. Bad input raises ValueError before any SQL is sent (see
+A process loads a generation the first time a search sees it (one per
+entity held in memory, ``crmtasks.search.index_cache``). Every statement
+runs under ``CRMTASKS_SEARCH_TIMEOUT_MS``; none takes a lock that blocks
+writers. Bad input raises ValueError before any SQL is sent (see
 ``crmtasks.search.request``).
 """
 
@@ -35,9 +32,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
@@ -46,8 +44,11 @@ from crmtasks import sharing
 from crmtasks.pg import db, transaction
 from crmtasks.search import sql as facet_sql
 from crmtasks.search.facets import Entity
-from crmtasks.search.kinds import ROW_ALIAS, TextColumn, column_in
+from crmtasks.search.index_cache import CACHE, changes_query
+from crmtasks.search.index_read import read_rows_of_ids
+from crmtasks.search.kinds import ROW_ALIAS
 from crmtasks.search.request import SearchRequest, build_request
+from crmtasks.search.segments import PositionFilter, count
 from crmtasks.settings import get_settings
 
 PRECOMPUTED = "precomputed"
@@ -110,60 +111,64 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
         raise ValueError(f"user_id must be a positive whole number (got {user_id!r})")
     settings = get_settings()
     where = facet_sql.where_clause(request)
-    with db.using_connection(connection) as conn, _session(conn) as (cur, own_transaction):
+    with db.using_connection(connection) as conn, _session(conn) as (cur, own_transaction), \
+            _snapshot(cur, settings.search_timeout_ms, own_transaction) as as_of:
         answer = None
-        if allow_precomputed and user_id is None and request.answerable_from_precomputed:
-            answer = _published_answer(cur, request, where, settings.search_timeout_ms, own_transaction)
+        if allow_precomputed and user_id is None and request.q is None:
+            answer = _index_answer(cur, request, where)
         if answer is None:
-            answer = _live_answer(cur, request, where, settings.search_timeout_ms, own_transaction, user_id)
-    as_of, source, facets, total, records = answer
+            answer = _live_answer(cur, request, where, user_id)
+    source, facets, total, records = answer
     return SearchResult(entity=request.entity.name, records=records, total=total, page=request.page,
                         per_page=request.per_page, facets=facets, as_of=as_of, source=source)
 
 
-def _published_answer(cur, request: SearchRequest, where: sql.Composable, timeout_ms: int, own_transaction: bool):
-    """``(as_of, source, facets, total, records)`` from the published counts; None when nothing is published.
+def _index_answer(cur, request: SearchRequest, where: sql.Composable,
+                  extra: Sequence[PositionFilter] = ()):
+    """``(source, facets, total, records)`` from the index and the changes since it; None when it cannot answer.
 
-    Two round trips, each one statement (so one snapshot) under the search timeout: the counts, then the page.
+    Runs in the caller's snapshot: the generation, the changed rows and the page are all read in it.
     """
-    cur.execute(_bounded(_published_counts_query(request), timeout_ms, own_transaction))
-    published = _published_facets(request.entity, cur.fetchall())
-    if published is None:
-        return None
-    as_of, facets = published
-    # total: the filtered field's counts (or any field's, unfiltered) add up to the matching records
-    counted_field = request.facet_filters[0].facet.name if request.facet_filters else request.entity.facets[0].name
-    cur.execute(_bounded(facet_sql.page_query(request, where), timeout_ms, own_transaction))
-    return as_of, PRECOMPUTED, facets, sum(facets[counted_field].values()), _records(cur)
+    entity = request.entity
+    cur.execute(changes_query(entity))
+    row = cur.fetchone()
+    if row is None:
+        return None  # nothing published yet
+    generation, base_id, changed = row
+    if None in changed:
+        return None  # a table was truncated since the generation: live until the next build
+    loaded = CACHE.get(cur, entity.name, generation, base_id)
+    changed_ids = np.array(sorted(changed), dtype=np.int64)
+    live = read_rows_of_ids(cur, entity, changed_ids) if len(changed_ids) else None
+    facets, total = count(loaded.segments(changed_ids, live), request, extra)
+    cur.execute(facet_sql.page_query(request, where))
+    return PRECOMPUTED, facets, total, _records(cur)
 
 
-def _live_answer(cur, request: SearchRequest, where: sql.Composable, timeout_ms: int, own_transaction: bool,
-                 user_id: int | None = None):
-    """``(as_of, source, facets, total, records)`` counted now; counts and page from one snapshot, so they agree.
+def _live_answer(cur, request: SearchRequest, where: sql.Composable, user_id: int | None = None):
+    """``(source, facets, total, records)`` counted now, in the caller's snapshot, so counts and page agree.
 
     With ``user_id``, the rows are also kept to those the user may read, by rules read in the same snapshot.
     """
     entity = request.entity
-    with _snapshot(cur, timeout_ms, own_transaction) as snapshot_at:
-        if user_id is not None:
-            where = sql.SQL("({}) AND ({})").format(where, sharing.visible(user_id, entity.name, ROW_ALIAS,
-                                                                            cursor=cur))
-        if request.q is None:
-            # Two index passes: the counts (index-only where a filter's covering index serves) and
-            # the page (an index range in page order).
-            cur.execute(facet_sql.grouped_counts(entity, where, facet_sql.single_sets(entity)))
-            facets, _ = _live_facets(entity, cur.fetchall())
-            cur.execute(facet_sql.page_query(request, where))
-            records = _records(cur)
-        else:
-            # Text: finding the rows (trigram index, then ILIKE on each candidate) is the expensive
-            # part, so the counts and the page's ids come from one pass, then the page by id.
-            cur.execute(facet_sql.counts_and_page_ids(request, where))
-            facets, page_ids = _live_facets(entity, cur.fetchall())
-            cur.execute(facet_sql.records_by_id(entity, page_ids))
-            by_id = {record["id"]: record for record in _records(cur)}
-            records = [by_id[row_id] for row_id in page_ids if row_id in by_id]
-    return snapshot_at, LIVE, facets, sum(facets[entity.facets[0].name].values()), records
+    if user_id is not None:
+        where = sql.SQL("({}) AND ({})").format(where, sharing.visible(user_id, entity.name, ROW_ALIAS, cursor=cur))
+    if request.q is None:
+        # Two index passes: the counts (index-only where a filter's covering index serves) and
+        # the page (an index range in page order).
+        cur.execute(facet_sql.grouped_counts(entity, where, facet_sql.single_sets(entity)))
+        facets, _ = _live_facets(entity, cur.fetchall())
+        cur.execute(facet_sql.page_query(request, where))
+        records = _records(cur)
+    else:
+        # Text: finding the rows (trigram index, then ILIKE on each candidate) is the expensive
+        # part, so the counts and the page's ids come from one pass, then the page by id.
+        cur.execute(facet_sql.counts_and_page_ids(request, where))
+        facets, page_ids = _live_facets(entity, cur.fetchall())
+        cur.execute(facet_sql.records_by_id(entity, page_ids))
+        by_id = {record["id"]: record for record in _records(cur)}
+        records = [by_id[row_id] for row_id in page_ids if row_id in by_id]
+    return LIVE, facets, sum(facets[entity.facets[0].name].values()), records
 
 
 def _records(cur) -> list[dict[str, Any]]:
@@ -187,18 +192,6 @@ def _session(conn: psycopg2.extensions.connection) -> Iterator[tuple[Any, bool]]
             conn.autocommit = was_autocommit
 
 
-def _bounded(statement: sql.Composable, timeout_ms: int, own_transaction: bool) -> sql.Composable:
-    """``statement`` with the search timeout, in one round trip.
-
-    Several statements sent at once run as one implicit transaction, so the
-    local setting ends with it and never leaks into the pooled connection.
-    """
-    if not own_transaction:
-        return statement
-    return sql.SQL("SELECT set_config('statement_timeout', {}, true); {}").format(
-        sql.Literal(str(int(timeout_ms))), statement)
-
-
 @contextlib.contextmanager
 def _snapshot(cur, timeout_ms: int, own_transaction: bool) -> Iterator[datetime.datetime]:
     """Run the block inside one REPEATABLE READ READ ONLY transaction; yields when its snapshot was taken."""
@@ -210,56 +203,6 @@ def _snapshot(cur, timeout_ms: int, own_transaction: bool) -> Iterator[datetime.
     with transaction(cur.connection, repeatable_read=True, read_only=True,
                      local={"statement_timeout": str(int(timeout_ms))}, stamped=True) as opening:
         yield opening.fetchone()[0]
-
-
-def _published_counts_query(request: SearchRequest) -> sql.Composable:
-    """The current generation's counts for a search with no filter or one facet filter.
-
-    Rows: first ``(as_of, NULL, NULL, NULL)`` (as_of NULL when nothing is
-    published), then ``(NULL, field, value, count)`` per bucket, largest
-    count first. One statement, so one snapshot: it reads one whole
-    generation, through ``facet_current``, from one index range of
-    ``facet_counts``.
-    """
-    if request.facet_filters:
-        facet_filter = request.facet_filters[0]
-        given_field = sql.Literal(facet_filter.facet.name)
-        given_values = column_in(sql.Identifier("c", "given_value"), facet_filter.keys,
-                                 null_included=facet_filter.null_included, cast="text[]")
-        several = len(facet_filter.keys) + facet_filter.null_included > 1
-    else:
-        given_field, given_values, several = sql.Literal(""), sql.SQL("TRUE"), False
-    matching = sql.SQL(
-        "c.generation_id = cur.generation_id AND c.entity = {entity} AND c.given_field = {given_field} AND {given_values}"
-    ).format(entity=sql.Literal(request.entity.name), given_field=given_field, given_values=given_values)
-    if several:  # a list: add up the counts given each of its values
-        counts = sql.SQL("SELECT c.field, c.value, sum(c.count)::bigint AS count FROM facet_counts AS c "
-                         "WHERE {} GROUP BY c.field, c.value").format(matching)
-    else:
-        counts = sql.SQL("SELECT c.field, c.value, c.count FROM facet_counts AS c WHERE {}").format(matching)
-    # as_of once (not on every row: parsing timestamps costs), then the buckets. LATERAL: find the
-    # generation first, then read its one index range, whatever the table statistics say.
-    return sql.SQL(
-        "(SELECT cur.as_of, NULL::text, NULL::text, NULL::bigint FROM (SELECT) AS one "
-        "LEFT JOIN facet_current AS cur ON true) "
-        "UNION ALL (SELECT NULL, c.field, c.value, c.count FROM facet_current AS cur, LATERAL ({}) AS c "
-        "ORDER BY c.count DESC, c.value)").format(counts)
-
-
-def _published_facets(entity: Entity, rows: list[tuple]) -> tuple[datetime.datetime, dict[str, dict[Any, int]]] | None:
-    """``(as_of, facets)`` from the rows of ``_published_counts_query``; None when nothing is published."""
-    as_of = next(row[0] for row in rows if row[1] is None)
-    if as_of is None:
-        return None
-    # A text bucket's key is its value already: skip decoding (most buckets are text).
-    decoders = {facet.name: None if isinstance(facet.kind, TextColumn) else facet.kind.decode
-                for facet in entity.facets}
-    facets: dict[str, dict[Any, int]] = {name: {} for name in decoders}
-    for _, field, value, count in rows:
-        if field in decoders:  # a field no longer in the registry is ignored until the next run drops it
-            decode = decoders[field]
-            facets[field][value if value is None or decode is None else decode(value)] = count
-    return as_of, facets
 
 
 def _live_facets(entity: Entity, rows: list[tuple]) -> tuple[dict[str, dict[Any, int]], list[int]]:

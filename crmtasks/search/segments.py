@@ -1,0 +1,140 @@
+"""Counting a search over the index: segments, filters as bitmaps, facet counts by ``numpy.bincount``.
+
+A search sees its snapshot's rows as up to three *segments*, each an
+``EntityIndex`` with the positions it must skip:
+  - the generation's base, minus the rows the delta or the change log replaced;
+  - the generation's delta (rows changed between the base and the generation),
+    minus the rows the change log replaced;
+  - the rows changed since the generation, read live in the search's snapshot.
+Each record is in exactly one segment, so totals and counts add up.
+
+Within a segment: each facet filter is the union of its values' bitmaps,
+filters are intersected (smallest first), extra position sets (text ``q``,
+a user's visibility: functions of the segment) are intersected too, skipped
+positions are removed, range filters keep the positions whose value
+satisfies them (one vectorised comparison), and every facet's counts are one
+``bincount`` of its codes over the positions left. Semantics are the live
+SQL's: a record is counted in every facet (its own filtered field too) when
+it matches every filter.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from pyroaring import BitMap
+
+from crmtasks.search.index import CodedColumn, EntityIndex, NumberColumn, TextData, range_mask
+from crmtasks.search.index_read import narrow_codes, text_data
+from crmtasks.search.request import SearchRequest
+
+# A position filter computed from a segment (text q, visibility): positions of that segment.
+PositionFilter = Callable[[EntityIndex], BitMap]
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """Rows of ``index`` except the positions in ``skipped``."""
+
+    index: EntityIndex
+    skipped: BitMap
+
+
+def _facet_bitmap(column: CodedColumn, keys: Sequence[str], null_included: bool) -> BitMap:
+    code_of = column.code_of()
+    wanted = [code_of[key] for key in keys if key in code_of]
+    if null_included and None in code_of:
+        wanted.append(code_of[None])
+    return BitMap.union(*(column.bitmaps[code] for code in wanted)) if wanted else BitMap()
+
+
+def matching_positions(segment: Segment, request: SearchRequest,
+                       extra: Sequence[PositionFilter] = ()) -> np.ndarray | None:
+    """Positions of the segment matching ``request`` (sorted uint32), or None for "every position"."""
+    index = segment.index
+    sets = [_facet_bitmap(index.facets[f.facet.name], f.keys, f.null_included) for f in request.facet_filters]
+    sets += [position_filter(index) for position_filter in extra]
+    result: BitMap | None = None
+    for bitmap in sorted(sets, key=len):
+        result = bitmap if result is None else result & bitmap
+        if not result:
+            return np.zeros(0, dtype=np.uint32)
+    if segment.skipped:
+        result = (index.all_positions() if result is None else result) - segment.skipped
+    positions = None if result is None else np.frombuffer(result.to_array(), dtype=np.uint32)
+    for range_filter in request.range_filters:
+        mask = range_mask(index.numbers[range_filter.column], range_filter.kind, range_filter.bounds, positions)
+        positions = np.flatnonzero(mask).astype(np.uint32) if positions is None else positions[mask]
+    return positions
+
+
+def _counts(column: CodedColumn, positions: np.ndarray | None) -> np.ndarray:
+    if positions is None:
+        return np.array([len(bitmap) for bitmap in column.bitmaps], dtype=np.int64)
+    return np.bincount(column.codes[positions], minlength=len(column.keys))
+
+
+def count(segments: Sequence[Segment], request: SearchRequest,
+          extra: Sequence[PositionFilter] = ()) -> tuple[dict[str, dict], int]:
+    """``(facets, total)`` over the segments: facets as ``faceted_search`` returns them (decoded, largest first)."""
+    entity = request.entity
+    keyed: dict[str, collections.Counter] = {facet.name: collections.Counter() for facet in entity.facets}
+    total = 0
+    for segment in segments:
+        if not len(segment.index):
+            continue
+        positions = matching_positions(segment, request, extra)
+        total += len(segment.index) - len(segment.skipped) if positions is None else len(positions)
+        for facet in entity.facets:
+            column = segment.index.facets[facet.name]
+            counts = _counts(column, positions)
+            for code in np.flatnonzero(counts):
+                keyed[facet.name][column.keys[code]] += int(counts[code])
+    facets = {}
+    for facet in entity.facets:
+        ordered = sorted(((key, n) for key, n in keyed[facet.name].items() if n > 0),
+                         key=lambda item: (-item[1], item[0] is None, item[0] or ""))
+        facets[facet.name] = {None if key is None else facet.kind.decode(key): n for key, n in ordered}
+    return facets, total
+
+
+def _texts(text: TextData, positions: np.ndarray) -> list[bytes]:
+    offsets = text.offsets
+    return [text.lowered[offsets[p]:offsets[p + 1] - 1] for p in positions]
+
+
+def combine(entity: str, parts: Sequence[tuple[EntityIndex, np.ndarray]]) -> EntityIndex:
+    """One index of the rows at ``positions`` of each index (ids distinct across parts), sorted by id.
+
+    Used to fold a delta into a new delta and to compare an incremental index with a full build:
+    cost follows the rows kept, so keep it to deltas (or tests).
+    """
+    parts = [(index, np.asarray(positions, dtype=np.int64)) for index, positions in parts]
+    ids = np.concatenate([index.ids[positions] for index, positions in parts]) if parts else np.zeros(0, np.int64)
+    order = np.argsort(ids, kind="stable")
+    first = parts[0][0]
+    facets = {}
+    for name in first.facets:
+        keys: dict[str | None, int] = {}
+        codes = []
+        for index, positions in parts:
+            column = index.facets[name]
+            remap = np.array([keys.setdefault(key, len(keys)) for key in column.keys], dtype=np.uint32)
+            codes.append(remap[column.codes[positions]] if len(remap) else np.zeros(0, np.uint32))
+        merged = np.concatenate(codes)[order] if codes else np.zeros(0, np.uint32)
+        facets[name] = CodedColumn.from_codes(narrow_codes(merged, len(keys)), tuple(keys))
+    numbers = {}
+    for name, number in first.numbers.items():
+        values = np.concatenate([index.numbers[name].values[positions] for index, positions in parts])[order]
+        present = [index.numbers[name].present for index, _ in parts]
+        flags = None if number.present is None else np.concatenate(
+            [p[positions] for p, (_, positions) in zip(present, parts)])[order]
+        numbers[name] = NumberColumn(values, flags)
+    texts = {}
+    for name in first.texts:
+        values = [value for index, positions in parts for value in _texts(index.texts[name], positions)]
+        texts[name] = text_data([values[i] for i in order])
+    return EntityIndex(entity, ids[order], facets, numbers, texts)
