@@ -158,6 +158,8 @@ def _value_trigrams(values: list[bytes]) -> dict[int, BitMap]:
     value_ids = np.repeat(np.arange(len(values), dtype=np.uint64), lengths)[:-2]
     inside = (data[:-2] != 0) & (data[1:-1] != 0) & (data[2:] != 0)
     keys = np.sort((codes[inside].astype(np.uint64) << np.uint64(32)) | value_ids[inside])
+    if not len(keys):
+        return {}
     trigram_of = (keys >> np.uint64(32)).astype(np.uint32)
     bounds = np.concatenate(([0], np.flatnonzero(np.diff(trigram_of)) + 1, [len(keys)]))
     value_of = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
