@@ -86,6 +86,6 @@ def text_filter(cur, entity: Entity, q: str, state: TextSearchState = STATE) -> 
     def positions(index: EntityIndex) -> BitMap:
         if len(index) < SCAN_BELOW_ROWS:
             return scanned_positions(index, needle)
-        return state.trigrams(index).positions(index, needle)
+        return state.trigrams(index).positions(needle)
 
     return positions
