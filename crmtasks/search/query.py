@@ -9,9 +9,14 @@ Where the counts come from (``SearchResult.source``):
     the generation's rows minus the changed ones plus their live rows
     (``crmtasks.search.segments``). So the counts and total are exact for
     the search's own snapshot, stamped ``as_of``, like a live count.
-  - ``"live"``: text ``q``, ``user_id``, nothing published yet, or a table
-    truncated since the generation: counted by PostgreSQL in one GROUP BY
-    GROUPING SETS statement in the same kind of snapshot.
+    Text ``q`` (crmtasks.search.text_filter) and ``user_id``
+    (crmtasks.search.visibility_index) are position filters over the same
+    segments, exact as ILIKE and ``sharing.visible`` are.
+  - ``"live"``: nothing published yet, a table truncated since the
+    generation, ``allow_precomputed=False``, or text on a server whose
+    ``lower()`` is not code point by code point (crmtasks.search.text_case):
+    counted by PostgreSQL in one GROUP BY GROUPING SETS statement in the same
+    kind of snapshot.
 Either way the counts are exact as of ``as_of``, and the page of ``records``
 (an index range, ``LIMIT``/``OFFSET``) is read live in the same snapshot, so
 page and counts agree.
@@ -49,7 +54,10 @@ from crmtasks.search.index_read import read_rows_of_ids
 from crmtasks.search.kinds import ROW_ALIAS
 from crmtasks.search.request import SearchRequest, build_request
 from crmtasks.search.segments import PositionFilter, count
+from crmtasks.search.text_filter import text_filter
+from crmtasks.search.visibility_index import visibility_filter
 from crmtasks.settings import get_settings
+from crmtasks.sharing import filters as sharing_filters
 
 PRECOMPUTED = "precomputed"
 LIVE = "live"
@@ -114,13 +122,35 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
     with db.using_connection(connection) as conn, _session(conn) as (cur, own_transaction), \
             _snapshot(cur, settings.search_timeout_ms, own_transaction) as as_of:
         answer = None
-        if allow_precomputed and user_id is None and request.q is None:
-            answer = _index_answer(cur, request, where)
+        if allow_precomputed:
+            answer = _filtered_index_answer(cur, request, where, user_id)
         if answer is None:
             answer = _live_answer(cur, request, where, user_id)
     source, facets, total, records = answer
     return SearchResult(entity=request.entity.name, records=records, total=total, page=request.page,
                         per_page=request.per_page, facets=facets, as_of=as_of, source=source)
+
+
+def _filtered_index_answer(cur, request: SearchRequest, where: sql.Composable, user_id: int | None):
+    """The index's answer with text ``q`` and the user's visibility as position filters; None: answer live.
+
+    The visibility is compiled once, in the search's snapshot: its bitmaps keep the counted rows,
+    its SQL condition (crmtasks.sharing.filters) the page's.
+    """
+    extra: list[PositionFilter] = []
+    if request.q is not None:
+        text = text_filter(cur, request.entity, request.q)
+        if text is None:
+            return None  # the server's lower() is not code point by code point: ILIKE, live
+        extra.append(text)
+    if user_id is not None:
+        visibility = sharing.visibility(user_id, cursor=cur)
+        visible = visibility_filter(cur, visibility, request.entity.name)
+        if visible is not None:
+            extra.append(visible)
+        where = sql.SQL("({}) AND ({})").format(
+            where, sharing_filters.condition(visibility, request.entity.name, ROW_ALIAS))
+    return _index_answer(cur, request, where, extra)
 
 
 def _index_answer(cur, request: SearchRequest, where: sql.Composable,

@@ -1,0 +1,91 @@
+"""``q`` as a position filter over the index's segments, and the per-process state it needs.
+
+A search process learns the server's case map once (crmtasks.search.text_case: about
+half a second, on the first text search) and checks each entity's text columns use the
+default collation; when either rules the in-memory path out, ``text_filter`` returns
+None and the search stays live SQL, so answers never differ from ILIKE.
+
+Segments below ``SCAN_BELOW_ROWS`` rows (the delta, the rows changed since the
+generation) are scanned; a larger one (the base) gets a ``TextIndex`` built on its first
+text search and kept while that index is loaded (at most ``KEPT_INDEXES``, the oldest
+dropped first: the cache in crmtasks.search.index_cache holds one generation per entity).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+from pyroaring import BitMap
+
+from crmtasks.search.facets import Entity
+from crmtasks.search.index import EntityIndex
+from crmtasks.search.segments import PositionFilter
+from crmtasks.search.text_case import CaseMap, default_collation, read_case_map
+from crmtasks.search.text_index import TextIndex, scanned_positions
+
+SCAN_BELOW_ROWS = 50_000
+KEPT_INDEXES = 8
+
+
+class TextSearchState:
+    """One process's case map, per-entity collation checks and trigram indexes (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._case_map: CaseMap | None = None
+        self._case_map_read = False
+        self._collation_ok: dict[str, bool] = {}
+        self._indexes: collections.OrderedDict[int, tuple[EntityIndex, TextIndex]] = collections.OrderedDict()
+
+    def case_map(self, cur, entity: Entity) -> CaseMap | None:
+        """The server's case map when ``entity``'s text search can be answered from memory, else None."""
+        with self._lock:
+            if not self._case_map_read:
+                self._case_map = read_case_map(cur)
+                self._case_map_read = True
+            if entity.name not in self._collation_ok:
+                self._collation_ok[entity.name] = default_collation(cur, entity.table, entity.text_columns)
+            return self._case_map if self._collation_ok[entity.name] else None
+
+    def trigrams(self, index: EntityIndex) -> TextIndex:
+        """The TextIndex of ``index``, built on first use (the lock is held while it builds: one build at a time)."""
+        with self._lock:
+            held = self._indexes.get(id(index))
+            if held is not None and held[0] is index:
+                self._indexes.move_to_end(id(index))
+                return held[1]
+            built = TextIndex.build(index)
+            self._indexes[id(index)] = (index, built)  # the index is kept too, so its id is not reused meanwhile
+            while len(self._indexes) > KEPT_INDEXES:
+                self._indexes.popitem(last=False)
+            return built
+
+    def nbytes(self) -> int:
+        """Bytes of the trigram indexes held."""
+        with self._lock:
+            return sum(text_index.nbytes() for _, text_index in self._indexes.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._case_map, self._case_map_read = None, False
+            self._collation_ok.clear()
+            self._indexes.clear()
+
+
+STATE = TextSearchState()
+
+
+def text_filter(cur, entity: Entity, q: str, state: TextSearchState = STATE) -> PositionFilter | None:
+    """The positions of a segment matching ``q`` (checked by the request), or None: answer live instead."""
+    case_map = state.case_map(cur, entity)
+    if case_map is None:
+        return None
+    needle = case_map.lower(q).encode("utf-8")
+
+    def positions(index: EntityIndex) -> BitMap:
+        if len(index) < SCAN_BELOW_ROWS:
+            return scanned_positions(index, needle)
+        return state.trigrams(index).positions(needle)
+
+    return positions

@@ -1,0 +1,105 @@
+"""Text ``q`` from memory equals PostgreSQL's ILIKE: the case map, the trigram index, the scan, and faceted_search.
+
+Random leads (mixed case, accents, ß, Turkish İ, Greek Σ, the Kelvin sign, ``%``, ``_``,
+backslash, tabs and newlines) are written to the real server; every in-memory answer is
+compared with ``ILIKE '%' || like_escape(q) || '%'`` run by that server.
+"""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from crmtasks.search import text_filter as text_filter_module
+from crmtasks.search.facets import get_entity
+from crmtasks.search.index_read import read_index
+from crmtasks.search.precompute import precompute
+from crmtasks.search.query import faceted_search
+from crmtasks.search.request import build_request
+from crmtasks.search.sql import like_escape
+from crmtasks.search.text_case import read_case_map
+from crmtasks.search.text_index import TextIndex, scanned_positions
+
+LEADS = get_entity("leads")
+ALPHABET = "aAbBsSzZiIıİkKK%_\\ ßẞσΣςéÉèÈåÅøØæÆœŒǅǄǆ.@-\t\n"
+texts = st.text(alphabet=ALPHABET, max_size=12)
+queries = st.text(alphabet=ALPHABET.replace("\t", "").replace("\n", ""), min_size=3, max_size=5).filter(
+    lambda q: q.strip() == q and len(q) >= 3)
+rows = st.lists(st.tuples(st.none() | texts, st.none() | texts, st.none() | texts), min_size=0, max_size=25)
+
+
+def _write_leads(url: str, leads) -> None:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE leads RESTART IDENTITY CASCADE")
+        cur.executemany("INSERT INTO leads (name, company, email, status) VALUES (%s, %s, %s, 'New')",
+                        [(name or "", company, email) for name, company, email in leads])
+
+
+def _ilike_ids(cur, q: str) -> set[int]:
+    pattern = "%" + like_escape(q) + "%"
+    cur.execute("SELECT id FROM leads WHERE name ILIKE %s OR company ILIKE %s OR email ILIKE %s",
+                (pattern, pattern, pattern))
+    return {row[0] for row in cur.fetchall()}
+
+
+@pytest.fixture()
+def conn(crm_db, migrated_database_url):
+    connection = psycopg2.connect(migrated_database_url)
+    connection.autocommit = True  # no transaction left open to block the next example's TRUNCATE
+    yield connection
+    connection.close()
+
+
+def test_the_case_map_lowers_as_the_server_does_where_python_does_not(conn):
+    text = "İSTANBUL ΣΑΣ Straße KELVIN ǄǅǆẞÅ"
+    with conn.cursor() as cur:
+        case_map = read_case_map(cur)
+        cur.execute("SELECT lower(%s)", (text,))
+        assert case_map.lower(text) == cur.fetchone()[0]
+    assert case_map.lower(text) != text.lower()  # Python lowers İ to two code points and a final Σ to ς
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(leads=rows, searches=st.lists(queries, min_size=1, max_size=6))
+# Every trigram of the q in the value, but not the q itself; a q across the first "@"; one inside
+# the part after it; three bytes of one Kelvin sign lowered to "k".
+@example(leads=[("abzb bza", "ab@ba@zz", "zb@@ab")], searches=["abza", "b@ba", "ba@z", "a@zz", "@@a", "b@@"])
+@example(leads=[("\u212a\u212a", "İsa", None), ("kk", "isa", "ISA")], searches=["kkk", "\u212ak", "i̇sa", "isa"])
+def test_trigram_index_and_scan_equal_ilike(conn, migrated_database_url, leads, searches):
+    _write_leads(migrated_database_url, leads)
+    with conn.cursor() as cur:
+        case_map = read_case_map(cur)
+        index = read_index(cur, LEADS)
+        trigrams = TextIndex.build(index)
+        for q in searches:
+            needle = case_map.lower(q).encode()
+            expected = _ilike_ids(cur, q)
+            assert set(index.ids[list(trigrams.positions(needle))].tolist()) == expected, q
+            assert set(index.ids[list(scanned_positions(index, needle))].tolist()) == expected, q
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(leads=rows, changes=rows, searches=st.lists(queries | st.sampled_from(["ßẞ%", "İs_", "\\%_"]),
+                                                    min_size=1, max_size=3))
+def test_faceted_search_with_q_equals_live_sql_before_and_after_changes(conn, migrated_database_url, monkeypatch,
+                                                                        leads, changes, searches):
+    monkeypatch.setattr(text_filter_module, "SCAN_BELOW_ROWS", 1)  # the base goes through the trigram index
+    _write_leads(migrated_database_url, leads)
+    precompute(conn, full=True)
+    with psycopg2.connect(migrated_database_url) as writer, writer.cursor() as cur:
+        cur.executemany("INSERT INTO leads (name, company, email, status) VALUES (%s, %s, %s, 'Working')",
+                        [(name or "", company, email) for name, company, email in changes])
+        cur.execute("UPDATE leads SET company = upper(coalesce(company, 'İSΣ')) WHERE id % 3 = 0")
+        cur.execute("DELETE FROM leads WHERE id % 5 = 0")
+    for q in searches:
+        build_request("leads", q=q)  # what the search sees is the checked q
+        indexed = faceted_search("leads", q=q, per_page=100)
+        live = faceted_search("leads", q=q, per_page=100, allow_precomputed=False)
+        assert indexed.source == "precomputed" and live.source == "live"
+        assert (indexed.total, indexed.facets) == (live.total, live.facets), q
+        assert [r["id"] for r in indexed.records] == [r["id"] for r in live.records]
+        with conn.cursor() as cur:
+            assert indexed.total == len(_ilike_ids(cur, q))
+
