@@ -38,7 +38,9 @@ def archive_target(environ: Mapping[str, str]) -> dict:
         return {}
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if "://" not in url or scheme not in ("file", "s3"):
+    if "://" not in url:
+        raise SettingsError("CRMTASKS_ARCHIVE_URL", f"is not a URL; {_EXPECTED}")
+    if scheme not in ("file", "s3"):
         raise SettingsError("CRMTASKS_ARCHIVE_URL", f"scheme {scheme or '(none)'!r} is not supported; {_EXPECTED}")
     if "@" in parts.netloc:
         raise SettingsError("CRMTASKS_ARCHIVE_URL", "carries credentials; remove them from the URL and give them as "

@@ -105,11 +105,21 @@ def test_kill_at_each_step_then_rerun(audit_conn, tmp_path, archive_target, moto
     _assert_every_row_once(audit_conn, settings, expected)
     assert len(archived_ids(settings)) == 2 * ROWS_PER_MONTH
     if "CRMTASKS_ARCHIVE_URL" in archive_target:
-        assert unfinished_uploads(moto_server, bucket_of(archive_target)) == []
+        _assert_archives_in_the_bucket(moto_server, archive_target, 2)
+
+
+def _assert_archives_in_the_bucket(server, target, months):
+    """Read the bucket with a client of the test's own: the archives are there, and nothing else."""
+    bucket = bucket_of(target)
+    keys = [item["Key"] for item in server.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert sum(key.endswith(".copy.zst") for key in keys) == months, keys
+    assert sum(key.endswith(".manifest.json") for key in keys) == months, keys
+    assert len(keys) == 2 * months, keys
+    assert unfinished_uploads(server, bucket) == []
 
 
 @pytest.mark.parametrize("server_session_dies", [True, False], ids=["client-and-session-killed", "client-killed"])
-def test_kill_during_detach_concurrently(audit_conn, tmp_path, migrated_database_url, archive_target,
+def test_kill_during_detach_concurrently(audit_conn, tmp_path, migrated_database_url, archive_target, request,
                                         server_session_dies):
     """A DETACH ... CONCURRENTLY caught between its two transactions is finished by the re-run."""
     settings = audit_settings(tmp_path, **archive_target)
@@ -143,6 +153,8 @@ def test_kill_during_detach_concurrently(audit_conn, tmp_path, migrated_database
         assert stats["finalized"] == 1
     assert stats["dropped"] == 2, stats
     _assert_every_row_once(audit_conn, settings, expected)
+    if "CRMTASKS_ARCHIVE_URL" in archive_target:
+        _assert_archives_in_the_bucket(request.getfixturevalue("moto_server"), archive_target, 2)
 
 
 def _maintenance_sessions(conn):
