@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +42,8 @@ from crmtasks.audit.stores import ArchiveStore, ObjectMissing, StoreError
 from crmtasks.errors import CrmtasksError
 
 _BLOCK = 1 << 20
+# Niceness of the thread that hashes, compresses and stores the COPY stream (0 normal, 19 lowest).
+ARCHIVE_THREAD_NICENESS = 10
 MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -201,6 +204,7 @@ class _DigestSink(io.RawIOBase):
         return len(data)
 
     def _digest_blocks(self) -> None:
+        _yield_to_the_application()
         try:
             while (data := self._blocks.get()) is not None:
                 self._rows_hash.update(data)
@@ -232,6 +236,20 @@ class _DigestSink(io.RawIOBase):
         """Stop the worker after a failed COPY."""
         self._blocks.put(None)
         self._worker.join()
+
+
+def _yield_to_the_application() -> None:
+    """Give this (compressing) thread a lower CPU priority than the application's processes (Linux: per thread).
+
+    On a small host the COPY's server process, this thread and the
+    application's writers compete for the same cores; a writer that needs a
+    core for its INSERT should get it first. The archive then only takes
+    the CPU time nobody else wants (it is not in a hurry; writers are).
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ARCHIVE_THREAD_NICENESS)
+    except (AttributeError, OSError):
+        pass  # not Linux, or not allowed: run at normal priority
 
 
 def copy_to_store(cur, statement: sql.Composable, writer, *, codec: Codec = codecs.WRITE_DEFAULT,
