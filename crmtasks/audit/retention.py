@@ -261,8 +261,9 @@ def archive_detached(conn, settings: Settings, store: ArchiveStore, row: ledger.
             raise ArchiveCorrupt(f"{month}: COPY gave {digest.row_count} rows, count(*) says {row_count}")
         if archive_file.read_digest(store, temp_name, codec) != digest:
             raise ArchiveCorrupt(f"{month}: the object read back from {store.location} differs from what was written")
+        replaced = None
         if store.size(manifest_name) is not None:
-            existing = _reusable_archive(store, month, manifest_name, digest)
+            existing, replaced = _reusable_archive(store, month, manifest_name, digest)
             if existing is not None:
                 return existing, 0
         store.publish(data_name)
@@ -280,6 +281,8 @@ def archive_detached(conn, settings: Settings, store: ArchiveStore, row: ledger.
     store.put(manifest_name, manifest.to_json().encode())
     if archive_file.read_manifest(store, manifest_name) != manifest:
         raise ArchiveCorrupt(f"{month}: the manifest read back from {store.location} differs from what was written")
+    if replaced != data_name and replaced in {month.partition_name + suffix for suffix in codecs.DATA_SUFFIXES}:
+        _discard(store, replaced)  # the damaged archive's data under its older name (.copy.gz): no manifest names it
     return manifest, digest.file_bytes
 
 
@@ -292,12 +295,13 @@ def _discard(store: ArchiveStore, temp_name: str) -> None:
 
 
 def _reusable_archive(store: ArchiveStore, month: Month, manifest_name: str,
-                      digest: archive_file.StreamDigest) -> Manifest | None:
-    """The existing archive when it holds exactly these rows and verifies; None when it must be rewritten."""
+                      digest: archive_file.StreamDigest) -> tuple[Manifest | None, str | None]:
+    """(the existing archive when it holds exactly these rows and verifies, else None; the data object name its
+    manifest gives, which a rewrite replaces)."""
     try:
         existing = archive_file.read_manifest(store, manifest_name)
     except ArchiveCorrupt:
-        return None  # an unreadable manifest: our rows are still in the table, rewrite both
+        return None, None  # an unreadable manifest: our rows are still in the table, rewrite both
     if (existing.row_count, existing.rows_sha256) != (digest.row_count, digest.rows_sha256):
         raise ArchiveConflict(
             f"audit month {month}: {manifest_name} in {store.location} already archives {existing.row_count} other "
@@ -306,8 +310,8 @@ def _reusable_archive(store: ArchiveStore, month: Month, manifest_name: str,
         archive_file.verify_against_manifest(store, existing)
     except ArchiveCorrupt as damage:
         log.warning("replacing damaged archive of %s: %s", month, damage)
-        return None
-    return existing
+        return None, existing.data_file
+    return existing, existing.data_file
 
 
 def _archive_intact(store: ArchiveStore, month: Month) -> bool:

@@ -33,7 +33,9 @@ def audit_status(as_json: bool) -> None:
     try:
         report = {"partitions": status.partition_rows(conn), "in_progress": status.unfinished_months(conn),
                   "archives": status.archives(conn, settings),
-                  "archive_url": settings.archive_url, "hold": settings.audit_hold}
+                  "archive_url": settings.archive_url, "hold": settings.audit_hold,
+                  # kept for scripts that read it: the directory, when the store is one
+                  "archive_dir": None if settings.archive_bucket else str(settings.audit_archive_dir)}
     except StoreError as error:
         raise CommandError(str(error)) from None
     finally:

@@ -203,6 +203,16 @@ def test_a_gzip_archive_written_before_zstd_still_verifies_and_restores(audit_co
         assert cur.fetchone() == (300, 300)
     audit_conn.commit()
 
+    # Its gzip data damaged, the next run archives the month again, in zstd, and leaves no orphan .copy.gz behind.
+    store = open_store(settings)
+    data = b"".join(store.read_blocks("audit_log_p202001.copy.gz"))
+    store.put("audit_log_p202001.copy.gz", data[:-100])
+    stats = run_maintenance(audit_conn, settings)
+    assert (stats["archived"], stats["dropped"], stats["rows"]) == (1, 1, 300), stats
+    assert store.names(codecs.DATA_SUFFIXES) == ["audit_log_p202001.copy.zst"]
+    [check] = verify_archives(audit_conn, settings)
+    assert (check.month, check.ok, check.rows) == ("2020-01", True, 300), check
+
 
 def test_a_bad_archive_url_is_one_line_and_touches_nothing(audit_conn):
     for url, words in [("ftp://host/dir", "scheme 'ftp' is not supported"),
