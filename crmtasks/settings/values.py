@@ -26,7 +26,8 @@ _DATABASE_SCHEMES = ("postgres", "postgresql")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _CRON_NICKNAMES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 # Test-only pause points of the audit maintenance job (CRMTASKS_AUDIT_PAUSE_AT):
-# the job prints "paused at <step>" and sleeps there, so a test can kill -9 it.
+# the job prints "paused at <step>" and waits there, so a test can kill -9 it (or let it go on:
+# crmtasks.audit.pause).
 AUDIT_PAUSE_POINTS = (
     "after_premake",     # the first missing month was created and committed
     "before_detach",     # the ledger says 'detaching'; DETACH ... CONCURRENTLY not sent yet

@@ -28,17 +28,18 @@ from __future__ import annotations
 
 from crmtasks.audit.stores.base import TEMP_PREFIX, ArchiveStore, ObjectMissing, StoreError, temporary_name
 from crmtasks.audit.stores.file import FileStore
-from crmtasks.audit.stores.s3 import S3Store
 from crmtasks.settings import Settings
 
 
 def open_store(settings: Settings) -> ArchiveStore:
     """The archive store of these settings (CRMTASKS_ARCHIVE_URL, or its alias CRMTASKS_ARCHIVE_DIR)."""
     if settings.archive_bucket is not None:
+        # imported here: boto3 costs every worker process ~12 MB and its import time; only S3 users pay it
+        from crmtasks.audit.stores.s3 import S3Store
+
         return S3Store(settings.archive_bucket, settings.archive_prefix, endpoint_url=settings.s3_endpoint_url,
                        part_size=settings.s3_part_mb << 20)
     return FileStore(settings.audit_archive_dir)
 
 
-__all__ = ["TEMP_PREFIX", "ArchiveStore", "FileStore", "ObjectMissing", "S3Store", "StoreError", "open_store",
-           "temporary_name"]
+__all__ = ["TEMP_PREFIX", "ArchiveStore", "FileStore", "ObjectMissing", "StoreError", "open_store", "temporary_name"]
