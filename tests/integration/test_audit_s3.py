@@ -178,6 +178,11 @@ def test_verify_status_and_restore_read_from_the_bucket(audit_conn, tmp_path, s3
     assert code == 0, err
     assert table_rows(audit_conn, "audit_log") == originals[months[1]]
 
+    # `crmtasks check` looks in the bucket too: the replaced object no longer has its manifest's size.
+    code, out, err = _run(s3_archive, "check", "--json")
+    problems = [f["message"] for f in json.loads(out) if f["area"] == "audit" and not f["ok"]]
+    assert len(problems) == 1 and str(months[0]) in problems[0] and "wrong size" in problems[0], problems
+
 
 @pytest.mark.parametrize("target", ["file", "s3"])
 def test_a_gzip_archive_written_before_zstd_still_verifies_and_restores(audit_conn, tmp_path, target, request):
