@@ -53,6 +53,18 @@ FROM generate_series(1, %(rows)s) AS g
 """
 
 
+@pytest.fixture()
+def jobs():
+    """Job processes a test starts; any still alive at the end (a failed assertion while paused) is killed,
+    so it cannot keep the maintenance lock from the next test."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for job in started:
+        if job.poll() is None:
+            job.kill()
+            job.wait(timeout=10)
+
+
 def _fill_incompressible(conn, month, rows):
     fill_month(conn, month, 0)
     with conn.cursor() as cur:
@@ -79,7 +91,8 @@ def _ledger_state(conn, month):
     return found and found[0]
 
 
-def test_server_stopped_mid_upload_drops_nothing_and_the_next_run_completes(audit_conn, tmp_path, monkeypatch):
+def test_server_stopped_mid_upload_drops_nothing_and_the_next_run_completes(audit_conn, tmp_path, monkeypatch,
+                                                                            jobs):
     server = MotoServer().start()
     bucket = f"crmtasks-{uuid.uuid4().hex[:16]}"
     try:
@@ -90,6 +103,7 @@ def test_server_stopped_mid_upload_drops_nothing_and_the_next_run_completes(audi
         expected = sorted(table_ids(audit_conn))
         job = _crmtasks({**environ, "CRMTASKS_AUDIT_PAUSE_AT": "part_stored"}, "run", "--task", "audit_maintenance",
                         "--json", stdin=subprocess.PIPE)
+        jobs.append(job)
         assert job.stdout.readline().strip() == "paused at part_stored"
         [upload] = unfinished_uploads(server, bucket)  # mid-upload: one part in, the object not yet complete
         assert len(server.client().list_parts(Bucket=bucket, Key=upload["Key"],
@@ -126,13 +140,17 @@ def test_server_stopped_mid_upload_drops_nothing_and_the_next_run_completes(audi
 
 
 def test_a_job_killed_mid_upload_leaves_no_unfinished_upload_after_the_next_run(audit_conn, tmp_path, s3_archive,
-                                                                                moto_server, monkeypatch):
+                                                                                moto_server, monkeypatch, jobs):
     environ = {**s3_archive, "CRMTASKS_S3_PART_MB": "5"}
     monkeypatch.setenv("CRMTASKS_S3_PART_MB", "5")
     month = old_months(1)[0]
     _fill_incompressible(audit_conn, month, 60_000)
     expected = sorted(table_ids(audit_conn))
-    job = _crmtasks({**environ, "CRMTASKS_AUDIT_PAUSE_AT": "part_stored"}, "run", "--task", "audit_maintenance")
+    # The job itself, not `crmtasks run`: a killed run would hold the job's Redis mutex for its TTL.
+    job = subprocess.Popen([sys.executable, "-c", "from crmtasks.jobs.audit_maintenance import run; run()"],
+                           env=dict(os.environ, **environ, CRMTASKS_AUDIT_PAUSE_AT="part_stored"),
+                           stdout=subprocess.PIPE, text=True)
+    jobs.append(job)
     assert job.stdout.readline().strip() == "paused at part_stored"
     job.kill()
     job.wait(timeout=10)
