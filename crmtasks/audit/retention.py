@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+
 from psycopg2 import sql
 
 from crmtasks.audit import archive_file, codecs, ledger
