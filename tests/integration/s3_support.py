@@ -11,9 +11,9 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 import urllib.error
 import urllib.request
+import uuid
 
 import boto3
 import pytest

@@ -18,8 +18,8 @@ from collections import Counter
 import psycopg2
 import pytest
 
-from crmtasks.audit.maintenance import run_maintenance
 from crmtasks.audit import codecs
+from crmtasks.audit.maintenance import run_maintenance
 from crmtasks.audit.status import verify_archives
 from crmtasks.audit.stores import open_store
 from crmtasks.jobs.audit_maintenance import APPLICATION_NAME
@@ -31,7 +31,7 @@ from tests.integration.audit_support import (  # noqa: F401
     old_months,
     table_ids,
 )
-from tests.integration.s3_support import bucket_of, moto_server, s3_archive, unfinished_uploads  # noqa: F401
+from tests.integration.s3_support import bucket_of, unfinished_uploads
 
 pytestmark = pytest.mark.slow
 ROWS_PER_MONTH = 4000

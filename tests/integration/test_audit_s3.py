@@ -29,13 +29,7 @@ from tests.integration.audit_support import (
     table_ids,
     table_rows,
 )
-from tests.integration.s3_support import (  # noqa: F401
-    MotoServer,
-    bucket_of,
-    moto_server,
-    s3_archive,
-    unfinished_uploads,
-)
+from tests.integration.s3_support import MotoServer, bucket_of, unfinished_uploads
 
 pytestmark = pytest.mark.slow
 GZIP_FIXTURE = Path(__file__).resolve().parents[1] / "data" / "audit_gzip_v1"

@@ -26,7 +26,13 @@ the store and the operation; no credential is ever part of it.
 
 from __future__ import annotations
 
-from crmtasks.audit.stores.base import TEMP_PREFIX, ArchiveStore, ObjectMissing, StoreError, temporary_name
+from crmtasks.audit.stores.base import (
+    TEMP_PREFIX,
+    ArchiveStore,
+    ObjectMissing,
+    StoreError,
+    temporary_name,
+)
 from crmtasks.audit.stores.file import FileStore
 from crmtasks.settings import Settings
 

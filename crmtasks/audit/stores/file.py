@@ -12,7 +12,13 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from crmtasks.audit.stores.base import BLOCK, TEMP_PREFIX, ObjectMissing, StoreError, temporary_name
+from crmtasks.audit.stores.base import (
+    BLOCK,
+    TEMP_PREFIX,
+    ObjectMissing,
+    StoreError,
+    temporary_name,
+)
 
 
 class FileWriter:

@@ -28,7 +28,13 @@ import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from crmtasks.audit.stores.base import BLOCK, TEMP_PREFIX, ObjectMissing, StoreError, temporary_name
+from crmtasks.audit.stores.base import (
+    BLOCK,
+    TEMP_PREFIX,
+    ObjectMissing,
+    StoreError,
+    temporary_name,
+)
 
 _FAILURES = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, urllib3.exceptions.HTTPError,
              OSError)
