@@ -1,4 +1,4 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """Benchmark faceted search: a naive live GROUP BY side by side with ``crmtasks.search.query.faceted_search``.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python scripts/bench_search.py --leads 1000000
@@ -34,6 +34,10 @@ import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from _venv import use_project_venv  # scripts/_venv.py: this script's directory is first on sys.path
+
+use_project_venv()  # a fresh clone's python3 lacks psycopg2: re-run under the project's virtualenv
 
 import psycopg2
 
