@@ -125,8 +125,16 @@ def _header(results: Results) -> str:
         f"{after.get('calibration_ms')} ms at the end (about 60 ms on an idle core: more means a busy machine "
         "and inflated timings)"),
         (f"- Data: {results.sizes['description']}; seeded in {sum(seeded.values()):.0f} s "
-        f"({', '.join(f'{step} {seconds:.1f}' for step, seconds in seeded.items())})\n"),
+        f"({', '.join(f'{step} {seconds:.1f}' for step, seconds in seeded.items())}"
+        f"{_phases(results.seeding.get('crm_phases_s'))})\n"),
     ])
+
+
+def _phases(phases: dict | None) -> str:
+    """The CRM load's phases, e.g. "; CRM: people 0.1, records 60.2, indexes 190.0 ..." (seconds)."""
+    if not phases:
+        return ""
+    return "; CRM: " + ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in phases.items())
 
 
 def _jobs_table(jobs: list[dict]) -> str:
