@@ -189,7 +189,7 @@ def _growth_table(growth: list[dict]) -> str:
         ["Leads", "Rows counted (4 tables)", "Facets, 1st run", "Facets, steady", "per 100k rows",
          "Aggregates rebuild", "per 100k rows", "Archived rows", "Archive step", "per 100k rows", "Peak memory",
          "PostgreSQL temp files"],
-        [[f"{size['leads']:,}", f"{size['facets_rows']:,}", f"{size['facets_first_s']:.2f} s",
+        [[f"{size['leads']:,}" + (" (main dataset)" if size.get("on_main") else ""), f"{size['facets_rows']:,}", f"{size['facets_first_s']:.2f} s",
           f"{size['facets_s']:.2f} s", _seconds(size["facets_s_per_100k"]), f"{size['aggregates_s']:.2f} s",
           _seconds(size["aggregates_s_per_100k"]), f"{size['archive_rows']:,}", _seconds(size["archive_s"]),
           _seconds(size["archive_s_per_100k"]), f"{size['rss_peak_mb']:.0f} MiB", _bytes(size["temp_bytes"])]
