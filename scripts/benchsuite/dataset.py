@@ -296,7 +296,7 @@ def seed(url: str, crm: DemoSize, audit_rows: int, seed_value: int) -> dict:
         timings["crm_s"] = round(time.perf_counter() - started, 2)
         if audit_rows:
             started = time.perf_counter()
-            counts["audit_log"] = seed_audit(conn, audit_rows, seed_value)["audit_log"]
+            counts["audit_log"] = seed_audit(conn, audit_rows, seed_value, defer_indexes=True)["audit_log"]
             timings["audit_s"] = round(time.perf_counter() - started, 2)
         started = time.perf_counter()
         conn.autocommit = True
