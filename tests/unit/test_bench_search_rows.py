@@ -76,3 +76,10 @@ def test_the_index_rows_at_ten_million_leads():
     assert [row.met for row in rows.values()] == [True, True, True]  # 29 s is 26% of the build: the 10M bound is 30 s
     missed = by_metric(search_index.rows_from(index_raw(130.0, 31.0, 1100.0), 10_000_000))
     assert [row.met for row in missed.values()] == [False, False, False]
+
+
+def test_slow_shapes_get_fewer_calls_but_never_fewer_than_the_minimum():
+    assert search.calls_within_budget(100, 0.01) == 100                 # 1 s in all: every call
+    assert search.calls_within_budget(100, 2.0) == int(search.SHAPE_BUDGET_S / 2.0)
+    assert search.calls_within_budget(100, 30.0) == search.MIN_CALLS    # 10M leads, unfiltered live
+    assert search.calls_within_budget(10, 30.0) == 10                   # never more than asked
