@@ -23,6 +23,7 @@ import psycopg2
 
 from benchsuite import (
     audit,
+    audit_queries,
     dataset,
     growth,
     jobs,
@@ -48,7 +49,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     "servers when unset.")
     parser.add_argument("--scale", choices=tuple(SCALES), default="small",
                         help="small: CI smoke size, under 2 minutes; medium: 300k leads; large: the seed's scale "
-                             "(1M leads, 5M audit rows), tens of minutes (default: small)")
+                             "(1M leads, 5M audit rows), tens of minutes; xlarge: 10M leads, 3M deals, 5M contacts, "
+                             "2M accounts (about 12 GB; seeded in under 10 minutes on 2 cores) (default: small)")
     parser.add_argument("--out", type=Path, help="directory for the results (default: bench-results/<scale>)")
     parser.add_argument("--suites", default=",".join(SUITES),
                         help=f"comma-separated suites to run (default: all: {','.join(SUITES)})")
@@ -119,7 +121,9 @@ def measure(run: dataset.BenchRun, scale: dataset.Scale, args, command: str, sta
         if "audit" in args.suites:
             log(f"audit: archive a month of {scale.month_rows:,} rows under a writer")
             found, raw["audit"] = audit.run(conn, run.url, run.settings, scale.month_rows, scale.writer_seconds)
-            rows += found
+            log("audit: everyday questions, partitioned vs the same rows unpartitioned")
+            asked, raw["audit"]["queries"] = audit_queries.run(conn, scale.search_repeat)
+            rows += found + asked + [audit_queries.verdict(found + asked)]
         if "load" in args.suites:
             log(f"load: 4 calls at 1, 8, 40 threads and 4 processes, pooled vs a connection per thread, "
                 f"{scale.load_seconds:g} s per cell; then {load_jobs.MESSAGES:,} run-now messages to real workers")
@@ -133,7 +137,7 @@ def measure(run: dataset.BenchRun, scale: dataset.Scale, args, command: str, sta
             log("jobs: each registered job once, in a process of its own, after 1% of deals changed")
             job_results = jobs.run(run.url)
         if "growth" in args.suites:
-            growth_results = growth.run(run.server, scale, run.archive_dir, args.seed)
+            growth_results = growth.run(run.server, scale, run.archive_dir, args.seed, run.url)
         after = machine.load_and_speed(conn)
     finally:
         conn.close()
