@@ -83,6 +83,8 @@ def test_trigram_index_and_scan_equal_ilike(conn, migrated_database_url, leads, 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(leads=rows, changes=rows, searches=st.lists(queries | st.sampled_from(["ßẞ%", "İs_", "\\%_"]),
                                                     min_size=1, max_size=3))
+# Python's lower() differs from the server's here: İ (two code points in Python), a final Σ (ς in Python).
+@example(leads=[("isa", "ασ.", None)], changes=[], searches=["İsa", "ΑΣ."])
 def test_faceted_search_with_q_equals_live_sql_before_and_after_changes(conn, migrated_database_url, monkeypatch,
                                                                         leads, changes, searches):
     monkeypatch.setattr(text_filter_module, "SCAN_BELOW_ROWS", 1)  # the base goes through the trigram index
