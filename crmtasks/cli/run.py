@@ -21,8 +21,11 @@ from crmtasks.cli.common import (
     summarize_stats,
 )
 from crmtasks.jobs import registry
+from crmtasks.jobs.precompute_facets import JOB_NAME as FACETS_JOB
+from crmtasks.pg import db
 from crmtasks.runs import runner
 from crmtasks.runs.status import RunStatus
+from crmtasks.search.precompute import request_full_build
 from crmtasks.services.readiness import NotReady, prepare_database, require_redis
 from crmtasks.settings import Settings
 
@@ -32,7 +35,9 @@ from crmtasks.settings import Settings
               help="Run only this job (repeatable); default: every job, in order.")
 @click.option("--enqueue", is_flag=True, help="Send the jobs to the Dramatiq workers instead of running them here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool) -> None:
+@click.option("--full", is_flag=True,
+              help="precompute_facets builds the search index from scratch, not a delta (with --task precompute_facets).")
+def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool, full: bool) -> None:
     """Run the periodic jobs now and print a summary."""
     settings = load_settings_or_exit()
     try:
@@ -41,11 +46,15 @@ def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool) -> None:
         raise CommandError(error.args[0]) from None
     if not specs:
         raise CommandError("no jobs are registered")
+    if full and [spec.name for spec in specs] != [FACETS_JOB]:
+        raise CommandError(f"--full applies to one job: give --task {FACETS_JOB}")
     try:
         require_redis(settings)  # the job mutex and the broker live there: say so now, in one line
     except NotReady as error:
         raise CommandError(str(error)) from None
     if enqueue:
+        if full:
+            _request_full_build(settings)
         _enqueue(settings, specs, as_json)
         return
     try:
@@ -55,6 +64,8 @@ def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool) -> None:
         raise CommandError(str(error)) from None
     if prepared.migrations_applied and not as_json:
         stderr.print(f"embedded database: applied migrations {', '.join(prepared.migrations_applied)}")
+    if full:
+        _request_full_build(settings)
     if prepared.demo_seeded and not as_json:
         counts = ", ".join(f"{count:,} {table}" for table, count in prepared.demo_seeded.items())
         stderr.print(f"embedded database was empty: seeded a demo CRM ({counts})")
@@ -77,6 +88,12 @@ def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool) -> None:
                      for o in outcomes])
     if any(outcome.status == RunStatus.FAILED for outcome in outcomes):
         raise SystemExit(1)
+
+
+def _request_full_build(settings: Settings) -> None:
+    """Flag the search index for a full build: the job's next run (here or on a worker) does one."""
+    with db.using_connection(settings=settings) as conn:
+        request_full_build(conn)
 
 
 def _enqueue(settings: Settings, specs: list[registry.JobSpec], as_json: bool) -> None:

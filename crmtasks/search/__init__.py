@@ -1,8 +1,9 @@
-"""Faceted search: the facet registry, request checking, the query, and the precompute behind it.
+"""Faceted search: the facet registry, request checking, the query, and the search index behind it.
 
 ``faceted_search(entity, filters, q, ...)`` answers a page of records, the
 total and the counts per facet value; ``analytics.precompute_facets``
-(``crmtasks.search.precompute``) publishes the counts it reads.
+(``crmtasks.search.precompute``) publishes the index it counts from
+(``crmtasks.search.index``).
 """
 
 from crmtasks.search.query import LIVE, PRECOMPUTED, SearchResult, faceted_search

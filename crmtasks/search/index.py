@@ -59,20 +59,22 @@ class CodedColumn:
       codes(ndarray): uint32 per position, an index into ``keys``.
       keys(tuple): Bucket key text per code (None: no value); distinct.
       bitmaps(tuple): BitMap of positions per code.
+      totals(ndarray): int64 rows per code (the counts of a search with no filter).
     """
 
     codes: np.ndarray
     keys: tuple[str | None, ...]
     bitmaps: tuple[BitMap, ...]
+    totals: np.ndarray
 
     @classmethod
     def from_codes(cls, codes: np.ndarray, keys: tuple[str | None, ...]) -> CodedColumn:
         """The column with its bitmaps built (one stable sort of the codes)."""
-        codes = np.ascontiguousarray(codes, dtype=np.uint32)
+        codes = np.ascontiguousarray(codes)
         order = np.argsort(codes, kind="stable").astype(np.uint32)
         bounds = np.searchsorted(codes[order], np.arange(len(keys) + 1, dtype=np.uint32))
         bitmaps = tuple(BitMap(order[bounds[i]:bounds[i + 1]]) for i in range(len(keys)))
-        return cls(codes, tuple(keys), bitmaps)
+        return cls(codes, tuple(keys), bitmaps, np.diff(bounds).astype(np.int64))
 
     def code_of(self) -> dict[str | None, int]:
         return {key: code for code, key in enumerate(self.keys)}
@@ -127,9 +129,6 @@ class EntityIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def all_positions(self) -> BitMap:
-        return BitMap(range(len(self.ids))) if len(self.ids) else BitMap()
 
     def positions_of_ids(self, ids: np.ndarray) -> BitMap:
         """Positions of those of ``ids`` this index holds (the others are ignored)."""

@@ -14,6 +14,7 @@ parent's arrays are shared copy-on-write, but its locks are not safe to use).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import threading
 
@@ -28,19 +29,34 @@ from crmtasks.search.segments import Segment
 
 
 @dataclasses.dataclass(frozen=True)
+class GenerationKey:
+    """A generation and its base, each named by id and as_of (ids alone may be reused after a sequence reset).
+
+    For a base, ``base_id == generation``.
+    """
+
+    generation: int
+    as_of: datetime.datetime
+    base_id: int
+    base_as_of: datetime.datetime
+
+    @property
+    def base(self) -> tuple[int, datetime.datetime]:
+        return self.base_id, self.base_as_of
+
+
+@dataclasses.dataclass(frozen=True)
 class LoadedGeneration:
     """One entity's rows as of one generation: the base, minus ``removed`` positions, plus the delta.
 
     Parameters:
-      generation(int): The generation id.
-      base_id(int): Its base generation (itself for a base).
+      key(GenerationKey): Which generation, and its base.
       base(EntityIndex): The base's rows.
       removed(BitMap): Base positions the delta replaces or deletes.
       delta(EntityIndex|None): Rows changed between the base and the generation (None for a base).
     """
 
-    generation: int
-    base_id: int
+    key: GenerationKey
     base: EntityIndex
     removed: BitMap
     delta: EntityIndex | None
@@ -63,15 +79,14 @@ def load_delta(cur, entity: str, generation: int, base_id: int) -> tuple[EntityI
     return index_from_parts(entity, parts, prefix="delta:"), removed_from_part(parts["removed"])
 
 
-def load_generation(cur, entity: str, generation: int, base_id: int,
-                    previous: LoadedGeneration | None = None) -> LoadedGeneration:
+def load_generation(cur, entity: str, key: GenerationKey, previous: LoadedGeneration | None = None) -> LoadedGeneration:
     """Read a generation's parts in the cursor's snapshot; reuse ``previous``'s base when it is the same one."""
-    if previous is not None and previous.base_id == base_id:
+    if previous is not None and previous.key.base == key.base:
         base = previous.base
     else:
-        base = index_from_parts(entity, read_parts(cur, base_id, entity))
-    delta, removed_ids = load_delta(cur, entity, generation, base_id)
-    return LoadedGeneration(generation, base_id, base, base.positions_of_ids(removed_ids), delta)
+        base = index_from_parts(entity, read_parts(cur, key.base_id, entity))
+    delta, removed_ids = load_delta(cur, entity, key.generation, key.base_id)
+    return LoadedGeneration(key, base, base.positions_of_ids(removed_ids), delta)
 
 
 class IndexCache:
@@ -86,24 +101,22 @@ class IndexCache:
         self._locks: dict[str, threading.Lock] = {}
         self._loaded: dict[str, LoadedGeneration] = {}
 
-    def get(self, cur, entity: str, generation: int, base_id: int) -> LoadedGeneration:
-        """The entity's rows as of ``generation``, loading them in the cursor's snapshot when not held."""
+    def get(self, cur, entity: str, key: GenerationKey) -> LoadedGeneration:
+        """The entity's rows as of generation ``key``, loading them in the cursor's snapshot when not held."""
         if self._pid != os.getpid():
             self._reset()
         held = self._loaded.get(entity)
-        if held is not None and held.generation == generation:
+        if held is not None and held.key == key:
             return held
         with self._guard:
             lock = self._locks.setdefault(entity, threading.Lock())
         with lock:
             held = self._loaded.get(entity)
-            if held is not None and held.generation == generation:
+            if held is not None and held.key == key:
                 return held
-            if held is not None and held.generation > generation:
-                # an older snapshot than the newest search's: load it for this search without keeping it
-                return load_generation(cur, entity, generation, base_id, held)
-            loaded = load_generation(cur, entity, generation, base_id, held)
-            self._loaded[entity] = loaded
+            loaded = load_generation(cur, entity, key, held)
+            if held is None or held.key.as_of <= key.as_of:
+                self._loaded[entity] = loaded  # a search of an older snapshot does not evict the newer one
             return loaded
 
     def clear(self) -> None:
@@ -111,7 +124,7 @@ class IndexCache:
 
     def held(self) -> dict[str, int]:
         """Generation held per entity (for tests and stats)."""
-        return {entity: loaded.generation for entity, loaded in self._loaded.items()}
+        return {entity: loaded.key.generation for entity, loaded in self._loaded.items()}
 
 
 CACHE = IndexCache()
@@ -142,11 +155,13 @@ def changed_ids_sql(entity: Entity) -> sql.Composable:
 
 
 def changes_query(entity: Entity) -> sql.Composable:
-    """One row: current generation, its base, the ids changed since it (None in it: a whole table changed).
+    """One row: the current generation's key (``GenerationKey`` fields), the ids changed since it (None in it:
+    a whole table changed).
 
     No row when nothing is published.
     """
     return sql.SQL(
-        "SELECT g.id, coalesce(g.base_id, g.id), ARRAY(SELECT DISTINCT c.record_id FROM ({changed}) AS c (record_id)) "
-        "FROM search_index_current AS cur JOIN search_index_generations AS g ON g.id = cur.generation_id"
+        "SELECT g.id, g.as_of, b.id, b.as_of, ARRAY(SELECT DISTINCT c.record_id FROM ({changed}) AS c (record_id)) "
+        "FROM search_index_current AS cur JOIN search_index_generations AS g ON g.id = cur.generation_id "
+        "JOIN search_index_generations AS b ON b.id = coalesce(g.base_id, g.id)"
     ).format(changed=changed_ids_sql(entity))

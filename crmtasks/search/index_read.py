@@ -1,15 +1,21 @@
 """Reading an entity's rows from PostgreSQL into an ``EntityIndex`` (a whole table, or the rows of some ids).
 
-One ``COPY (SELECT ...) TO STDOUT`` in the caller's transaction (so its
-snapshot), rows in id order: the facet bucket keys are computed by the same
-SQL expressions live search groups by (``FacetKind.key_sql``), numbers are
-converted to whole units by PostgreSQL (microseconds, days, cents), and text
-columns come lowered by PostgreSQL's ``lower()``, which is what ``ILIKE``
-compares. Rows arrive as COPY text and are parsed block by block, so the
-peak memory is one block of Python objects plus the arrays being built.
+Rows are read in id ranges (``BATCH_IDS`` ids at a time, so memory stays at
+one batch of rows plus the arrays being built), each with two ``COPY (SELECT
+...) TO STDOUT`` in the caller's transaction (so its snapshot), in id order:
+  - a binary COPY of every integer: the id, the integer facet keys (owner,
+    quarter, amount band) and the number columns, converted to whole units by
+    PostgreSQL (microseconds, days, cents), each with a NULL flag. Every field
+    is 8 bytes, so a batch is one numpy structured array, parsed in C;
+  - a text COPY of the text facet keys and of the text columns lowered by
+    PostgreSQL's ``lower()`` (what ``ILIKE`` compares), split in one C call.
+Facet keys are computed by the same SQL expressions live search groups by
+(``FacetKind.key_sql``), so the index and live counts agree by construction.
 """
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 from psycopg2 import sql
@@ -18,11 +24,12 @@ from crmtasks.search.facets import Entity
 from crmtasks.search.index import INT64_MAX, INT64_MIN, CodedColumn, EntityIndex, NumberColumn, TextData
 from crmtasks.search.kinds import ROW_ALIAS, Amount, Date, TextColumn, Timestamp, UserColumn
 
-# Rows parsed per block: big enough that per-block overhead vanishes, small enough to bound memory.
-BLOCK_ROWS = 65_536
+# Ids per batch: enough that per-batch costs vanish, few enough to bound the memory of a batch.
+BATCH_IDS = 262_144
 _NULL = b"\\N"
 _UNESCAPES = {b"\\\\": b"\\", b"\\t": b"\t", b"\\n": b"\n", b"\\r": b"\r", b"\\b": b"\b", b"\\f": b"\f",
               b"\\v": b"\v"}
+_BINARY_HEADER = 19  # PGCOPY signature (11), flags (4), header extension length (4)
 
 
 def stored_columns(entity: Entity) -> tuple[list[str], list[str]]:
@@ -52,16 +59,33 @@ def _number_sql(entity: Entity, column: str) -> sql.Composable:
         c=c, finite=finite, zero=zero, max=sql.Literal(INT64_MAX), min=sql.Literal(INT64_MIN))
 
 
-def rows_query(entity: Entity, where: sql.Composable) -> sql.Composable:
-    """``COPY (SELECT id, facet keys, numbers, lowered texts ... ORDER BY id) TO STDOUT``."""
-    numbers, texts = stored_columns(entity)
-    columns = [sql.Identifier(ROW_ALIAS, "id")]
-    columns += [sql.SQL("({})::text").format(facet.kind.key_sql()) for facet in entity.facets]
-    columns += [_number_sql(entity, column) for column in numbers]
-    columns += [sql.SQL("lower({})").format(sql.Identifier(ROW_ALIAS, column)) for column in texts]
+def _facet_split(entity: Entity) -> tuple[list, list]:
+    """``(integer facets, text facets)``: facets whose key is an integer expression, and the others."""
+    text = [facet for facet in entity.facets if isinstance(facet.kind, TextColumn)]
+    return [facet for facet in entity.facets if facet not in text], text
+
+
+def _integers_query(entity: Entity, where: sql.Composable) -> sql.Composable:
+    numbers, _ = stored_columns(entity)
+    integer_facets, _ = _facet_split(entity)
+    expressions = [facet.kind.key_sql() for facet in integer_facets] + [_number_sql(entity, c) for c in numbers]
+    columns = [sql.SQL("{}::int8").format(sql.Identifier(ROW_ALIAS, "id"))]
+    for expression in expressions:
+        columns.append(sql.SQL("coalesce(({e})::int8, 0), (({e}) IS NULL)::int::int8").format(e=expression))
+    return sql.SQL("COPY (SELECT {columns} FROM {source} WHERE {where} ORDER BY {id}) TO STDOUT (FORMAT binary)").format(
+        columns=sql.SQL(", ").join(columns), source=entity.from_sql(), where=where, id=sql.Identifier(ROW_ALIAS, "id"))
+
+
+def _texts_query(entity: Entity, where: sql.Composable) -> sql.Composable | None:
+    _, texts = stored_columns(entity)
+    _, text_facets = _facet_split(entity)
+    columns = [facet.kind.key_sql() for facet in text_facets]
+    # NULL as '' (it matches no q of 3+ characters either), so no NULL marker needs handling in Python
+    columns += [sql.SQL("coalesce(lower({}), '')").format(sql.Identifier(ROW_ALIAS, column)) for column in texts]
+    if not columns:
+        return None
     return sql.SQL("COPY (SELECT {columns} FROM {source} WHERE {where} ORDER BY {id}) TO STDOUT").format(
-        columns=sql.SQL(", ").join(columns), source=entity.from_sql(), where=where,
-        id=sql.Identifier(ROW_ALIAS, "id"))
+        columns=sql.SQL(", ").join(columns), source=entity.from_sql(), where=where, id=sql.Identifier(ROW_ALIAS, "id"))
 
 
 def _unescape(value: bytes) -> bytes:
@@ -80,62 +104,83 @@ def _unescape(value: bytes) -> bytes:
 
 
 class _Builder:
-    """Columns accumulated block by block from COPY text rows."""
+    """Columns accumulated batch by batch; facet codes are global across batches."""
 
     def __init__(self, entity: Entity) -> None:
         self.entity = entity
         self.numbers, self.texts = stored_columns(entity)
+        self.integer_facets, self.text_facets = _facet_split(entity)
         self.ids: list[np.ndarray] = []
-        self.codes: list[list[np.ndarray]] = [[] for _ in entity.facets]
-        self.key_codes: list[dict[bytes, int]] = [{} for _ in entity.facets]
-        self.values: list[list[np.ndarray]] = [[] for _ in self.numbers]
-        self.present: list[list[np.ndarray]] = [[] for _ in self.numbers]
-        self.lowered: list[list[bytes]] = [[] for _ in self.texts]
-        self.pending: list[bytes] = []
-        self.partial = b""
+        self.codes: dict[str, list[np.ndarray]] = {facet.name: [] for facet in entity.facets}
+        self.key_codes: dict[str, dict] = {facet.name: {} for facet in entity.facets}
+        self.values: dict[str, list[np.ndarray]] = {column: [] for column in self.numbers}
+        self.present: dict[str, list[np.ndarray]] = {column: [] for column in self.numbers}
+        self.blobs: dict[str, list[bytes]] = {column: [] for column in self.texts}
+        self.lengths: dict[str, list[np.ndarray]] = {column: [] for column in self.texts}
 
-    def write(self, data: bytes) -> None:
-        lines = (self.partial + bytes(data)).split(b"\n")
-        self.partial = lines.pop()
-        self.pending.extend(lines)
-        if len(self.pending) >= BLOCK_ROWS:
-            self._flush()
+    def _code(self, name: str, keys: np.ndarray | list, distinct) -> np.ndarray:
+        table = self.key_codes[name]
+        local = {key: table.setdefault(key, len(table)) for key in distinct}
+        return np.fromiter(map(local.__getitem__, keys), dtype=np.uint32, count=len(keys))
 
-    def _flush(self) -> None:
-        if not self.pending:
-            return
-        columns = list(zip(*(line.split(b"\t") for line in self.pending)))
-        self.pending = []
-        self.ids.append(np.array(columns[0], dtype=np.int64))
-        offset = 1
-        for i in range(len(self.entity.facets)):
-            table = self.key_codes[i]
-            self.codes[i].append(np.fromiter((table.setdefault(v, len(table)) for v in columns[offset + i]),
-                                             dtype=np.uint32, count=len(columns[0])))
-        offset += len(self.entity.facets)
-        for i in range(len(self.numbers)):
-            raw = columns[offset + i]
-            present = np.fromiter((v != _NULL for v in raw), dtype=bool, count=len(raw))
-            self.present[i].append(present)
-            self.values[i].append(np.array([int(v) if v != _NULL else 0 for v in raw], dtype=np.int64))
-        offset += len(self.numbers)
-        for i in range(len(self.texts)):
-            self.lowered[i].extend(b"" if v == _NULL else _unescape(v) for v in columns[offset + i])
+    def add_integers(self, data: bytes) -> int:
+        fields = 1 + 2 * (len(self.integer_facets) + len(self.numbers))
+        dtype = np.dtype([("count", ">i2")] + [(f"{kind}{i}", ">i4" if kind == "length" else ">i8")
+                                                for i in range(fields) for kind in ("length", "value")])
+        rows = np.frombuffer(data[_BINARY_HEADER:len(data) - 2], dtype=dtype)
+        self.ids.append(rows["value0"].astype(np.int64))
+        columns = [(rows[f"value{1 + 2 * i}"].astype(np.int64), rows[f"value{2 + 2 * i}"] == 0)
+                   for i in range(fields // 2)]
+        for facet, (values, present) in zip(self.integer_facets, columns):
+            keys = np.where(present, values, 0)
+            distinct, inverse = np.unique(keys, return_inverse=True)
+            # NULL is a bucket of its own: a key of its own, whatever the sentinel value
+            names = [str(int(v)) for v in distinct]
+            codes = self._code(facet.name, names, names)[inverse.reshape(-1)]
+            if not present.all():
+                codes[~present] = self._code(facet.name, [None], [None])[0]
+            self.codes[facet.name].append(codes)
+        for column, (values, present) in zip(self.numbers, columns[len(self.integer_facets):]):
+            self.values[column].append(np.where(present, values, 0))
+            self.present[column].append(present)
+        return len(rows)
+
+    def add_texts(self, data: bytes, rows: int) -> None:
+        width = len(self.text_facets) + len(self.texts)
+        fields = data.replace(b"\n", b"\t").split(b"\t")[:rows * width] if rows else []
+        for i, facet in enumerate(self.text_facets):
+            column = fields[i::width]
+            distinct = list(dict.fromkeys(column))
+            keys = [None if key == _NULL else _unescape(key).decode() for key in distinct]
+            local = dict(zip(distinct, self._code(facet.name, keys, keys)))
+            self.codes[facet.name].append(np.fromiter(map(local.__getitem__, column), dtype=np.uint32, count=rows))
+        for i, name in enumerate(self.texts):
+            column = fields[len(self.text_facets) + i::width]
+            blob = b"\0".join(column) + (b"\0" if column else b"")
+            if b"\\" in blob:  # COPY escaped a backslash, tab or newline somewhere: undo it value by value
+                column = [_unescape(value) if b"\\" in value else value for value in column]
+                blob = b"\0".join(column) + b"\0"
+            self.blobs[name].append(blob)
+            self.lengths[name].append(np.fromiter(map(len, column), dtype=np.int64, count=rows) + 1)
 
     def index(self) -> EntityIndex:
-        self._flush()
         ids = np.concatenate(self.ids) if self.ids else np.zeros(0, dtype=np.int64)
         facets = {}
-        for facet, table, codes in zip(self.entity.facets, self.key_codes, self.codes):
-            keys = tuple(None if key == _NULL else _unescape(key).decode() for key in table)
-            all_codes = np.concatenate(codes) if codes else np.zeros(0, dtype=np.uint32)
-            facets[facet.name] = CodedColumn.from_codes(narrow_codes(all_codes, len(keys)), keys)
+        for facet in self.entity.facets:
+            table = self.key_codes[facet.name]
+            codes = np.concatenate(self.codes[facet.name]) if self.codes[facet.name] else np.zeros(0, np.uint32)
+            facets[facet.name] = CodedColumn.from_codes(narrow_codes(codes, len(table)), tuple(table))
         numbers = {}
-        for column, values, present in zip(self.numbers, self.values, self.present):
-            flags = np.concatenate(present) if present else np.zeros(0, dtype=bool)
-            numbers[column] = NumberColumn(np.concatenate(values) if values else np.zeros(0, dtype=np.int64),
-                                           None if flags.all() and column not in NULLABLE else flags)
-        texts = {column: text_data(values) for column, values in zip(self.texts, self.lowered)}
+        for column in self.numbers:
+            flags = np.concatenate(self.present[column]) if self.present[column] else np.zeros(0, dtype=bool)
+            values = np.concatenate(self.values[column]) if self.values[column] else np.zeros(0, dtype=np.int64)
+            numbers[column] = NumberColumn(values, None if flags.all() and column not in NULLABLE else flags)
+        texts = {}
+        for column in self.texts:
+            lengths = np.concatenate(self.lengths[column]) if self.lengths[column] else np.zeros(0, np.int64)
+            offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            texts[column] = TextData(b"".join(self.blobs[column]), offsets)
         return EntityIndex(self.entity.name, ids, facets, numbers, texts)
 
 
@@ -157,18 +202,32 @@ def text_data(values: list[bytes]) -> TextData:
     return TextData(lowered, offsets)
 
 
-def read_index(cur, entity: Entity, where: sql.Composable = sql.SQL("TRUE")) -> EntityIndex:
-    """The rows of ``entity`` matching ``where`` (a condition on alias ``r``), as of the cursor's snapshot."""
+def _read_batch(cur, builder: _Builder, where: sql.Composable) -> None:
+    integers = io.BytesIO()  # its write() is C: COPY calls it once per row
+    cur.copy_expert(_integers_query(builder.entity, where), integers)
+    rows = builder.add_integers(integers.getvalue())
+    query = _texts_query(builder.entity, where)
+    if query is not None:
+        texts = io.BytesIO()
+        cur.copy_expert(query, texts)
+        builder.add_texts(texts.getvalue(), rows)
+
+
+def read_index(cur, entity: Entity) -> EntityIndex:
+    """Every row of ``entity``, as of the cursor's snapshot, read in id ranges."""
     builder = _Builder(entity)
-    cur.copy_expert(rows_query(entity, where), builder)
-    if builder.partial:
-        builder.pending.append(builder.partial)
+    cur.execute(sql.SQL("SELECT min(id), max(id) FROM {}").format(sql.Identifier(entity.table)))
+    low, high = cur.fetchone()
+    row_id = sql.Identifier(ROW_ALIAS, "id")
+    for start in range(low or 0, (high or -1) + 1, BATCH_IDS):
+        _read_batch(cur, builder, sql.SQL("{id} >= {start} AND {id} < {end}").format(
+            id=row_id, start=sql.Literal(start), end=sql.Literal(start + BATCH_IDS)))
     return builder.index()
 
 
 def read_rows_of_ids(cur, entity: Entity, ids) -> EntityIndex:
     """The current rows of these ids (those that exist), as of the cursor's snapshot."""
-    where = sql.SQL("{} = ANY({}::bigint[])").format(sql.Identifier(ROW_ALIAS, "id"),
-                                                     sql.Literal([int(i) for i in ids]))
-    return read_index(cur, entity, where)
-
+    builder = _Builder(entity)
+    _read_batch(cur, builder, sql.SQL("{} = ANY({}::bigint[])").format(
+        sql.Identifier(ROW_ALIAS, "id"), sql.Literal([int(i) for i in ids])))
+    return builder.index()

@@ -36,6 +36,7 @@ import numpy as np
 import psycopg2.extensions
 from psycopg2 import sql
 
+from crmtasks.errors import CrmtasksError
 from crmtasks.pg import AdvisoryLock, quietly, transaction
 from crmtasks.search.facets import ENTITIES, Entity
 from crmtasks.search.index import EntityIndex
@@ -52,7 +53,7 @@ MOST_DELTA_SHARE = 0.1
 ALWAYS_DELTA_ROWS = 10_000
 
 
-class _DeltaTooBig(Exception):
+class _DeltaTooBig(CrmtasksError):
     """A delta run found the delta too big (or a table truncated): the run becomes a full build."""
 
 
@@ -93,6 +94,14 @@ def precompute(conn: psycopg2.extensions.connection, entities: list[Entity] | No
         if conn.closed == 0:
             conn.autocommit = was_autocommit
     return stats
+
+
+def request_full_build(conn: psycopg2.extensions.connection) -> None:
+    """Make the next run a full build (``crmtasks run --task precompute_facets --full``). Idempotent."""
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO search_index_current (singleton, full_requested) VALUES (true, true) "
+                    "ON CONFLICT (singleton) DO UPDATE SET full_requested = true")
+    conn.commit()
 
 
 def _previous(cur) -> dict | None:
@@ -136,7 +145,8 @@ def _publish(conn, entities: list[Entity], statement_timeout_ms: int, full: bool
             "bytes_written": sum(e["bytes"] for e in per_entity.values()), "entities": per_entity,
         }
         cur.execute("UPDATE search_index_generations SET stats = %s WHERE id = %s", (json.dumps(stats), generation))
-        cur.execute("UPDATE search_index_current SET generation_id = %s, full_requested = false", (generation,))
+        cur.execute("INSERT INTO search_index_current (singleton, generation_id) VALUES (true, %s) ON CONFLICT (singleton) "
+                    "DO UPDATE SET generation_id = EXCLUDED.generation_id, full_requested = false", (generation,))
         # The log rows this snapshot sees are in the generation now; later ones stay for searches and the next run.
         cur.execute("DELETE FROM search_changes")
         cur.execute("DELETE FROM search_index_generations WHERE id NOT IN (%s, %s)",

@@ -49,7 +49,7 @@ from crmtasks import sharing
 from crmtasks.pg import db, transaction
 from crmtasks.search import sql as facet_sql
 from crmtasks.search.facets import Entity
-from crmtasks.search.index_cache import CACHE, changes_query
+from crmtasks.search.index_cache import CACHE, GenerationKey, changes_query
 from crmtasks.search.index_read import read_rows_of_ids
 from crmtasks.search.kinds import ROW_ALIAS
 from crmtasks.search.request import SearchRequest, build_request
@@ -164,10 +164,10 @@ def _index_answer(cur, request: SearchRequest, where: sql.Composable,
     row = cur.fetchone()
     if row is None:
         return None  # nothing published yet
-    generation, base_id, changed = row
+    *key, changed = row
     if None in changed:
         return None  # a table was truncated since the generation: live until the next build
-    loaded = CACHE.get(cur, entity.name, generation, base_id)
+    loaded = CACHE.get(cur, entity.name, GenerationKey(*key))
     changed_ids = np.array(sorted(changed), dtype=np.int64)
     live = read_rows_of_ids(cur, entity, changed_ids) if len(changed_ids) else None
     facets, total = count(loaded.segments(changed_ids, live), request, extra)
@@ -250,6 +250,6 @@ def _live_facets(entity: Entity, rows: list[tuple]) -> tuple[dict[str, dict[Any,
         i = field_of_mask[row[0]]
         keyed.append((i, row[1 + i], row[1 + len(names)]))
     # largest count first, then by key (no value last), as published counts are ordered
-    for i, key, count in sorted(keyed, key=lambda item: (-item[2], item[1] is None, item[1] or "")):
-        facets[names[i]][None if key is None else decoders[i](key)] = count
+    for i, key, n in sorted(keyed, key=lambda item: (-item[2], item[1] is None, item[1] or "")):
+        facets[names[i]][None if key is None else decoders[i](key)] = n
     return facets, page_ids

@@ -71,11 +71,6 @@ class SearchRequest:
     def offset(self) -> int:
         return (self.page - 1) * self.per_page
 
-    @property
-    def answerable_from_precomputed(self) -> bool:
-        """True when published facets hold the answer: at most one facet filter, no range, no text."""
-        return len(self.facet_filters) <= 1 and not self.range_filters and self.q is None
-
 
 def build_request(entity: Any, filters: Mapping[str, Any] | None = None, q: Any = None, page: Any = 1,
                   per_page: Any = 25, order_by: Any = None) -> SearchRequest:

@@ -27,7 +27,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from pyroaring import BitMap
 
-from crmtasks.search.index import CodedColumn, EntityIndex, NumberColumn, TextData, range_mask
+from crmtasks.search.index import (
+    CodedColumn,
+    EntityIndex,
+    NumberColumn,
+    TextData,
+    range_mask,
+)
 from crmtasks.search.index_read import narrow_codes, text_data
 from crmtasks.search.request import SearchRequest
 
@@ -53,7 +59,7 @@ def _facet_bitmap(column: CodedColumn, keys: Sequence[str], null_included: bool)
 
 def matching_positions(segment: Segment, request: SearchRequest,
                        extra: Sequence[PositionFilter] = ()) -> np.ndarray | None:
-    """Positions of the segment matching ``request`` (sorted uint32), or None for "every position"."""
+    """Positions of the segment matching ``request`` (sorted uint32); None for "every position not skipped"."""
     index = segment.index
     sets = [_facet_bitmap(index.facets[f.facet.name], f.keys, f.null_included) for f in request.facet_filters]
     sets += [position_filter(index) for position_filter in extra]
@@ -62,18 +68,29 @@ def matching_positions(segment: Segment, request: SearchRequest,
         result = bitmap if result is None else result & bitmap
         if not result:
             return np.zeros(0, dtype=np.uint32)
-    if segment.skipped:
-        result = (index.all_positions() if result is None else result) - segment.skipped
-    positions = None if result is None else np.frombuffer(result.to_array(), dtype=np.uint32)
+    if result is not None:
+        positions = np.frombuffer((result - segment.skipped).to_array(), dtype=np.uint32)
+    elif request.range_filters:
+        mask = np.ones(len(index), dtype=bool)
+        mask[_array(segment.skipped)] = False
+        positions = np.flatnonzero(mask).astype(np.uint32)
+    else:
+        return None
     for range_filter in request.range_filters:
         mask = range_mask(index.numbers[range_filter.column], range_filter.kind, range_filter.bounds, positions)
-        positions = np.flatnonzero(mask).astype(np.uint32) if positions is None else positions[mask]
+        positions = positions[mask]
     return positions
 
 
-def _counts(column: CodedColumn, positions: np.ndarray | None) -> np.ndarray:
-    if positions is None:
-        return np.array([len(bitmap) for bitmap in column.bitmaps], dtype=np.int64)
+def _array(bitmap: BitMap) -> np.ndarray:
+    return np.frombuffer(bitmap.to_array(), dtype=np.uint32)
+
+
+def _counts(column: CodedColumn, positions: np.ndarray | None, skipped: BitMap) -> np.ndarray:
+    if positions is None:  # every row but the skipped ones: the totals minus what is skipped
+        if not skipped:
+            return column.totals
+        return column.totals - np.bincount(column.codes[_array(skipped)], minlength=len(column.keys))
     return np.bincount(column.codes[positions], minlength=len(column.keys))
 
 
@@ -90,7 +107,7 @@ def count(segments: Sequence[Segment], request: SearchRequest,
         total += len(segment.index) - len(segment.skipped) if positions is None else len(positions)
         for facet in entity.facets:
             column = segment.index.facets[facet.name]
-            counts = _counts(column, positions)
+            counts = _counts(column, positions, segment.skipped)
             for code in np.flatnonzero(counts):
                 keyed[facet.name][column.keys[code]] += int(counts[code])
     facets = {}

@@ -12,8 +12,6 @@ row's ``GROUPING(k0, ..., kn)`` bitmask says which set it belongs to (bit
 
 from __future__ import annotations
 
-import itertools
-
 from psycopg2 import sql
 
 from crmtasks.search.facets import Entity
@@ -65,10 +63,6 @@ def grouped_counts(entity: Entity, where: sql.Composable, sets: list[tuple[int, 
 
 def single_sets(entity: Entity) -> list[tuple[int, ...]]:
     return [(i,) for i in range(len(entity.facets))]
-
-
-def pair_sets(entity: Entity) -> list[tuple[int, int]]:
-    return list(itertools.combinations(range(len(entity.facets)), 2))
 
 
 def where_clause(request: SearchRequest) -> sql.Composable:

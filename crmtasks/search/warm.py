@@ -1,12 +1,12 @@
 """Warming the facet read path before the day's first users arrive.
 
-The precomputed facet counts live in PostgreSQL, not in Redis: a Redis copy
-would be a second source of truth to keep atomic with the first, for no gain
-(a published read is a ~1 ms index range). What goes cold overnight is
-PostgreSQL's buffer cache and the OS page cache. So this warmer runs the
-very searches users make first: every entity's unfiltered faceted search
-and one filtered by its first facet's top value. The pages those reads touch
-are then in memory. Read-only; safe to kill and re-run.
+The search index lives in PostgreSQL, not in Redis: a Redis copy would be a
+second source of truth to keep atomic with the first, for no gain. What goes
+cold overnight is PostgreSQL's buffer cache and the OS page cache (the pages
+each search reads live). So this warmer runs the very searches users make
+first: every entity's unfiltered faceted search and one filtered by its
+first facet's top value. The pages those reads touch are then in memory, and
+this process holds the index. Read-only; safe to kill and re-run.
 """
 
 from __future__ import annotations

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import itertools
 
 import pytest
-from hypothesis import given
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 
 from crmtasks.jobs import registry
 from crmtasks.search import facets, kinds
-from crmtasks.search.precompute import choose_grouping_sets
 from crmtasks.search.request import MAX_LIST_VALUES, build_request, filters_from_text
 
 
@@ -81,15 +76,6 @@ def test_checked_values_are_normalised():
     assert amount.bounds == (("gte", decimal.Decimal("1000.50")), ("lt", decimal.Decimal(5000)))
     assert created.bounds == (("gte", datetime.datetime(2024, 2, 1, tzinfo=datetime.timezone.utc)),)
     assert request.q == "Acme" and request.offset == 10 and request.order == ("amount", True)
-    assert not request.answerable_from_precomputed
-
-
-def test_what_precomputed_counts_can_answer():
-    assert build_request("leads").answerable_from_precomputed
-    assert build_request("leads", {"owner": [1, 2, None]}).answerable_from_precomputed
-    assert not build_request("leads", {"owner": 1, "status": "new"}).answerable_from_precomputed
-    assert not build_request("leads", {"owner": 1}, q="acme").answerable_from_precomputed
-    assert not build_request("leads", {"created_at": {"gte": "2024-01-01"}}).answerable_from_precomputed
 
 
 def test_filters_from_command_line_text():
@@ -119,30 +105,6 @@ def test_every_entity_declares_what_search_needs():
         assert set(entity.sortable) <= set(entity.columns)
         assert len(set(entity.facet_names)) == len(entity.facets)
         assert not set(entity.facet_names) & set(entity.ranges)
-
-
-@hypothesis_settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.none(), st.integers(1, 400)), min_size=2, max_size=7), st.integers(10, 200_000))
-def test_grouping_sets_contain_every_pair_of_fields(value_counts, most_groups):
-    sets = choose_grouping_sets(value_counts, most_groups)
-    covered = {pair for grouped in sets for pair in itertools.combinations(grouped, 2)}
-    assert covered == set(itertools.combinations(range(len(value_counts)), 2))
-    for grouped in sets:
-        assert list(grouped) == sorted(set(grouped))
-        if len(grouped) > 2:  # only a lone pair may exceed the bound
-            sizes = [value_counts[i] for i in grouped]
-            assert None not in sizes
-            product = 1
-            for size in sizes:
-                product *= max(1, size)
-            assert product <= most_groups
-
-
-def test_grouping_sets_for_typical_value_counts_are_few():
-    # leads: status, industry, source, rating, owner (200 users): 3 sets instead of 10 pairs
-    assert len(choose_grouping_sets([6, 14, 9, 4, 200])) == 3
-    assert len(choose_grouping_sets([14, 9, 200])) == 1
-    assert len(choose_grouping_sets([None] * 5)) == 10  # unknown: pairs
 
 
 def test_precompute_facets_is_registered():
