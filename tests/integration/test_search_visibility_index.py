@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 from crmtasks.search import visibility_index
 from crmtasks.search.precompute import precompute
 from crmtasks.search.query import faceted_search
-from tests.integration.sharing_support import ENTITY_NAMES, reference_access, reset_defaults, write_org
+from tests.integration.sharing_support import (
+    ENTITY_NAMES,
+    reference_access,
+    reset_defaults,
+    write_org,
+)
 from tests.integration.test_sharing_reference import apply_random_change, orgs
 
 
