@@ -108,3 +108,20 @@ def test_faceted_search_with_q_equals_live_sql_before_and_after_changes(conn, mi
         with conn.cursor() as cur:
             assert indexed.total == len(_ilike_ids(cur, q))
 
+
+
+def test_a_text_column_with_a_collation_of_its_own_keeps_text_search_live(conn, migrated_database_url):
+    _write_leads(migrated_database_url, [("Ann Lee", "İSA Labs", "ann@isa.example"), ("Bo", None, None)])
+    precompute(conn, full=True)
+    text_filter_module.STATE.clear()  # the collation is checked once per process and entity
+    with conn.cursor() as cur:
+        cur.execute('ALTER TABLE leads ALTER COLUMN company TYPE text COLLATE "C"')  # lower() is ASCII-only there
+    try:
+        result = faceted_search("leads", q="isa", per_page=100)
+        assert result.source == "live"
+        assert {record["id"] for record in result.records} == {1}  # found by the e-mail, as ILIKE finds it
+    finally:
+        with conn.cursor() as cur:
+            cur.execute('ALTER TABLE leads ALTER COLUMN company TYPE text COLLATE "default"')
+        text_filter_module.STATE.clear()
+    assert faceted_search("leads", q="isa", per_page=100).source == "precomputed"
