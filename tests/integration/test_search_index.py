@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from crmtasks import sharing
 from crmtasks.jobs import precompute_facets
 from crmtasks.pg import db
 from crmtasks.search.facets import ENTITIES
@@ -47,9 +48,21 @@ SOURCES = {"leads": "leads r", "deals": "deals r", "accounts": "accounts r",
 OPERATORS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<"}
 
 
-def oracle(cur, entity, filters):
-    """(total, facets) by hand-written SQL GROUP BY."""
+TEXT_COLUMNS = {"leads": ("name", "company", "email"), "deals": ("name",), "accounts": ("name",),
+                "contacts": ("name", "email")}
+# Mixed case, accents, LIKE's wildcards and its escape character: each must match only itself.
+QUERIES = [None, "acme", "ACME", "Zoë", "ZOË CAFÉ", "50%_", "%_o", "k\\s", "o'b", "lob", "unnamed"]
+
+
+def oracle(cur, entity, filters, q=None, user=None):
+    """(total, facets) by hand-written SQL GROUP BY; text by ILIKE, a user's rows by sharing.visible's SQL."""
     conditions, params = [], []
+    if q is not None:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append("(" + " OR ".join(f"r.{column} ILIKE %s" for column in TEXT_COLUMNS[entity]) + ")")
+        params += [pattern] * len(TEXT_COLUMNS[entity])
+    if user is not None:
+        conditions.append(sharing.visible(user, entity, "r", cursor=cur).as_string(cur).replace("%", "%%"))
     for field, wanted in filters.items():
         if field in KEYS[entity]:
             values = wanted if isinstance(wanted, list) else [wanted]
@@ -98,7 +111,8 @@ def search_shape(entity):
                                                                  "lte": st.sampled_from(AMOUNTS[1:])}).filter(bool)
         optional["close_date"] = st.fixed_dictionaries({}, optional={
             "gt": st.dates(datetime.date(2024, 1, 1), datetime.date(2024, 12, 31))}).filter(bool)
-    return st.tuples(facets, st.fixed_dictionaries({}, optional=optional))
+    return st.tuples(facets, st.fixed_dictionaries({}, optional=optional), st.sampled_from(QUERIES),
+                     st.sampled_from([None, *USERS]))
 
 
 def changes():
@@ -137,17 +151,17 @@ def apply_changes(database, edits):
 
 def check_searches(database, shapes):
     with database.connection().cursor() as cur:
-        for entity, (facet_filters, ranges) in zip(ENTITIES, shapes):
+        for entity, (facet_filters, ranges, q, user) in zip(ENTITIES, shapes):
             filters = {**facet_filters, **ranges}
-            result = faceted_search(entity, filters)
+            result = faceted_search(entity, filters, q=q, user_id=user)
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            total, facets = oracle(cur, entity, filters)
+            total, facets = oracle(cur, entity, filters, q, user)
             cur.execute("COMMIT")
             decoded = {field: {(None if value is None else str(value)): n for value, n in buckets.items()}
                        for field, buckets in result.facets.items()}
             expected = {field: {(None if value is None else str(value)): n for value, n in buckets.items()}
                         for field, buckets in facets.items()}
-            assert (result.source, result.total, decoded) == ("precomputed", total, expected), (entity, filters)
+            assert (result.source, result.total, decoded) == ("precomputed", total, expected), (entity, filters, q, user)
 
 
 @hypothesis_settings(max_examples=30, deadline=None,
