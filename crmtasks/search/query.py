@@ -61,7 +61,8 @@ from crmtasks.search.visibility_index import visibility_filter
 from crmtasks.settings import get_settings
 from crmtasks.sharing import filters as sharing_filters
 
-# A text or per-user search matching at most this many rows reads its page by id (see _narrowed).
+# A text or per-user search ordered by something else than the id and matching at most this many
+# rows reads its page by id (see _narrowed).
 PAGE_BY_IDS_UP_TO = 2_000
 PRECOMPUTED = "precomputed"
 LIVE = "live"
@@ -176,25 +177,42 @@ def _index_answer(cur, request: SearchRequest, where: sql.Composable,
     live = read_rows_of_ids(cur, entity, changed_ids) if len(changed_ids) else None
     segments = loaded.segments(changed_ids, live)
     facets, total = count(segments, request, extra)
-    cur.execute(facet_sql.page_query(request, _narrowed(where, segments, request, extra, total)))
+    cur.execute(facet_sql.page_query(*_narrowed(where, segments, request, extra, total)))
     return PRECOMPUTED, facets, total, _records(cur)
 
 
 def _narrowed(where: sql.Composable, segments: Sequence[Segment], request: SearchRequest,
-              extra: Sequence[PositionFilter], total: int) -> sql.Composable:
-    """``where`` plus ``id = ANY(<the matching ids>)`` when a text or per-user search matches few rows.
+              extra: Sequence[PositionFilter], total: int) -> tuple[SearchRequest, sql.Composable]:
+    """The page's ``(request, where)``, narrowed by ids for a text or per-user search.
 
-    The page's own conditions (ILIKE, the visibility) then run on those rows only, found by primary
-    key, whatever plan they would get alone (a rare ``q`` can walk the id index end to end). The ids
-    are exactly the matching rows of this snapshot, so the page is the same.
+    Ordered by id (the default), the page's ids are read from the index: the matching ids at
+    ``offset .. offset + per_page`` in id order, then ``id = ANY(those)`` with offset 0. Ordered
+    otherwise and matching at most ``PAGE_BY_IDS_UP_TO`` rows, ``id = ANY(<every matching id>)``.
+    Either way the page's own conditions (ILIKE, the visibility) then run on those rows only, found
+    by primary key, whatever plan they would get alone (a rare ``q`` can walk the id index end to
+    end), and the ids are exactly the matching rows of this snapshot, so the page is the same.
     """
-    if not extra or total > PAGE_BY_IDS_UP_TO:
-        return where
-    ids = [segment.index.ids[positions] for segment in segments if len(segment.index)
-           for positions in [matching_positions(segment, request, extra)] if positions is not None]
-    matching = sorted(int(record_id) for part in ids for record_id in part)
-    return sql.SQL("({}) AND {} = ANY({}::bigint[])").format(
-        where, sql.Identifier(ROW_ALIAS, "id"), sql.Literal(matching))
+    column, descending = request.order
+    by_id = column == "id"
+    if not extra or (not by_id and total > PAGE_BY_IDS_UP_TO):
+        return request, where
+    wanted = request.offset + request.per_page if by_id else None
+    parts = []
+    for segment in segments:
+        positions = matching_positions(segment, request, extra) if len(segment.index) else None
+        if positions is None:  # not with a position filter; an empty index has nothing to add
+            continue
+        if wanted is not None:  # ids ascend with positions: the first or last ``wanted`` are enough
+            positions = positions[-wanted:] if descending else positions[:wanted]
+        parts.append(segment.index.ids[positions])
+    matching = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+    if by_id:
+        matching = matching[::-1] if descending else matching
+        matching = matching[request.offset:request.offset + request.per_page]
+        request = dataclasses.replace(request, page=1)
+    narrowed = sql.SQL("({}) AND {} = ANY({}::bigint[])").format(
+        where, sql.Identifier(ROW_ALIAS, "id"), sql.Literal(sorted(int(record_id) for record_id in matching)))
+    return request, narrowed
 
 
 def _once_per_index(position_filter: PositionFilter) -> PositionFilter:

@@ -105,6 +105,11 @@ def test_faceted_search_with_q_equals_live_sql_before_and_after_changes(conn, mi
         assert indexed.source == "precomputed" and live.source == "live"
         assert (indexed.total, indexed.facets) == (live.total, live.facets), q
         assert [r["id"] for r in indexed.records] == [r["id"] for r in live.records]
+        for page, per_page, order_by in ((2, 3, None), (3, 2, "id"), (2, 4, "-name")):  # pages past the first
+            paged = faceted_search("leads", q=q, page=page, per_page=per_page, order_by=order_by)
+            live_page = faceted_search("leads", q=q, page=page, per_page=per_page, order_by=order_by,
+                                       allow_precomputed=False)
+            assert [r["id"] for r in paged.records] == [r["id"] for r in live_page.records], (q, page, order_by)
         with conn.cursor() as cur:
             assert indexed.total == len(_ilike_ids(cur, q))
 

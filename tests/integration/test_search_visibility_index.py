@@ -51,6 +51,11 @@ def _check_every_user(org) -> None:
             assert indexed.total == len(readable), (user_id, entity)
             assert {record["id"] for record in indexed.records} == readable, (user_id, entity)
             assert (indexed.total, indexed.facets) == (live.total, live.facets), (user_id, entity)
+            for page, order_by in ((2, None), (2, "id"), (3, "-created_at")):  # pages past the first
+                paged = faceted_search(entity, user_id=user_id, page=page, per_page=2, order_by=order_by)
+                live_page = faceted_search(entity, user_id=user_id, page=page, per_page=2, order_by=order_by,
+                                           allow_precomputed=False)
+                assert [r["id"] for r in paged.records] == [r["id"] for r in live_page.records], (user_id, entity)
 
 
 @settings(max_examples=20, deadline=None,
