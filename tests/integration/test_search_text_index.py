@@ -88,6 +88,7 @@ def test_trigram_index_and_scan_equal_ilike(conn, migrated_database_url, leads, 
                                                     min_size=1, max_size=3))
 # Python's lower() differs from the server's here: İ (two code points in Python), a final Σ (ς in Python).
 @example(leads=[("isa", "ασ.", None)], changes=[], searches=["İsa", "ΑΣ."])
+@example(leads=[(f"Ab%c {i}", None, None) for i in range(14)], changes=[("ab%C", None, None)] * 4, searches=["ab%c"])
 def test_faceted_search_with_q_equals_live_sql_before_and_after_changes(conn, migrated_database_url, monkeypatch,
                                                                         leads, changes, searches):
     monkeypatch.setattr(text_filter_module, "SCAN_BELOW_ROWS", 1)  # the base goes through the trigram index
