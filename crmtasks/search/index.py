@@ -99,14 +99,15 @@ class TextData:
 
     Parameters:
       lowered(bytes): UTF-8 ``lower(value)`` of each row, rows separated by one NUL byte.
-      offsets(ndarray): int64, ``len(ids) + 1`` entries: row ``p`` is ``lowered[offsets[p]:offsets[p + 1] - 1]``.
+      offsets(ndarray): ``len(ids) + 1`` entries (uint32 while the text is under 4 GiB, else int64):
+        row ``p`` is ``lowered[offsets[p]:offsets[p + 1] - 1]``.
     """
 
     lowered: bytes
     offsets: np.ndarray
 
     def value(self, position: int) -> str:
-        return self.lowered[self.offsets[position]:self.offsets[position + 1] - 1].decode()
+        return self.lowered[int(self.offsets[position]):int(self.offsets[position + 1]) - 1].decode()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -178,9 +178,7 @@ class _Builder:
         texts = {}
         for column in self.texts:
             lengths = np.concatenate(self.lengths[column]) if self.lengths[column] else np.zeros(0, np.int64)
-            offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-            np.cumsum(lengths, out=offsets[1:])
-            texts[column] = TextData(b"".join(self.blobs[column]), offsets)
+            texts[column] = TextData(b"".join(self.blobs[column]), offsets_of(lengths))
         return EntityIndex(self.entity.name, ids, facets, numbers, texts)
 
 
@@ -194,12 +192,17 @@ def narrow_codes(codes: np.ndarray, key_count: int) -> np.ndarray:
     return codes.astype(dtype, copy=False)
 
 
+def offsets_of(lengths: np.ndarray) -> np.ndarray:
+    """Row starts (and the end) from row lengths: uint32 while the text fits in 4 GiB (half the memory), else int64."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets.astype(np.uint32) if offsets[-1] < 2**32 else offsets
+
+
 def text_data(values: list[bytes]) -> TextData:
     lengths = np.fromiter((len(v) + 1 for v in values), dtype=np.int64, count=len(values))
-    offsets = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
     lowered = b"\0".join(values) + (b"\0" if values else b"")
-    return TextData(lowered, offsets)
+    return TextData(lowered, offsets_of(lengths))
 
 
 def _read_batch(cur, builder: _Builder, where: sql.Composable) -> None:

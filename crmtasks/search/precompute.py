@@ -67,7 +67,7 @@ def precompute(conn: psycopg2.extensions.connection, entities: list[Entity] | No
       statement_timeout_ms(int): PostgreSQL statement_timeout for the run's statements (0: none).
       full(bool): Build from scratch even when a delta would do.
 
-    Returns the stats: kind (``full`` or ``delta``), generation, base, as_of, rows_indexed (rows
+    Returns the stats: kind (``full`` or ``delta``), generation, base, as_of, rows_scanned (rows
     read), bytes_written, duration_s, and per entity: rows (in the index), changed (rows read as
     changed), bytes, duration_s.
     """
@@ -141,7 +141,7 @@ def _publish(conn, entities: list[Entity], statement_timeout_ms: int, full: bool
         stats = {
             "kind": "full" if previous is None else "delta", "generation": generation,
             "base": generation if previous is None else base_id, "as_of": as_of.isoformat(),
-            "rows_indexed": sum(e["changed"] for e in per_entity.values()),
+            "rows_scanned": sum(e["changed"] for e in per_entity.values()),
             "bytes_written": sum(e["bytes"] for e in per_entity.values()), "entities": per_entity,
         }
         cur.execute("UPDATE search_index_generations SET stats = %s WHERE id = %s", (json.dumps(stats), generation))

@@ -119,7 +119,7 @@ def count(segments: Sequence[Segment], request: SearchRequest,
 
 
 def _texts(text: TextData, positions: np.ndarray) -> list[bytes]:
-    offsets = text.offsets
+    offsets = text.offsets.astype(np.int64)
     return [text.lowered[offsets[p]:offsets[p + 1] - 1] for p in positions]
 
 

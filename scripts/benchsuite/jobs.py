@@ -24,7 +24,7 @@ from benchsuite.dataset import temp_bytes
 from benchsuite.processes import peak_rss_mb, run_in_child
 
 # Stats worth a reader's eye first, when a job returns them.
-_KEY_STATS = ("mode", "reason", "rows_scanned", "facet_rows_written", "rows_read_total", "aggregate_rows_written",
+_KEY_STATS = ("mode", "reason", "kind", "rows_scanned", "bytes_written", "rows_read_total", "aggregate_rows_written",
               "created", "archived", "dropped", "rows", "bytes")
 
 

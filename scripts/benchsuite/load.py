@@ -346,12 +346,12 @@ def prepare(conn, settings) -> dict:
 
     done = {}
     with conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM facet_current")
+        cur.execute("SELECT count(*) FROM search_index_current WHERE generation_id IS NOT NULL")
         published = cur.fetchone()[0]
         cur.execute("SELECT count(*) FROM report_aggregate_state WHERE as_of IS NOT NULL")
         aggregated = cur.fetchone()[0]
     if not published:
-        done["facets"] = precompute(conn)["facet_rows_written"]
+        done["facets"] = precompute(conn)["kind"]
     if not aggregated:
         done["aggregates"] = refresh(conn).mode
     done["visibilities_warmed"] = warm_visibility(settings).get("users_warmed")

@@ -214,7 +214,7 @@ def search_spec(entity):
 def test_facets_equal_an_independent_group_by(crm_db, data, specs):
     load(crm_db, data)
     stats = precompute_facets.run()
-    assert stats["rows_indexed"] == sum(len(data[entity]) for entity in ENTITIES)
+    assert stats["rows_scanned"] == sum(len(data[entity]) for entity in ENTITIES)
     for entity, (facet_filters, ranges, q, page, per_page) in zip(ENTITIES, specs):
         filters = {**facet_filters, **ranges}
         expected_ids, expected_facets = expected_search(entity, data, filters, q)
@@ -291,7 +291,7 @@ def test_rerunning_is_idempotent_and_leaves_one_generation(crm_db):
         per_generation, generations, current = _facet_table_state(cur)
     # nothing changed: each later run is an empty delta on the first base; only the base and the newest remain
     assert generations == [first["generation"], current[0]] and [g for g, _ in per_generation] == generations
-    assert second["kind"] == "delta" and second["base"] == first["generation"] and second["rows_indexed"] == 0
+    assert second["kind"] == "delta" and second["base"] == first["generation"] and second["rows_scanned"] == 0
     assert {entity: faceted_search(entity).facets for entity in ENTITIES} == answers
 
 
@@ -323,7 +323,7 @@ def test_a_run_killed_mid_way_publishes_nothing(crm_db, database_url):
         cur.execute("SELECT count(*) FROM search_changes")
         assert cur.fetchone()[0] == 1
     after = precompute_facets.run()  # the advisory lock died with the session
-    assert after["generation"] > before["generation"] and after["rows_indexed"] == 1
+    assert after["generation"] > before["generation"] and after["rows_scanned"] == 1
     assert faceted_search("leads").facets["status"] == {"won": 1}
 
 
@@ -428,7 +428,7 @@ def test_the_run_command_shows_what_was_computed(crm_db):
     outcome = runner.run_now(registry.get("precompute_facets"), get_settings())
     assert outcome.status == "succeeded", outcome.error
     recorded = crm_db.execute_sql("SELECT stats FROM task_runs WHERE id = %s", (outcome.run_id,)).fetchone()[0]
-    assert recorded["rows_indexed"] == 1 and recorded["entities"]["leads"]["rows"] == 1
+    assert recorded["rows_scanned"] == 1 and recorded["entities"]["leads"]["rows"] == 1
     assert recorded["bytes_written"] > 0 and recorded["as_of"] and recorded["kind"] == "full"
     assert isinstance(recorded["duration_s"], float)
     done = subprocess.run([sys.executable, "-m", "crmtasks.run", "--task", "precompute_facets", "--json"],

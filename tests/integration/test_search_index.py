@@ -233,11 +233,11 @@ def test_incremental_builds_hold_what_a_full_build_holds(crm_db, data, rounds):
 def test_a_delta_run_reads_only_the_changed_rows(crm_db):
     lead = dict(name="A", company=None, email=None, status="new", industry=None, source=None, rating=None, owner=1)
     load(crm_db, {"accounts": [], "contacts": [], "deals": [], "leads": [lead] * 50})
-    assert precompute_facets.run()["rows_indexed"] == 50
+    assert precompute_facets.run()["rows_scanned"] == 50
     crm_db.execute_sql("UPDATE leads SET status = 'won' WHERE id IN (3, 4)")
     crm_db.execute_sql("DELETE FROM leads WHERE id = 5")
     stats = precompute_facets.run()
-    assert (stats["kind"], stats["rows_indexed"], stats["entities"]["leads"]["changed"]) == ("delta", 3, 3)
+    assert (stats["kind"], stats["rows_scanned"], stats["entities"]["leads"]["changed"]) == ("delta", 3, 3)
     assert faceted_search("leads").facets["status"] == {"new": 47, "won": 2}
 
 
