@@ -44,21 +44,26 @@ import numpy as np
 import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
+from pyroaring import BitMap
 
 from crmtasks import sharing
 from crmtasks.pg import db, transaction
 from crmtasks.search import sql as facet_sql
 from crmtasks.search.facets import Entity
+from crmtasks.search.index import EntityIndex
 from crmtasks.search.index_cache import CACHE, GenerationKey, changes_query
 from crmtasks.search.index_read import read_rows_of_ids
 from crmtasks.search.kinds import ROW_ALIAS
 from crmtasks.search.request import SearchRequest, build_request
-from crmtasks.search.segments import PositionFilter, count
+from crmtasks.search.segments import PositionFilter, Segment, count, matching_positions
 from crmtasks.search.text_filter import text_filter
 from crmtasks.search.visibility_index import visibility_filter
 from crmtasks.settings import get_settings
 from crmtasks.sharing import filters as sharing_filters
 
+# A text or per-user search ordered by something else than the id and matching at most this many
+# rows reads its page by id (see _narrowed).
+PAGE_BY_IDS_UP_TO = 2_000
 PRECOMPUTED = "precomputed"
 LIVE = "live"
 
@@ -142,12 +147,12 @@ def _filtered_index_answer(cur, request: SearchRequest, where: sql.Composable, u
         text = text_filter(cur, request.entity, request.q)
         if text is None:
             return None  # the server's lower() is not code point by code point: ILIKE, live
-        extra.append(text)
+        extra.append(_once_per_index(text))
     if user_id is not None:
         visibility = sharing.visibility(user_id, cursor=cur)
         visible = visibility_filter(cur, visibility, request.entity.name)
         if visible is not None:
-            extra.append(visible)
+            extra.append(_once_per_index(visible))
         where = sql.SQL("({}) AND ({})").format(
             where, sharing_filters.condition(visibility, request.entity.name, ROW_ALIAS))
     return _index_answer(cur, request, where, extra)
@@ -170,9 +175,56 @@ def _index_answer(cur, request: SearchRequest, where: sql.Composable,
     loaded = CACHE.get(cur, entity.name, GenerationKey(*key))
     changed_ids = np.array(sorted(changed), dtype=np.int64)
     live = read_rows_of_ids(cur, entity, changed_ids) if len(changed_ids) else None
-    facets, total = count(loaded.segments(changed_ids, live), request, extra)
-    cur.execute(facet_sql.page_query(request, where))
+    segments = loaded.segments(changed_ids, live)
+    facets, total = count(segments, request, extra)
+    cur.execute(facet_sql.page_query(*_narrowed(where, segments, request, extra, total)))
     return PRECOMPUTED, facets, total, _records(cur)
+
+
+def _narrowed(where: sql.Composable, segments: Sequence[Segment], request: SearchRequest,
+              extra: Sequence[PositionFilter], total: int) -> tuple[SearchRequest, sql.Composable]:
+    """The page's ``(request, where)``, narrowed by ids for a text or per-user search.
+
+    Ordered by id (the default), the page's ids are read from the index: the matching ids at
+    ``offset .. offset + per_page`` in id order, then ``id = ANY(those)`` with offset 0. Ordered
+    otherwise and matching at most ``PAGE_BY_IDS_UP_TO`` rows, ``id = ANY(<every matching id>)``.
+    Either way the page's own conditions (ILIKE, the visibility) then run on those rows only, found
+    by primary key, whatever plan they would get alone (a rare ``q`` can walk the id index end to
+    end), and the ids are exactly the matching rows of this snapshot, so the page is the same.
+    """
+    column, descending = request.order
+    by_id = column == "id"
+    if not extra or (not by_id and total > PAGE_BY_IDS_UP_TO):
+        return request, where
+    wanted = request.offset + request.per_page if by_id else None
+    parts = []
+    for segment in segments:
+        positions = matching_positions(segment, request, extra) if len(segment.index) else None
+        if positions is None:  # not with a position filter; an empty index has nothing to add
+            continue
+        if wanted is not None:  # ids ascend with positions: the first or last ``wanted`` are enough
+            positions = positions[-wanted:] if descending else positions[:wanted]
+        parts.append(segment.index.ids[positions])
+    matching = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+    if by_id:
+        matching = matching[::-1] if descending else matching
+        matching = matching[request.offset:request.offset + request.per_page]
+        request = dataclasses.replace(request, page=1)
+    narrowed = sql.SQL("({}) AND {} = ANY({}::bigint[])").format(
+        where, sql.Identifier(ROW_ALIAS, "id"), sql.Literal(sorted(int(record_id) for record_id in matching)))
+    return request, narrowed
+
+
+def _once_per_index(position_filter: PositionFilter) -> PositionFilter:
+    """``position_filter`` computed once per segment's index in this search (the counts, then the page)."""
+    memo: dict[int, tuple[EntityIndex, BitMap]] = {}
+
+    def positions(index: EntityIndex) -> BitMap:
+        if id(index) not in memo:
+            memo[id(index)] = (index, position_filter(index))  # the index kept: its id is not reused meanwhile
+        return memo[id(index)][1]
+
+    return positions
 
 
 def _live_answer(cur, request: SearchRequest, where: sql.Composable, user_id: int | None = None):

@@ -1,9 +1,10 @@
 """``q`` as a position filter over the index's segments, and the per-process state it needs.
 
-A search process learns the server's case map once (crmtasks.search.text_case: about
-half a second, on the first text search) and checks each entity's text columns use the
-default collation; when either rules the in-memory path out, ``text_filter`` returns
-None and the search stays live SQL, so answers never differ from ILIKE.
+A search process checks once that the server's ``lower()`` works code point by code point
+and that each entity's text columns use the default collation (crmtasks.search.text_case),
+and learns each code point's lower case from the server the first time a ``q`` holds it;
+when the in-memory path is ruled out, ``text_filter`` returns None and the search stays
+live SQL, so answers never differ from ILIKE.
 
 Segments below ``SCAN_BELOW_ROWS`` rows (the delta, the rows changed since the
 generation) are scanned; a larger one (the base) gets a ``TextIndex`` built on its first
@@ -21,7 +22,7 @@ from pyroaring import BitMap
 from crmtasks.search.facets import Entity
 from crmtasks.search.index import EntityIndex
 from crmtasks.search.segments import PositionFilter
-from crmtasks.search.text_case import CaseMap, default_collation, read_case_map
+from crmtasks.search.text_case import ServerLower, default_collation, lower_is_per_code_point
 from crmtasks.search.text_index import TextIndex, scanned_positions
 
 SCAN_BELOW_ROWS = 50_000
@@ -29,24 +30,23 @@ KEPT_INDEXES = 8
 
 
 class TextSearchState:
-    """One process's case map, per-entity collation checks and trigram indexes (thread-safe)."""
+    """One process's lower-casing, per-entity collation checks and trigram indexes (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._case_map: CaseMap | None = None
-        self._case_map_read = False
+        self.lowering = ServerLower()
+        self._per_code_point: bool | None = None
         self._collation_ok: dict[str, bool] = {}
         self._indexes: collections.OrderedDict[int, tuple[EntityIndex, TextIndex]] = collections.OrderedDict()
 
-    def case_map(self, cur, entity: Entity) -> CaseMap | None:
-        """The server's case map when ``entity``'s text search can be answered from memory, else None."""
+    def answerable(self, cur, entity: Entity) -> bool:
+        """True when ``entity``'s text search can be answered from memory (two cheap catalog reads, once)."""
         with self._lock:
-            if not self._case_map_read:
-                self._case_map = read_case_map(cur)
-                self._case_map_read = True
+            if self._per_code_point is None:
+                self._per_code_point = lower_is_per_code_point(cur)
             if entity.name not in self._collation_ok:
                 self._collation_ok[entity.name] = default_collation(cur, entity.table, entity.text_columns)
-            return self._case_map if self._collation_ok[entity.name] else None
+            return self._per_code_point and self._collation_ok[entity.name]
 
     def trigrams(self, index: EntityIndex) -> TextIndex:
         """The TextIndex of ``index``, built on first use (the lock is held while it builds: one build at a time)."""
@@ -68,9 +68,10 @@ class TextSearchState:
 
     def clear(self) -> None:
         with self._lock:
-            self._case_map, self._case_map_read = None, False
+            self._per_code_point = None
             self._collation_ok.clear()
             self._indexes.clear()
+        self.lowering.clear()
 
 
 STATE = TextSearchState()
@@ -78,10 +79,9 @@ STATE = TextSearchState()
 
 def text_filter(cur, entity: Entity, q: str, state: TextSearchState = STATE) -> PositionFilter | None:
     """The positions of a segment matching ``q`` (checked by the request), or None: answer live instead."""
-    case_map = state.case_map(cur, entity)
-    if case_map is None:
+    if not state.answerable(cur, entity):
         return None
-    needle = case_map.lower(q).encode("utf-8")
+    needle = state.lowering.lower(cur, q).encode("utf-8")
 
     def positions(index: EntityIndex) -> BitMap:
         if len(index) < SCAN_BELOW_ROWS:

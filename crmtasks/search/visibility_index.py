@@ -38,8 +38,9 @@ from crmtasks.sharing.visibility import Visibility
 
 # Segments of at least this many rows (the base) keep their grant bitmaps per user and epoch.
 CACHE_FROM_ROWS = 50_000
-# Users' grant bitmaps kept per process (one per user and base index; oldest dropped first).
-CACHED_GRANTS = 256
+# Users' grant bitmaps kept per process (one per user and base index; oldest dropped first). One
+# bitmap takes at most rows/8 bytes (125 KB at 1M rows), so at most 8 MB at 1M leads.
+CACHED_GRANTS = 64
 
 
 class GrantCache:

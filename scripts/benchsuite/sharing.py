@@ -258,10 +258,14 @@ def filtered_search(users: list[int], rng: random.Random) -> dict:
     from crmtasks.search.query import faceted_search
 
     sampled = [rng.choice(users) for _ in range(FILTERED_SEARCHES)]
-    samples = interleaved({"unfiltered": lambda _user: faceted_search(ENTITY),
-                           "as_user": lambda user: faceted_search(ENTITY, user_id=user)},
+    sources: set[str] = set()
+
+    def as_user(user):
+        sources.add(faceted_search(ENTITY, user_id=user).source)
+
+    samples = interleaved({"unfiltered": lambda _user: faceted_search(ENTITY), "as_user": as_user},
                           sampled, FILTERED_SEARCHES)
-    return {name: summary(values) for name, values in samples.items()}
+    return {**{name: summary(values) for name, values in samples.items()}, "as_user_source": "/".join(sorted(sources))}
 
 
 def rows(raw: dict, checks: int) -> list[Row]:
@@ -316,6 +320,7 @@ def rows(raw: dict, checks: int) -> list[Row]:
             target=f"p95 <= {TARGET_FILTERED_SEARCH_P95_MS:g} ms",
             met=raw["filtered_search"]["as_user"]["p95"] <= TARGET_FILTERED_SEARCH_P95_MS,
             detail=f"{FILTERED_SEARCHES} searches per side; baseline: the same search for everyone (precomputed); "
-                   f"ours: counted live over the rows the user may read (p50 "
+                   f"ours: counted over the rows the user may read, counts: "
+                   f"{raw['filtered_search'].get('as_user_source', 'live')} (p50 "
                    f"{raw['filtered_search']['as_user']['p50']:.2f} ms)"),
     ]

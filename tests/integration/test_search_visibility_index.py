@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 from crmtasks.search import visibility_index
 from crmtasks.search.precompute import precompute
 from crmtasks.search.query import faceted_search
-from tests.integration.sharing_support import ENTITY_NAMES, reference_access, reset_defaults, write_org
+from tests.integration.sharing_support import (
+    ENTITY_NAMES,
+    reference_access,
+    reset_defaults,
+    write_org,
+)
 from tests.integration.test_sharing_reference import apply_random_change, orgs
 
 
@@ -46,6 +51,11 @@ def _check_every_user(org) -> None:
             assert indexed.total == len(readable), (user_id, entity)
             assert {record["id"] for record in indexed.records} == readable, (user_id, entity)
             assert (indexed.total, indexed.facets) == (live.total, live.facets), (user_id, entity)
+            for page, order_by in ((2, None), (2, "id"), (3, "-created_at")):  # pages past the first
+                paged = faceted_search(entity, user_id=user_id, page=page, per_page=2, order_by=order_by)
+                live_page = faceted_search(entity, user_id=user_id, page=page, per_page=2, order_by=order_by,
+                                           allow_precomputed=False)
+                assert [r["id"] for r in paged.records] == [r["id"] for r in live_page.records], (user_id, entity)
 
 
 @settings(max_examples=20, deadline=None,
