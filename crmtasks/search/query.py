@@ -19,7 +19,9 @@ Where the counts come from (``SearchResult.source``):
     kind of snapshot.
 Either way the counts are exact as of ``as_of``, and the page of ``records``
 (an index range, ``LIMIT``/``OFFSET``) is read live in the same snapshot, so
-page and counts agree.
+page and counts agree. Inside a transaction the caller has open, its
+statements are the search's: exact for one snapshot when that transaction is
+REPEATABLE READ (under READ COMMITTED each statement has its own).
 
 With ``user_id``, the search keeps only the records that user may read
 (``crmtasks.sharing.visible``, read in the search's own snapshot) and
