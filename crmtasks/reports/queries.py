@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Sequence
 
 from psycopg2 import sql
 
 from crmtasks.pg import db
-from crmtasks.reports import periods
+from crmtasks.reports import payloads, periods
 from crmtasks.reports.errors import AggregatesNotReady, ReportError
+from crmtasks.reports.rows import Rows
 from crmtasks.user_text import check_text
 
 
@@ -48,26 +50,37 @@ class Report:
     Parameters:
       name(str): The report's name (``revenue``...).
       columns(tuple[str]): Column names, in display order.
-      rows(list[dict]): One dict per row: dates, ints, Decimals, str, bool or None.
+      rows(Sequence[dict]): One dict per row: dates, ints, Decimals, str, bool or None. A ``Rows`` (decoded
+        when read, equal to the list of those dicts), not a list: it cannot be modified.
       as_of(datetime): Every change committed before this instant is counted.
       filters(dict): The filters the rows answer.
+      cache(str|None): The Redis key of these rows (this generation, this statement); formats hang off it.
     """
 
     name: str
     columns: tuple[str, ...]
-    rows: list[dict]
+    rows: Sequence[dict]
     as_of: datetime.datetime
     filters: dict
+    cache: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict:
-        return {"report": self.name, "as_of": self.as_of.isoformat(), "filters": self.filters, "rows": self.rows}
+        return {"report": self.name, "as_of": self.as_of.isoformat(), "filters": self.filters,
+                "rows": list(self.rows)}
 
 
-# as_of rides along every row as epoch microseconds (one statement, one snapshot): an integer costs the
-# driver far less per row than a timestamptz would.
-_AS_OF = sql.SQL("(SELECT (extract(epoch FROM as_of) * 1000000)::bigint FROM report_aggregate_state) AS as_of_us")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-_OWNER_COLUMNS = sql.SQL("a.owner_id, a.owner_name, a.owner_active")
+_OWNER_COLUMNS = ("owner_id", "owner_name", "owner_active")
+
+# How each column of a report travels and is decoded (crmtasks.reports.rows.KINDS).
+COLUMN_KINDS = {
+    "period_start": "date", "stage": "text", "source": "text", "industry": "text", "region": "text",
+    "owner_id": "int", "owner_name": "text", "owner_active": "bool",
+    "deal_count": "int", "won": "int", "lost": "int", "total_days": "int", "leads": "int", "converted": "int",
+    "account_count": "int",
+    "amount_total": "decimal", "average_amount": "decimal", "weighted_amount": "decimal", "revenue": "decimal",
+    "win_rate": "decimal", "average_days": "decimal", "conversion_rate": "decimal",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +89,8 @@ class Query:
 
     Parameters:
       name(str): The report.
-      statement(Composed): The SQL; its first column is as_of in epoch microseconds.
+      statement(Composed): The SQL of the rows, in report order (``names``, without ``period``).
+      names(tuple[str]): The statement's column names.
       params(dict): Its parameters.
       filters(dict): The filters, as returned in ``Report.filters``.
       grain(str|None): The grain of period rows (labels are added), None for current-state reports.
@@ -86,6 +100,7 @@ class Query:
 
     name: str
     statement: sql.Composed
+    names: tuple
     params: dict
     filters: dict
     grain: str | None = None
@@ -115,10 +130,11 @@ def pipeline_query(*, owner=None, stage=None, by_owner=False) -> Query:
         conditions.append(sql.SQL("a.stage = %(stage)s"))
         params["stage"] = stage
     order = [sql.SQL("a.owner_id"), sql.SQL("a.stage")] if per_owner else [sql.SQL("a.stage")]
-    measures = sql.SQL("a.deal_count, a.amount_sum AS amount_total, a.average_amount, a.weighted_amount")
-    statement = _select(sql.SQL("a.stage"), per_owner, measures, _partition("report_open_pipeline", per_owner),
-                        conditions, order)
-    return Query("pipeline", statement, params, {"owner": owner, "stage": stage, "by_owner": per_owner},
+    measures = [("deal_count", "a.deal_count"), ("amount_total", "a.amount_sum"),
+                ("average_amount", "a.average_amount"), ("weighted_amount", "a.weighted_amount")]
+    statement, names = _select(["stage"], per_owner, measures, _partition("report_open_pipeline", per_owner),
+                               conditions, order)
+    return Query("pipeline", statement, names, params, {"owner": owner, "stage": stage, "by_owner": per_owner},
                  owner=owner, stage=stage)
 
 
@@ -140,7 +156,8 @@ def revenue(*, owner: int | None = None, date_from: datetime.date | None = None,
 
 def revenue_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
     """The statement ``revenue()`` sends (also used by the benchmark to time the SQL alone)."""
-    measures = sql.SQL("a.won_count AS deal_count, a.won_amount_sum AS revenue, a.won_average_amount AS average_amount")
+    measures = [("deal_count", "a.won_count"), ("revenue", "a.won_amount_sum"),
+                ("average_amount", "a.won_average_amount")]
     # Rows with lost deals only belong to the win rate, not to revenue.
     return _period_query("revenue", "report_deal_periods", measures, sql.SQL("a.won_count > 0"), owner=owner,
                          date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
@@ -159,7 +176,7 @@ def win_rate(*, owner: int | None = None, date_from: datetime.date | None = None
 
 def win_rate_query(*, owner=None, date_from=None, date_to=None, grain="quarter", by_owner=False) -> Query:
     """The statement ``win_rate()`` sends (also used by the benchmark to time the SQL alone)."""
-    measures = sql.SQL("a.won_count AS won, a.lost_count AS lost, a.win_rate")
+    measures = [("won", "a.won_count"), ("lost", "a.lost_count"), ("win_rate", "a.win_rate")]
     return _period_query("win_rate", "report_deal_periods", measures, None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
 
@@ -197,8 +214,7 @@ def sales_cycle_query(*, owner=None, date_from=None, date_to=None, grain="month"
         average = sql.Identifier("a", f"{outcome}_average_days")
     else:
         raise ReportError(f"outcome {outcome!r} is not 'won' or 'lost'")
-    measures = sql.SQL("{count} AS deal_count, {days} AS total_days, {average} AS average_days").format(
-        count=count, days=days, average=average)
+    measures = [("deal_count", count), ("total_days", days), ("average_days", average)]
     return _period_query("sales_cycle", "report_deal_periods", measures,
                          sql.SQL("{} > 0").format(count) if outcome else None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
@@ -218,10 +234,10 @@ def lead_conversion(*, owner: int | None = None, date_from: datetime.date | None
 
 def lead_conversion_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
     """The statement ``lead_conversion()`` sends (also used by the benchmark to time the SQL alone)."""
-    measures = sql.SQL("a.lead_count AS leads, a.converted_count AS converted, a.conversion_rate")
+    measures = [("leads", "a.lead_count"), ("converted", "a.converted_count"), ("conversion_rate", "a.conversion_rate")]
     return _period_query("lead_conversion", "report_lead_periods", measures, None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
-                         dimension=sql.SQL("a.source"))
+                         dimension="source")
 
 
 def accounts(*, owner: int | None = None, by_owner: bool = False, connection=None) -> Report:
@@ -241,9 +257,9 @@ def accounts_query(*, owner=None, by_owner=False) -> Query:
     order = [sql.SQL("a.industry"), sql.SQL("a.region")]
     if per_owner:
         order.insert(0, sql.SQL("a.owner_id"))
-    statement = _select(sql.SQL("a.industry, a.region"), per_owner, sql.SQL("a.account_count"),
-                        _partition("report_account_segments", per_owner), conditions, order)
-    return Query("accounts", statement, params, {"owner": owner, "by_owner": per_owner}, owner=owner)
+    statement, names = _select(["industry", "region"], per_owner, [("account_count", "a.account_count")],
+                               _partition("report_account_segments", per_owner), conditions, order)
+    return Query("accounts", statement, names, params, {"owner": owner, "by_owner": per_owner}, owner=owner)
 
 
 def _period_query(name, table, measures, nonempty, *, owner, date_from, date_to, grain, by_owner,
@@ -260,13 +276,12 @@ def _period_query(name, table, measures, nonempty, *, owner, date_from, date_to,
     if date_to is not None:
         conditions.append(sql.SQL("a.period_start <= %(date_to)s"))
         params["date_to"] = date_to
-    keys = [sql.SQL("a.period_start")] + ([dimension] if dimension is not None else [])
-    order = keys + ([sql.SQL("a.owner_id")] if per_owner else [])
-    statement = _select(sql.SQL(", ").join(keys), per_owner, measures, _partition(table, per_owner, grain),
-                        conditions, order)
+    keys = ["period_start"] + ([dimension] if dimension is not None else [])
+    order = [sql.Identifier("a", key) for key in keys] + ([sql.SQL("a.owner_id")] if per_owner else [])
+    statement, names = _select(keys, per_owner, measures, _partition(table, per_owner, grain), conditions, order)
     filters = {"owner": owner, "date_from": date_from, "date_to": date_to, "grain": grain, "by_owner": per_owner,
                **(extra_filters or {})}
-    return Query(name, statement, params, filters, grain=grain, owner=owner)
+    return Query(name, statement, names, params, filters, grain=grain, owner=owner)
 
 
 def _check_stage(stage) -> None:
@@ -300,15 +315,25 @@ def _scope(per_owner: bool, owner: int | None) -> tuple[list, dict]:
     return conditions, params
 
 
-def _select(keys, per_owner: bool, measures, table: str, conditions: list, order: list) -> sql.Composed:
-    columns = [_AS_OF, keys] + ([_OWNER_COLUMNS] if per_owner else []) + [measures]
+def _select(keys: list[str], per_owner: bool, measures: list, table: str, conditions: list,
+            order: list) -> tuple[sql.Composed, tuple[str, ...]]:
+    """The ordered SELECT of one report shape and its column names: keys, owner columns, then measures.
+
+    ``measures``: (name, expression) pairs; an expression is SQL text or Composable over alias ``a``.
+    """
+    named = [(key, sql.Identifier("a", key)) for key in keys]
+    named += [(column, sql.Identifier("a", column)) for column in (_OWNER_COLUMNS if per_owner else ())]
+    named += [(name, sql.SQL(expression) if isinstance(expression, str) else expression)
+              for name, expression in measures]
     where = sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
-    return sql.SQL("SELECT {columns} FROM {table} a{where} ORDER BY {order}").format(
-        columns=sql.SQL(", ").join(columns),
+    statement = sql.SQL("SELECT {columns} FROM {table} a{where} ORDER BY {order}").format(
+        columns=sql.SQL(", ").join(sql.SQL("{} AS {}").format(expression, sql.Identifier(name))
+                                   for name, expression in named),
         table=sql.Identifier(table),
         where=where,
         order=sql.SQL(", ").join(order),
     )
+    return statement, tuple(name for name, _ in named)
 
 
 def execute(query: Query, connection=None) -> Report:
@@ -321,35 +346,43 @@ def execute(query: Query, connection=None) -> Report:
 
 
 def _execute(query: Query, conn) -> Report:
+    kinds = tuple(COLUMN_KINDS[name] for name in query.names)
     with conn.cursor() as cur:
-        cur.execute(query.statement, query.params)
-        names = [column.name for column in cur.description[1:]]
-        fetched = cur.fetchall()
-        if fetched:
-            as_of = None if fetched[0][0] is None else _EPOCH + datetime.timedelta(microseconds=fetched[0][0])
+        digest = payloads.statement_hash(cur, query.statement, query.params)
+        as_of_us, database = payloads.generation(cur)
+        if as_of_us is None:
+            raise AggregatesNotReady()
+        cache = payloads.cache_key(database, as_of_us, query.name, digest)
+        data = payloads.cached(cache)
+        if data is not None:
+            count, columns = payloads.decode(data)
         else:
-            # No rows: was there nothing to report, or nothing computed, or no such owner or stage?
-            cur.execute("SELECT as_of FROM report_aggregate_state")
-            state = cur.fetchone()
-            as_of = state[0] if state else None
-            if as_of is not None and query.owner is not None:
-                cur.execute("SELECT 1 FROM users WHERE id = %s", (query.owner,))
-                if cur.fetchone() is None:
-                    raise ReportError(f"no user has id {query.owner}")
-            if as_of is not None and query.stage is not None and _deal_outcome(query.stage, conn):
-                raise ReportError(f"stage {query.stage!r} is closed: the pipeline holds open deals only")
-    if as_of is None:
-        raise AggregatesNotReady()
+            cur.execute(payloads.columnar_statement(query.statement, query.names, kinds), query.params)
+            as_of_us, database, count, *columns = cur.fetchone()
+            if as_of_us is None:
+                raise AggregatesNotReady()
+            cache = payloads.cache_key(database, as_of_us, query.name, digest)
+            if count:
+                payloads.store(cache, payloads.encode(count, columns))
+        if not count:
+            _explain_no_rows(query, cur, conn)
+    as_of = _EPOCH + datetime.timedelta(microseconds=as_of_us)
     if query.grain is None:
-        rows = [dict(zip(names, record[1:])) for record in fetched]
-        return Report(query.name, tuple(names), rows, as_of, query.filters)
-    labels: dict = {}
-    rows = []
-    for record in fetched:
-        start = record[1]
-        label = labels.get(start) or labels.setdefault(start, periods.label(start, query.grain))
-        rows.append({"period": label, **dict(zip(names, record[1:]))})
-    return Report(query.name, ("period", *names), rows, as_of, query.filters)
+        return Report(query.name, query.names, Rows(query.names, kinds, columns, count), as_of, query.filters,
+                      cache=cache)
+    names = ("period", *query.names)
+    rows = Rows(names, ("period", *kinds), (None, *columns), count, query.grain)
+    return Report(query.name, names, rows, as_of, query.filters, cache=cache)
+
+
+def _explain_no_rows(query: Query, cur, conn) -> None:
+    """No rows: ReportError if that is because the owner does not exist or the pipeline's stage is closed."""
+    if query.owner is not None:
+        cur.execute("SELECT 1 FROM users WHERE id = %s", (query.owner,))
+        if cur.fetchone() is None:
+            raise ReportError(f"no user has id {query.owner}")
+    if query.stage is not None and _deal_outcome(query.stage, conn):
+        raise ReportError(f"stage {query.stage!r} is closed: the pipeline holds open deals only")
 
 
 def _deal_outcome(stage: str, conn) -> str | None:
