@@ -50,7 +50,7 @@ class Rows(Sequence):
       grain(str|None): The grain of the ``period`` labels, for period reports.
     """
 
-    __slots__ = ("_names", "_kinds", "_raw", "_length", "_grain", "_decoded")
+    __slots__ = ("_decoded", "_grain", "_kinds", "_length", "_names", "_raw")
 
     def __init__(self, names, kinds, raw, length: int, grain: str | None = None) -> None:
         self._names = tuple(names)
