@@ -1,0 +1,12 @@
+-- Cheaper upkeep of the report aggregates (issue 14).
+--
+-- The partial index on report_deal_periods (WHERE won_count > 0) made every
+-- fold update of a closed-deal group a non-HOT update: won_count appears in
+-- its predicate, so PostgreSQL counts it as an indexed column and writes a
+-- new entry in both indexes for each of the thousands of rows a run touches.
+-- Revenue reads its rows in key order through the key index instead
+-- (filtering the lost-only rows), and most reads are served from the
+-- per-generation cache (crmtasks.reports.payloads) anyway. Without it, the
+-- run's updates of sums are HOT (the key never changes; fillfactor 80 leaves
+-- room on the page).
+DROP INDEX IF EXISTS report_deal_periods_won_idx;
