@@ -131,7 +131,8 @@ def pipeline_query(*, owner=None, stage=None, by_owner=False) -> Query:
         params["stage"] = stage
     order = [sql.SQL("a.owner_id"), sql.SQL("a.stage")] if per_owner else [sql.SQL("a.stage")]
     measures = [("deal_count", "a.deal_count"), ("amount_total", "a.amount_sum"),
-                ("average_amount", "a.average_amount"), ("weighted_amount", "a.weighted_amount")]
+                ("average_amount", "round(a.amount_sum / NULLIF(a.amount_count, 0), 2)"),
+                ("weighted_amount", "round(a.amount_probability_sum / 100, 2)")]
     statement, names = _select(["stage"], per_owner, measures, _partition("report_open_pipeline", per_owner),
                                conditions, order)
     return Query("pipeline", statement, names, params, {"owner": owner, "stage": stage, "by_owner": per_owner},
@@ -156,10 +157,10 @@ def revenue(*, owner: int | None = None, date_from: datetime.date | None = None,
 
 def revenue_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
     """The statement ``revenue()`` sends (also used by the benchmark to time the SQL alone)."""
-    measures = [("deal_count", "a.won_count"), ("revenue", "a.won_amount_sum"),
-                ("average_amount", "a.won_average_amount")]
-    # Rows with lost deals only belong to the win rate, not to revenue.
-    return _period_query("revenue", "report_deal_periods", measures, sql.SQL("a.won_count > 0"), owner=owner,
+    measures = [("deal_count", "sum(a.won_count)"), ("revenue", "sum(a.won_amount_sum)"),
+                ("average_amount", "round(sum(a.won_amount_sum) / NULLIF(sum(a.won_amount_count), 0), 2)")]
+    # Periods with lost deals only belong to the win rate, not to revenue.
+    return _period_query("revenue", "report_deal_periods", measures, sql.SQL("sum(a.won_count) > 0"), owner=owner,
                          date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
 
 
@@ -176,7 +177,8 @@ def win_rate(*, owner: int | None = None, date_from: datetime.date | None = None
 
 def win_rate_query(*, owner=None, date_from=None, date_to=None, grain="quarter", by_owner=False) -> Query:
     """The statement ``win_rate()`` sends (also used by the benchmark to time the SQL alone)."""
-    measures = [("won", "a.won_count"), ("lost", "a.lost_count"), ("win_rate", "a.win_rate")]
+    measures = [("won", "sum(a.won_count)"), ("lost", "sum(a.lost_count)"),
+                ("win_rate", "round(sum(a.won_count) / NULLIF(sum(a.won_count) + sum(a.lost_count), 0), 4)")]
     return _period_query("win_rate", "report_deal_periods", measures, None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
 
@@ -205,15 +207,14 @@ def sales_cycle_query(*, owner=None, date_from=None, date_to=None, grain="month"
                       by_owner=False) -> Query:
     """The statement ``sales_cycle()`` sends; ``outcome`` is 'won', 'lost' or None for both (from the stage)."""
     if outcome is None:
-        count = sql.SQL("a.won_count + a.lost_count")
-        days = sql.SQL("a.won_cycle_days_sum + a.lost_cycle_days_sum")
-        average = sql.SQL("a.closed_average_days")
+        count = sql.SQL("sum(a.won_count + a.lost_count)")
+        days = sql.SQL("sum(a.won_cycle_days_sum + a.lost_cycle_days_sum)")
     elif outcome in ("won", "lost"):
-        count = sql.Identifier("a", f"{outcome}_count")
-        days = sql.Identifier("a", f"{outcome}_cycle_days_sum")
-        average = sql.Identifier("a", f"{outcome}_average_days")
+        count = sql.SQL("sum({})").format(sql.Identifier("a", f"{outcome}_count"))
+        days = sql.SQL("sum({})").format(sql.Identifier("a", f"{outcome}_cycle_days_sum"))
     else:
         raise ReportError(f"outcome {outcome!r} is not 'won' or 'lost'")
+    average = sql.SQL("round({days}::numeric / NULLIF({count}, 0), 1)").format(days=days, count=count)
     measures = [("deal_count", count), ("total_days", days), ("average_days", average)]
     return _period_query("sales_cycle", "report_deal_periods", measures,
                          sql.SQL("{} > 0").format(count) if outcome else None,
@@ -234,7 +235,8 @@ def lead_conversion(*, owner: int | None = None, date_from: datetime.date | None
 
 def lead_conversion_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
     """The statement ``lead_conversion()`` sends (also used by the benchmark to time the SQL alone)."""
-    measures = [("leads", "a.lead_count"), ("converted", "a.converted_count"), ("conversion_rate", "a.conversion_rate")]
+    measures = [("leads", "sum(a.lead_count)"), ("converted", "sum(a.converted_count)"),
+                ("conversion_rate", "round(sum(a.converted_count) / NULLIF(sum(a.lead_count), 0), 4)")]
     return _period_query("lead_conversion", "report_lead_periods", measures, None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
                          dimension="source")
@@ -264,24 +266,39 @@ def accounts_query(*, owner=None, by_owner=False) -> Query:
 
 def _period_query(name, table, measures, nonempty, *, owner, date_from, date_to, grain, by_owner,
                   dimension=None, extra_filters=None) -> Query:
+    """One period report: the month rows of ``table`` in range, summed per period of ``grain`` (and dimension, owner).
+
+    ``measures`` are aggregates over the month rows, ``nonempty`` a HAVING condition (or None). Only months are
+    stored (migration 0014); a month is its own group, a quarter or year the sum of its months' sums and counts.
+    """
     periods.check_grain(grain)
     periods.check_range(date_from, date_to, grain)
     per_owner = _per_owner(owner, by_owner)
     conditions, params = _scope(per_owner, owner)
-    if nonempty is not None:
-        conditions.append(nonempty)
     if date_from is not None:
         conditions.append(sql.SQL("a.period_start >= %(date_from)s"))
         params["date_from"] = date_from
     if date_to is not None:
         conditions.append(sql.SQL("a.period_start <= %(date_to)s"))
         params["date_to"] = date_to
-    keys = ["period_start"] + ([dimension] if dimension is not None else [])
-    order = [sql.Identifier("a", key) for key in keys] + ([sql.SQL("a.owner_id")] if per_owner else [])
-    statement, names = _select(keys, per_owner, measures, _partition(table, per_owner, grain), conditions, order)
+    period = sql.SQL("a.period_start") if grain == "month" else sql.SQL(
+        "date_trunc({}, a.period_start)::date").format(sql.Literal(grain))
+    named = [("period_start", period)] + ([(dimension, sql.Identifier("a", dimension))] if dimension else [])
+    named += [(column, sql.Identifier("a", column)) for column in (_OWNER_COLUMNS if per_owner else ())]
+    named += [(column, sql.SQL(expression) if isinstance(expression, str) else expression)
+              for column, expression in measures]
+    groups = sql.SQL(", ").join(sql.SQL(str(index)) for index in range(1, len(named) - len(measures) + 1))
+    order = sql.SQL(", ").join(sql.SQL(str(index)) for index in range(1, 2 + bool(dimension)))
+    where = sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
+    statement = sql.SQL("SELECT {columns} FROM {table} a{where} GROUP BY {groups}{having} ORDER BY {order}{owner}").format(
+        columns=sql.SQL(", ").join(sql.SQL("{} AS {}").format(expression, sql.Identifier(column))
+                                   for column, expression in named),
+        table=sql.Identifier(_partition(table, per_owner, "month")), where=where, groups=groups,
+        having=sql.SQL(" HAVING {}").format(nonempty) if nonempty is not None else sql.SQL(""),
+        order=order, owner=sql.SQL(", a.owner_id") if per_owner else sql.SQL(""))
     filters = {"owner": owner, "date_from": date_from, "date_to": date_to, "grain": grain, "by_owner": per_owner,
                **(extra_filters or {})}
-    return Query(name, statement, names, params, filters, grain=grain, owner=owner)
+    return Query(name, statement, tuple(column for column, _ in named), params, filters, grain=grain, owner=owner)
 
 
 def _check_stage(stage) -> None:

@@ -192,11 +192,15 @@ def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int) -> Ref
     # This must be the transaction's first query: it takes the snapshot, and
     # statement_timestamp() was fixed just before, so every commit earlier
     # than as_of is visible to this run.
+    # Which logs hold rows in this snapshot comes with it: a run skips the statements of the empty ones.
     cur.execute("""
-        SELECT statement_timestamp(), as_of, rebuild_required, last_rebuild_at
+        SELECT statement_timestamp(), as_of, rebuild_required, last_rebuild_at,
+               EXISTS (SELECT FROM report_deal_changes), EXISTS (SELECT FROM report_lead_changes),
+               EXISTS (SELECT FROM report_account_changes), EXISTS (SELECT FROM report_owner_changes)
         FROM report_aggregate_state FOR UPDATE
     """)
-    as_of, previous_as_of, rebuild_required, last_rebuild_at = cur.fetchone()
+    as_of, previous_as_of, rebuild_required, last_rebuild_at, *waiting = cur.fetchone()
+    pending = dict(zip((*_SOURCES, "owners"), waiting))
     reason = _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, as_of, rebuild_after_hours)
     stats = RefreshStats(mode="full" if reason else "incremental", reason=reason or "changes", as_of=as_of)
     months: set[datetime.date] = set()
@@ -208,12 +212,15 @@ def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int) -> Ref
         for table in AGGREGATE_TABLES:
             cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
             stats.aggregate_rows_removed += cur.rowcount
-    else:
+    elif pending["owners"]:
         cur.execute(load_sql("crmtasks.reports", "refresh_owners"))
         stats.owners_refreshed, rows_written = cur.fetchone()
         stats.aggregate_rows_written += int(rows_written)
 
     for name, spec in _SOURCES.items():
+        if not reason and not pending[name]:
+            stats.rows_read[name] = 0
+            continue
         cur.execute(_fold_statement(spec, full=bool(reason)))
         images_read, rows_written, source_months, emptied = cur.fetchone()
         stats.rows_read[name] = int(images_read)

@@ -10,3 +10,17 @@
 -- run's updates of sums are HOT (the key never changes; fillfactor 80 leaves
 -- room on the page).
 DROP INDEX IF EXISTS report_deal_periods_won_idx;
+
+-- Only months are stored: a quarter or a year is the sum of its months, summed
+-- when a report is read (and shared per refresh generation, see
+-- crmtasks/reports/payloads.py). A change then writes two rows (its month for
+-- its owner and for all owners) instead of six, and a full rebuild a third
+-- fewer. The averages and rates are computed from the summed sums and counts
+-- at read time, so their generated columns go too (each cost every update).
+DROP TABLE report_deal_periods_quarter, report_deal_periods_year,
+    report_lead_periods_quarter, report_lead_periods_year;
+ALTER TABLE report_deal_periods
+    DROP COLUMN won_average_amount, DROP COLUMN win_rate, DROP COLUMN won_average_days,
+    DROP COLUMN lost_average_days, DROP COLUMN closed_average_days;
+ALTER TABLE report_lead_periods DROP COLUMN conversion_rate;
+ALTER TABLE report_open_pipeline DROP COLUMN average_amount, DROP COLUMN weighted_amount;
