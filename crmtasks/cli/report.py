@@ -59,10 +59,12 @@ def report_command(name, owner_text, from_text, to_text, grain, stage, by_owner,
             report = spec.function(connection=conn, **filters)
         except (reports.ReportError, reports.AggregatesNotReady) as error:
             raise CommandError(str(error)) from None
+        # csv and json: the bytes kept for this refresh generation (crmtasks.reports.render), or made and kept.
+        data = render.rendered(report, output_format, conn) if output_format in render.FORMATS else None
     finally:
         conn.close()
 
-    _print(report, output_format)
+    _print(report, output_format, data)
     if plot_file is not None:
         # Imported here: matplotlib takes about half a second to load, and only --plot needs it.
         from crmtasks.reports import plots
@@ -134,10 +136,8 @@ def _check_writable(path: Path, plot_path: str) -> None:
                                   f"({error.strerror or error})") from None
 
 
-def _print(report: reports.Report, output_format: str) -> None:
-    if output_format in render.FORMATS:
-        # The bytes are shared per refresh generation (crmtasks.reports.render): written out as they are.
-        data = render.rendered(report, output_format)
+def _print(report: reports.Report, output_format: str, data: bytes | None) -> None:
+    if data is not None:
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()

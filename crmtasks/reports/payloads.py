@@ -1,4 +1,4 @@
-"""A report's rows read as columns, and shared through Redis for as long as they are current.
+"""A report's rows read as columns, and kept in PostgreSQL for as long as they are current.
 
 One statement reads a report's rows from its aggregate partition and sends
 them as one row of columns (``string_agg`` of the numbers, dates and flags,
@@ -7,45 +7,58 @@ database does not build one wire row per report row and Python does not
 build one object per cell (see ``crmtasks.reports.rows``).
 
 The result is the same for every caller until the next run of
-``analytics.precompute_aggregates`` publishes a new ``as_of``, so it is
-cached in Redis under a key naming the database, the published ``as_of``
-(the refresh generation) and a hash of the statement with its parameters:
-every host shares it, a new run makes new keys (old ones expire after
-``CACHE_TTL_S``), and a key can never name rows of another generation. A
-cached read is one tiny PostgreSQL query (which generation is published?)
-and one Redis GET. Redis down or slow is a miss, never an error: the
-statement answers.
+``analytics.precompute_aggregates`` publishes a new ``as_of`` (the refresh
+generation), so it is kept in ``report_payloads`` (migration 0014) under a
+hash of the statement with its parameters, stamped with that generation;
+the CLI's csv and json bytes are kept the same way. A call then costs one
+round trip: which generation is published, joined to the payload of that
+generation if one was kept. A payload of another generation is never
+served; a run deletes them once it has published. Every host shares them
+(they live in the database), and storing one is a single INSERT, atomic.
+
+Payloads are stored only on connections in autocommit mode (the pooled
+ones, the CLI's): a caller's own transaction is never written to, and a
+server that refuses the write (a read-only standby) only costs the next
+caller a miss.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
 
-import redis
+import psycopg2
 from psycopg2 import sql
 
-from crmtasks.redis_client import get_redis, key
-from crmtasks.settings import get_settings
-
 logger = logging.getLogger(__name__)
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
-# A generation lives until the next run (every 10 minutes by default); an hour bounds what stale keys hold.
-CACHE_TTL_S = 3600
-
-_AS_OF_US = sql.SQL("SELECT (extract(epoch FROM as_of) * 1000000)::bigint FROM report_aggregate_state")
-_GENERATION = sql.SQL("SELECT ({}), current_database()").format(_AS_OF_US)
+_AS_OF_US = sql.SQL("(extract(epoch FROM as_of) * 1000000)::bigint")
+_LOOKUP = sql.SQL("""
+    SELECT s.as_of_us, p.data
+    FROM (SELECT {as_of_us} AS as_of_us FROM report_aggregate_state) s
+    LEFT JOIN report_payloads p ON p.digest = %(digest)s AND p.kind = %(kind)s AND p.as_of_us = s.as_of_us
+""").format(as_of_us=_AS_OF_US)
+_STORE = """
+    INSERT INTO report_payloads AS stored (digest, kind, as_of_us, data)
+    VALUES (%(digest)s, %(kind)s, %(as_of_us)s, %(data)s)
+    ON CONFLICT (digest, kind) DO UPDATE SET as_of_us = excluded.as_of_us, data = excluded.data
+    WHERE stored.as_of_us < excluded.as_of_us
+"""
+_FORGET_OLDER = "DELETE FROM report_payloads WHERE as_of_us < %s"
 
 
 def columnar_statement(inner: sql.Composable, names: tuple[str, ...], kinds: tuple[str, ...]) -> sql.Composed:
-    """One row: as_of (epoch µs), database, row count, then one aggregate per column of ``inner``'s rows.
+    """One row: as_of (epoch µs), row count, then one aggregate per column of ``inner``'s rows.
 
-    ``inner`` is the report's ordered SELECT (from one partition, in key
+    ``inner`` is the report's ordered SELECT (from one partition, in report
     order). Aggregating over an ordered subquery keeps that order: a
     subquery with ORDER BY is neither flattened nor aggregated in parallel,
     and every aggregate of the outer query reads the same rows in one pass,
-    so the columns stay aligned.
+    so the columns stay aligned (the property tests compare every report,
+    row for row and in order, with live SQL).
     """
     aggregates = []
     for name, kind in zip(names, kinds):
@@ -54,46 +67,52 @@ def columnar_statement(inner: sql.Composable, names: tuple[str, ...], kinds: tup
             aggregates.append(sql.SQL("array_agg({})").format(column))
         else:
             aggregates.append(sql.SQL("string_agg(coalesce({}::text, ''), ',')").format(column))
-    return sql.SQL("SELECT ({generation}), current_database(), count(*), {aggregates} FROM ({inner}) r").format(
-        generation=_AS_OF_US,
-        aggregates=sql.SQL(", ").join(aggregates), inner=inner)
+    return sql.SQL("SELECT (SELECT {as_of_us} FROM report_aggregate_state), count(*), {aggregates} "
+                   "FROM ({inner}) r").format(as_of_us=_AS_OF_US, aggregates=sql.SQL(", ").join(aggregates),
+                                              inner=inner)
 
 
-def statement_hash(cur, statement: sql.Composable, params: dict) -> str:
-    """A short stable name for one statement with its parameters (the cache key's last part)."""
-    return hashlib.blake2b(cur.mogrify(statement, params), digest_size=12).hexdigest()
+def statement_digest(cur, statement: sql.Composable, params: dict) -> str:
+    """A short stable name for one statement with its parameters (the payload's key)."""
+    return hashlib.blake2b(cur.mogrify(statement, params), digest_size=16).hexdigest()
 
 
-def generation(cur) -> tuple[int | None, str]:
-    """(published as_of in epoch µs or None when never computed, database name): one round trip."""
-    cur.execute(_GENERATION)
-    return cur.fetchone()
+def lookup(cur, digest: str, kind: str) -> tuple[int | None, bytes | None]:
+    """(published as_of in epoch µs, None if never computed; the payload kept for it, or None): one round trip."""
+    cur.execute(_LOOKUP, {"digest": digest, "kind": kind})
+    found = cur.fetchone()
+    if found is None:
+        return None, None
+    as_of_us, data = found
+    return as_of_us, None if data is None else bytes(data)
 
 
-def cache_key(database: str, as_of_us: int, name: str, digest: str, kind: str = "columns") -> str:
-    """``<prefix>:report:<database>:<as_of µs>:<report>:<statement hash>:<kind>``."""
-    return key(get_settings(), "report", database, str(as_of_us), name, digest, kind)
-
-
-def cached(cache: str) -> bytes | None:
-    """The bytes under ``cache``, or None (absent, or Redis unreachable: a miss, logged)."""
+def store(conn, digest: str, kind: str, as_of_us: int, data: bytes) -> None:
+    """Keep ``data`` for generation ``as_of_us`` (never over a newer one); only in autocommit, never raises."""
+    if not conn.autocommit:
+        return
     try:
-        return get_redis().get(cache)
-    except redis.RedisError as error:
-        logger.warning("report cache unreachable, reading PostgreSQL instead: %s", error)
-        return None
+        with conn.cursor() as cur:
+            cur.execute(_STORE, {"digest": digest, "kind": kind, "as_of_us": as_of_us, "data": data})
+    except psycopg2.Error as error:
+        logger.warning("report payload not kept (the next call reads the aggregates again): %s",
+                       str(error).strip().splitlines()[0])
 
 
-def store(cache: str, data: bytes) -> None:
-    """Keep ``data`` under ``cache`` for ``CACHE_TTL_S``; a Redis error only costs the next reader a miss."""
-    try:
-        get_redis().set(cache, data, ex=CACHE_TTL_S)
-    except redis.RedisError as error:
-        logger.warning("report cache unreachable, not stored: %s", error)
+def forget_older(conn, as_of) -> int:
+    """Delete the payloads of generations before ``as_of`` (a datetime); how many. Run after a publish."""
+    with conn.cursor() as cur:
+        cur.execute(_FORGET_OLDER, (epoch_us(as_of),))
+        return cur.rowcount
+
+
+def epoch_us(moment: datetime.datetime) -> int:
+    """``moment`` in whole microseconds since 1970 (UTC), as the payloads are stamped."""
+    return (moment - EPOCH) // datetime.timedelta(microseconds=1)
 
 
 def encode(count: int, columns: list) -> bytes:
-    """The cached form of one read: JSON of the row count and the columns as the statement sent them."""
+    """The kept form of one read: JSON of the row count and the columns as the statement sent them."""
     return json.dumps([count, columns], separators=(",", ":")).encode()
 
 

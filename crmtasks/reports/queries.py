@@ -54,7 +54,8 @@ class Report:
         when read, equal to the list of those dicts), not a list: it cannot be modified.
       as_of(datetime): Every change committed before this instant is counted.
       filters(dict): The filters the rows answer.
-      cache(str|None): The Redis key of these rows (this generation, this statement); formats hang off it.
+      cache(str|None): The payload key of these rows' statement (crmtasks.reports.payloads), None without rows;
+        their csv and json bytes are kept under it for ``as_of``'s generation.
     """
 
     name: str
@@ -69,7 +70,6 @@ class Report:
                 "rows": list(self.rows)}
 
 
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _OWNER_COLUMNS = ("owner_id", "owner_name", "owner_active")
 
 # How each column of a report travels and is decoded (crmtasks.reports.rows.KINDS).
@@ -365,31 +365,28 @@ def execute(query: Query, connection=None) -> Report:
 def _execute(query: Query, conn) -> Report:
     kinds = tuple(COLUMN_KINDS[name] for name in query.names)
     with conn.cursor() as cur:
-        digest = payloads.statement_hash(cur, query.statement, query.params)
-        as_of_us, database = payloads.generation(cur)
+        digest = payloads.statement_digest(cur, query.statement, query.params)
+        as_of_us, data = payloads.lookup(cur, digest, "columns")
         if as_of_us is None:
             raise AggregatesNotReady()
-        cache = payloads.cache_key(database, as_of_us, query.name, digest)
-        data = payloads.cached(cache)
         if data is not None:
             count, columns = payloads.decode(data)
         else:
             cur.execute(payloads.columnar_statement(query.statement, query.names, kinds), query.params)
-            as_of_us, database, count, *columns = cur.fetchone()
+            as_of_us, count, *columns = cur.fetchone()
             if as_of_us is None:
                 raise AggregatesNotReady()
-            cache = payloads.cache_key(database, as_of_us, query.name, digest)
             if count:
-                payloads.store(cache, payloads.encode(count, columns))
+                payloads.store(conn, digest, "columns", as_of_us, payloads.encode(count, columns))
         if not count:
             _explain_no_rows(query, cur, conn)
-    as_of = _EPOCH + datetime.timedelta(microseconds=as_of_us)
+    as_of = payloads.EPOCH + datetime.timedelta(microseconds=as_of_us)
     if query.grain is None:
         return Report(query.name, query.names, Rows(query.names, kinds, columns, count), as_of, query.filters,
-                      cache=cache)
+                      cache=digest if count else None)
     names = ("period", *query.names)
     rows = Rows(names, ("period", *kinds), (None, *columns), count, query.grain)
-    return Report(query.name, names, rows, as_of, query.filters, cache=cache)
+    return Report(query.name, names, rows, as_of, query.filters, cache=digest if count else None)
 
 
 def _explain_no_rows(query: Query, cur, conn) -> None:

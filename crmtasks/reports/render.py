@@ -1,11 +1,14 @@
-"""A report as the bytes ``crmtasks report --format json|csv`` prints, shared in Redis per generation.
+"""A report as the bytes ``crmtasks report --format json|csv`` prints, kept per refresh generation.
 
 The bytes depend only on the rows, ``as_of`` and the filters, so they are
-made once per refresh generation and statement (``Report.cache``, see
-``crmtasks.reports.payloads``) and kept in Redis next to the columns: the
-next ``crmtasks report`` on any host writes them out without formatting a
-row. A report without a cache key (none was made: no rows) is formatted
-each time.
+made once per refresh generation and statement and kept next to the
+columns in ``report_payloads`` (see ``crmtasks.reports.payloads``): the next
+``crmtasks report`` of that generation, on any host, writes them out
+without formatting a row. A report without rows is formatted each time.
+
+JSON: the document ``Report.as_dict()`` with Decimals and dates as strings,
+one row per line (each row a compact JSON object), so it is made by the C
+encoder rather than Python's indenting one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import datetime
 import io
 import json
 
+from crmtasks.pg import db
 from crmtasks.reports import payloads
 from crmtasks.reports.queries import Report
 
@@ -22,8 +26,12 @@ FORMATS = ("json", "csv")
 
 
 def as_json(report: Report) -> bytes:
-    """The report as an indented JSON document (Decimals and dates as strings), with a final newline."""
-    return (json.dumps(report.as_dict(), indent=2, default=str) + "\n").encode()
+    """``{"report", "as_of", "filters", "rows": [...]}``, one row per line, with a final newline."""
+    document = report.as_dict()
+    rows = document.pop("rows")
+    head = json.dumps(document, default=str)[:-1]
+    lines = ",\n".join(json.dumps(row, default=str) for row in rows)
+    return f'{head}, "rows": [\n{lines}\n]}}\n'.encode() if rows else f'{head}, "rows": []}}\n'.encode()
 
 
 def as_csv(report: Report) -> bytes:
@@ -33,22 +41,27 @@ def as_csv(report: Report) -> bytes:
     writer.writerow(list(report.columns) + ["as_of"])
     as_of = report.as_of.isoformat()
     rows = report.rows
-    columns = [[_plain(value) for value in rows.column(name)] for name in report.columns] if hasattr(
-        rows, "column") else [[_plain(row[name]) for row in rows] for name in report.columns]
+    if hasattr(rows, "column"):
+        columns = [list(map(_plain, rows.column(name))) for name in report.columns]
+    else:
+        columns = [[_plain(row[name]) for row in rows] for name in report.columns]
     writer.writerows(row + (as_of,) for row in zip(*columns))
     return out.getvalue().encode()
 
 
-def rendered(report: Report, output_format: str) -> bytes:
-    """``as_json`` or ``as_csv`` of ``report``, from Redis when this generation's bytes were made already."""
+def rendered(report: Report, output_format: str, connection=None) -> bytes:
+    """``as_json`` or ``as_csv`` of ``report``: kept bytes of its generation if any, else made (and kept)."""
     render = {"json": as_json, "csv": as_csv}[output_format]
     if report.cache is None:
         return render(report)
-    cache = f"{report.cache}:{output_format}"
-    data = payloads.cached(cache)
-    if data is None:
+    as_of_us = payloads.epoch_us(report.as_of)
+    with db.using_connection(connection) as conn:
+        with conn.cursor() as cur:
+            published, data = payloads.lookup(cur, report.cache, output_format)
+        if data is not None and published == as_of_us:
+            return data
         data = render(report)
-        payloads.store(cache, data)
+        payloads.store(conn, report.cache, output_format, as_of_us, data)
     return data
 
 

@@ -38,6 +38,7 @@ from crmtasks import reports
 from crmtasks.reports import refresh as aggregates
 from crmtasks.reports import render
 
+
 # Every report shape, as crmtasks.reports answers it (the whole API call) and as the best single live statement a
 # competent engineer would write for the same rows: one GROUP BY over the raw table (per owner: grouped by owner id
 # first, the owner's name and flag joined to the groups). (our call; the live SQL; the view's key, in report order.)

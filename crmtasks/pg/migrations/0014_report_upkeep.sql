@@ -24,3 +24,20 @@ ALTER TABLE report_deal_periods
     DROP COLUMN lost_average_days, DROP COLUMN closed_average_days;
 ALTER TABLE report_lead_periods DROP COLUMN conversion_rate;
 ALTER TABLE report_open_pipeline DROP COLUMN average_amount, DROP COLUMN weighted_amount;
+
+-- Report payloads (crmtasks/reports/payloads.py): a report's rows as columns,
+-- and its CLI bytes, kept per statement for the refresh generation (as_of)
+-- they were read in, so the next call of the same report in that generation,
+-- from any host, is one index lookup in the same round trip that reads which
+-- generation is published. A cache: UNLOGGED (no WAL; emptied by a crash,
+-- then refilled by the next readers), rows of older generations are never
+-- served and are deleted after each run. Stored uncompressed (EXTERNAL): a
+-- reader pays no decompression.
+CREATE UNLOGGED TABLE report_payloads (
+    digest   text NOT NULL,
+    kind     text NOT NULL CHECK (kind IN ('columns', 'csv', 'json')),
+    as_of_us bigint NOT NULL,
+    data     bytea NOT NULL,
+    PRIMARY KEY (digest, kind)
+);
+ALTER TABLE report_payloads ALTER COLUMN data SET STORAGE EXTERNAL;
