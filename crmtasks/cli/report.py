@@ -23,7 +23,7 @@ from crmtasks.cli.common import (
     print_table,
     stderr,
 )
-from crmtasks.reports import periods, render
+from crmtasks.reports import periods, queries, render
 from crmtasks.user_text import shown, whole_number
 
 FORMATS = ("table", "json", "csv")
@@ -56,11 +56,14 @@ def report_command(name, owner_text, from_text, to_text, grain, stage, by_owner,
     try:
         conn.autocommit = True
         try:
-            report = spec.function(connection=conn, **filters)
+            data = report = None
+            if output_format in render.FORMATS:
+                # The bytes kept for this refresh generation (one round trip), or the report read, formatted, kept.
+                data = render.query_bytes(queries.query_for(spec.name, conn, **filters), output_format, conn)
+            if data is None or plot_file is not None:
+                report = spec.function(connection=conn, **filters)
         except (reports.ReportError, reports.AggregatesNotReady) as error:
             raise CommandError(str(error)) from None
-        # csv and json: the bytes kept for this refresh generation (crmtasks.reports.render), or made and kept.
-        data = render.rendered(report, output_format, conn) if output_format in render.FORMATS else None
     finally:
         conn.close()
 
@@ -136,7 +139,7 @@ def _check_writable(path: Path, plot_path: str) -> None:
                                   f"({error.strerror or error})") from None
 
 
-def _print(report: reports.Report, output_format: str, data: bytes | None) -> None:
+def _print(report: reports.Report | None, output_format: str, data: bytes | None) -> None:
     if data is not None:
         sys.stdout.flush()
         sys.stdout.buffer.write(data)

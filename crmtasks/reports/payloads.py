@@ -79,12 +79,11 @@ def statement_digest(cur, statement: sql.Composable, params: dict) -> str:
 
 def lookup(cur, digest: str, kind: str) -> tuple[int | None, bytes | None]:
     """(published as_of in epoch µs, None if never computed; the payload kept for it, or None): one round trip."""
+    psycopg2.extensions.register_type(psycopg2.extensions.BYTES, cur)  # the text as sent: no decoding
     cur.execute(_LOOKUP, {"digest": digest, "kind": kind})
     found = cur.fetchone()
-    if found is None:
-        return None, None
-    as_of_us, data = found
-    return as_of_us, None if data is None else bytes(data)
+    psycopg2.extensions.register_type(psycopg2.extensions.UNICODE, cur)
+    return (None, None) if found is None else found
 
 
 def store(conn, digest: str, kind: str, as_of_us: int, data: bytes) -> None:
@@ -93,7 +92,7 @@ def store(conn, digest: str, kind: str, as_of_us: int, data: bytes) -> None:
         return
     try:
         with conn.cursor() as cur:
-            cur.execute(_STORE, {"digest": digest, "kind": kind, "as_of_us": as_of_us, "data": data})
+            cur.execute(_STORE, {"digest": digest, "kind": kind, "as_of_us": as_of_us, "data": data.decode()})
     except psycopg2.Error as error:
         logger.warning("report payload not kept (the next call reads the aggregates again): %s",
                        str(error).strip().splitlines()[0])

@@ -191,16 +191,27 @@ def sales_cycle(*, owner: int | None = None, date_from: datetime.date | None = N
     Parameters: as for ``revenue``, plus
       stage(str|None): Only deals closed in this stage (won or lost); default both.
     """
-    _check_stage(stage)
     with db.using_connection(connection) as conn:  # one borrowed connection for both statements
-        outcome = None
-        if stage is not None:
-            outcome = _deal_outcome(stage, conn)
-            if outcome is None:
-                raise ReportError(f"stage {stage!r} is not a closed stage: the sales cycle is measured on "
-                                  "closed deals (won or lost)")
-        return execute(sales_cycle_query(owner=owner, date_from=date_from, date_to=date_to, grain=grain,
-                                         outcome=outcome, stage=stage, by_owner=by_owner), conn)
+        return execute(query_for("sales_cycle", conn, owner=owner, date_from=date_from, date_to=date_to, grain=grain,
+                                 stage=stage, by_owner=by_owner), conn)
+
+
+def query_for(name: str, conn, **filters) -> Query:
+    """The Query of report ``name`` for ``filters`` (its function's keyword arguments, without ``connection``).
+
+    A sales cycle stage is resolved to its outcome on ``conn`` (ReportError unless it is a closed stage).
+    """
+    if name != "sales_cycle":
+        return _QUERIES[name](**filters)
+    stage = filters.pop("stage", None)
+    _check_stage(stage)
+    outcome = None
+    if stage is not None:
+        outcome = _deal_outcome(stage, conn)
+        if outcome is None:
+            raise ReportError(f"stage {stage!r} is not a closed stage: the sales cycle is measured on "
+                              "closed deals (won or lost)")
+    return sales_cycle_query(outcome=outcome, stage=stage, **filters)
 
 
 def sales_cycle_query(*, owner=None, date_from=None, date_to=None, grain="month", outcome=None, stage=None,
@@ -262,6 +273,10 @@ def accounts_query(*, owner=None, by_owner=False) -> Query:
     statement, names = _select(["industry", "region"], per_owner, [("account_count", "a.account_count")],
                                _partition("report_account_segments", per_owner), conditions, order)
     return Query("accounts", statement, names, params, {"owner": owner, "by_owner": per_owner}, owner=owner)
+
+
+_QUERIES = {"pipeline": pipeline_query, "revenue": revenue_query, "win_rate": win_rate_query,
+            "lead_conversion": lead_conversion_query, "accounts": accounts_query}
 
 
 def _period_query(name, table, measures, nonempty, *, owner, date_from, date_to, grain, by_owner,

@@ -20,7 +20,7 @@ import json
 
 from crmtasks.pg import db
 from crmtasks.reports import payloads
-from crmtasks.reports.queries import Report
+from crmtasks.reports.queries import Query, Report, execute
 
 FORMATS = ("json", "csv")
 
@@ -47,6 +47,18 @@ def as_csv(report: Report) -> bytes:
         columns = [[_plain(row[name]) for row in rows] for name in report.columns]
     writer.writerows(row + (as_of,) for row in zip(*columns))
     return out.getvalue().encode()
+
+
+def query_bytes(query: Query, output_format: str, connection=None) -> bytes:
+    """What ``crmtasks report --format csv|json`` prints for ``query``: one round trip when this generation's bytes
+    were kept; else the report is read (ReportError, AggregatesNotReady as for the API), formatted and kept."""
+    with db.using_connection(connection) as conn:
+        with conn.cursor() as cur:
+            digest = payloads.statement_digest(cur, query.statement, query.params)
+            _, data = payloads.lookup(cur, digest, output_format)
+        if data is not None:
+            return data
+        return rendered(execute(query, conn), output_format, conn)
 
 
 def rendered(report: Report, output_format: str, connection=None) -> bytes:

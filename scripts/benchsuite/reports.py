@@ -35,13 +35,14 @@ from psycopg2 import sql
 from benchsuite.rows import Row
 from benchsuite.timing import ms_since
 from crmtasks import reports
+from crmtasks.reports import queries, render
 from crmtasks.reports import refresh as aggregates
-from crmtasks.reports import render
 
 
 # Every report shape, as crmtasks.reports answers it (the whole API call) and as the best single live statement a
 # competent engineer would write for the same rows: one GROUP BY over the raw table (per owner: grouped by owner id
-# first, the owner's name and flag joined to the groups). (our call; the live SQL; the view's key, in report order.)
+# first, the owner's name and flag joined to the groups). ((our report, its filters); the live SQL; the view's key,
+# in report order.)
 def _per_owner(grouped: str, keys: str, measures: str) -> str:
     """Group by owner id first, then join the owner's name and active flag to the groups."""
     return f"""SELECT {keys}, g.owner_id, u.full_name AS owner_name, u.is_active AS owner_active, {measures}
@@ -69,54 +70,54 @@ def _period(grain: str) -> str:
 
 REPORTS = {
     "pipeline per stage and owner": (
-        lambda conn: reports.pipeline(by_owner=True, connection=conn),
+        ("pipeline", {"by_owner": True}),
         f"""SELECT g.stage, g.owner_id, u.full_name AS owner_name, u.is_active AS owner_active, g.deal_count,
                    g.amount_total, g.average_amount, g.weighted_amount
             FROM (SELECT d.stage, d.owner_id, {_PIPELINE} {_OPEN} GROUP BY d.stage, d.owner_id) g
             LEFT JOIN users u ON u.id = g.owner_id""",
         ("owner_id", "stage")),
     "pipeline per stage": (
-        lambda conn: reports.pipeline(connection=conn),
+        ("pipeline", {}),
         f"SELECT d.stage, {_PIPELINE} {_OPEN} GROUP BY d.stage", ("stage",)),
     "revenue per month and owner": (
-        lambda conn: reports.revenue(by_owner=True, connection=conn),
+        ("revenue", {"by_owner": True}),
         _per_owner(f"SELECT {_period('month')}, d.owner_id, {_REVENUE} {_WON} GROUP BY 1, 2",
                    "g.period_start", "g.deal_count, g.revenue, g.average_amount"),
         ("period_start", "owner_id")),
     "revenue per month": (
-        lambda conn: reports.revenue(connection=conn),
+        ("revenue", {}),
         f"SELECT {_period('month')}, {_REVENUE} {_WON} GROUP BY 1", ("period_start",)),
     "win rate per quarter and owner": (
-        lambda conn: reports.win_rate(by_owner=True, connection=conn),
+        ("win_rate", {"by_owner": True}),
         _per_owner(f"SELECT {_period('quarter')}, d.owner_id, {_WIN_RATE} {_CLOSED} GROUP BY 1, 2",
                    "g.period_start", "g.won, g.lost, g.win_rate"),
         ("period_start", "owner_id")),
     "win rate per quarter": (
-        lambda conn: reports.win_rate(connection=conn),
+        ("win_rate", {}),
         f"SELECT {_period('quarter')}, {_WIN_RATE} {_CLOSED} GROUP BY 1", ("period_start",)),
     "sales cycle per month and owner": (
-        lambda conn: reports.sales_cycle(by_owner=True, connection=conn),
+        ("sales_cycle", {"by_owner": True}),
         _per_owner(f"SELECT {_period('month')}, d.owner_id, {_CYCLE} {_CLOSED} GROUP BY 1, 2",
                    "g.period_start", "g.deal_count, g.total_days, g.average_days"),
         ("period_start", "owner_id")),
     "sales cycle per month": (
-        lambda conn: reports.sales_cycle(connection=conn),
+        ("sales_cycle", {}),
         f"SELECT {_period('month')}, {_CYCLE} {_CLOSED} GROUP BY 1", ("period_start",)),
     "leads per source, month and owner": (
-        lambda conn: reports.lead_conversion(by_owner=True, connection=conn),
+        ("lead_conversion", {"by_owner": True}),
         _per_owner(f"SELECT {_LEAD_MONTH}, l.source, l.owner_id, {_LEADS} FROM leads l GROUP BY 1, 2, 3",
                    "g.period_start, g.source", "g.leads, g.converted, g.conversion_rate"),
         ("period_start", "source", "owner_id")),
     "leads per source and month": (
-        lambda conn: reports.lead_conversion(connection=conn),
+        ("lead_conversion", {}),
         f"SELECT {_LEAD_MONTH}, l.source, {_LEADS} FROM leads l GROUP BY 1, 2", ("period_start", "source")),
     "accounts per industry, region and owner": (
-        lambda conn: reports.accounts(by_owner=True, connection=conn),
+        ("accounts", {"by_owner": True}),
         _per_owner("SELECT a.industry, a.region, a.owner_id, count(*) AS account_count FROM accounts a GROUP BY 1, 2, 3",
                    "g.industry, g.region", "g.account_count"),
         ("owner_id", "industry", "region")),
     "accounts per industry and region": (
-        lambda conn: reports.accounts(connection=conn),
+        ("accounts", {}),
         "SELECT a.industry, a.region, count(*) AS account_count FROM accounts a GROUP BY 1, 2", ("industry", "region")),
 }
 # The views the upkeep target is measured against, as in issue 4 (one view per deal report it benched then).
@@ -258,10 +259,21 @@ def json_bytes(conn, statement) -> bytes:
         return cur.fetchone()[0].encode()
 
 
+def api_call(conn, ours) -> reports.Report:
+    """Our API call: ``crmtasks.reports.<name>(**filters)``."""
+    name, filters = ours
+    return reports.get(name).function(connection=conn, **filters)
+
+
+def cli_bytes(conn, ours, shape: str) -> bytes:
+    """What ``crmtasks report <name> --format <shape>`` writes out, as it gets it (crmtasks.reports.render)."""
+    name, filters = ours
+    return render.query_bytes(queries.query_for(name, conn, **filters), shape, conn)
+
+
 def _call(conn, ours, index, live_sql, key, side: str, shape: str):
     if side == "ours":
-        report = ours(conn)
-        return report if shape == "api" else render.rendered(report, shape)
+        return api_call(conn, ours) if shape == "api" else cli_bytes(conn, ours, shape)
     statement = _source(index, live_sql, key, side)
     return {"api": fetch_rows, "csv": csv_bytes, "json": json_bytes}[shape](conn, statement)
 
@@ -285,7 +297,7 @@ def measure_reads(conn, repeat: int, cold_repeat: int = 3) -> dict:
                     if side == "ours":
                         sizes[title, shape] = len(result.rows) if shape == "api" else len(result)
             started = time.perf_counter()
-            list(ours(conn).rows)
+            list(api_call(conn, ours).rows)
             timings[title]["api_iterated"].append(ms_since(started))
     cold = {title: {shape: [] for shape in SHAPES} for title in REPORTS}
     for _ in range(cold_repeat):
@@ -293,9 +305,7 @@ def measure_reads(conn, repeat: int, cold_repeat: int = 3) -> dict:
         for title, (ours, _, _) in REPORTS.items():
             for shape in SHAPES:
                 started = time.perf_counter()
-                report = ours(conn)
-                if shape != "api":
-                    render.rendered(report, shape)
+                _call(conn, ours, None, None, None, "ours", shape)
                 cold[title][shape].append(ms_since(started))
     return {title: {"rows": sizes[title, "api"], "csv_bytes": sizes[title, "csv"], "json_bytes": sizes[title, "json"],
                     **{name: statistics.median(values) for name, values in methods.items()},
@@ -308,7 +318,8 @@ def check_equal(conn) -> list[str]:
     different = []
     for title, (ours, live_sql, key) in REPORTS.items():
         live = [tuple(row) for row in fetch_rows(conn, _ordered(live_sql, key))]
-        got = [tuple(value for column, value in row.items() if column != "period") for row in ours(conn).rows]
+        got = [tuple(value for column, value in row.items() if column != "period")
+               for row in api_call(conn, ours).rows]
         if got != live:
             print(f"MISMATCH: {title}: {len(got)} rows of ours vs {len(live)} live", file=sys.stderr)
             different.append(title)
