@@ -33,25 +33,24 @@ import psycopg2
 from psycopg2 import sql
 
 logger = logging.getLogger(__name__)
-EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
-_AS_OF_US = sql.SQL("(extract(epoch FROM as_of) * 1000000)::bigint")
-_LOOKUP = sql.SQL("""
-    SELECT s.as_of_us, p.data
-    FROM (SELECT {as_of_us} AS as_of_us FROM report_aggregate_state) s
-    LEFT JOIN report_payloads p ON p.digest = %(digest)s AND p.kind = %(kind)s AND p.as_of_us = s.as_of_us
-""").format(as_of_us=_AS_OF_US)
-_STORE = """
-    INSERT INTO report_payloads AS stored (digest, kind, as_of_us, data)
-    VALUES (%(digest)s, %(kind)s, %(as_of_us)s, %(data)s)
-    ON CONFLICT (digest, kind) DO UPDATE SET as_of_us = excluded.as_of_us, data = excluded.data
-    WHERE stored.as_of_us < excluded.as_of_us
+# As plain as it can be: this is the whole database work of a call whose payload was kept.
+_LOOKUP = """
+    SELECT s.as_of,
+           (SELECT p.data FROM report_payloads p WHERE p.digest = %(digest)s AND p.kind = %(kind)s AND p.as_of = s.as_of)
+    FROM report_aggregate_state s
 """
-_FORGET_OLDER = "DELETE FROM report_payloads WHERE as_of_us < %s"
+_STORE = """
+    INSERT INTO report_payloads AS stored (digest, kind, as_of, data)
+    VALUES (%(digest)s, %(kind)s, %(as_of)s, %(data)s)
+    ON CONFLICT (digest, kind) DO UPDATE SET as_of = excluded.as_of, data = excluded.data
+    WHERE stored.as_of < excluded.as_of
+"""
+_FORGET_OLDER = "DELETE FROM report_payloads WHERE as_of < %s"
 
 
 def columnar_statement(inner: sql.Composable, names: tuple[str, ...], kinds: tuple[str, ...]) -> sql.Composed:
-    """One row: as_of (epoch µs), row count, then one aggregate per column of ``inner``'s rows.
+    """One row: as_of, row count, then one aggregate per column of ``inner``'s rows.
 
     ``inner`` is the report's ordered SELECT (from one partition, in report
     order). Aggregating over an ordered subquery keeps that order: a
@@ -67,9 +66,8 @@ def columnar_statement(inner: sql.Composable, names: tuple[str, ...], kinds: tup
             aggregates.append(sql.SQL("array_agg({})").format(column))
         else:
             aggregates.append(sql.SQL("string_agg(coalesce({}::text, ''), ',')").format(column))
-    return sql.SQL("SELECT (SELECT {as_of_us} FROM report_aggregate_state), count(*), {aggregates} "
-                   "FROM ({inner}) r").format(as_of_us=_AS_OF_US, aggregates=sql.SQL(", ").join(aggregates),
-                                              inner=inner)
+    return sql.SQL("SELECT (SELECT as_of FROM report_aggregate_state), count(*), {aggregates} "
+                   "FROM ({inner}) r").format(aggregates=sql.SQL(", ").join(aggregates), inner=inner)
 
 
 def statement_digest(cur, statement: sql.Composable, params: dict) -> str:
@@ -77,8 +75,8 @@ def statement_digest(cur, statement: sql.Composable, params: dict) -> str:
     return hashlib.blake2b(cur.mogrify(statement, params), digest_size=16).hexdigest()
 
 
-def lookup(cur, digest: str, kind: str) -> tuple[int | None, bytes | None]:
-    """(published as_of in epoch µs, None if never computed; the payload kept for it, or None): one round trip."""
+def lookup(cur, digest: str, kind: str) -> tuple[datetime.datetime | None, bytes | None]:
+    """(published as_of, None if never computed; the payload kept for it, or None): one round trip."""
     psycopg2.extensions.register_type(psycopg2.extensions.BYTES, cur)  # the text as sent: no decoding
     cur.execute(_LOOKUP, {"digest": digest, "kind": kind})
     found = cur.fetchone()
@@ -86,13 +84,13 @@ def lookup(cur, digest: str, kind: str) -> tuple[int | None, bytes | None]:
     return (None, None) if found is None else found
 
 
-def store(conn, digest: str, kind: str, as_of_us: int, data: bytes) -> None:
-    """Keep ``data`` for generation ``as_of_us`` (never over a newer one); only in autocommit, never raises."""
+def store(conn, digest: str, kind: str, as_of: datetime.datetime, data: bytes) -> None:
+    """Keep ``data`` for generation ``as_of`` (never over a newer one); only in autocommit, never raises."""
     if not conn.autocommit:
         return
     try:
         with conn.cursor() as cur:
-            cur.execute(_STORE, {"digest": digest, "kind": kind, "as_of_us": as_of_us, "data": data.decode()})
+            cur.execute(_STORE, {"digest": digest, "kind": kind, "as_of": as_of, "data": data.decode()})
     except psycopg2.Error as error:
         logger.warning("report payload not kept (the next call reads the aggregates again): %s",
                        str(error).strip().splitlines()[0])
@@ -101,13 +99,8 @@ def store(conn, digest: str, kind: str, as_of_us: int, data: bytes) -> None:
 def forget_older(conn, as_of) -> int:
     """Delete the payloads of generations before ``as_of`` (a datetime); how many. Run after a publish."""
     with conn.cursor() as cur:
-        cur.execute(_FORGET_OLDER, (epoch_us(as_of),))
+        cur.execute(_FORGET_OLDER, (as_of,))
         return cur.rowcount
-
-
-def epoch_us(moment: datetime.datetime) -> int:
-    """``moment`` in whole microseconds since 1970 (UTC), as the payloads are stamped."""
-    return (moment - EPOCH) // datetime.timedelta(microseconds=1)
 
 
 def encode(count: int, columns: list) -> bytes:

@@ -1,13 +1,13 @@
 """The reports: one function per report, reading only the precomputed aggregates.
 
 Every number comes from stored sums and counts: an average is a sum over a
-count and a rate a count over a count (computed by PostgreSQL as generated
-columns of the same row), a quarter or year is the sum of its months' sums
-and counts, never an average of averages, so every roll-up is exact. Each
-report is one SQL statement reading one partition (one report shape), with no
-join; large per-owner reports come in the order of its key index, unsorted
-(plus a second tiny statement only when no rows come back). It carries
-``as_of`` from the same snapshot.
+count and a rate a count over a count, a quarter or year the sum of its
+months' sums and counts (only months are stored), never an average of
+averages, so every roll-up is exact. A report's rows are one statement over
+one partition, sent as one row of columns with ``as_of`` from the same
+snapshot, and kept per refresh generation (``crmtasks.reports.payloads``):
+a call whose rows were kept is one round trip. Rows are decoded when read
+(``crmtasks.reports.rows.Rows``).
 
 Definitions (see also migration 0003):
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 from collections.abc import Sequence
 
 from psycopg2 import sql
@@ -83,6 +84,20 @@ COLUMN_KINDS = {
 }
 
 
+def _memoized(builder):
+    """``builder`` keeping its last 512 Queries by filters (typed: ``True`` is not ``1``), so a call composes no
+    SQL and hashes no statement (a Query keeps its digest); an unhashable filter is built (and refused) as usual."""
+    cached = functools.lru_cache(maxsize=512, typed=True)(builder)
+
+    @functools.wraps(builder)
+    def build(**filters) -> Query:
+        try:
+            return cached(**filters)
+        except TypeError:
+            return builder(**filters)
+    return build
+
+
 @dataclasses.dataclass(frozen=True)
 class Query:
     """One report's SQL statement, its parameters and what the rows answer.
@@ -96,6 +111,7 @@ class Query:
       grain(str|None): The grain of period rows (labels are added), None for current-state reports.
       owner(int|None): The owner filter, to tell "no such user" from "no rows".
       stage(str|None): The stage filter of the pipeline, to tell a closed stage from "no rows".
+      digest(str|None): The payload key of the statement with its parameters, set on first use.
     """
 
     name: str
@@ -106,6 +122,7 @@ class Query:
     grain: str | None = None
     owner: int | None = None
     stage: str | None = None
+    digest: str | None = dataclasses.field(default=None, compare=False)
 
 
 def pipeline(*, owner: int | None = None, stage: str | None = None, by_owner: bool = False,
@@ -121,6 +138,7 @@ def pipeline(*, owner: int | None = None, stage: str | None = None, by_owner: bo
     return execute(pipeline_query(owner=owner, stage=stage, by_owner=by_owner), connection)
 
 
+@_memoized
 def pipeline_query(*, owner=None, stage=None, by_owner=False) -> Query:
     """The statement ``pipeline()`` sends (also used by the benchmark to time the SQL alone)."""
     _check_stage(stage)
@@ -155,6 +173,7 @@ def revenue(*, owner: int | None = None, date_from: datetime.date | None = None,
                                  by_owner=by_owner), connection)
 
 
+@_memoized
 def revenue_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
     """The statement ``revenue()`` sends (also used by the benchmark to time the SQL alone)."""
     measures = [("deal_count", "sum(a.won_count)"), ("revenue", "sum(a.won_amount_sum)"),
@@ -175,6 +194,7 @@ def win_rate(*, owner: int | None = None, date_from: datetime.date | None = None
                                   by_owner=by_owner), connection)
 
 
+@_memoized
 def win_rate_query(*, owner=None, date_from=None, date_to=None, grain="quarter", by_owner=False) -> Query:
     """The statement ``win_rate()`` sends (also used by the benchmark to time the SQL alone)."""
     measures = [("won", "sum(a.won_count)"), ("lost", "sum(a.lost_count)"),
@@ -214,6 +234,7 @@ def query_for(name: str, conn, **filters) -> Query:
     return sales_cycle_query(outcome=outcome, stage=stage, **filters)
 
 
+@_memoized
 def sales_cycle_query(*, owner=None, date_from=None, date_to=None, grain="month", outcome=None, stage=None,
                       by_owner=False) -> Query:
     """The statement ``sales_cycle()`` sends; ``outcome`` is 'won', 'lost' or None for both (from the stage)."""
@@ -244,6 +265,7 @@ def lead_conversion(*, owner: int | None = None, date_from: datetime.date | None
                                          by_owner=by_owner), connection)
 
 
+@_memoized
 def lead_conversion_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
     """The statement ``lead_conversion()`` sends (also used by the benchmark to time the SQL alone)."""
     measures = [("leads", "sum(a.lead_count)"), ("converted", "sum(a.converted_count)"),
@@ -263,6 +285,7 @@ def accounts(*, owner: int | None = None, by_owner: bool = False, connection=Non
     return execute(accounts_query(owner=owner, by_owner=by_owner), connection)
 
 
+@_memoized
 def accounts_query(*, owner=None, by_owner=False) -> Query:
     """The statement ``accounts()`` sends (also used by the benchmark to time the SQL alone)."""
     per_owner = _per_owner(owner, by_owner)
@@ -380,28 +403,34 @@ def execute(query: Query, connection=None) -> Report:
 def _execute(query: Query, conn) -> Report:
     kinds = tuple(COLUMN_KINDS[name] for name in query.names)
     with conn.cursor() as cur:
-        digest = payloads.statement_digest(cur, query.statement, query.params)
-        as_of_us, data = payloads.lookup(cur, digest, "columns")
-        if as_of_us is None:
+        digest = digest_of(query, cur)
+        as_of, data = payloads.lookup(cur, digest, "columns")
+        if as_of is None:
             raise AggregatesNotReady()
         if data is not None:
             count, columns = payloads.decode(data)
         else:
             cur.execute(payloads.columnar_statement(query.statement, query.names, kinds), query.params)
-            as_of_us, count, *columns = cur.fetchone()
-            if as_of_us is None:
+            as_of, count, *columns = cur.fetchone()
+            if as_of is None:
                 raise AggregatesNotReady()
             if count:
-                payloads.store(conn, digest, "columns", as_of_us, payloads.encode(count, columns))
+                payloads.store(conn, digest, "columns", as_of, payloads.encode(count, columns))
         if not count:
             _explain_no_rows(query, cur, conn)
-    as_of = payloads.EPOCH + datetime.timedelta(microseconds=as_of_us)
     if query.grain is None:
-        return Report(query.name, query.names, Rows(query.names, kinds, columns, count), as_of, query.filters,
+        return Report(query.name, query.names, Rows(query.names, kinds, columns, count), as_of, dict(query.filters),
                       cache=digest if count else None)
     names = ("period", *query.names)
     rows = Rows(names, ("period", *kinds), (None, *columns), count, query.grain)
-    return Report(query.name, names, rows, as_of, query.filters, cache=digest if count else None)
+    return Report(query.name, names, rows, as_of, dict(query.filters), cache=digest if count else None)
+
+
+def digest_of(query: Query, cur) -> str:
+    """``query``'s payload key (crmtasks.reports.payloads.statement_digest), computed once per Query."""
+    if query.digest is None:
+        object.__setattr__(query, "digest", payloads.statement_digest(cur, query.statement, query.params))
+    return query.digest
 
 
 def _explain_no_rows(query: Query, cur, conn) -> None:

@@ -20,7 +20,7 @@ import json
 
 from crmtasks.pg import db
 from crmtasks.reports import payloads
-from crmtasks.reports.queries import Query, Report, execute
+from crmtasks.reports.queries import Query, Report, digest_of, execute
 
 FORMATS = ("json", "csv")
 
@@ -54,8 +54,7 @@ def query_bytes(query: Query, output_format: str, connection=None) -> bytes:
     were kept; else the report is read (ReportError, AggregatesNotReady as for the API), formatted and kept."""
     with db.using_connection(connection) as conn:
         with conn.cursor() as cur:
-            digest = payloads.statement_digest(cur, query.statement, query.params)
-            _, data = payloads.lookup(cur, digest, output_format)
+            _, data = payloads.lookup(cur, digest_of(query, cur), output_format)
         if data is not None:
             return data
         return rendered(execute(query, conn), output_format, conn)
@@ -66,14 +65,13 @@ def rendered(report: Report, output_format: str, connection=None) -> bytes:
     render = {"json": as_json, "csv": as_csv}[output_format]
     if report.cache is None:
         return render(report)
-    as_of_us = payloads.epoch_us(report.as_of)
     with db.using_connection(connection) as conn:
         with conn.cursor() as cur:
             published, data = payloads.lookup(cur, report.cache, output_format)
-        if data is not None and published == as_of_us:
+        if data is not None and published == report.as_of:
             return data
         data = render(report)
-        payloads.store(conn, report.cache, output_format, as_of_us, data)
+        payloads.store(conn, report.cache, output_format, report.as_of, data)
     return data
 
 

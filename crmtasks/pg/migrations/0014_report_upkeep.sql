@@ -37,7 +37,7 @@ ALTER TABLE report_open_pipeline DROP COLUMN average_amount, DROP COLUMN weighte
 CREATE UNLOGGED TABLE report_payloads (
     digest   text NOT NULL,
     kind     text NOT NULL CHECK (kind IN ('columns', 'csv', 'json')),
-    as_of_us bigint NOT NULL,
+    as_of    timestamptz NOT NULL,
     data     text NOT NULL,
     PRIMARY KEY (digest, kind)
 );
