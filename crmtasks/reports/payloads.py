@@ -32,14 +32,17 @@ import logging
 import psycopg2
 from psycopg2 import sql
 
+from crmtasks.pg.prepared import PreparedStatement
+
 logger = logging.getLogger(__name__)
 
-# As plain as it can be: this is the whole database work of a call whose payload was kept.
-_LOOKUP = """
+# The whole database work of a call whose payload was kept: as plain as it can be, and prepared once per
+# connection (no parse, no plan on the next calls).
+_LOOKUP = PreparedStatement("crmtasks_report_payload", ("text", "text"), lambda params: sql.SQL("""
     SELECT s.as_of,
-           (SELECT p.data FROM report_payloads p WHERE p.digest = %(digest)s AND p.kind = %(kind)s AND p.as_of = s.as_of)
+           (SELECT p.data FROM report_payloads p WHERE p.digest = {} AND p.kind = {} AND p.as_of = s.as_of)
     FROM report_aggregate_state s
-"""
+""").format(*params))
 _STORE = """
     INSERT INTO report_payloads AS stored (digest, kind, as_of, data)
     VALUES (%(digest)s, %(kind)s, %(as_of)s, %(data)s)
@@ -78,7 +81,7 @@ def statement_digest(cur, statement: sql.Composable, params: dict) -> str:
 def lookup(cur, digest: str, kind: str) -> tuple[datetime.datetime | None, bytes | None]:
     """(published as_of, None if never computed; the payload kept for it, or None): one round trip."""
     psycopg2.extensions.register_type(psycopg2.extensions.BYTES, cur)  # the text as sent: no decoding
-    cur.execute(_LOOKUP, {"digest": digest, "kind": kind})
+    _LOOKUP.execute(cur, (digest, kind))
     found = cur.fetchone()
     psycopg2.extensions.register_type(psycopg2.extensions.UNICODE, cur)
     return (None, None) if found is None else found
