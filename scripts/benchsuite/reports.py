@@ -365,8 +365,10 @@ def rows_from(reads: dict, change: dict, different: list[str], full: dict) -> li
     rows.append(Row(
         suite="reports", metric="full rebuild of the aggregates (first run)", unit="s", baseline=None,
         ours=full["first_ms"] / 1000, target=f"<= {FULL_REBUILD_S:g} s at 1M leads and 300k deals",
-        met=full["first_ms"] / 1000 <= FULL_REBUILD_S,
-        detail=f"a requested rebuild later: {full['requested_ms'] / 1000:.2f} s; rows read {full['rows_read']}"))
+        # The target is set at the seed's scale: judged there only.
+        met=full["first_ms"] / 1000 <= FULL_REBUILD_S if full["deals"] >= 300_000 else None,
+        detail=(f"a requested rebuild later: {full['requested_ms'] / 1000:.2f} s; rows read {full['rows_read']}"
+                + ("" if full["deals"] >= 300_000 else "; below the target's scale: not judged"))))
     rows.append(Row(
         suite="reports", metric="reports differing from the live SQL after the runs", unit="count", baseline=None,
         ours=float(len(different)), target="0", met=not different,
@@ -394,7 +396,8 @@ def run(conn, users: int, deals: int, repeat: int, cycles: int) -> tuple[list[Ro
     change = change_cycles(conn, users, deals, cycles)
     started = time.perf_counter()
     aggregates.refresh(conn, full=True)
-    full = {"first_ms": first_ms, "requested_ms": ms_since(started), "mode": first.mode, "rows_read": first.rows_read}
+    full = {"first_ms": first_ms, "requested_ms": ms_since(started), "mode": first.mode, "rows_read": first.rows_read,
+            "deals": deals}
     reads = measure_reads(conn, repeat)
     different = check_equal(conn)
     raw = {"full_run": full, "one_percent": change, "reads": reads, "different_from_live": different,
