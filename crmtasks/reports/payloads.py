@@ -13,7 +13,7 @@ hash of the statement with its parameters, stamped with that generation;
 the CLI's csv and json bytes are kept the same way. A call then costs one
 round trip: which generation is published, joined to the payload of that
 generation if one was kept. A payload of another generation is never
-served; a run deletes them once it has published. Every host shares them
+served; the job deletes them once its run has published. Every host shares them
 (they live in the database), and storing one is a single INSERT, atomic.
 
 Payloads are stored only on connections in autocommit mode (the pooled

@@ -39,7 +39,6 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 
 from crmtasks.pg import AdvisoryLock, load_sql, quietly, transaction
-from crmtasks.reports import payloads
 
 # Each source: its fold statement, the change log it consumes, and its raw
 # table read as +1 images on a full rebuild (same columns, same order).
@@ -171,9 +170,6 @@ def refresh(conn: PgConnection, *, full: bool = False, rebuild_after_hours: int 
         finally:
             # A lost connection has already released the session lock.
             quietly(cur, "SELECT pg_advisory_unlock(%s)", (AdvisoryLock.AGGREGATES_REFRESH.key,))
-        # Outside the run's transaction (a reader keeping a payload never waits for a run): payloads of earlier
-        # generations are never served again. A kill before this line leaves them for the next run to delete.
-        payloads.forget_older(conn, stats.as_of)
     stats.duration_ms = (time.perf_counter() - started) * 1000
     return stats
 

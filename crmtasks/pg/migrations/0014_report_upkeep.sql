@@ -31,7 +31,7 @@ ALTER TABLE report_open_pipeline DROP COLUMN average_amount, DROP COLUMN weighte
 -- from any host, is one index lookup in the same round trip that reads which
 -- generation is published. A cache: UNLOGGED (no WAL; emptied by a crash,
 -- then refilled by the next readers), rows of older generations are never
--- served and are deleted after each run. Text (JSON or CSV, fetched as raw
+-- served and are deleted by the job after each run. Text (JSON or CSV, fetched as raw
 -- bytes: no hex encoding doubling the transfer), stored uncompressed
 -- (EXTERNAL): a reader pays no decompression.
 CREATE UNLOGGED TABLE report_payloads (
