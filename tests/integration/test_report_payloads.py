@@ -41,7 +41,10 @@ def computed(crm_db):
         cur.execute("DELETE FROM report_payloads")
     RandomCRM(conn, 31).create(deals=250, leads=120, accounts=40)
     aggregates.refresh(conn, full=True)
-    return conn
+    yield conn
+    with conn.cursor() as cur:  # leave no published aggregates behind: later tests expect none until they run
+        cur.execute("UPDATE report_aggregate_state SET as_of = NULL, rebuild_required = true, last_rebuild_at = NULL")
+        cur.execute("DELETE FROM report_payloads")
 
 
 def _kept(conn) -> list[tuple]:
