@@ -67,6 +67,8 @@ def columnar_statement(inner: sql.Composable, names: tuple[str, ...], kinds: tup
         column = sql.Identifier("r", name)
         if kind == "text":
             aggregates.append(sql.SQL("array_agg({})").format(column))
+        elif kind == "date":  # ISO whatever the session's DateStyle
+            aggregates.append(sql.SQL("string_agg(coalesce(to_char({}, 'YYYY-MM-DD'), ''), ',')").format(column))
         else:
             aggregates.append(sql.SQL("string_agg(coalesce({}::text, ''), ',')").format(column))
     return sql.SQL("SELECT (SELECT as_of FROM report_aggregate_state), count(*), {aggregates} "
