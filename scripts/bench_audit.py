@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Benchmark of the audit archive: throughput, and what it does to a concurrent writer.
 
     python scripts/bench_audit.py [--rows 1000000] [--writer-seconds 5] [--level 1]
@@ -25,6 +26,10 @@ import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from _venv import use_project_venv  # scripts/_venv.py: this script's directory is first on sys.path
+
+use_project_venv()  # a fresh clone's python3 lacks psycopg2: re-run under the project's virtualenv
 
 import psycopg2
 
