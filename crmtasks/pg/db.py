@@ -156,6 +156,43 @@ def borrowed_connection(settings: Settings | None = None) -> Iterator[peewee.Dat
             bound.close()
 
 
+class lent_connection:  # noqa: N801 - a context manager, named as one is used
+    """The psycopg2 connection of one short call that uses no peewee model: ``with lent_connection(c) as conn``.
+
+    The caller's ``connection`` when given; else this thread's open pooled
+    connection if it has one (its transaction, as in ``borrowed_connection``);
+    else one lent by the pool for the block only, without entering it in
+    peewee's per-thread state (TurnTakingPool.lend), and given back when the
+    block ends, however it ends. The block must not use peewee: that would
+    borrow a second connection. A class, not a generator: it runs on every
+    access check.
+
+    Parameters:
+      connection(connection|None): A psycopg2 connection the caller owns.
+    """
+
+    __slots__ = ("_connection", "_pool")
+
+    def __init__(self, connection: psycopg2.extensions.connection | None = None) -> None:
+        self._connection = connection
+        self._pool = None
+
+    def __enter__(self) -> psycopg2.extensions.connection:
+        if self._connection is not None:
+            return self._connection
+        bound = database.obj if _bound_here() else bind()
+        if not bound.is_closed():
+            return bound.connection()
+        self._connection = bound.lend()
+        self._pool = bound
+        return self._connection
+
+    def __exit__(self, *exc_info) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.give_back(self._connection)
+
+
 # The name older callers use for the same context manager.
 connection = borrowed_connection
 

@@ -177,6 +177,20 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
         self._take_back(conn)
         return True
 
+    def lend(self):
+        """A connection for one short call, lent without binding it to this thread in peewee's state.
+
+        For hot paths that use the raw psycopg2 connection only (never peewee
+        models) for the length of one call; give it back with ``give_back``,
+        also when the call raises. The same turn, wait bound and liveness
+        check as ``connect``.
+        """
+        return self._lend()
+
+    def give_back(self, conn) -> None:
+        """Return a connection from ``lend`` (rolled back first if left in a transaction; dropped if broken)."""
+        self._take_back(conn)
+
     def _lend(self):
         """A connection for one caller: its turn first, then the oldest idle connection (or a new one)."""
         if not self._turns.acquire(self.pool_timeout_s):

@@ -27,7 +27,9 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from crmtasks.sharing.entities import ENTITIES, SharedEntity
-from crmtasks.sharing.visibility import Epoch, RecordFacts
+from crmtasks.sharing.visibility import AccessTest, Epoch, RecordFacts
+
+_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
 _EPOCH_SQL = "SELECT epoch, token::text FROM sharing_epoch"
 
@@ -74,31 +76,106 @@ def _statement_name(entity: SharedEntity, batch: bool) -> str:
     return f"crmtasks_sharing_{'records' if batch else 'record'}_{entity.name}"
 
 
-def _execute(cursor, entity: SharedEntity, batch: bool, value) -> None:
-    """Run the record query of ``entity`` for ``value`` (an id, or a list of ids with ``batch``), prepared when it can be."""
+class _Statement:
+    """One record query (an entity; one id or an array of them) as it is sent: built once per process."""
+
+    __slots__ = ("entity", "name", "param_type", "execute", "prepare", "inline")
+
+    def __init__(self, entity: SharedEntity, batch: bool) -> None:
+        match, param_type = (_any, "bigint[]") if batch else (_one, "bigint")
+        self.entity = entity
+        self.name = _statement_name(entity, batch)
+        self.param_type = param_type
+        self.execute = f"EXECUTE {self.name} (%s::{param_type})"
+        self.prepare = sql.SQL("PREPARE {} ({}) AS {}").format(sql.SQL(self.name), sql.SQL(param_type),
+                                                               _record_query(entity, match(sql.SQL("$1"))))
+        self.inline = _record_query(entity, match(sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(param_type))))
+
+
+_STATEMENTS = {(name, batch): _Statement(entity, batch) for name, entity in ENTITIES.items() for batch in (False, True)}
+
+
+def _prepared_on(conn) -> set[str]:
+    names = _prepared.get(conn)
+    if names is None:
+        with _prepared_lock:
+            names = _prepared.setdefault(conn, set())
+    return names
+
+
+def _execute(cursor, statement: _Statement, value) -> None:
+    """Run ``statement`` for ``value`` (an id, or a list of ids), prepared when it can be."""
     conn = cursor.connection
-    name = _statement_name(entity, batch)
-    match, param_type = (_any, "bigint[]") if batch else (_one, "bigint")
-    with _prepared_lock:
-        names = _prepared.setdefault(conn, set())
-    # PREPARE only on an autocommit connection between transactions: it must
-    # neither open a transaction nor run inside (and abort) a caller's one.
-    idle = conn.autocommit and conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
-    if name not in names and idle:
-        cursor.execute(sql.SQL("PREPARE {} ({}) AS {}").format(sql.SQL(name), sql.SQL(param_type),
-                                                               _record_query(entity, match(sql.SQL("$1")))))
-        names.add(name)
+    names = _prepared_on(conn)
+    name = statement.name
     if name in names:
         try:
-            cursor.execute(f"EXECUTE {name} (%s::{param_type})", (value,))
+            cursor.execute(statement.execute, (value,))
+            return
         except psycopg2.errors.InvalidSqlStatementName:
+            # Lost (DISCARD ALL, or a session that is not the one it was prepared on): prepare again if we may.
             names.discard(name)
-            if not idle:
+            if conn.get_transaction_status() != _IDLE:
                 raise  # the caller's transaction is aborted: nothing to retry inside it
-            _execute(cursor, entity, batch, value)
+    # PREPARE only on an autocommit connection between transactions: it must
+    # neither open a transaction nor run inside (and abort) a caller's one.
+    if conn.autocommit and conn.get_transaction_status() == _IDLE:
+        cursor.execute(statement.prepare)
+        names.add(name)
+        cursor.execute(statement.execute, (value,))
     else:
-        cursor.execute(_record_query(entity, match(sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(param_type)))),
-                       (value,))
+        cursor.execute(statement.inline, (value,))
+
+
+def read_rows(cursor, entity_name: str, record_ids: list[int]) -> list[tuple]:
+    """The rows of the record query for ``record_ids`` (ints in bigint range), one round trip.
+
+    Every row starts with the epoch number and token (one snapshot with the
+    records); then id, owner_id, the criteria fields, account id and account
+    owner. When no record matches: one row, NULL after the epoch.
+    """
+    if len(record_ids) == 1:
+        _execute(cursor, _STATEMENTS[entity_name, False], record_ids[0])
+    else:
+        _execute(cursor, _STATEMENTS[entity_name, True], record_ids)
+    return cursor.fetchall()
+
+
+def epoch_of(rows: list[tuple]) -> Epoch:
+    """The epoch the rows of ``read_rows`` were read at."""
+    return Epoch(int(rows[0][0]), str(rows[0][1]))
+
+
+def facts_of(entity_name: str, rows: list[tuple]) -> dict[int, RecordFacts]:
+    """``{id: facts}`` of the records in ``rows`` (of ``read_rows``)."""
+    entity = ENTITIES[entity_name]
+    return {row[2]: _facts(entity, row) for row in rows if row[2] is not None}
+
+
+def allowed_in(entity_name: str, rows: list[tuple], test: AccessTest) -> set[int]:
+    """The ids of the records in ``rows`` (of ``read_rows``) that ``test`` lets through.
+
+    The same decision as Visibility.allowed_ids over ``facts_of(rows)``, made
+    on the rows as they come: a warm check builds no per-record objects.
+    """
+    if test.nothing:
+        return set()
+    if test.everything:
+        return {row[2] for row in rows if row[2] is not None}
+    owners, parents, criteria = test.owners, test.parents, test.criteria
+    fields = _CRITERIA_COLUMNS[entity_name] if criteria else ()
+    allowed = set()
+    for row in rows:
+        if row[2] is None:
+            continue
+        if row[3] in owners or row[-1] in parents or (fields and any((field, row[i]) in criteria for field, i in fields)):
+            allowed.add(row[2])
+    return allowed
+
+
+# entity -> ((criteria field, its column in the record query's rows), ...)
+_CRITERIA_COLUMNS = {name: tuple((field, 4 + i) for i, field in enumerate(entity.criteria_fields))
+                     for name, entity in ENTITIES.items()}
 
 
 def _facts(entity: SharedEntity, row) -> RecordFacts:
@@ -108,11 +185,8 @@ def _facts(entity: SharedEntity, row) -> RecordFacts:
 
 def fetch_record(cursor, entity_name: str, record_id: int) -> tuple[Epoch, RecordFacts | None]:
     """``(current epoch, the record's facts or None when there is no such record)``, one round trip."""
-    entity = ENTITIES[entity_name]
-    _execute(cursor, entity, False, record_id)
-    row = cursor.fetchone()
-    epoch = Epoch(int(row[0]), str(row[1]))
-    return epoch, (None if row[2] is None else _facts(entity, row))
+    rows = read_rows(cursor, entity_name, [record_id])
+    return epoch_of(rows), facts_of(entity_name, rows).get(record_id)
 
 
 def fetch_records(cursor, entity_name: str, record_ids: list[int]) -> tuple[Epoch, dict[int, RecordFacts]]:
@@ -120,8 +194,5 @@ def fetch_records(cursor, entity_name: str, record_ids: list[int]) -> tuple[Epoc
 
     ``record_ids`` must be ints within bigint range (crmtasks.sharing.checker checks them).
     """
-    entity = ENTITIES[entity_name]
-    _execute(cursor, entity, True, list(record_ids))
-    rows = cursor.fetchall()
-    epoch = Epoch(int(rows[0][0]), str(rows[0][1]))
-    return epoch, {row[2]: _facts(entity, row) for row in rows if row[2] is not None}
+    rows = read_rows(cursor, entity_name, list(record_ids))
+    return epoch_of(rows), facts_of(entity_name, rows)
