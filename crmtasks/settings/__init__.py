@@ -42,6 +42,8 @@ class Settings:
       db_pool_size(int): Most PostgreSQL connections one process keeps open.
       db_pool_timeout_s(float): Seconds a caller waits for a free pooled
         connection (callers wait in turn) before crmtasks.pg.pool.PoolExhausted.
+      sharing_checks_at_once(int): Most sharing checks one process runs at
+        once on pooled connections (the others wait in turn); 0: 4 per CPU core.
       api_processes(int): Processes of the application that call crmtasks'
         library API (web server processes): ``crmtasks check`` counts each at
         ``db_pool_size`` connections, as it cannot see them.
@@ -122,6 +124,7 @@ class Settings:
     sharing_consistency: str = "exact"
     sharing_local_cache_records: int = 100_000
     db_pool_timeout_s: float = 30.0
+    sharing_checks_at_once: int = 0
     api_processes: int = 0
 
     @property
@@ -245,6 +248,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         sharing_local_cache_records=values.positive_int(environ, "CRMTASKS_SHARING_LOCAL_CACHE_RECORDS",
                                                         default=100_000, most=10_000_000, least=0),
         db_pool_timeout_s=values.seconds(environ, "CRMTASKS_DB_POOL_TIMEOUT_S", default=30.0, least=0.01, most=3600),
+        sharing_checks_at_once=values.positive_int(environ, "CRMTASKS_SHARING_CHECKS_AT_ONCE", default=0, least=0,
+                                                   most=500),
         api_processes=values.positive_int(environ, "CRMTASKS_API_PROCESSES", default=0, least=0, most=10_000),
     )
 
