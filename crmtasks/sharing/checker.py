@@ -74,8 +74,9 @@ def _check_ids(record_ids) -> list[int]:
     ids = list(itertools.islice(iter(record_ids), MAX_BATCH + 1))
     if len(ids) > MAX_BATCH:
         raise ValueError(f"at most {MAX_BATCH:,} record ids per call, got more")
-    for value in ids:
-        _check_id("every record id", value)
+    if not all(type(value) is int for value in ids):  # the common case in one pass; bools and others named below
+        for value in ids:
+            _check_id("every record id", value)
     return list(dict.fromkeys(ids))
 
 
@@ -223,7 +224,9 @@ class AccessChecker:
         get_entity(entity)
         check_level(level)
         _check_id("user_id", user_id)
-        wanted = [record_id for record_id in _check_ids(record_ids) if _in_range(record_id)]
+        wanted = _check_ids(record_ids)
+        if wanted and not (0 < min(wanted) and max(wanted) <= _BIGINT_MAX):
+            wanted = [record_id for record_id in wanted if _in_range(record_id)]
         if not (_in_range(user_id) and wanted):
             return set()
         return self._answer(user_id, entity, level, wanted, connection)

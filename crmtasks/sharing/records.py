@@ -141,7 +141,9 @@ def read_rows(cursor, entity_name: str, record_ids: list[int]) -> list[tuple]:
     if len(record_ids) == 1:
         _execute(cursor, _STATEMENTS[entity_name, False], record_ids[0])
     else:
-        _execute(cursor, _STATEMENTS[entity_name, True], record_ids)
+        # An array literal: psycopg2 would adapt each int of a list in turn (~0.6 us each); int.__repr__
+        # writes the digits whatever an int subclass's str() says.
+        _execute(cursor, _STATEMENTS[entity_name, True], "{" + ",".join(map(int.__repr__, record_ids)) + "}")
     return cursor.fetchall()
 
 
