@@ -170,8 +170,7 @@ class AccessChecker:
         # Taken before the read: a notification applied from now on makes put_many drop what is read.
         generation = self.listener.records.generation(entity) if state is not None else None
         cache = self.cache
-        with db.lent_connection(connection) as conn:
-            cursor = conn.cursor()
+        with db.lent_connection(connection) as conn, conn.cursor() as cursor:
             rows = read_rows(cursor, entity, record_ids)
             visibility = cache.current(user_id, rows[0][1]) if cache is not None else None
             if visibility is None:
@@ -201,7 +200,11 @@ class AccessChecker:
         psycopg2 connection of the caller's, or a pooled one borrowed for this
         call); none in notify mode when the user and the record are remembered.
         """
-        if (entity, level) not in _CHECKABLE:
+        try:
+            known = (entity, level) in _CHECKABLE
+        except TypeError:  # an unhashable entity or level: get_entity and check_level say what is wrong
+            known = False
+        if not known:
             get_entity(entity)
             check_level(level)
         if type(user_id) is not int:  # bool is an int too: _check_id tells them apart

@@ -177,3 +177,14 @@ def test_checks_beyond_the_limit_wait_their_turn_though_connections_are_free(org
         pool.give_back(second)
         pool.give_back(got[0])
         assert (pool.lent, pool.waiting) == (0, 0)
+
+
+@pytest.mark.parametrize("args,message", [
+    ((1, ["leads"], 1), "unknown entity"), ((1, "leads", 1, ["read"]), "unknown access level"),
+    ((1, "lead", 1), "unknown entity 'lead'"), ((True, "leads", 1), "user_id must be an int"),
+    ((1, "leads", 1.0), "record_id must be an int"),
+])
+def test_bad_checks_are_still_refused_with_one_clear_value_error(args, message):
+    """The warm path validates with one set lookup; whatever it cannot look up still gets the ValueError."""
+    with pytest.raises(ValueError, match=message):
+        sharing.can_access(*args)
