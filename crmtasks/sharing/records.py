@@ -6,10 +6,10 @@ without any cache invalidation. The epoch comes in the same statement, so the
 record and the epoch are from one snapshot, at the cost of no extra round trip.
 
 The statements (one record; an array of ids) are prepared once per
-connection (PREPARE/EXECUTE saves the parse and plan of every call: tens of
-microseconds of a ~0.2 ms check). They are prepared only on an idle
-connection (never inside a caller's transaction); a connection that lost
-them (DISCARD ALL) gets them again.
+connection by crmtasks.pg.prepared (PREPARE/EXECUTE saves the parse and plan
+of every call: tens of microseconds of a ~0.2 ms check). They are prepared
+only on an idle connection (never inside a caller's transaction); a
+connection that lost them (DISCARD ALL) gets them again.
 
 In ``notify`` mode the same facts are also remembered between checks
 (crmtasks.sharing.cache.LocalRecordCache), forgotten when a notification
@@ -18,24 +18,13 @@ says the record changed.
 
 from __future__ import annotations
 
-import threading
-import weakref
-
-import psycopg2
-import psycopg2.errors
-import psycopg2.extensions
 from psycopg2 import sql
 
+from crmtasks.pg.prepared import PreparedStatement
 from crmtasks.sharing.entities import ENTITIES, SharedEntity
 from crmtasks.sharing.visibility import AccessTest, Epoch, RecordFacts
 
-_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
-
 _EPOCH_SQL = "SELECT epoch, token::text FROM sharing_epoch"
-
-# connection -> names of the statements prepared on it (a connection is used by one thread at a time).
-_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_prepared_lock = threading.Lock()
 
 
 def read_epoch(cursor) -> Epoch:
@@ -80,55 +69,13 @@ def _statement_name(entity: SharedEntity, batch: bool) -> str:
     return f"crmtasks_sharing_{'records' if batch else 'record'}_{entity.name}"
 
 
-class _Statement:
-    """One record query (an entity; one id or an array of them) as it is sent: built once per process."""
-
-    __slots__ = ("entity", "name", "param_type", "execute", "prepare", "inline")
-
-    def __init__(self, entity: SharedEntity, batch: bool) -> None:
-        param_type = "bigint[]" if batch else "bigint"
-        self.entity = entity
-        self.name = _statement_name(entity, batch)
-        self.param_type = param_type
-        self.execute = f"EXECUTE {self.name} (%s::{param_type})"
-        self.prepare = sql.SQL("PREPARE {} ({}) AS {}").format(sql.SQL(self.name), sql.SQL(param_type),
-                                                               _record_query(entity, batch, sql.SQL("$1")))
-        self.inline = _record_query(entity, batch, sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(param_type)))
+def _statement(entity: SharedEntity, batch: bool) -> PreparedStatement:
+    return PreparedStatement(_statement_name(entity, batch), ("bigint[]" if batch else "bigint",),
+                             lambda placeholders: _record_query(entity, batch, placeholders[0]))
 
 
-_STATEMENTS = {(name, batch): _Statement(entity, batch) for name, entity in ENTITIES.items() for batch in (False, True)}
-
-
-def _prepared_on(conn) -> set[str]:
-    names = _prepared.get(conn)
-    if names is None:
-        with _prepared_lock:
-            names = _prepared.setdefault(conn, set())
-    return names
-
-
-def _execute(cursor, statement: _Statement, value) -> None:
-    """Run ``statement`` for ``value`` (an id, or a list of ids), prepared when it can be."""
-    conn = cursor.connection
-    names = _prepared_on(conn)
-    name = statement.name
-    if name in names:
-        try:
-            cursor.execute(statement.execute, (value,))
-            return
-        except psycopg2.errors.InvalidSqlStatementName:
-            # Lost (DISCARD ALL, or a session that is not the one it was prepared on): prepare again if we may.
-            names.discard(name)
-            if conn.get_transaction_status() != _IDLE:
-                raise  # the caller's transaction is aborted: nothing to retry inside it
-    # PREPARE only on an autocommit connection between transactions: it must
-    # neither open a transaction nor run inside (and abort) a caller's one.
-    if conn.autocommit and conn.get_transaction_status() == _IDLE:
-        cursor.execute(statement.prepare)
-        names.add(name)
-        cursor.execute(statement.execute, (value,))
-    else:
-        cursor.execute(statement.inline, (value,))
+# Built once per process: a warm check only looks its statement up.
+_STATEMENTS = {(name, batch): _statement(entity, batch) for name, entity in ENTITIES.items() for batch in (False, True)}
 
 
 def read_rows(cursor, entity_name: str, record_ids: list[int]) -> list[tuple]:
@@ -139,11 +86,11 @@ def read_rows(cursor, entity_name: str, record_ids: list[int]) -> list[tuple]:
     owner. When no record matches: one row, NULL after the epoch.
     """
     if len(record_ids) == 1:
-        _execute(cursor, _STATEMENTS[entity_name, False], record_ids[0])
+        _STATEMENTS[entity_name, False].execute(cursor, (record_ids[0],))
     else:
         # An array literal: psycopg2 would adapt each int of a list in turn (~0.6 us each); int.__repr__
         # writes the digits whatever an int subclass's str() says.
-        _execute(cursor, _STATEMENTS[entity_name, True], "{" + ",".join(map(int.__repr__, record_ids)) + "}")
+        _STATEMENTS[entity_name, True].execute(cursor, ("{" + ",".join(map(int.__repr__, record_ids)) + "}",))
     return cursor.fetchall()
 
 

@@ -12,12 +12,14 @@ import threading
 
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 from crmtasks import sharing
 from crmtasks.pg import db
 from crmtasks.pg.pool import PoolExhausted
 from crmtasks.settings import get_settings
-from crmtasks.sharing.records import _STATEMENTS
+from crmtasks.sharing.entities import ENTITIES
+from crmtasks.sharing.records import _record_query
 from tests.integration import test_sharing_model as hand_made
 from tests.integration.test_sharing_model import CEO, LEADS, SUPPORT
 
@@ -141,11 +143,12 @@ def test_the_record_statements_are_answered_from_the_covering_indexes(organizati
     with sequential and bitmap scans off, what is left shows whether an
     index covers the statement (without 0016 it is an Index Scan of the key).
     """
-    statement = _STATEMENTS[entity, batch]
+    kind = "bigint[]" if batch else "bigint"
+    statement = _record_query(ENTITIES[entity], batch, sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(kind)))
     value = [1, 2, 3] if batch else 1
     with crm_db.atomic(), crm_db.connection().cursor() as cur:
         cur.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
-        cur.execute("EXPLAIN " + cur.mogrify(statement.inline, (value,)).decode())
+        cur.execute(sql.SQL("EXPLAIN {}").format(statement), (value,))
         plan = "\n".join(row[0] for row in cur.fetchall())
     assert f"Index Only Scan using {entity}_sharing_check_idx on {entity} record" in plan, plan
     if entity in ("deals", "contacts"):
