@@ -1,4 +1,4 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """Reports three ways, side by side in one run: live SQL, a materialized view, our aggregates.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
@@ -34,6 +34,10 @@ import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from _venv import use_project_venv  # scripts/_venv.py: this script's directory is first on sys.path
+
+use_project_venv()  # a fresh clone's python3 lacks psycopg2: re-run under the project's virtualenv
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
