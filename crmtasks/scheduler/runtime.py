@@ -102,6 +102,11 @@ class ScheduleInForce:
         return ZonedCron(self.cron, self.zone)
 
 
+def schedule_label(cron: str, zone: str, source: str) -> str:
+    """``cron (zone)``, and where it comes from unless it is the default: how listings show a schedule."""
+    return f"{cron} ({zone})" + ("" if source == Source.DEFAULT else f" [{source}]")
+
+
 def override_variable(task: str) -> str:
     return f"CRMTASKS_SCHEDULE_{task.upper()}"
 
@@ -186,7 +191,6 @@ def set_schedule(task: str, expression: str, zone: str = "UTC", *, who: str, add
         stored = StoredSchedule(task, cron.expression, cron.zone_name, now, who)
         record_schedule_change(task, _describe(before), f"{cron.expression} ({cron.zone_name})", who=who,
                                address=address)
-    logger.info("%s: schedule set to %s (%s) by %s", task, cron.expression, cron.zone_name, who)
     return stored
 
 
@@ -199,8 +203,6 @@ def reset_schedule(task: str, *, who: str, address: str | None = None) -> bool:
         if deleted:
             record_schedule_change(task, _describe(before), f"default {registry.get(task).cron} (UTC)", who=who,
                                    address=address)
-    if deleted:
-        logger.info("%s: stored schedule removed by %s; the default applies", task, who)
     return deleted
 
 
