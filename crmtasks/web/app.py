@@ -113,7 +113,7 @@ def create_app(settings: Settings, broker: dramatiq.Broker, actors: Mapping[str,
     app.allowed_hosts = None if settings.dashboard_user else guard.loopback_names(bound_host)
     app.wall = LoginWall(settings, LoginThrottle(redis_client, settings))
     app.pages = Pages(settings, actors)
-    app.queues = QueueConsole(broker)
+    app.queues = QueueConsole(broker, settings)
     # Order matters: Host and Origin first, then the wall, then Flask-WTF's CSRF check (it hooks in on creation).
     app.before_request(lambda: _check_host_and_origin(app))
     app.wall.register(app)
