@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import re
 
 import click
 
@@ -17,32 +15,10 @@ from crmtasks.cli.common import (
     require_migrated,
     stderr,
 )
-from crmtasks.runs.trail import ACTIONS, read_trail
+from crmtasks.runs.trail import ACTIONS, UTC, parse_since, read_trail
+from crmtasks.user_text import check_text
 
-UTC = datetime.timezone.utc
-# ``--since 90m``, ``12h``, ``7d``: that long ago.
-_AGO = re.compile(r"([0-9]{1,6})([mhd])")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 MOST_SHOWN = 10_000
-
-
-def parse_since(text: str, now: datetime.datetime | None = None) -> datetime.datetime:
-    """``7d``, ``12h``, ``90m`` (that long before ``now``) or an ISO 8601 date or time (UTC unless it says).
-
-    Parameters:
-      text(str): As typed after ``--since``.
-      now(datetime|None): The present; default the clock's.
-    """
-    text = text.strip()
-    match = _AGO.fullmatch(text)
-    if match:
-        return (now or datetime.datetime.now(UTC)) - datetime.timedelta(**{_UNITS[match[2]]: int(match[1])})
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--since {text[:40]!r} is neither a time ago (90m, 12h, 7d) nor an ISO date or time "
-                         "(2026-11-30, 2026-11-30T08:00, 2026-11-30T08:00+01:00)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @click.command(name="trail")
@@ -60,9 +36,12 @@ def trail_command(since: str, action: str | None, who: str | None, job: str | No
         start = parse_since(since)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    for name, value in (("--who", who), ("--job", job)):
-        if value is not None and "\x00" in value:
-            raise CommandError(f"{name} contains a NUL character")
+    try:
+        for name, value in (("--who", who), ("--job", job)):
+            if value is not None:
+                check_text(value, name)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     require_migrated(settings)
     entries = read_trail(since=start, action=action, who=who, target=job, limit=limit)
     if output == "json":

@@ -29,6 +29,7 @@ import getpass
 import ipaddress
 import json
 import os
+import re
 import socket
 from collections.abc import Mapping
 
@@ -40,6 +41,10 @@ from crmtasks.pg import db
 from crmtasks.runs.status import _StoredValue
 from crmtasks.settings import SettingsError, get_settings
 
+UTC = datetime.timezone.utc
+# ``90m``, ``12h``, ``7d``: that long ago (``parse_since``).
+_AGO = re.compile(r"([0-9]{1,6})([mhd])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 # The audit_log entity and id under which every operator action is filed.
 TRAIL_ENTITY = "crmtasks.operations"
 TRAIL_ENTITY_ID = 0
@@ -193,6 +198,30 @@ def read_trail(*, since: datetime.datetime | None = None, until: datetime.dateti
     return [TrailEntry(id=row[0], occurred_at=row[1], action=row[2], who=row[3].get("who") or "",
                        via=row[3].get("via") or "", address=row[4], target=row[3].get("target"),
                        details=row[3].get("details") or {}) for row in rows]
+
+
+def parse_since(text: str, now: datetime.datetime | None = None) -> datetime.datetime:
+    """``7d``, ``12h``, ``90m`` (that long before ``now``) or an ISO 8601 date or time (UTC unless it says).
+
+    ValueError, in one line naming what is accepted, for anything else.
+
+    Parameters:
+      text(str): As typed (``crmtasks trail --since``, the trail page's "since" field).
+      now(datetime|None): The present; default the clock's.
+    """
+    text = text.strip()
+    match = _AGO.fullmatch(text)
+    if match:
+        try:
+            return (now or datetime.datetime.now(UTC)) - datetime.timedelta(**{_UNITS[match[2]]: int(match[1])})
+        except OverflowError:
+            raise ValueError(f"since {text!r} reaches back before the year 1") from None
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"since {text[:40]!r} is neither a time ago (90m, 12h, 7d) nor an ISO date or time "
+                         "(2026-11-30, 2026-11-30T08:00, 2026-11-30T08:00+01:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _ip_or_none(address: str | None) -> str | None:
