@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 
+import markupsafe
 import pytest
 from dramatiq import Message
 
@@ -200,3 +201,24 @@ def test_the_trail_page_shows_filters_and_pages(worker, trail_db):
     assert client.get("/trail?since=yesterday").status_code == 400
     assert client.get("/trail?since=1d").status_code == 200
     assert 'class="trail-entry"' not in client.get("/trail?since=2999-01-01").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("password", ["Tr41l-plain-secret", 'p<w&"d>1'])
+def test_a_dead_letters_traceback_is_shown_without_passwords(worker, trail_db, password, monkeypatch):
+    monkeypatch.setenv("CRMTASKS_DASHBOARD_PASSWORD", password)
+    environ = dict(os.environ, CRMTASKS_DASHBOARD_USER=USER, CRMTASKS_DASHBOARD_PASSWORD=password)
+    app = create_app(load_settings(environ), worker.broker, worker.actors, KEY, get_redis())
+    client = _client(app, "192.0.2.50")
+    assert _login(client, password=password).status_code == 303
+    redis = get_redis()
+    redis_id = str(uuid.uuid4())
+    traceback = (f"Traceback (most recent call last):\n  File \"job.py\", line 3\n"
+                 f"OperationalError: connection to postgresql://app:{password}@db/crm failed")
+    message = Message(queue_name="default", actor_name=TALLY.actor_name, args=(), kwargs={},
+                      options={"redis_message_id": redis_id, "traceback": traceback})
+    queue = f"{os.environ['CRMTASKS_REDIS_PREFIX']}:default.XQ"
+    redis.hset(queue + ".msgs", redis_id, message.encode())
+    redis.zadd(queue, {redis_id: int(time.time() * 1000)})
+    page = client.get(f"/dramatiq/queues/default/failed/{redis_id}").get_data(as_text=True)
+    assert "OperationalError: connection to postgresql://app:***@db/crm failed" in page
+    assert password not in page and str(markupsafe.escape(password)) not in page
