@@ -112,6 +112,7 @@ class TaskRun(BaseModel):
     error = peewee.TextField(null=True)
     host = peewee.TextField(null=True)
     pid = peewee.IntegerField(null=True)
+    started_by = peewee.TextField(null=True)  # who started a manual run: "ops (dashboard)", "alice@web-1 (cli)"
 
     class Meta:
         table_name = "task_runs"

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 # whether it is a catch-up of a slot missed while no scheduler ran.
 SLOT_OPTION = "crmtasks_slot"
 CATCH_UP_OPTION = "crmtasks_catch_up"
+# Who started a manual run ("ops (dashboard)"): the worker records it in task_runs.started_by.
+STARTED_BY_OPTION = "crmtasks_started_by"
 
 
 class ScheduledActor(dramatiq.Actor):
@@ -73,6 +75,15 @@ def _claim_and_send(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up:
         raise
     slots.update_slot(task, slot, message_id=message.message_id)
     return message
+
+
+def manual_message(actor: dramatiq.Actor, started_by: str) -> dramatiq.Message:
+    """The message of one run of ``actor`` now, started by ``started_by``; not sent yet (``actor.broker.enqueue``).
+
+    Built before it is sent so that its id can go into the operator trail
+    first: a run is never started without its trail row.
+    """
+    return actor.message_with_options(args=(), kwargs=None, **{STARTED_BY_OPTION: started_by})
 
 
 def declare_actor(broker: dramatiq.Broker, spec: registry.JobSpec, schedule: str | CronSpec) -> dramatiq.Actor:

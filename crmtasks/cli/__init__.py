@@ -21,6 +21,7 @@ from crmtasks.cli.schema import migrate
 from crmtasks.cli.search import search_command
 from crmtasks.cli.services import services_group
 from crmtasks.cli.sharing import sharing_group
+from crmtasks.cli.trail import trail_command
 
 
 @click.group(cls=OneLineGroup)
@@ -30,5 +31,5 @@ def main() -> None:
 
 
 for command in (run_command, migrate, seed_command, list_tasks, schedule_group, pause, resume, check, search_command,
-                report_command, sharing_group, audit_group, services_group, dashboard):
+                report_command, sharing_group, audit_group, services_group, dashboard, trail_command):
     main.add_command(command)

@@ -1,4 +1,7 @@
-"""``crmtasks tasks|check|pause|resume``: what the jobs are doing, and steering them."""
+"""``crmtasks tasks|check|pause|resume``: what the jobs are doing, and steering them.
+
+A pause or resume is written to the operator trail (``crmtasks trail``) first, as the OS user at this host.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from crmtasks.cli.common import (
 from crmtasks.jobs import registry
 from crmtasks.runs.health import run_checks
 from crmtasks.runs.overview import job_overviews
+from crmtasks.runs.trail import Operator, OperatorAction, record_operator_action
 from crmtasks.scheduler.runtime import schedule_label
 from crmtasks.scheduler import pauses
 from crmtasks.user_text import check_text
@@ -81,6 +85,7 @@ def pause(job: str, note: str) -> None:
     except ValueError as error:
         raise CommandError(str(error)) from None
     require_migrated(settings)
+    record_operator_action(OperatorAction.PAUSE, Operator.from_shell(), target=task, details={"note": note})
     pauses.pause(task, note)
     click.echo(f"{task}: paused" + (f" ({note})" if note else ""))
 
@@ -92,4 +97,5 @@ def resume(job: str) -> None:
     settings = load_settings_or_exit()
     task = _task_name(job)
     require_migrated(settings)
+    record_operator_action(OperatorAction.RESUME, Operator.from_shell(), target=task)
     click.echo(f"{task}: resumed" if pauses.resume(task) else f"{task}: was not paused")
