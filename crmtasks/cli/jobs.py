@@ -21,8 +21,8 @@ from crmtasks.jobs import registry
 from crmtasks.runs.health import run_checks
 from crmtasks.runs.overview import job_overviews
 from crmtasks.runs.trail import Operator, OperatorAction, record_operator_action
-from crmtasks.scheduler.runtime import schedule_label
 from crmtasks.scheduler import pauses
+from crmtasks.scheduler.runtime import schedule_label
 from crmtasks.user_text import check_text
 
 

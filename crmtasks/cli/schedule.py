@@ -17,7 +17,12 @@ import datetime
 
 import click
 
-from crmtasks.cli.common import load_settings_or_exit, print_json, print_table, require_migrated
+from crmtasks.cli.common import (
+    load_settings_or_exit,
+    print_json,
+    print_table,
+    require_migrated,
+)
 from crmtasks.jobs import registry
 from crmtasks.runs.trail import Operator
 from crmtasks.scheduler import runtime

@@ -28,7 +28,12 @@ from crmtasks.jobs import registry
 from crmtasks.models import JobSchedule
 from crmtasks.pg import db
 from crmtasks.pg.db import database
-from crmtasks.runs.trail import Operator, OperatorAction, record_operator_action, started_by
+from crmtasks.runs.trail import (
+    Operator,
+    OperatorAction,
+    record_operator_action,
+    started_by,
+)
 from crmtasks.scheduler.cron import ZonedCron
 from crmtasks.settings import Settings, cron_problem
 from crmtasks.user_text import check_text
@@ -156,7 +161,7 @@ def stored_schedules() -> dict[str, StoredSchedule]:
 def in_force(settings: Settings, task: str, stored: StoredSchedule | None) -> ScheduleInForce:
     """Which schedule ``task`` follows in a process with ``settings``, given what is stored (module docstring)."""
     default = registry.get(task).cron
-    base = dict(task=task, default=default, stored=stored, override_variable=override_variable(task))
+    base = {"task": task, "default": default, "stored": stored, "override_variable": override_variable(task)}
     if task in settings.schedule_overrides:
         return ScheduleInForce(cron=settings.schedule(task), zone="UTC", source=Source.ENVIRONMENT, **base)
     if stored is not None:
