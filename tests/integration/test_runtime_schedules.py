@@ -250,3 +250,19 @@ def test_the_page_says_when_an_environment_override_wins(crm_db):
     assert '<code id="job-schedule">0 4 * * *</code> in <span id="job-zone">UTC</span>' in html
     assert "CRMTASKS_SCHEDULE_AUDIT_MAINTENANCE is set in the dashboard's environment" in html
     assert "Stored, not followed here: <code>30 2 * * *</code> in Europe/Berlin" in html
+
+
+def test_a_change_and_its_trail_row_commit_together(crm_db, since, monkeypatch):
+    def trail_fails(*args, **kwargs):
+        raise RuntimeError("audit_log unwritable")
+
+    monkeypatch.setattr(runtime, "record_operator_action", trail_fails)
+    with pytest.raises(RuntimeError):
+        runtime.set_schedule(JOB, "*/5 * * * *", operator=OPERATOR)
+    assert _stored() == {}  # no schedule change without its trail row
+    monkeypatch.undo()
+    runtime.set_schedule(JOB, "*/5 * * * *", operator=OPERATOR)
+    monkeypatch.setattr(runtime, "record_operator_action", trail_fails)
+    with pytest.raises(RuntimeError):
+        runtime.reset_schedule(JOB, operator=OPERATOR)
+    assert _stored() == {JOB: ("*/5 * * * *", "UTC")}
