@@ -109,7 +109,7 @@ class LiveSchedule(CronSpec):
         return self.book.cron(self.task)
 
     def __str__(self) -> str:
-        return f"{self.current()}, re-read from the database every minute"
+        return str(self.current())  # periodiq's start-up table: the schedule in force then
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LiveSchedule) and (other.task, other.book) == (self.task, self.book)
