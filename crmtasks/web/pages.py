@@ -26,12 +26,13 @@ from crmtasks.runs.overview import job_overviews, recent_runs
 from crmtasks.runs.status import RunStatus
 from crmtasks.runs.trail import OperatorAction, record_operator_action, started_by
 from crmtasks.scheduler import pauses
-from crmtasks.scheduler.cron import UtcCron
+from crmtasks.scheduler.cron import ZonedCron
 from crmtasks.settings import Settings
 from crmtasks.user_text import check_text
 from crmtasks.web.charts import duration_chart
 from crmtasks.web.operators import current_operator
 from crmtasks.web.rendering import render_page
+from crmtasks.web.schedules import ScheduleForms
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,10 @@ class Pages:
     def __init__(self, settings: Settings, actors: Mapping[str, dramatiq.Actor]) -> None:
         self.settings = settings
         self.actors = actors
+        self.schedule_forms = ScheduleForms(settings, self.job_page)
 
     def register(self, app: flask.Flask) -> None:
+        self.schedule_forms.register(app)
         app.add_url_rule("/", "jobs", self.jobs)
         app.add_url_rule("/runs", "runs", self.runs)
         app.add_url_rule("/jobs/<name>", "job", self.job)
@@ -94,16 +97,23 @@ class Pages:
         """One job: its schedule and state, next fire times, a chart of its last runs' durations, its failures."""
         if not JOB_NAME.fullmatch(name):
             return _not_a_job_name(name)
+        return self.job_page(name, 200)
+
+    def job_page(self, name: str, status: int, **extra) -> flask.Response:
+        """A job's page answered with ``status``; ``extra`` fills the schedule form (crmtasks.web.schedules)."""
         overview = next((job for job in job_overviews(self.settings) if job.task == name), None)
         if overview is None:
             return render_page("message.html", 404, title="No such job", message=f"There is no job called {name!r}.")
         runs = recent_runs(JOB_PAGE_RUNS, name)
         now = datetime.datetime.now(UTC)
         last_success = next((run for run in runs if run.status == RunStatus.SUCCEEDED), None)
+        cron = ZonedCron(overview.schedule, overview.zone)
+        context = dict(self.schedule_forms.context(name), **extra)
         return render_page(
-            "job.html", 200, page="jobs", job=overview, runs=runs, chart=duration_chart(runs),
+            "job.html", status, page="jobs", job=overview, runs=runs, chart=duration_chart(runs),
             failures=[run for run in runs if run.status == RunStatus.FAILED], last_success=last_success,
-            next_runs=UtcCron(overview.schedule).next_slots(now, JOB_PAGE_NEXT_RUNS), shown=JOB_PAGE_RUNS)
+            next_runs=[(moment, moment.astimezone(cron.zone)) for moment in cron.next_slots(now, JOB_PAGE_NEXT_RUNS)],
+            shown=JOB_PAGE_RUNS, **context)
 
     def run_now(self, name: str) -> flask.Response:
         """Enqueue one run of ``name`` now (404 for an unknown job, 409 for a paused one); CSRF checked already."""

@@ -185,3 +185,42 @@ def test_login_history_and_run_now_in_a_real_browser(browser, dashboard, redis_c
     _wait_for(browser, "form.login")
     browser.get(dashboard + "/")
     _wait_for(browser, "form.login")
+
+
+def test_the_schedule_form_previews_five_times_then_saves_in_a_real_browser(browser, dashboard, tmp_path):
+    from crmtasks.models import JobSchedule
+
+    browser.get(dashboard + "/jobs/fail_on_bad_data")
+    _wait_for(browser, "form.login")
+    _log_in(browser, USER, PASSWORD)
+    _wait_for(browser, "#schedule-form")
+    assert browser.find_element(By.ID, "job-schedule").text == "0 2 * * *"
+    assert browser.find_element(By.ID, "job-zone").text == "UTC"
+
+    cron = browser.find_element(By.ID, "schedule-cron")
+    cron.clear()
+    cron.send_keys("30 2 * * 1-5")
+    zone = browser.find_element(By.ID, "schedule-zone")
+    zone.clear()
+    zone.send_keys("America/New_York")
+    browser.find_element(By.ID, "schedule-preview-button").click()
+    times = [item.text for item in _wait_for(browser, "#schedule-preview").find_elements(By.TAG_NAME, "li")]
+    assert len(times) == 5 and all(" 02:30 E" in time for time in times), times  # EST or EDT, local 02:30
+    assert not JobSchedule.select().exists()  # a preview stores nothing
+    _screenshot(browser, tmp_path, "7-schedule-preview")
+
+    browser.find_element(By.ID, "schedule-save").click()
+    assert "Schedule saved" in _wait_for(browser, "#schedule-notice").text
+    assert browser.find_element(By.ID, "job-schedule").text == "30 2 * * 1-5"
+    assert browser.find_element(By.ID, "job-zone").text == "America/New_York"
+    assert "set by dashboard:ops" in browser.find_element(By.ID, "job-schedule-source").text
+    next_runs = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#next-runs li")]
+    assert next_runs[:5] == times
+    stored = JobSchedule.get(JobSchedule.task == "fail_on_bad_data")
+    assert (stored.cron, stored.zone, stored.changed_by) == ("30 2 * * 1-5", "America/New_York", "dashboard:ops")
+    _screenshot(browser, tmp_path, "8-schedule-saved")
+
+    browser.find_element(By.ID, "schedule-reset").click()
+    assert "default applies again" in _wait_for(browser, "#schedule-notice").text
+    assert browser.find_element(By.ID, "job-schedule").text == "0 2 * * *"
+    assert not JobSchedule.select().exists()
