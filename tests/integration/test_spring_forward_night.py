@@ -10,22 +10,35 @@ real Redis and PostgreSQL) whose schedule guard reads the same clock.
 The host's zone here springs forward during the night. Jobs on the
 default UTC schedules must fire at each of their UTC slots exactly once,
 neither skipping the slot that falls in the host's missing hour nor
-running anything twice.
+running anything twice. A job whose schedule is stored with a zone of its
+own (``crmtasks schedule set JOB "30 2 * * *" --tz ZONE``, followed through
+the process's ScheduleBook as a running scheduler does) runs once on the
+zone's spring-forward night, at the first valid minute after the gap, and
+once on its fall-back night, at the first pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import os
 
 import pendulum
+import dramatiq
 import periodiq
 import pytest
 
+from crmtasks.broker.actors import declare_actor
+from crmtasks.broker.build import build_broker
 from crmtasks.broker.middleware.schedule_guard import ScheduleGuard
 from crmtasks.jobs import registry
 from crmtasks.models import ScheduleSlot, TaskRun
-from tests.integration.in_process_worker import in_process_worker
+from crmtasks.runs.trail import Operator, Via
+from crmtasks.scheduler import runtime
+from crmtasks.scheduler.live import LiveSchedule, ScheduleBook
+from crmtasks.settings import load_settings
+from tests.integration.in_process_worker import InProcessWorker, in_process_worker
 
 UTC = datetime.timezone.utc
 
@@ -68,9 +81,14 @@ def run_the_night(monkeypatch, worker, clock: ControlledClock, until: datetime.d
     guard = next(m for m in worker.broker.middleware if isinstance(m, ScheduleGuard))
     guard.clock = lambda: clock.utc
     scheduler = periodiq.Scheduler(list(worker.actors.values()))
+    sent = []
+    send_actors = scheduler.send_actors
+    scheduler.send_actors = lambda actors, now: (sent.extend(actors), send_actors(actors, now=now))
     while clock.utc < until:
         scheduler.schedule()  # sends what is due now, then "sleeps" (moves the clock) to the next fire time
-        worker.drain()
+        if sent:
+            worker.drain()
+            sent.clear()
 
 
 def _slots(task: str) -> list[tuple]:
@@ -106,3 +124,41 @@ def test_utc_schedules_fire_once_per_slot_through_the_hosts_spring_forward(monke
         expected = [(slot, "ran")] if start <= slot < end else []
         assert _slots(spec.name) == expected, spec.name
         assert _runs(spec.name) == [("schedule", "succeeded")] * len(expected)
+
+
+ZONED = _spec("zoned_0230", "0 4 * * *")  # its default; the test stores 02:30 in a zone of its own
+
+
+@contextlib.contextmanager
+def live_schedule_worker(monkeypatch, spec: registry.JobSpec):
+    """A worker whose actor follows the job's schedule in force through a ScheduleBook, as running processes do."""
+    monkeypatch.setattr(registry, "JOBS", (spec,))
+    book = ScheduleBook(load_settings(os.environ))
+    broker = build_broker(load_settings(os.environ))
+    broker.emit_after("process_boot")
+    actors = {spec.name: declare_actor(broker, spec, LiveSchedule(spec.name, book))}
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
+    worker.start()
+    try:
+        yield InProcessWorker(broker, actors, worker, 20_000)
+    finally:
+        worker.stop()
+        broker.flush_all()
+        broker.close()
+
+
+@pytest.mark.parametrize(("zone", "start", "runs_at"), [
+    # Spring forward: 02:30 does not exist; the job runs once, at 03:00 local, the first valid minute after.
+    ("Europe/Berlin", datetime.datetime(2026, 3, 28, 23, tzinfo=UTC), datetime.datetime(2026, 3, 29, 1, tzinfo=UTC)),
+    ("America/New_York", datetime.datetime(2026, 3, 8, 5, tzinfo=UTC), datetime.datetime(2026, 3, 8, 7, tzinfo=UTC)),
+    # Fall back: 02:30 comes twice in Berlin; the job runs once, at the first pass (02:30 CEST).
+    ("Europe/Berlin", datetime.datetime(2026, 10, 24, 23, tzinfo=UTC), datetime.datetime(2026, 10, 25, 0, 30,
+                                                                                         tzinfo=UTC)),
+], ids=["berlin-spring", "new-york-spring", "berlin-fall"])
+def test_a_job_stored_with_its_own_zone_runs_once_on_its_dst_nights(crm_db, monkeypatch, zone, start, runs_at):
+    with live_schedule_worker(monkeypatch, ZONED) as worker:
+        runtime.set_schedule(ZONED.name, "30 2 * * *", zone, operator=Operator(who="test", via=Via.CLI))
+        clock = ControlledClock(start + datetime.timedelta(seconds=10), "UTC")  # the host itself on UTC
+        run_the_night(monkeypatch, worker, clock, start + datetime.timedelta(hours=4, seconds=40))
+    assert _slots(ZONED.name) == [(runs_at, "ran")]
+    assert _runs(ZONED.name) == [("schedule", "succeeded")]
