@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import re
 
 import pendulum
@@ -17,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from crmtasks.broker.factory import build_runtime
+from crmtasks.broker.heartbeats import heartbeat_key
 from crmtasks.cli import main
 from crmtasks.models import JobSchedule
 from crmtasks.redis_client import get_redis
@@ -62,7 +64,7 @@ def test_set_prints_five_fire_times_then_stores_and_reset_goes_back(crm_db, sinc
         "cli", None, {"cron": "30 2 * * *", "zone": "America/New_York"})
 
     shown = _crmtasks("schedule", "show", JOB, "--json")
-    [entry] = __import__("json").loads(shown.output)
+    [entry] = json.loads(shown.output)
     assert (entry["cron"], entry["zone"], entry["source"], len(entry["next_runs"])) == (
         "30 2 * * *", "America/New_York", "stored", 5)
 
@@ -266,3 +268,18 @@ def test_a_change_and_its_trail_row_commit_together(crm_db, since, monkeypatch):
     with pytest.raises(RuntimeError):
         runtime.reset_schedule(JOB, operator=OPERATOR)
     assert _stored() == {JOB: ("*/5 * * * *", "UTC")}
+
+
+def test_the_page_names_a_running_scheduler_whose_environment_overrides_the_job(dashboard, redis_client):
+    settings = get_settings()
+    beat = heartbeat_key(settings, "scheduler", "sched-host", 4242)
+    redis_client.set(beat, json.dumps({"host": "sched-host", "pid": 4242, "jobs": [JOB],
+                                       "schedule_overrides": [JOB]}), ex=60)
+    try:
+        html = _page(dashboard)
+        assert "Running scheduler(s) sched-host:4242" in html and "CRMTASKS_SCHEDULE_AUDIT_MAINTENANCE set" in html
+        redis_client.set(beat, json.dumps({"host": "sched-host", "pid": 4242, "jobs": [JOB],
+                                           "schedule_overrides": []}), ex=60)
+        assert "sched-host:4242" not in _page(dashboard)
+    finally:
+        redis_client.delete(beat)

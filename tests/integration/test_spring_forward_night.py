@@ -24,8 +24,8 @@ import dataclasses
 import datetime
 import os
 
-import pendulum
 import dramatiq
+import pendulum
 import periodiq
 import pytest
 
