@@ -99,7 +99,9 @@ def start_scheduler(settings: Settings, actors: dict[str, dramatiq.Actor]) -> He
     """Everything a periodiq process does before periodiq's loop; returns the running heartbeat."""
     prepare_or_exit(settings)
     wait_for_next_minute_if_late()
-    heartbeat = Heartbeat(settings, "scheduler", {"jobs": sorted(actors)}).start()
+    # The overrides are published so the CLI and the dashboard can say this scheduler ignores a stored schedule.
+    heartbeat = Heartbeat(settings, "scheduler", {"jobs": sorted(actors),
+                                                  "schedule_overrides": list(settings.schedule_overrides)}).start()
     stop_on_signals(heartbeat)
     catch_up(settings, actors)
     return heartbeat

@@ -319,6 +319,11 @@ def mask_alert_url(url: str) -> str:
 _SCHEDULE_SETTINGS = ("CRMTASKS_SCHEDULE_CATCHUP_S",)
 
 
+def schedule_overrides(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The tasks whose schedule ``CRMTASKS_SCHEDULE_<TASK>`` sets (validated by ``schedules``), in registry order."""
+    return tuple(spec.name for spec in registry.JOBS if f"CRMTASKS_SCHEDULE_{spec.name.upper()}" in environ)
+
+
 def schedules(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     schedules = {spec.name: spec.cron for spec in registry.JOBS}
     known = {name.upper(): name for name in schedules}
