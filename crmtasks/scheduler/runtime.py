@@ -28,6 +28,7 @@ from crmtasks.jobs import registry
 from crmtasks.models import JobSchedule
 from crmtasks.pg import db
 from crmtasks.pg.db import database
+from crmtasks.runs import trail
 from crmtasks.scheduler.cron import ZonedCron
 from crmtasks.settings import Settings, cron_problem
 from crmtasks.user_text import check_text
@@ -211,10 +212,21 @@ def _describe(row: JobSchedule | None) -> str:
 
 
 def record_schedule_change(task: str, before: str, after: str, *, who: str, address: str | None) -> None:
-    """The operator trail's hook for a schedule change, called inside the change's transaction.
+    """The operator trail's entry for a schedule change (``crmtasks trail``), written in the change's transaction.
 
-    The trail (issue 15 point 3) writes its ``audit_log`` entry here; until
-    it does, the change is logged and the row keeps who made it and when.
+    ``who`` says where the change came from: ``cli:...`` is this process's
+    shell (the trail names the OS user at this host, and the SSH client's
+    address), ``dashboard:USER`` the dashboard's user (``loopback`` when
+    login is off) from ``address``. A change back to the default is a
+    ``schedule_reset``, any other a ``schedule_set``.
     """
     logger.info("schedule change: %s from %s to %s by %s%s", task, before, after, who,
                 f" from {address}" if address else "")
+    source, _, user = who.partition(":")
+    if source == "dashboard":
+        operator = trail.Operator(user if user and user != "anonymous" else trail.LOOPBACK_OPERATOR,
+                                  trail.Via.DASHBOARD, address)
+    else:
+        operator = trail.Operator.from_shell()
+    action = trail.OperatorAction.SCHEDULE_RESET if after.startswith("default ") else trail.OperatorAction.SCHEDULE_SET
+    trail.record_operator_action(action, operator, target=task, details={"before": before, "after": after})
