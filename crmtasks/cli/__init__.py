@@ -31,6 +31,5 @@ def main() -> None:
 
 
 for command in (run_command, migrate, seed_command, list_tasks, schedule_group, pause, resume, check, search_command,
-                report_command, sharing_group, audit_group, services_group, dashboard,
-                trail_command):
+                report_command, sharing_group, audit_group, services_group, dashboard, trail_command):
     main.add_command(command)

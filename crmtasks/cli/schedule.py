@@ -1,7 +1,8 @@
 """``crmtasks schedule show|set|reset``: a job's schedule, changed without a redeploy.
 
 ``set`` checks the job, the cron expression and the zone, prints the next
-five fire times, then stores the schedule in PostgreSQL; every running
+five fire times, then stores the schedule in PostgreSQL, with its operator trail row (who
+at which host); every running
 scheduler follows it from its next minute (crmtasks.scheduler.live).
 ``--dry-run`` prints the times and stores nothing. Wherever
 ``CRMTASKS_SCHEDULE_<TASK>`` is set (this shell, or a running scheduler's
@@ -13,12 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import getpass
 
 import click
 
-from crmtasks.cli.common import load_settings_or_exit, print_json, print_table, require_migrated
+from crmtasks.cli.common import (
+    load_settings_or_exit,
+    print_json,
+    print_table,
+    require_migrated,
+)
 from crmtasks.jobs import registry
+from crmtasks.runs.trail import Operator
 from crmtasks.scheduler import runtime
 from crmtasks.scheduler.cron import ZonedCron
 from crmtasks.scheduler.overrides import overriding_schedulers
@@ -32,13 +38,6 @@ def fire_time(moment: datetime.datetime, cron: ZonedCron) -> str:
     local = moment.astimezone(cron.zone)
     shown = local.strftime("%Y-%m-%d %H:%M %Z")
     return shown if cron.zone_name == "UTC" else f"{shown} ({moment.astimezone(UTC).strftime('%H:%M UTC')})"
-
-
-def _who() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
-        return "cli"
 
 
 def _override_lines(settings: Settings, task: str) -> list[str]:
@@ -100,7 +99,7 @@ def set_command(job: str, cron: str, zone: str, dry_run: bool) -> None:
         click.echo("dry run: nothing stored")
         return
     require_migrated(settings)
-    runtime.set_schedule(task, parsed.expression, parsed.zone_name, who=_who())
+    runtime.set_schedule(task, parsed.expression, parsed.zone_name, operator=Operator.from_shell())
     click.echo(f"{task}: schedule stored; running schedulers follow it from their next minute")
     for line in _override_lines(settings, task):
         click.echo(line)
@@ -114,7 +113,7 @@ def reset(job: str) -> None:
     task = runtime.job_name(job)
     require_migrated(settings)
     default = registry.get(task).cron
-    if runtime.reset_schedule(task, who=_who()):
+    if runtime.reset_schedule(task, operator=Operator.from_shell()):
         click.echo(f"{task}: stored schedule removed; back to the default {default} (UTC)")
     else:
         click.echo(f"{task}: no stored schedule; the default {default} (UTC) applies")

@@ -71,7 +71,7 @@ class ZonedCron(CronSpec):
         ``zoneinfo.ZoneInfoNotFoundError`` (a KeyError), malformed ones ValueError.
     """
 
-    def __init__(self, expression: str, zone: str = "UTC") -> None:  # noqa: D107 - periodiq's fields are not used
+    def __init__(self, expression: str, zone: str = "UTC") -> None:
         if not croniter.is_valid(expression):
             raise ValueError(f"{expression!r} is not a valid cron expression")
         self.expression = expression

@@ -75,7 +75,7 @@ class ScheduleBook:
     def _refresh(self, now: float) -> None:
         try:
             stored = runtime.stored_schedules()
-        except Exception as error:  # noqa: BLE001 - any database failure: keep what was read
+        except Exception as error:
             logger.warning("schedules not re-read from the database (%s); keeping the last ones read", error)
             self._read_at = now
             return
@@ -101,7 +101,7 @@ class LiveSchedule(CronSpec):
       book(ScheduleBook): The process's book.
     """
 
-    def __init__(self, task: str, book: ScheduleBook) -> None:  # noqa: D107 - periodiq's fields are not used
+    def __init__(self, task: str, book: ScheduleBook) -> None:
         self.task = task
         self.book = book
 
@@ -109,7 +109,7 @@ class LiveSchedule(CronSpec):
         return self.book.cron(self.task)
 
     def __str__(self) -> str:
-        return f"{self.current()}, re-read from the database every minute"
+        return str(self.current())  # periodiq's start-up table: the schedule in force then
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LiveSchedule) and (other.task, other.book) == (self.task, self.book)

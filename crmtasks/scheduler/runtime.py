@@ -11,9 +11,9 @@ Which schedule a process follows, first match wins:
 2. the stored schedule;
 3. the registry's default (in UTC).
 
-Writes are one statement each (an upsert or a delete): atomic, idempotent,
-safe to kill and re-run. Each write calls ``record_schedule_change`` once,
-the single place the operator trail hooks into.
+Writes are one statement each (an upsert or a delete) in one transaction
+with their operator trail row (``record_schedule_change``, the one call
+into crmtasks.runs.trail): atomic, idempotent, safe to kill and re-run.
 """
 
 from __future__ import annotations
@@ -28,7 +28,12 @@ from crmtasks.jobs import registry
 from crmtasks.models import JobSchedule
 from crmtasks.pg import db
 from crmtasks.pg.db import database
-from crmtasks.runs import trail
+from crmtasks.runs.trail import (
+    Operator,
+    OperatorAction,
+    record_operator_action,
+    started_by,
+)
 from crmtasks.scheduler.cron import ZonedCron
 from crmtasks.settings import Settings, cron_problem
 from crmtasks.user_text import check_text
@@ -63,7 +68,7 @@ class StoredSchedule:
       cron(str): The cron expression, in ``zone``.
       zone(str): IANA zone name.
       changed_at(datetime): When it was set (UTC).
-      changed_by(str): Who set it (``cli:<os user>``, ``dashboard:<login>``).
+      changed_by(str): Who set it, through what (``ops (dashboard)``, ``root@host (cli)``).
     """
 
     task: str
@@ -156,7 +161,7 @@ def stored_schedules() -> dict[str, StoredSchedule]:
 def in_force(settings: Settings, task: str, stored: StoredSchedule | None) -> ScheduleInForce:
     """Which schedule ``task`` follows in a process with ``settings``, given what is stored (module docstring)."""
     default = registry.get(task).cron
-    base = dict(task=task, default=default, stored=stored, override_variable=override_variable(task))
+    base = {"task": task, "default": default, "stored": stored, "override_variable": override_variable(task)}
     if task in settings.schedule_overrides:
         return ScheduleInForce(cron=settings.schedule(task), zone="UTC", source=Source.ENVIRONMENT, **base)
     if stored is not None:
@@ -170,19 +175,19 @@ def schedules_in_force(settings: Settings) -> dict[str, ScheduleInForce]:
     return {spec.name: in_force(settings, spec.name, stored.get(spec.name)) for spec in registry.JOBS}
 
 
-def set_schedule(task: str, expression: str, zone: str = "UTC", *, who: str, address: str | None = None) -> StoredSchedule:
+def set_schedule(task: str, expression: str, zone: str = "UTC", *, operator: Operator) -> StoredSchedule:
     """Validate and store ``task``'s schedule (upsert: idempotent); returns what was stored.
 
     Parameters:
       task(str): The job (CLI or actor name).
       expression(str): Cron expression, in ``zone``.
       zone(str): IANA zone name.
-      who(str): Who sets it, for the row and the operator trail.
-      address(str|None): From which address (the dashboard's client), for the trail.
+      operator(Operator): Who sets it, through what, from where: for the row and the operator trail.
     """
     task = job_name(task)
     cron = parse_schedule(expression, zone)
     now = datetime.datetime.now(UTC)
+    who = started_by(operator)
     with db.connection(), database.atomic():
         before = JobSchedule.get_or_none(JobSchedule.task == task)
         (JobSchedule.insert(task=task, cron=cron.expression, zone=cron.zone_name, changed_at=now, changed_by=who)
@@ -190,43 +195,34 @@ def set_schedule(task: str, expression: str, zone: str = "UTC", *, who: str, add
                       update={JobSchedule.cron: cron.expression, JobSchedule.zone: cron.zone_name,
                               JobSchedule.changed_at: now, JobSchedule.changed_by: who}).execute())
         stored = StoredSchedule(task, cron.expression, cron.zone_name, now, who)
-        record_schedule_change(task, _describe(before), f"{cron.expression} ({cron.zone_name})", who=who,
-                               address=address)
+        record_schedule_change(OperatorAction.SCHEDULE_SET, task, before, stored, operator)
     return stored
 
 
-def reset_schedule(task: str, *, who: str, address: str | None = None) -> bool:
-    """Delete ``task``'s stored schedule (back to the default); False when none was stored."""
+def reset_schedule(task: str, *, operator: Operator) -> bool:
+    """Delete ``task``'s stored schedule (back to the default); False when none was stored (nothing recorded)."""
     task = job_name(task)
     with db.connection(), database.atomic():
         before = JobSchedule.get_or_none(JobSchedule.task == task)
         deleted = bool(JobSchedule.delete().where(JobSchedule.task == task).execute())
         if deleted:
-            record_schedule_change(task, _describe(before), f"default {registry.get(task).cron} (UTC)", who=who,
-                                   address=address)
+            record_schedule_change(OperatorAction.SCHEDULE_RESET, task, before, None, operator)
     return deleted
 
 
-def _describe(row: JobSchedule | None) -> str:
-    return f"{row.cron} ({row.zone})" if row is not None else "default"
+def _described(row: JobSchedule | StoredSchedule | None) -> dict | None:
+    return {"cron": row.cron, "zone": row.zone} if row is not None else None
 
 
-def record_schedule_change(task: str, before: str, after: str, *, who: str, address: str | None) -> None:
-    """The operator trail's entry for a schedule change (``crmtasks trail``), written in the change's transaction.
+def record_schedule_change(action: OperatorAction, task: str, before: JobSchedule | None,
+                           after: StoredSchedule | None, operator: Operator) -> None:
+    """Write a schedule change to the operator trail, in the change's own transaction (they commit together).
 
-    ``who`` says where the change came from: ``cli:...`` is this process's
-    shell (the trail names the OS user at this host, and the SSH client's
-    address), ``dashboard:USER`` the dashboard's user (``loopback`` when
-    login is off) from ``address``. A change back to the default is a
-    ``schedule_reset``, any other a ``schedule_set``.
+    ``details`` keeps the schedule before and after (None: the default),
+    and the default, so the trail reads on its own.
     """
-    logger.info("schedule change: %s from %s to %s by %s%s", task, before, after, who,
-                f" from {address}" if address else "")
-    source, _, user = who.partition(":")
-    if source == "dashboard":
-        operator = trail.Operator(user if user and user != "anonymous" else trail.LOOPBACK_OPERATOR,
-                                  trail.Via.DASHBOARD, address)
-    else:
-        operator = trail.Operator.from_shell()
-    action = trail.OperatorAction.SCHEDULE_RESET if after.startswith("default ") else trail.OperatorAction.SCHEDULE_SET
-    trail.record_operator_action(action, operator, target=task, details={"before": before, "after": after})
+    record_operator_action(action, operator, target=task, connection=database.connection(),
+                           details={"before": _described(before), "after": _described(after),
+                                    "default": registry.get(task).cron})
+    logger.info("%s: schedule %s by %s: %s -> %s", task, "set" if after else "reset", operator.who,
+                _described(before) or "default", _described(after) or "default")

@@ -7,7 +7,8 @@ check like every form of the dashboard:
   and shows the job's page with the next five fire times and a Save button
   (nothing stored); a mistake is one line on the page, answered 400;
 - ``/jobs/<job>/schedule``: validates again and stores it
-  (crmtasks.scheduler.runtime.set_schedule), then back to the job's page;
+  (crmtasks.scheduler.runtime.set_schedule, with its operator trail row),
+  then back to the job's page;
 - ``/jobs/<job>/schedule/reset``: removes the stored schedule.
 
 Where ``CRMTASKS_SCHEDULE_<TASK>`` wins (the dashboard's environment or a
@@ -25,6 +26,7 @@ from crmtasks.jobs import registry
 from crmtasks.scheduler import runtime
 from crmtasks.scheduler.overrides import overriding_schedulers
 from crmtasks.settings import Settings
+from crmtasks.web.operators import current_operator
 from crmtasks.web.rendering import render_page
 
 logger = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ class ScheduleForms:
             return _no_such_job(name)
         cron, zone = _form_values()
         try:
-            runtime.set_schedule(task.name, cron, zone, who=_who(), address=flask.request.remote_addr)
+            runtime.set_schedule(task.name, cron, zone, operator=current_operator())
         except runtime.ScheduleError as error:
             return self.show_job(task.name, 400, form_cron=cron, form_zone=zone, schedule_error=str(error))
         return _back_to(task.name, "saved")
@@ -85,18 +87,13 @@ class ScheduleForms:
         task = registry.find(name)
         if task is None:
             return _no_such_job(name)
-        removed = runtime.reset_schedule(task.name, who=_who(), address=flask.request.remote_addr)
+        removed = runtime.reset_schedule(task.name, operator=current_operator())
         return _back_to(task.name, "reset" if removed else "unchanged")
 
 
 def _form_values() -> tuple[str, str]:
     form = flask.request.form
     return form.get("cron", "").strip(), form.get("zone", "").strip() or "UTC"
-
-
-def _who() -> str:
-    visitor = flask.g.get("visitor")
-    return f"dashboard:{visitor.user if visitor is not None and visitor.user else 'anonymous'}"
 
 
 def _back_to(task: str, outcome: str) -> flask.Response:

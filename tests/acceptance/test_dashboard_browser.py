@@ -29,6 +29,7 @@ if not (CHROMIUM and CHROMEDRIVER):
                 ".ci/run installs them)", allow_module_level=True)
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e .[dev])")
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -187,6 +188,11 @@ def test_login_history_and_run_now_in_a_real_browser(browser, dashboard, redis_c
     _wait_for(browser, "form.login")
 
 
+def _wait_for_notice(browser, text: str) -> None:
+    WebDriverWait(browser, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        lambda _: text in browser.find_element(By.ID, "schedule-notice").text)
+
+
 def test_the_schedule_form_previews_five_times_then_saves_in_a_real_browser(browser, dashboard, tmp_path):
     from crmtasks.models import JobSchedule
 
@@ -210,17 +216,17 @@ def test_the_schedule_form_previews_five_times_then_saves_in_a_real_browser(brow
     _screenshot(browser, tmp_path, "7-schedule-preview")
 
     browser.find_element(By.ID, "schedule-save").click()
-    assert "Schedule saved" in _wait_for(browser, "#schedule-notice").text
+    _wait_for_notice(browser, "Schedule saved")
     assert browser.find_element(By.ID, "job-schedule").text == "30 2 * * 1-5"
     assert browser.find_element(By.ID, "job-zone").text == "America/New_York"
-    assert "set by dashboard:ops" in browser.find_element(By.ID, "job-schedule-source").text
+    assert "set by ops (dashboard)" in browser.find_element(By.ID, "job-schedule-source").text
     next_runs = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#next-runs li")]
     assert next_runs[:5] == times
     stored = JobSchedule.get(JobSchedule.task == "fail_on_bad_data")
-    assert (stored.cron, stored.zone, stored.changed_by) == ("30 2 * * 1-5", "America/New_York", "dashboard:ops")
+    assert (stored.cron, stored.zone, stored.changed_by) == ("30 2 * * 1-5", "America/New_York", "ops (dashboard)")
     _screenshot(browser, tmp_path, "8-schedule-saved")
 
     browser.find_element(By.ID, "schedule-reset").click()
-    assert "default applies again" in _wait_for(browser, "#schedule-notice").text
+    _wait_for_notice(browser, "default applies again")  # the saved page had a notice too: wait for the new one
     assert browser.find_element(By.ID, "job-schedule").text == "0 2 * * *"
     assert not JobSchedule.select().exists()

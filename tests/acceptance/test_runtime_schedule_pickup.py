@@ -21,7 +21,14 @@ import time
 
 import pytest
 
-from tests.acceptance.procs import ROOT, base_env, free_port, query, unique_prefix, wait_for
+from tests.acceptance.procs import (
+    ROOT,
+    base_env,
+    free_port,
+    query,
+    unique_prefix,
+    wait_for,
+)
 
 UTC = datetime.timezone.utc
 # The CLI is run only this early in a minute, so it is done well before the next minute's tick.

@@ -28,6 +28,7 @@ from tests.integration.in_process_worker import in_process_worker
 ROOT = Path(__file__).resolve().parents[2]
 TALLY = TEST_SPECS[0]
 SHELL_USER = f"{getpass.getuser()}@{socket.gethostname()}"
+BERLIN_0230 = {"cron": "30 2 * * *", "zone": "Europe/Berlin"}
 
 
 @pytest.fixture()
@@ -112,6 +113,6 @@ def test_schedule_set_and_reset_from_the_shell_each_leave_one_row(trail_db):
     assert [(action, changes["who"], changes["via"], changes["target"], changes["details"], address)
             for action, changes, address in rows] == [
         ("schedule_set", SHELL_USER, "cli", TALLY.name,
-         {"before": "default", "after": "30 2 * * * (Europe/Berlin)"}, "203.0.113.7"),
+         {"before": None, "after": BERLIN_0230, "default": TALLY.cron}, "203.0.113.7"),
         ("schedule_reset", SHELL_USER, "cli", TALLY.name,
-         {"before": "30 2 * * * (Europe/Berlin)", "after": f"default {TALLY.cron} (UTC)"}, None)]
+         {"before": BERLIN_0230, "after": None, "default": TALLY.cron}, None)]

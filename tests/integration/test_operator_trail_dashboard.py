@@ -237,5 +237,6 @@ def test_the_schedule_form_leaves_one_row_per_change(worker, trail_db, login, wh
     assert client.post(f"/jobs/{TALLY.name}/schedule/reset", data={"csrf_token": token}).status_code == 303
     rows = [(action, changes["who"], changes["via"], changes["target"], changes["details"]["after"], address)
             for action, changes, address in _trail_rows(trail_db) if action.startswith("schedule")]
-    assert rows == [("schedule_set", who, "dashboard", TALLY.name, "*/15 * * * * (America/New_York)", "127.0.0.1"),
-                    ("schedule_reset", who, "dashboard", TALLY.name, f"default {TALLY.cron} (UTC)", "127.0.0.1")]
+    assert rows == [("schedule_set", who, "dashboard", TALLY.name,
+                     {"cron": "*/15 * * * *", "zone": "America/New_York"}, "127.0.0.1"),
+                    ("schedule_reset", who, "dashboard", TALLY.name, None, "127.0.0.1")]

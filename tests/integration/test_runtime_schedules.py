@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import re
 
 import pendulum
@@ -17,9 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from crmtasks.broker.factory import build_runtime
+from crmtasks.broker.heartbeats import heartbeat_key
 from crmtasks.cli import main
 from crmtasks.models import JobSchedule
 from crmtasks.redis_client import get_redis
+from crmtasks.runs.trail import Operator, Via, read_trail
 from crmtasks.scheduler import runtime
 from crmtasks.scheduler.cron import to_utc_minute
 from crmtasks.scheduler.live import LiveSchedule, ScheduleBook
@@ -30,10 +33,17 @@ from crmtasks.web.session import SESSION_COOKIE
 UTC = datetime.timezone.utc
 JOB = "audit_maintenance"  # default 0 2 * * * (UTC)
 HOST = {"Host": "127.0.0.1", "Origin": "http://127.0.0.1"}
+OPERATOR = Operator(who="test", via=Via.CLI)
 
 
 def _crmtasks(*args, **env):
     return CliRunner().invoke(main, list(args), catch_exceptions=False, prog_name="crmtasks", env=env or None)
+
+
+@pytest.fixture()
+def since():
+    """When the test began: the trail rows it wrote are the ones since (audit_log keeps other tests' rows)."""
+    return datetime.datetime.now(UTC)
 
 
 def _stored():
@@ -42,22 +52,28 @@ def _stored():
 
 # --- the CLI ------------------------------------------------------------------
 
-def test_set_prints_five_fire_times_then_stores_and_reset_goes_back(crm_db):
+def test_set_prints_five_fire_times_then_stores_and_reset_goes_back(crm_db, since):
     result = _crmtasks("schedule", "set", JOB, "30 2 * * *", "--tz", "America/New_York")
     assert result.exit_code == 0, result.output
     times = [line.strip() for line in result.output.splitlines() if line.startswith("  ")]
     assert len(times) == 5 and all(line.endswith("UTC)") and " 02:30 E" in line for line in times), times
     assert _stored() == {JOB: ("30 2 * * *", "America/New_York")}
-    assert JobSchedule.get(JobSchedule.task == JOB).changed_by.startswith("cli")
+    assert JobSchedule.get(JobSchedule.task == JOB).changed_by.endswith("(cli)")
+    [entry] = read_trail(since=since, action="schedule_set", target=JOB)
+    assert (entry.via, entry.details["before"], entry.details["after"]) == (
+        "cli", None, {"cron": "30 2 * * *", "zone": "America/New_York"})
 
     shown = _crmtasks("schedule", "show", JOB, "--json")
-    [entry] = __import__("json").loads(shown.output)
+    [entry] = json.loads(shown.output)
     assert (entry["cron"], entry["zone"], entry["source"], len(entry["next_runs"])) == (
         "30 2 * * *", "America/New_York", "stored", 5)
 
     assert "back to the default 0 2 * * * (UTC)" in _crmtasks("schedule", "reset", JOB).output
     assert _stored() == {}
+    [entry] = read_trail(since=since, action="schedule_reset", target=JOB)
+    assert (entry.details["before"], entry.details["after"]) == ({"cron": "30 2 * * *", "zone": "America/New_York"}, None)
     assert "no stored schedule" in _crmtasks("schedule", "reset", JOB).output
+    assert len(read_trail(since=since, action="schedule_reset", target=JOB)) == 1  # nothing removed, nothing recorded
 
 
 def test_dry_run_stores_nothing(crm_db):
@@ -75,17 +91,18 @@ def test_dry_run_stores_nothing(crm_db):
     ((JOB, "0 2 * * *", "--tz", "Europe/Berlin\x00"), "contains a NUL character"),
     (("no_such_job", "0 2 * * *"), "unknown job 'no_such_job'; valid jobs: "),
 ])
-def test_a_bad_schedule_is_one_line_and_stores_nothing(crm_db, args, says):
+def test_a_bad_schedule_is_one_line_and_stores_nothing(crm_db, since, args, says):
     JobSchedule.create(task=JOB, cron="5 5 * * *", zone="UTC", changed_at=datetime.datetime.now(UTC))
     result = CliRunner().invoke(main, ["schedule", "set", *args], prog_name="crmtasks")
     assert result.exit_code == 2
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr, result.stderr
     assert _stored() == {JOB: ("5 5 * * *", "UTC")}  # the schedule before is kept
+    assert read_trail(since=since, action="schedule_set") == []
 
 
 def test_an_environment_override_wins_and_the_cli_says_so(crm_db, monkeypatch):
-    runtime.set_schedule(JOB, "30 2 * * *", "Europe/Berlin", who="test")
+    runtime.set_schedule(JOB, "30 2 * * *", "Europe/Berlin", operator=OPERATOR)
     monkeypatch.setenv("CRMTASKS_SCHEDULE_AUDIT_MAINTENANCE", "0 4 * * *")
     get_settings.cache_clear()
     try:
@@ -126,7 +143,7 @@ def test_a_running_scheduler_follows_a_change_from_its_next_minute(crm_db):
     changed_at = pendulum.datetime(2026, 6, 1, 2, 3, 20)
     while now < pendulum.datetime(2026, 6, 1, 2, 12):
         if now >= changed_at and not _stored():
-            runtime.set_schedule(JOB, "*/5 * * * *", "UTC", who="test")  # between two ticks
+            runtime.set_schedule(JOB, "*/5 * * * *", "UTC", operator=OPERATOR)  # between two ticks
         clock.now = now.timestamp()
         if live.validate(now):
             fires.append(to_utc_minute(now).strftime("%H:%M"))
@@ -140,7 +157,7 @@ def test_the_book_re_reads_only_after_max_age_and_keeps_the_last_read_when_the_d
     clock = Clock()
     book = ScheduleBook(get_settings(), max_age_s=60, clock=clock)
     assert book.cron(JOB).expression == "0 2 * * *"
-    runtime.set_schedule(JOB, "*/5 * * * *", "Asia/Kolkata", who="test")
+    runtime.set_schedule(JOB, "*/5 * * * *", "Asia/Kolkata", operator=OPERATOR)
     clock.now = 59
     assert book.cron(JOB).expression == "0 2 * * *"
     clock.now = 60
@@ -177,7 +194,7 @@ def _page(client) -> str:
     return response.get_data(as_text=True)
 
 
-def test_the_form_previews_five_times_then_saves(dashboard):
+def test_the_form_previews_five_times_then_saves(dashboard, since):
     token = _token(_page(dashboard))
     preview = dashboard.post(f"/jobs/{JOB}/schedule/preview", headers=HOST,
                              data={"csrf_token": token, "cron": "30 2 * * *", "zone": "Australia/Sydney"})
@@ -192,7 +209,10 @@ def test_the_form_previews_five_times_then_saves(dashboard):
                            data={"csrf_token": token, "cron": "30 2 * * *", "zone": "Australia/Sydney"})
     assert saved.status_code == 303 and saved.headers["Location"].endswith(f"/jobs/{JOB}?schedule=saved")
     assert _stored() == {JOB: ("30 2 * * *", "Australia/Sydney")}
-    assert JobSchedule.get(JobSchedule.task == JOB).changed_by == "dashboard:ops"
+    assert JobSchedule.get(JobSchedule.task == JOB).changed_by == "ops (dashboard)"
+    [entry] = read_trail(since=since, action="schedule_set", target=JOB)
+    assert (entry.who, entry.via, entry.address, entry.details["after"]) == (
+        "ops", "dashboard", "127.0.0.1", {"cron": "30 2 * * *", "zone": "Australia/Sydney"})
     page = _page(dashboard)
     assert '<code id="job-schedule">30 2 * * *</code> in <span id="job-zone">Australia/Sydney</span>' in page
 
@@ -222,7 +242,7 @@ def test_the_form_says_what_is_wrong_and_stores_nothing(dashboard):
 
 
 def test_the_page_says_when_an_environment_override_wins(crm_db):
-    runtime.set_schedule(JOB, "30 2 * * *", "Europe/Berlin", who="test")
+    runtime.set_schedule(JOB, "30 2 * * *", "Europe/Berlin", operator=OPERATOR)
     settings = dataclasses.replace(get_settings(), schedules=tuple(
         (name, "0 4 * * *" if name == JOB else cron) for name, cron in get_settings().schedules),
         schedule_overrides=(JOB,))
@@ -232,3 +252,34 @@ def test_the_page_says_when_an_environment_override_wins(crm_db):
     assert '<code id="job-schedule">0 4 * * *</code> in <span id="job-zone">UTC</span>' in html
     assert "CRMTASKS_SCHEDULE_AUDIT_MAINTENANCE is set in the dashboard's environment" in html
     assert "Stored, not followed here: <code>30 2 * * *</code> in Europe/Berlin" in html
+
+
+def test_a_change_and_its_trail_row_commit_together(crm_db, since, monkeypatch):
+    def trail_fails(*args, **kwargs):
+        raise RuntimeError("audit_log unwritable")
+
+    monkeypatch.setattr(runtime, "record_operator_action", trail_fails)
+    with pytest.raises(RuntimeError):
+        runtime.set_schedule(JOB, "*/5 * * * *", operator=OPERATOR)
+    assert _stored() == {}  # no schedule change without its trail row
+    monkeypatch.undo()
+    runtime.set_schedule(JOB, "*/5 * * * *", operator=OPERATOR)
+    monkeypatch.setattr(runtime, "record_operator_action", trail_fails)
+    with pytest.raises(RuntimeError):
+        runtime.reset_schedule(JOB, operator=OPERATOR)
+    assert _stored() == {JOB: ("*/5 * * * *", "UTC")}
+
+
+def test_the_page_names_a_running_scheduler_whose_environment_overrides_the_job(dashboard, redis_client):
+    settings = get_settings()
+    beat = heartbeat_key(settings, "scheduler", "sched-host", 4242)
+    redis_client.set(beat, json.dumps({"host": "sched-host", "pid": 4242, "jobs": [JOB],
+                                       "schedule_overrides": [JOB]}), ex=60)
+    try:
+        html = _page(dashboard)
+        assert "Running scheduler(s) sched-host:4242" in html and "CRMTASKS_SCHEDULE_AUDIT_MAINTENANCE set" in html
+        redis_client.set(beat, json.dumps({"host": "sched-host", "pid": 4242, "jobs": [JOB],
+                                           "schedule_overrides": []}), ex=60)
+        assert "sched-host:4242" not in _page(dashboard)
+    finally:
+        redis_client.delete(beat)

@@ -24,8 +24,8 @@ import dataclasses
 import datetime
 import os
 
-import pendulum
 import dramatiq
+import pendulum
 import periodiq
 import pytest
 
@@ -34,6 +34,7 @@ from crmtasks.broker.build import build_broker
 from crmtasks.broker.middleware.schedule_guard import ScheduleGuard
 from crmtasks.jobs import registry
 from crmtasks.models import ScheduleSlot, TaskRun
+from crmtasks.runs.trail import Operator, Via
 from crmtasks.scheduler import runtime
 from crmtasks.scheduler.live import LiveSchedule, ScheduleBook
 from crmtasks.settings import load_settings
@@ -156,7 +157,7 @@ def live_schedule_worker(monkeypatch, spec: registry.JobSpec):
 ], ids=["berlin-spring", "new-york-spring", "berlin-fall"])
 def test_a_job_stored_with_its_own_zone_runs_once_on_its_dst_nights(crm_db, monkeypatch, zone, start, runs_at):
     with live_schedule_worker(monkeypatch, ZONED) as worker:
-        runtime.set_schedule(ZONED.name, "30 2 * * *", zone, who="test")
+        runtime.set_schedule(ZONED.name, "30 2 * * *", zone, operator=Operator(who="test", via=Via.CLI))
         clock = ControlledClock(start + datetime.timedelta(seconds=10), "UTC")  # the host itself on UTC
         run_the_night(monkeypatch, worker, clock, start + datetime.timedelta(hours=4, seconds=40))
     assert _slots(ZONED.name) == [(runs_at, "ran")]

@@ -57,7 +57,8 @@ def utc_now() -> datetime.datetime:
 class ScheduleGuard(PeriodiqMiddleware):
     """Parameters:
       settings(Settings): The catch-up window. The schedule in force is the
-        actor's ``periodic`` option, as declared in this process.
+        actor's ``periodic`` option: a LiveSchedule that follows the stored
+        schedule (crmtasks.scheduler.live), so a changed schedule decides staleness too.
       clock(Callable[[], datetime]): The present, timezone-aware; the system clock unless a test drives it
         (the ``clock`` attribute may be replaced on a running broker's guard).
     """
