@@ -4,6 +4,10 @@
    CRMTASKS_AUDIT_PREMAKE_MONTHS months (ATTACH: never blocks writers).
 2. ``retention``: resume unfinished months, then archive or delete the
    partitions past CRMTASKS_AUDIT_RETENTION_MONTHS (crmtasks.audit.retention).
+3. ``index_partitions``: build an index a migration added ON ONLY audit_log
+   on each older partition, CONCURRENTLY (crmtasks.audit.partition_indexes).
+4. ``count_past_months``: count each past month once for ``month_counts``
+   (crmtasks.audit.month_counts).
 
 There is no "move rows out of the DEFAULT partition" step because the design
 has no DEFAULT partition (see crmtasks.audit.log): ``moved`` is always 0. If
@@ -18,7 +22,9 @@ import datetime
 import logging
 
 from crmtasks.audit.locking import maintenance_lock
+from crmtasks.audit.month_counts import count_past_months
 from crmtasks.audit.months import Month, current_month
+from crmtasks.audit.partition_indexes import index_partitions
 from crmtasks.audit.partitions import create_months, list_partitions
 from crmtasks.audit.pause import pause_point
 from crmtasks.audit.retention import apply_retention
@@ -43,7 +49,8 @@ def run_maintenance(conn, settings: Settings, *, now: datetime.datetime | None =
 
     Stats: created (months), moved (always 0, no DEFAULT partition),
     archived (months), dropped (tables), rows (rows that left the database),
-    bytes (archive bytes written), plus finalized, held, irregular, conflicts.
+    bytes (archive bytes written), plus finalized, held, irregular, conflicts,
+    indexed (partition indexes built), counted (past months counted).
     Idempotent; safe to kill -9 at any point and run again.
     """
     conn.autocommit = True
@@ -64,6 +71,8 @@ def run_maintenance(conn, settings: Settings, *, now: datetime.datetime | None =
             stats["default_partition"] = default[0]
         else:
             stats.update(dataclasses.asdict(apply_retention(conn, settings, current)))
+        stats["indexed"] = index_partitions(conn)
+        stats["counted"] = count_past_months(conn, current)
         stats.update(policy=settings.audit_retention_policy, retention_months=settings.audit_retention_months,
                      hold=settings.audit_hold)
         return stats

@@ -23,6 +23,7 @@ import psycopg2
 
 from benchsuite import (
     audit,
+    audit_queries,
     dataset,
     growth,
     jobs,
@@ -119,7 +120,9 @@ def measure(run: dataset.BenchRun, scale: dataset.Scale, args, command: str, sta
         if "audit" in args.suites:
             log(f"audit: archive a month of {scale.month_rows:,} rows under a writer")
             found, raw["audit"] = audit.run(conn, run.url, run.settings, scale.month_rows, scale.writer_seconds)
-            rows += found
+            log("audit: everyday questions, partitioned vs the same rows unpartitioned")
+            asked, raw["audit"]["queries"] = audit_queries.run(conn, scale.search_repeat)
+            rows += found + asked + [audit_queries.verdict(found + asked)]
         if "load" in args.suites:
             log(f"load: 4 calls at 1, 8, 40 threads and 4 processes, pooled vs a connection per thread, "
                 f"{scale.load_seconds:g} s per cell; then {load_jobs.MESSAGES:,} run-now messages to real workers")

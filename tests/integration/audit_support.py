@@ -28,7 +28,7 @@ def reset_audit(url: str) -> None:
             if pending:
                 cur.execute(sql.SQL("ALTER TABLE audit_log DETACH PARTITION {} FINALIZE").format(sql.Identifier(name)))
             cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
-        cur.execute("TRUNCATE audit_retention_ledger")
+        cur.execute("TRUNCATE audit_retention_ledger, audit_month_counts")
     conn.close()
 
 

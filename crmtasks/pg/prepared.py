@@ -1,0 +1,78 @@
+"""Statements prepared once per connection (PREPARE/EXECUTE), run inline where preparing is not allowed.
+
+Why: a statement over a partitioned table is planned against every
+partition (audit_log has 25 and more): planning costs more than running an
+index probe. A prepared statement is parsed once per connection, and
+PostgreSQL switches it to a generic plan after five executions when that
+plan is no worse (with partition pruning at executor start for bounds given
+as parameters).
+
+Prepared only on an autocommit connection between transactions (PREPARE
+must neither open a transaction nor run, and fail, inside a caller's one);
+elsewhere the same statement is sent inline. A connection that lost its
+statements (``DISCARD ALL``, a new session behind a pooler) gets them again.
+Which connections hold which statements is remembered in this process,
+weakly (a closed connection is forgotten).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import weakref
+
+import psycopg2.errors
+import psycopg2.extensions
+from psycopg2 import sql
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_prepared_lock = threading.Lock()
+
+
+class PreparedStatement:
+    """One statement with positional parameters, prepared on each connection that runs it.
+
+    Parameters:
+      name(str): The prepared statement's name, unique in the process (e.g. ``crmtasks_audit_history``).
+      param_types(tuple[str]): The SQL type of each parameter, in order (``"text"``, ``"bigint"``).
+      build(callable): Given one placeholder per parameter (``sql.Composable``), the statement's SQL.
+    """
+
+    def __init__(self, name: str, param_types: tuple[str, ...], build) -> None:
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"prepared statement name {name!r} is not a lower-case SQL identifier")
+        self.name = name
+        self._execute = "EXECUTE {} ({})".format(name, ", ".join(f"%s::{kind}" for kind in param_types))
+        self._prepare = sql.SQL("PREPARE {} ({}) AS {}").format(
+            sql.SQL(name), sql.SQL(", ").join(map(sql.SQL, param_types)),
+            build([sql.SQL(f"${number}") for number in range(1, len(param_types) + 1)]))
+        self._inline = build([sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(kind)) for kind in param_types])
+
+    def execute(self, cursor, params: tuple) -> None:
+        """Run the statement with ``params`` on ``cursor``; fetch its rows as usual."""
+        conn = cursor.connection
+        names = _names_on(conn)
+        if self.name in names:
+            try:
+                cursor.execute(self._execute, params)
+                return
+            except psycopg2.errors.InvalidSqlStatementName:
+                names.discard(self.name)
+                if conn.get_transaction_status() != _IDLE:
+                    raise  # the caller's transaction is aborted: nothing to retry inside it
+        if conn.autocommit and conn.get_transaction_status() == _IDLE:
+            cursor.execute(self._prepare)
+            names.add(self.name)
+            cursor.execute(self._execute, params)
+        else:
+            cursor.execute(self._inline, params)
+
+
+def _names_on(conn) -> set[str]:
+    names = _prepared.get(conn)
+    if names is None:
+        with _prepared_lock:
+            names = _prepared.setdefault(conn, set())
+    return names
