@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Benchmark of sharing checks: uncached, exact warm and notify warm side by side, pages, staleness, memory.
 
     python scripts/bench_sharing.py [--leads 1000000] [--users 1000] [--rules 50] [--checks 3000]
@@ -48,6 +49,10 @@ import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from _venv import use_project_venv  # scripts/_venv.py: this script's directory is first on sys.path
+
+use_project_venv()  # a fresh clone's python3 lacks psycopg2: re-run under the project's virtualenv
 
 import psycopg2
 from psycopg2.extras import execute_values

@@ -1,24 +1,26 @@
-"""Archive files: audit rows streamed from PostgreSQL into a verified gzip file, and their manifests.
+"""Archive files: audit rows streamed from PostgreSQL into a verified, compressed object in a store, and manifests.
 
-Format. The data file is the output of ``COPY <table> (<columns>) TO
-STDOUT`` (PostgreSQL's text format: one row per line, tab
-separated, ``\\N`` for NULL) compressed as one gzip member, so an operator
-can load it back with nothing but ``zcat`` and ``psql \\copy``. The text
-format depends on a few session settings (time zone, date style, float
-digits), which are pinned by ``pin_copy_format`` for both export and
-re-export, so the same rows always give the same bytes.
+Format. The data object is the output of ``COPY <table> (<columns>) TO
+STDOUT`` (PostgreSQL's text format: one row per line, tab separated, ``\\N``
+for NULL) compressed as one zstd frame (``.copy.zst``; archives written
+before zstd are one gzip member, ``.copy.gz``, and still read: the
+manifest's ``compression`` picks the codec, crmtasks.audit.codecs), so an
+operator can load it back with nothing but ``zstdcat`` (or ``zcat``) and
+``psql \\copy``. The text format depends on a few session settings (time
+zone, date style, float digits), which are pinned by ``pin_copy_format`` for
+both export and re-export, so the same rows always give the same bytes.
 
 Checksums. ``rows_sha256`` is the SHA-256 of the uncompressed COPY text:
 a checksum over the rows, in file order, independent of the compression.
-``file_sha256`` is the SHA-256 of the file as stored. Both are computed in
-C (hashlib and zlib release the GIL and work on 1 MiB blocks), so checking
-them costs little next to the COPY itself; reading rows one by one in
-Python would not reach the throughput target.
+``file_sha256`` is the SHA-256 of the object as stored. Both are computed in
+C (hashlib, zstd and zlib release the GIL and work on 1 MiB blocks), so
+checking them costs little next to the COPY itself; reading rows one by one
+in Python would not reach the throughput target.
 
-Durability. Data and manifest are each written to a temporary name,
-fsynced, renamed into place, and the directory is fsynced. The manifest is
-written last, after the data file was read back from disk and verified: a
-data file without a manifest is never taken as an archive.
+Durability. The data object is written under a temporary name, made
+durable, read back from the store and verified, then published; the
+manifest is written last, so a data object without a manifest is never
+taken as an archive (crmtasks.audit.stores says what each store does).
 """
 
 from __future__ import annotations
@@ -30,23 +32,20 @@ import json
 import os
 import queue
 import threading
-import zlib
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 
 from psycopg2 import sql
 
+from crmtasks.audit import codecs
+from crmtasks.audit.codecs import Codec, CorruptStream, UnknownCompression
+from crmtasks.audit.stores import ArchiveStore, ObjectMissing, StoreError
 from crmtasks.errors import CrmtasksError
 
-# gzip level 1: zlib compresses audit rows at ~240 MB/s vs ~95 MB/s at level 6, for a file
-# ~30% larger (measured; scripts/bench_audit.py --level compares whole archive runs).
-GZIP_LEVEL = 1
 _BLOCK = 1 << 20
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
+# Niceness of the thread that hashes, compresses and stores the COPY stream (0 normal, 19 lowest).
+ARCHIVE_THREAD_NICENESS = 10
 MANIFEST_VERSION = 1
-DATA_SUFFIX = ".copy.gz"
 MANIFEST_SUFFIX = ".manifest.json"
-TEMP_PREFIX = ".tmp-"
 
 
 _MANIFEST_TEXT_FIELDS = ("month", "partition", "range_start", "range_end", "data_file", "file_sha256",
@@ -89,11 +88,11 @@ class Manifest:
       row_count(int): Rows in the file.
       min_id(int|None), max_id(int|None): id range of the rows.
       min_occurred_at(str|None), max_occurred_at(str|None): Time range of the rows (ISO 8601, UTC).
-      data_file(str): File name of the data, in the same directory.
+      data_file(str): Name of the data object, in the same store.
       file_bytes(int): Its size.
       file_sha256(str): SHA-256 of the file as stored.
       rows_sha256(str): SHA-256 of the uncompressed COPY text (the rows checksum).
-      compression(str): e.g. ``gzip-1``.
+      compression(str): e.g. ``zstd-3`` (``gzip-1`` for archives written before zstd).
       format(str): ``postgresql-copy-text``.
       archived_at(str): When the archive was verified (ISO 8601, UTC).
       version(int): Manifest format version.
@@ -165,16 +164,22 @@ def copy_out_statement(table: str, columns: list[str]) -> sql.Composed:
 
 
 class _DigestSink(io.RawIOBase):
-    """Receives the COPY stream in 1 MiB blocks: counts lines here, and hashes and gzips them in a worker thread.
+    """Receives the COPY stream in 1 MiB blocks: counts lines here, and hashes and compresses them in a worker thread.
 
-    The worker overlaps compression with the COPY (zlib and hashlib release
-    the GIL): COPY + gzip of 300k rows went from 410-490k to 500-550k rows/s
-    on an idle 2-core machine.
+    The worker overlaps compression and storing with the COPY (zstd, zlib
+    and hashlib release the GIL), so the COPY, which runs in the server, is
+    the only serial step.
+
+    Parameters:
+      writer: Where the compressed bytes go (a store's ObjectWriter), or None to only count and hash.
+      codec(Codec): The compression of the object.
+      on_rows(callable|None): Called with the rows seen so far after each block (test pause points).
     """
 
-    def __init__(self, file=None, level: int = GZIP_LEVEL, on_rows: Callable[[int], None] | None = None) -> None:
-        self._file = file
-        self._compressor = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS) if file is not None else None
+    def __init__(self, writer=None, codec: Codec = codecs.WRITE_DEFAULT,
+                 on_rows: Callable[[int], None] | None = None) -> None:
+        self._writer = writer
+        self._compressor = codec.compressor() if writer is not None else None
         self._rows_hash = hashlib.sha256()
         self._file_hash = hashlib.sha256()
         self._on_rows = on_rows
@@ -199,6 +204,7 @@ class _DigestSink(io.RawIOBase):
         return len(data)
 
     def _digest_blocks(self) -> None:
+        _yield_to_the_application()
         try:
             while (data := self._blocks.get()) is not None:
                 self._rows_hash.update(data)
@@ -211,7 +217,7 @@ class _DigestSink(io.RawIOBase):
 
     def _store(self, data: bytes) -> None:
         if data:
-            self._file.write(data)
+            self._writer.write(data)
             self._file_hash.update(data)
             self.file_bytes += len(data)
 
@@ -232,19 +238,33 @@ class _DigestSink(io.RawIOBase):
         self._worker.join()
 
 
-def copy_to_file(cur, statement: sql.Composable, path: Path, *, level: int = GZIP_LEVEL,
-                 on_rows: Callable[[int], None] | None = None) -> StreamDigest:
-    """Run a ``COPY ... TO STDOUT`` into a new gzip file at ``path``, fsynced; return its digest.
+def _yield_to_the_application() -> None:
+    """Give this (compressing) thread a lower CPU priority than the application's processes (Linux: per thread).
 
-    ``path`` is created exclusively (a temporary name is expected); the file
-    is flushed and fsynced before returning, and its pages are dropped from
-    the page cache so the read-back that follows reads the disk.
+    On a small host the COPY's server process, this thread and the
+    application's writers compete for the same cores; a writer that needs a
+    core for its INSERT should get it first. The archive then only takes
+    the CPU time nobody else wants (it is not in a hurry; writers are).
     """
-    with open(path, "xb") as raw_file:
-        digest = _copy_into(cur, statement, _DigestSink(raw_file, level, on_rows))
-        raw_file.flush()
-        os.fsync(raw_file.fileno())
-        _drop_cached_pages(raw_file.fileno())
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ARCHIVE_THREAD_NICENESS)
+    except (AttributeError, OSError):
+        pass  # not Linux, or not allowed: run at normal priority
+
+
+def copy_to_store(cur, statement: sql.Composable, writer, *, codec: Codec = codecs.WRITE_DEFAULT,
+                  on_rows: Callable[[int], None] | None = None) -> StreamDigest:
+    """Run a ``COPY ... TO STDOUT`` into ``writer`` (a store's ObjectWriter), compressed; commit it; return its digest.
+
+    On any failure the writer is aborted (nothing is left under its name
+    but what its store cleans up on the next write) and the error raised.
+    """
+    try:
+        digest = _copy_into(cur, statement, _DigestSink(writer, codec, on_rows))
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
     return digest
 
 
@@ -253,7 +273,7 @@ def copy_to_digest(cur, statement: sql.Composable) -> StreamDigest:
     return _copy_into(cur, statement, _DigestSink())
 
 
-def _copy_into(cur, statement: sql.Composable, sink: "_DigestSink") -> StreamDigest:
+def _copy_into(cur, statement: sql.Composable, sink: _DigestSink) -> StreamDigest:
     """Stream a ``COPY ... TO STDOUT`` through ``sink`` in large blocks; the sink is abandoned on any error."""
     try:
         buffered = io.BufferedWriter(sink, buffer_size=_BLOCK)
@@ -265,58 +285,43 @@ def _copy_into(cur, statement: sql.Composable, sink: "_DigestSink") -> StreamDig
     return sink.finish()
 
 
-def read_digest(path: Path) -> StreamDigest:
-    """Read an archive file back from disk: its SHA-256, and the row count and rows checksum of its content.
+def read_digest(store: ArchiveStore, name: str, codec: Codec) -> StreamDigest:
+    """Read an archive object back from its store: its SHA-256, and the row count and rows checksum of its content.
 
-    Raises ArchiveCorrupt when the gzip stream is damaged or truncated.
+    Raises ArchiveCorrupt when the object is missing, cannot be read, or its
+    compressed stream is damaged or truncated.
     """
     file_hash = hashlib.sha256()
     rows_hash = hashlib.sha256()
-    rows = 0
-    size = 0
-    decompressor = zlib.decompressobj(_GZIP_WBITS)
+    rows = size = 0
     try:
-        with open(path, "rb") as file:
-            while block := file.read(_BLOCK):
-                size += len(block)
-                file_hash.update(block)
-                if decompressor.eof:
-                    raise ArchiveCorrupt(f"{path.name}: data after the end of the gzip stream")
-                text = decompressor.decompress(block)
-                rows_hash.update(text)
-                rows += text.count(b"\n")
-            text = decompressor.flush()
-    except zlib.error as error:
-        raise ArchiveCorrupt(f"{path.name}: not a valid gzip stream ({error})") from None
-    except OSError as error:
-        raise ArchiveCorrupt(f"{path.name} cannot be read: {error.strerror or error}") from None
-    rows_hash.update(text)
-    rows += text.count(b"\n")
-    if not decompressor.eof:
-        raise ArchiveCorrupt(f"{path.name}: gzip stream is truncated")
-    if decompressor.unused_data:
-        raise ArchiveCorrupt(f"{path.name}: data after the end of the gzip stream")
+        for text, block in _decoded(store.read_blocks(name), codec):
+            size += len(block)
+            file_hash.update(block)
+            rows_hash.update(text)
+            rows += text.count(b"\n")
+    except CorruptStream as error:
+        raise ArchiveCorrupt(f"{name}: {error}") from None
+    except ObjectMissing:
+        raise ArchiveCorrupt(f"{name} is missing from {store.location}") from None
+    except StoreError as error:
+        raise ArchiveCorrupt(f"{name} cannot be read: {error}") from None
     return StreamDigest(rows, rows_hash.hexdigest(), file_hash.hexdigest(), size)
 
 
-def iter_copy_text(path: Path):
-    """Yield the uncompressed COPY text of an archive file in blocks (for COPY ... FROM STDIN)."""
-    decompressor = zlib.decompressobj(_GZIP_WBITS)
-    with open(path, "rb") as file:
-        while block := file.read(_BLOCK):
-            text = decompressor.decompress(block)
-            if text:
-                yield text
-    tail = decompressor.flush()
-    if tail:
-        yield tail
+def _decoded(blocks: Iterable[bytes], codec: Codec) -> Iterator[tuple[bytes, bytes]]:
+    """(uncompressed text, compressed block) pairs; the last pair has the decoder's tail and no block."""
+    decoder = codec.decoder()
+    for block in blocks:
+        yield decoder.decompress(block), block
+    yield decoder.finish(), b""
 
 
 class CopyTextReader(io.RawIOBase):
     """A readable file over an archive's uncompressed COPY text, for ``cursor.copy_expert(... FROM STDIN)``."""
 
-    def __init__(self, path: Path) -> None:
-        self._blocks = iter_copy_text(path)
+    def __init__(self, store: ArchiveStore, name: str, codec: Codec) -> None:
+        self._blocks = (text for text, _ in _decoded(store.read_blocks(name), codec) if text)
         self._pending = b""
 
     def readable(self) -> bool:
@@ -334,17 +339,22 @@ class CopyTextReader(io.RawIOBase):
         return data
 
 
-def verify_against_manifest(directory: Path, manifest: Manifest) -> StreamDigest:
-    """Re-read the manifest's data file and check size, file SHA-256, row count and rows checksum.
+def manifest_codec(manifest: Manifest) -> Codec:
+    """The codec that reads ``manifest``'s data object (ArchiveCorrupt when this version knows none)."""
+    try:
+        return codecs.for_manifest(manifest.compression)
+    except UnknownCompression as error:
+        raise ArchiveCorrupt(f"{manifest.month}: {error}") from None
+
+
+def verify_against_manifest(store: ArchiveStore, manifest: Manifest) -> StreamDigest:
+    """Re-read the manifest's data object from the store and check size, SHA-256, row count and rows checksum.
 
     Returns the digest; raises ArchiveCorrupt on the first difference.
     """
-    path = directory / manifest.data_file
-    if Path(manifest.data_file).name != manifest.data_file:
-        raise ArchiveCorrupt(f"manifest of {manifest.month} names a data file outside the archive directory")
-    if not os.path.lexists(path):
-        raise ArchiveCorrupt(f"{manifest.month}: data file {manifest.data_file} is missing")
-    digest = read_digest(path)
+    if "/" in manifest.data_file or manifest.data_file in ("", ".", ".."):
+        raise ArchiveCorrupt(f"manifest of {manifest.month} names a data file outside the archive store")
+    digest = read_digest(store, manifest.data_file, manifest_codec(manifest))
     problems = []
     if digest.file_bytes != manifest.file_bytes:
         problems.append(f"size {digest.file_bytes} != {manifest.file_bytes}")
@@ -359,46 +369,14 @@ def verify_against_manifest(directory: Path, manifest: Manifest) -> StreamDigest
     return digest
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically and durably: temp file, fsync, rename, fsync the directory."""
-    temp = path.with_name(TEMP_PREFIX + path.name)
-    temp.unlink(missing_ok=True)
-    with open(temp, "xb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temp, path)
-    fsync_directory(path.parent)
-
-
-def publish(temp: Path, final: Path) -> None:
-    """Rename an fsynced temporary file to its final name and fsync the directory (atomic on POSIX)."""
-    os.replace(temp, final)
-    fsync_directory(final.parent)
-
-
-def fsync_directory(directory: Path) -> None:
-    """fsync a directory so the names created or renamed in it survive a power loss."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def read_manifest(store: ArchiveStore, name: str) -> Manifest:
+    """The manifest ``name`` in ``store``; ArchiveCorrupt (one line) when it is missing, unreadable or not valid."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_manifest(path: Path) -> Manifest:
-    """The manifest at ``path``; ArchiveCorrupt (one line) when it is missing, unreadable or not valid."""
-    try:
-        text = path.read_bytes().decode()
-    except FileNotFoundError:
-        raise ArchiveCorrupt(f"manifest {path.name} is missing from {path.parent}") from None
-    except OSError as error:
-        raise ArchiveCorrupt(f"manifest {path.name} cannot be read: {error.strerror or error}") from None
+        text = store.get(name).decode()
+    except ObjectMissing:
+        raise ArchiveCorrupt(f"manifest {name} is missing from {store.location}") from None
+    except StoreError as error:
+        raise ArchiveCorrupt(f"manifest {name} cannot be read: {error}") from None
     except UnicodeDecodeError:
-        raise ArchiveCorrupt(f"manifest {path.name} is not UTF-8 text") from None
+        raise ArchiveCorrupt(f"manifest {name} is not UTF-8 text") from None
     return Manifest.from_json(text)
-
-
-def _drop_cached_pages(fd: int) -> None:
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)

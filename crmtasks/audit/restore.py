@@ -3,7 +3,7 @@
 All or nothing: the table is created, loaded, checked and attached in one
 transaction, so a kill leaves either the restored month or nothing. ATTACH
 takes SHARE UPDATE EXCLUSIVE on audit_log: writers go on. The archive files
-stay where they are; if the month is still past retention, the next
+stay where they are (read from the archive store: a directory or S3); if the month is still past retention, the next
 maintenance run detaches it again and, finding an archive of exactly the
 same rows, drops it without writing a new one (set CRMTASKS_AUDIT_HOLD=1 to
 keep a restored month).
@@ -12,8 +12,6 @@ keep a restored month).
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 from psycopg2 import sql
 
@@ -22,7 +20,8 @@ from crmtasks.audit.archive_file import ArchiveCorrupt
 from crmtasks.audit.locking import maintenance_lock
 from crmtasks.audit.months import PARENT_TABLE, Month
 from crmtasks.audit.partitions import list_partitions, parent_columns, table_exists
-from crmtasks.audit.retention import archive_paths
+from crmtasks.audit.retention import archive_names
+from crmtasks.audit.stores import ArchiveStore, open_store
 from crmtasks.errors import CrmtasksError
 from crmtasks.pg import transaction
 from crmtasks.settings import Settings
@@ -55,7 +54,8 @@ def restore_month(conn, settings: Settings, month: Month) -> RestoreResult:
     """
     conn.autocommit = True
     with maintenance_lock(conn):
-        manifest, data_path = _verified_archive(conn, settings, month)
+        store = open_store(settings)
+        manifest = _verified_archive(conn, store, month)
         overlapping = [p.name for p in list_partitions(conn) if p.overlaps(month)]
         if overlapping:
             raise RestoreRefused(f"{month} overlaps existing partition(s) {', '.join(overlapping)} of {PARENT_TABLE}")
@@ -72,7 +72,8 @@ def restore_month(conn, settings: Settings, month: Month) -> RestoreResult:
                 table, sql.Identifier(PARENT_TABLE)))
             cur.copy_expert(
                 sql.SQL("COPY {} ({}) FROM STDIN").format(table, sql.SQL(", ").join(map(sql.Identifier, manifest.columns))),
-                archive_file.CopyTextReader(data_path), size=1 << 20)
+                archive_file.CopyTextReader(store, manifest.data_file, archive_file.manifest_codec(manifest)),
+                size=1 << 20)
             digest = archive_file.copy_to_digest(cur, archive_file.copy_out_statement(month.partition_name,
                                                                                       manifest.columns))
             if (digest.row_count, digest.rows_sha256) != (manifest.row_count, manifest.rows_sha256):
@@ -94,32 +95,33 @@ def restore_month(conn, settings: Settings, month: Month) -> RestoreResult:
     return RestoreResult(str(month), month.partition_name, count, min_id, max_id)
 
 
-def _verified_archive(conn, settings: Settings, month: Month) -> tuple[archive_file.Manifest, Path]:
-    """``month``'s manifest and data file, verified against each other and against the ledger; else RestoreRefused.
+def _verified_archive(conn, store: ArchiveStore, month: Month) -> archive_file.Manifest:
+    """``month``'s manifest, its data object verified against it and the manifest against the ledger; else
+    RestoreRefused.
 
     A missing manifest is told apart from "never archived" by the ledger: a
     month it says was archived and dropped has lost its archive, which the
     operator must know rather than read "no archive".
     """
-    _, manifest_path, _ = archive_paths(settings, month)
+    manifest_name = archive_names(month)[1]
     with conn.cursor() as cur:
         row = next((r for r in ledger.with_archive(cur) if r.calendar_month == month), None)
-    if not os.path.lexists(manifest_path):
+    if store.size(manifest_name) is None:
         if row is None:
-            raise RestoreRefused(f"no archive of {month} in {manifest_path.parent} (no {manifest_path.name})")
-        raise RestoreRefused(status.with_ledger_context(f"the archive of {month} is lost: {manifest_path.name} is "
-                                                        f"missing from {manifest_path.parent}", row))
+            raise RestoreRefused(f"no archive of {month} in {store.location} (no {manifest_name})")
+        raise RestoreRefused(status.with_ledger_context(f"the archive of {month} is lost: {manifest_name} is "
+                                                        f"missing from {store.location}", row))
     try:
-        manifest = archive_file.read_manifest(manifest_path)
+        manifest = archive_file.read_manifest(store, manifest_name)
         if (manifest.month, manifest.range_start, manifest.range_end) != (
                 str(month), month.start.isoformat(), month.end.isoformat()):
-            raise RestoreRefused(f"{manifest_path.name} describes {manifest.month} "
+            raise RestoreRefused(f"{manifest_name} describes {manifest.month} "
                                  f"[{manifest.range_start}, {manifest.range_end}), not the month {month}")
-        archive_file.verify_against_manifest(manifest_path.parent, manifest)
+        archive_file.verify_against_manifest(store, manifest)
     except ArchiveCorrupt as damage:
         raise RestoreRefused(status.with_ledger_context(f"archive of {month} fails verification: {damage}",
                                                         row)) from None
     mismatch = status.ledger_mismatch(manifest, row)
     if mismatch is not None:
         raise RestoreRefused(f"{mismatch}: not the archive this database dropped")
-    return manifest, manifest_path.parent / manifest.data_file
+    return manifest

@@ -12,14 +12,18 @@ How, per month (see crmtasks.audit.ledger for the state machine):
    outside a transaction block. A detach left "pending" by a kill is
    completed with ``DETACH PARTITION ... FINALIZE``.
 2. ledger 'detached'. Archive policy: the detached table (which nothing
-   writes to any more) is exported with COPY into a gzip file under a
-   temporary name, fsynced, read back from disk and checked (row count
-   against count(*) in the same snapshot, rows checksum, file SHA-256),
-   renamed into place, and only then the manifest is written (also temp +
-   fsync + rename + directory fsync).
-3. ledger 'archived'. The table is dropped in one transaction with the
-   ledger's 'dropped', after checking under ACCESS EXCLUSIVE (on the
-   detached table only) that it still holds exactly the archived rows.
+   writes to any more) is exported with COPY into a zstd object under a
+   temporary name in the archive store (a directory or an S3 bucket,
+   crmtasks.audit.stores), made durable there, read back from the store and
+   checked (row count against count(*) in the same snapshot, rows checksum,
+   file SHA-256), published under its final name, and only then the
+   manifest is written and read back.
+3. ledger 'archived'. The manifest and the data object are read back from
+   the store and verified once more, then the table is dropped in one
+   transaction with the ledger's 'dropped', after checking under ACCESS
+   EXCLUSIVE (on the detached table only) that it still holds exactly the
+   archived rows. A store that fails (unreachable, a failed upload) fails
+   the run with one StoreError line and drops nothing; the next run resumes.
 Delete policy: 1, then 3 without the archive.
 
 Legal hold (CRMTASKS_AUDIT_HOLD=1): no new month is detached and no table is
@@ -33,15 +37,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from pathlib import Path
 
 from psycopg2 import sql
 
-from crmtasks.audit import archive_file, ledger
+from crmtasks.audit import archive_file, codecs, ledger
 from crmtasks.audit.archive_file import ArchiveCorrupt, Manifest
+from crmtasks.audit.codecs import Codec
 from crmtasks.audit.months import PARENT_TABLE, Month
 from crmtasks.audit.partitions import Partition, list_partitions, parent_columns
 from crmtasks.audit.pause import pause_point
+from crmtasks.audit.stores import ArchiveStore, StoreError, open_store, temporary_name
 from crmtasks.errors import CrmtasksError
 from crmtasks.pg import transaction
 from crmtasks.settings import Settings
@@ -98,10 +103,11 @@ def apply_retention(conn, settings: Settings, current: Month) -> RetentionStats:
     maintenance lock. Idempotent and resumable after kill -9 at any point.
     """
     stats = RetentionStats()
+    store = open_store(settings)
     with conn.cursor() as cur:
         unfinished = ledger.rows(cur, ledger.UNFINISHED)
     for row in unfinished:
-        _advance(conn, settings, row, stats)
+        _advance(conn, settings, store, row, stats)
     resumed = {row.calendar_month for row in unfinished}
 
     cutoff = retention_cutoff(current, settings.audit_retention_months)
@@ -123,11 +129,11 @@ def apply_retention(conn, settings: Settings, current: Month) -> RetentionStats:
             ledger.begin(cur, month, partition.name, partition.range_start, partition.range_end,
                          settings.audit_retention_policy)
             row = ledger.get(cur, month)
-        _advance(conn, settings, row, stats)
+        _advance(conn, settings, store, row, stats)
     return stats
 
 
-def _advance(conn, settings: Settings, row: ledger.LedgerRow, stats: RetentionStats) -> None:
+def _advance(conn, settings: Settings, store: ArchiveStore, row: ledger.LedgerRow, stats: RetentionStats) -> None:
     """Take one month as far along its state machine as the policy and the hold allow."""
     month = row.calendar_month
     policy = "archive" if "archive" in (row.policy, settings.audit_retention_policy) else "delete"
@@ -153,12 +159,12 @@ def _advance(conn, settings: Settings, row: ledger.LedgerRow, stats: RetentionSt
             ledger.set_state(cur, month, "detached")
         state = "detached"
 
-    if state == "archived" and policy == "archive" and not _archive_intact(settings, month):
+    if state == "archived" and policy == "archive" and not _archive_intact(store, month):
         state = "detached"  # its rows are still in the detached table: archive them again
 
     if state == "detached" and policy == "archive":
         try:
-            manifest, written_bytes = archive_detached(conn, settings, row)
+            manifest, written_bytes = archive_detached(conn, settings, store, row)
         except ArchiveConflict as conflict:
             stats.conflicts += 1
             log.error("%s", conflict)
@@ -179,7 +185,7 @@ def _advance(conn, settings: Settings, row: ledger.LedgerRow, stats: RetentionSt
             return
         expected = None
         if state == "archived":
-            expected = _verified_manifest(settings, month)
+            expected = _verified_manifest(store, month)
         pause_point(settings, "before_drop")
         stats.rows += _drop_detached(conn, row, expected)
         stats.dropped += 1
@@ -224,27 +230,22 @@ def _finalize_detach(conn, name: str) -> None:
             sql.Identifier(PARENT_TABLE), sql.Identifier(name)))
 
 
-def archive_paths(settings: Settings, month: Month) -> tuple[Path, Path, Path]:
-    """(data file, manifest, temporary data file) of ``month``'s archive; names computed from the month."""
-    directory = settings.audit_archive_dir
+def archive_names(month: Month, codec: Codec = codecs.WRITE_DEFAULT) -> tuple[str, str]:
+    """(data object, manifest) names of ``month``'s archive, computed from the month."""
     base = month.partition_name
-    return (directory / f"{base}{archive_file.DATA_SUFFIX}",
-            directory / f"{base}{archive_file.MANIFEST_SUFFIX}",
-            directory / f"{archive_file.TEMP_PREFIX}{base}{archive_file.DATA_SUFFIX}")
+    return f"{base}{codec.suffix}", f"{base}{archive_file.MANIFEST_SUFFIX}"
 
 
-def archive_detached(conn, settings: Settings, row: ledger.LedgerRow, *,
-                     level: int = archive_file.GZIP_LEVEL) -> tuple[Manifest, int]:
+def archive_detached(conn, settings: Settings, store: ArchiveStore, row: ledger.LedgerRow, *,
+                     codec: Codec = codecs.WRITE_DEFAULT) -> tuple[Manifest, int]:
     """Write, verify and publish the archive of a detached month; return (manifest, bytes written).
 
     Idempotent: a complete archive of the same rows (same rows checksum) is
-    reused; a leftover temporary or manifest-less data file is replaced. An
+    reused; a leftover temporary or manifest-less data object is replaced. An
     archive of different rows is never overwritten (ArchiveConflict).
     """
     month = row.calendar_month
-    data_path, manifest_path, temp_path = archive_paths(settings, month)
-    data_path.parent.mkdir(parents=True, exist_ok=True)
-    temp_path.unlink(missing_ok=True)  # a half-written file of a killed run
+    data_name, manifest_name = archive_names(month, codec)
     columns = parent_columns(conn)
     table = row.partition_name
     with transaction(conn, repeatable_read=True, read_only=True) as cur:
@@ -252,62 +253,76 @@ def archive_detached(conn, settings: Settings, row: ledger.LedgerRow, *,
         cur.execute(sql.SQL("SELECT count(*), min(id), max(id), min(occurred_at), max(occurred_at) FROM {}").format(
             sql.Identifier(table)))
         row_count, min_id, max_id, min_at, max_at = cur.fetchone()
-        halfway = _halfway_pause(settings, row_count)
-        digest = archive_file.copy_to_file(cur, archive_file.copy_out_statement(table, columns), temp_path,
-                                           level=level, on_rows=halfway)
+        writer = store.writer(data_name, on_part=_first_part_pause(settings))
+        digest = archive_file.copy_to_store(cur, archive_file.copy_out_statement(table, columns), writer,
+                                            codec=codec, on_rows=_halfway_pause(settings, row_count))
+    temp_name = temporary_name(data_name)
     try:
         if digest.row_count != row_count:
             raise ArchiveCorrupt(f"{month}: COPY gave {digest.row_count} rows, count(*) says {row_count}")
-        if archive_file.read_digest(temp_path) != digest:
-            raise ArchiveCorrupt(f"{month}: the file read back from disk differs from what was written")
-        if manifest_path.exists():
-            existing = _reusable_archive(settings, month, manifest_path, digest)
+        if archive_file.read_digest(store, temp_name, codec) != digest:
+            raise ArchiveCorrupt(f"{month}: the object read back from {store.location} differs from what was written")
+        replaced = None
+        if store.size(manifest_name) is not None:
+            existing, replaced = _reusable_archive(store, month, manifest_name, digest)
             if existing is not None:
-                temp_path.unlink()
                 return existing, 0
-        archive_file.publish(temp_path, data_path)
+        store.publish(data_name)
     finally:
-        temp_path.unlink(missing_ok=True)
+        _discard(store, temp_name)
     pause_point(settings, "after_data_file")
     manifest = Manifest(
         month=str(month), partition=table, range_start=row.range_start.isoformat(),
         range_end=row.range_end.isoformat(), columns=columns, row_count=row_count, min_id=min_id, max_id=max_id,
-        min_occurred_at=_iso(min_at), max_occurred_at=_iso(max_at), data_file=data_path.name,
+        min_occurred_at=_iso(min_at), max_occurred_at=_iso(max_at), data_file=data_name,
         file_bytes=digest.file_bytes, file_sha256=digest.file_sha256, rows_sha256=digest.rows_sha256,
-        compression=f"gzip-{level}", format="postgresql-copy-text",
+        compression=codec.label, format="postgresql-copy-text",
         archived_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
     )
-    archive_file.write_durably(manifest_path, manifest.to_json().encode())
+    store.put(manifest_name, manifest.to_json().encode())
+    if archive_file.read_manifest(store, manifest_name) != manifest:
+        raise ArchiveCorrupt(f"{month}: the manifest read back from {store.location} differs from what was written")
+    if replaced != data_name and replaced in {month.partition_name + suffix for suffix in codecs.DATA_SUFFIXES}:
+        _discard(store, replaced)  # the damaged archive's data under its older name (.copy.gz): no manifest names it
     return manifest, digest.file_bytes
 
 
-def _reusable_archive(settings: Settings, month: Month, manifest_path: Path,
-                      digest: archive_file.StreamDigest) -> Manifest | None:
-    """The existing archive when it holds exactly these rows and verifies; None when it must be rewritten."""
+def _discard(store: ArchiveStore, temp_name: str) -> None:
+    """Remove a temporary object (published, or not to be); a failure only leaves it for the next writer."""
     try:
-        existing = archive_file.read_manifest(manifest_path)
+        store.delete(temp_name)
+    except StoreError as error:
+        log.warning("could not remove %s: %s", temp_name, error)
+
+
+def _reusable_archive(store: ArchiveStore, month: Month, manifest_name: str,
+                      digest: archive_file.StreamDigest) -> tuple[Manifest | None, str | None]:
+    """(the existing archive when it holds exactly these rows and verifies, else None; the data object name its
+    manifest gives, which a rewrite replaces)."""
+    try:
+        existing = archive_file.read_manifest(store, manifest_name)
     except ArchiveCorrupt:
-        return None  # an unreadable manifest: our rows are still in the table, rewrite both
+        return None, None  # an unreadable manifest: our rows are still in the table, rewrite both
     if (existing.row_count, existing.rows_sha256) != (digest.row_count, digest.rows_sha256):
         raise ArchiveConflict(
-            f"audit month {month}: {manifest_path.name} already archives {existing.row_count} other rows; "
-            f"the detached table is kept (restore or move that archive aside, then re-run)")
+            f"audit month {month}: {manifest_name} in {store.location} already archives {existing.row_count} other "
+            f"rows; the detached table is kept (restore or move that archive aside, then re-run)")
     try:
-        archive_file.verify_against_manifest(manifest_path.parent, existing)
+        archive_file.verify_against_manifest(store, existing)
     except ArchiveCorrupt as damage:
         log.warning("replacing damaged archive of %s: %s", month, damage)
-        return None
-    return existing
+        return None, existing.data_file
+    return existing, existing.data_file
 
 
-def _archive_intact(settings: Settings, month: Month) -> bool:
+def _archive_intact(store: ArchiveStore, month: Month) -> bool:
     """Whether the archive the ledger recorded for ``month`` is still there and verifies (logged when not).
 
     Checked before the drop: the ledger's 'archived' alone does not prove the
-    files survived since (deleted, damaged), and the table still has the rows.
+    objects survived since (deleted, damaged), and the table still has the rows.
     """
     try:
-        _verified_manifest(settings, month)
+        _verified_manifest(store, month)
     except ArchiveCorrupt as damage:
         log.warning("audit month %s: its recorded archive fails verification (%s): archiving it again from the "
                     "detached table", month, damage)
@@ -315,11 +330,10 @@ def _archive_intact(settings: Settings, month: Month) -> bool:
     return True
 
 
-def _verified_manifest(settings: Settings, month: Month) -> Manifest:
-    """The month's manifest after re-checking its data file (before a drop that follows a resume)."""
-    _, manifest_path, _ = archive_paths(settings, month)
-    manifest = archive_file.read_manifest(manifest_path)
-    archive_file.verify_against_manifest(manifest_path.parent, manifest)
+def _verified_manifest(store: ArchiveStore, month: Month) -> Manifest:
+    """The month's manifest after re-reading its data object from the store (before a drop)."""
+    manifest = archive_file.read_manifest(store, archive_names(month)[1])
+    archive_file.verify_against_manifest(store, manifest)
     return manifest
 
 
@@ -343,6 +357,17 @@ def _drop_detached(conn, row: ledger.LedgerRow, expected: Manifest | None) -> in
         cur.execute(sql.SQL("DROP TABLE {}").format(table))
         ledger.set_state(cur, row.calendar_month, "dropped", row_count=count, min_id=min_id, max_id=max_id)
     return count
+
+
+def _first_part_pause(settings: Settings):
+    if settings.audit_pause_at != "part_stored":
+        return None
+
+    def maybe_pause(parts_so_far: int) -> None:
+        if parts_so_far == 1:
+            pause_point(settings, "part_stored")
+
+    return maybe_pause
 
 
 def _halfway_pause(settings: Settings, row_count: int):

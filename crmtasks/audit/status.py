@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import stat
-from pathlib import Path
 
 import psycopg2.extensions
 from psycopg2 import sql
 
-from crmtasks.audit import archive_file, ledger
+from crmtasks.audit import archive_file, codecs, ledger
 from crmtasks.audit.archive_file import ArchiveCorrupt, Manifest
 from crmtasks.audit.partitions import list_partitions
-from crmtasks.audit.retention import archive_paths
+from crmtasks.audit.retention import archive_names
+from crmtasks.audit.stores import ArchiveStore, open_store
 from crmtasks.pg import transaction
 from crmtasks.settings import Settings
 
@@ -58,11 +56,11 @@ def unfinished_months(conn) -> list[dict]:
                 for row in ledger.rows(cur, ledger.UNFINISHED)]
 
 
-def expected_archives(conn, settings: Settings) -> dict[str, ledger.LedgerRow]:
-    """Manifest file name -> ledger row, for every month the ledger says was archived.
+def expected_archives(conn) -> dict[str, ledger.LedgerRow]:
+    """Manifest name -> ledger row, for every month the ledger says was archived.
 
-    The ledger, not the directory listing, says which archives must exist:
-    a deleted manifest leaves nothing on disk to notice it by.
+    The ledger, not the store's listing, says which archives must exist:
+    a deleted manifest leaves nothing in the store to notice it by.
     """
     if conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
         with transaction(conn, read_only=True) as cur:  # leave the connection as it was found
@@ -70,7 +68,7 @@ def expected_archives(conn, settings: Settings) -> dict[str, ledger.LedgerRow]:
     else:
         with conn.cursor() as cur:  # inside the caller's transaction
             rows = ledger.with_archive(cur)
-    return {archive_paths(settings, row.calendar_month)[1].name: row for row in rows}
+    return {archive_names(row.calendar_month)[1]: row for row in rows}
 
 
 def ledger_mismatch(manifest: Manifest, row: ledger.LedgerRow | None) -> str | None:
@@ -100,38 +98,39 @@ def with_ledger_context(problem: str, row: ledger.LedgerRow | None) -> str:
 
 
 def archives(conn, settings: Settings) -> list[dict]:
-    """Every archive the ledger expects or the directory holds, from the manifests (data not re-read).
+    """Every archive the ledger expects or the store holds, from the manifests (data not re-read).
 
     ``state`` is ``complete`` or what is wrong; ``ledger`` is the month's
     ledger state when the ledger says it was archived (None otherwise).
-    Manifest-less data files (a killed run's leftovers) are listed too.
+    Manifest-less data objects (a killed run's leftovers) are listed too.
+    StoreError when the store cannot be listed.
     """
-    directory = settings.audit_archive_dir
-    expected = expected_archives(conn, settings)
+    store = open_store(settings)
+    expected = expected_archives(conn)
     described: set[str] = set()
     result = []
-    for path, row in _manifests_to_check(directory, expected):
-        entry, data_file = _describe(path, row)
+    for name, row in _manifests_to_check(store, expected):
+        entry, data_file = _describe(store, name, row)
         result.append(entry)
         if data_file is not None:
             described.add(data_file)
-    for path in _listing(directory, archive_file.DATA_SUFFIX):
-        if path.name not in described:
-            result.append({"month": path.name, "rows": None, "ids": None, "bytes": _size(path), "archived_at": None,
+    for name in store.names(codecs.DATA_SUFFIXES):
+        if name not in described:
+            result.append({"month": name, "rows": None, "ids": None, "bytes": store.size(name), "archived_at": None,
                            "state": "incomplete (no manifest): not an archive", "ledger": None})
     return sorted(result, key=lambda entry: entry["month"])
 
 
-def _describe(path: Path, row: ledger.LedgerRow | None) -> tuple[dict, str | None]:
-    """One archive's status entry (manifest read, data file's size checked) and its data file name."""
-    month = str(row.calendar_month) if row else path.name
+def _describe(store: ArchiveStore, name: str, row: ledger.LedgerRow | None) -> tuple[dict, str | None]:
+    """One archive's status entry (manifest read, data object's size checked) and its data object's name."""
+    month = str(row.calendar_month) if row else name
     entry = {"month": month, "rows": None, "ids": None, "bytes": None, "archived_at": None,
              "ledger": row.state if row else None}
     try:
-        manifest = archive_file.read_manifest(path)
+        manifest = archive_file.read_manifest(store, name)
     except ArchiveCorrupt as error:
         return {**entry, "state": with_ledger_context(str(error), row)}, None
-    present = _size(path.parent / manifest.data_file) == manifest.file_bytes
+    present = "/" not in manifest.data_file and store.size(manifest.data_file) == manifest.file_bytes
     problem = ledger_mismatch(manifest, row) or (None if present else "data file missing or wrong size")
     entry.update(month=month if row else manifest.month, rows=manifest.row_count,
                  ids=f"{manifest.min_id}..{manifest.max_id}", bytes=manifest.file_bytes,
@@ -141,26 +140,27 @@ def _describe(path: Path, row: ledger.LedgerRow | None) -> tuple[dict, str | Non
 
 
 def verify_archives(conn, settings: Settings) -> list[ArchiveCheck]:
-    """Re-read every archive and check it against its manifest and the ledger, oldest month first.
+    """Re-read every archive from the store and check it against its manifest and the ledger, oldest month first.
 
     Every month the ledger says was archived is checked, and fails when its
-    manifest or data file is missing or unreadable, when the file differs
+    manifest or data object is missing or unreadable, when the object differs
     from the manifest (size, SHA-256, row count, rows checksum), or when the
     manifest does not describe the rows the ledger recorded. Archives the
     ledger does not know (another database's, an older ledger's) are checked
-    against their manifests.
+    against their manifests. StoreError when the store cannot be listed.
     """
-    expected = expected_archives(conn, settings)
-    checks = [_verify_one(path, row) for path, row in _manifests_to_check(settings.audit_archive_dir, expected)]
+    store = open_store(settings)
+    expected = expected_archives(conn)
+    checks = [_verify_one(store, name, row) for name, row in _manifests_to_check(store, expected)]
     return sorted(checks, key=lambda check: check.month)
 
 
-def _verify_one(path: Path, row: ledger.LedgerRow | None) -> ArchiveCheck:
-    month = str(row.calendar_month) if row else path.name
+def _verify_one(store: ArchiveStore, name: str, row: ledger.LedgerRow | None) -> ArchiveCheck:
+    month = str(row.calendar_month) if row else name
     try:
-        manifest = archive_file.read_manifest(path)
+        manifest = archive_file.read_manifest(store, name)
         month = month if row else manifest.month
-        digest = archive_file.verify_against_manifest(path.parent, manifest)
+        digest = archive_file.verify_against_manifest(store, manifest)
         mismatch = ledger_mismatch(manifest, row)
         if mismatch is not None:
             raise ArchiveCorrupt(mismatch)
@@ -169,26 +169,7 @@ def _verify_one(path: Path, row: ledger.LedgerRow | None) -> ArchiveCheck:
     return ArchiveCheck(month, True, digest.row_count)
 
 
-def _manifests_to_check(directory: Path, expected: dict[str, ledger.LedgerRow]):
-    """(manifest path, ledger row or None): the ledger's months whether or not their file exists, then the rest."""
-    pairs = [(directory / name, row) for name, row in expected.items()]
-    return pairs + [(path, None) for path in _listing(directory, archive_file.MANIFEST_SUFFIX)
-                    if path.name not in expected]
-
-
-def _listing(directory: Path, suffix: str) -> list[Path]:
-    """The published files in ``directory`` ending in ``suffix`` (no temporary ones); [] when it cannot be listed."""
-    try:
-        return sorted(path for path in directory.iterdir()
-                      if path.name.endswith(suffix) and not path.name.startswith(archive_file.TEMP_PREFIX))
-    except OSError:
-        return []
-
-
-def _size(path: Path) -> int | None:
-    """Size of a regular file in bytes; None when it is missing, unreadable or not a file."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
+def _manifests_to_check(store: ArchiveStore, expected: dict[str, ledger.LedgerRow]):
+    """(manifest name, ledger row or None): the ledger's months whether or not their manifest exists, then the rest."""
+    pairs = list(expected.items())
+    return pairs + [(name, None) for name in store.names((archive_file.MANIFEST_SUFFIX,)) if name not in expected]

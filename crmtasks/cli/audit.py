@@ -8,6 +8,7 @@ from crmtasks.audit import status
 from crmtasks.audit.months import Month
 from crmtasks.audit.restore import RestoreRefused, restore_month
 from crmtasks.audit.status import verify_archives
+from crmtasks.audit.stores import StoreError
 from crmtasks.cli.common import (
     CommandError,
     load_settings_or_exit,
@@ -32,7 +33,11 @@ def audit_status(as_json: bool) -> None:
     try:
         report = {"partitions": status.partition_rows(conn), "in_progress": status.unfinished_months(conn),
                   "archives": status.archives(conn, settings),
-                  "archive_dir": str(settings.audit_archive_dir), "hold": settings.audit_hold}
+                  "archive_url": settings.archive_url, "hold": settings.audit_hold,
+                  # kept for scripts that read it: the directory, when the store is one
+                  "archive_dir": None if settings.archive_bucket else str(settings.audit_archive_dir)}
+    except StoreError as error:
+        raise CommandError(str(error)) from None
     finally:
         conn.close()
     if as_json:
@@ -44,13 +49,13 @@ def audit_status(as_json: bool) -> None:
     if report["in_progress"]:
         print_table("retention in progress (the next run resumes)", ["month", "table", "state", "policy", "since"],
                     [list(row.values()) for row in report["in_progress"]])
-    print_table(f"archives in {report['archive_dir']}",
+    print_table(f"archives in {report['archive_url']}",
                 ["month", "rows", "ids", "bytes", "archived at", "ledger", "state"],
                 [[a["month"], a["rows"], a["ids"], a["bytes"], a["archived_at"], a["ledger"], a["state"]]
                  for a in report["archives"]])
     lost = [a["month"] for a in report["archives"] if a["ledger"] and a["state"] != "complete"]
     if lost:
-        stderr.print(f"archives the ledger records but the archive directory lacks or has damaged: {', '.join(lost)} "
+        stderr.print(f"archives the ledger records but the archive store lacks or has damaged: {', '.join(lost)} "
                      f"(see the state column; `crmtasks audit verify` re-reads every archive)")
     if settings.audit_hold:
         stderr.print("legal hold is ON (CRMTASKS_AUDIT_HOLD): no audit row leaves the database")
@@ -64,12 +69,14 @@ def audit_verify(as_json: bool) -> None:
     conn = migrated_connection(settings)
     try:
         checks = verify_archives(conn, settings)
+    except StoreError as error:
+        raise CommandError(str(error)) from None
     finally:
         conn.close()
     if as_json:
         print_json([vars(check) for check in checks])
     else:
-        print_table(f"archives in {settings.audit_archive_dir}", ["month", "result", "rows", "problem"],
+        print_table(f"archives in {settings.archive_url}", ["month", "result", "rows", "problem"],
                     [[c.month, "ok" if c.ok else "FAILED", c.rows, c.problem] for c in checks])
     if any(not check.ok for check in checks):
         raise SystemExit(1)
@@ -89,6 +96,8 @@ def audit_restore(month: str) -> None:
         result = restore_month(conn, settings, wanted)
     except RestoreRefused as refusal:
         raise CommandError(f"restore refused: {refusal}") from None
+    except StoreError as error:
+        raise CommandError(f"restore failed: {error}") from None
     finally:
         conn.close()
     click.echo(f"restored {result.month}: {result.rows:,} rows (ids {result.min_id}..{result.max_id}) "

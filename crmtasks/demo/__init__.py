@@ -12,6 +12,7 @@ transaction, schema left as it was; see :mod:`crmtasks.demo.crm`);
 - ``records``: what accounts, contacts, leads and deals draw from.
 - ``schema``: foreign keys and indexes dropped for the load and rebuilt after it.
 - ``crm``: the one transaction that does it all.
+- ``parallel``: the same rows loaded by several sessions at once, into a scratch database (the benchmark's).
 - ``audit_rows``: demo rows for ``audit_log``.
 
 The statements themselves are in ``crmtasks/demo/sql/``.
@@ -19,6 +20,7 @@ The statements themselves are in ``crmtasks/demo/sql/``.
 
 from crmtasks.demo.audit_rows import AUDIT_HISTORY_MONTHS, seed_audit
 from crmtasks.demo.crm import STEPS, CrmNotEmpty, Progress, crm_is_empty, seed_demo
+from crmtasks.demo.parallel import ParallelLoad, seed_demo_parallel
 from crmtasks.demo.size import CRM_TABLES, HISTORY_DAYS, MAX_ROWS, DemoSize
 from crmtasks.demo.vocabulary import (
     DEAL_STAGES,
@@ -32,5 +34,5 @@ from crmtasks.demo.vocabulary import (
 __all__ = [
     "AUDIT_HISTORY_MONTHS", "CRM_TABLES", "DEAL_STAGES", "HISTORY_DAYS", "INDUSTRIES", "LEAD_SOURCES",
     "LEAD_STATUSES", "MAX_ROWS", "RATINGS", "REGIONS", "STEPS", "CrmNotEmpty", "DemoSize",
-    "Progress", "crm_is_empty", "seed_audit", "seed_demo",
+    "ParallelLoad", "Progress", "crm_is_empty", "seed_audit", "seed_demo", "seed_demo_parallel",
 ]

@@ -54,7 +54,7 @@ _LARGEST_SEED = 2**31 - 1
 # else), room for the index builds, no statement timeout for a large CRM, and
 # a CRM in use (a long transaction on a CRM table) makes the load fail after
 # 30 s instead of hanging.
-_TRANSACTION_SETTINGS = {
+TRANSACTION_SETTINGS = {
     "synchronous_commit": "off",
     "maintenance_work_mem": "256MB",
     "statement_timeout": "0",
@@ -114,22 +114,22 @@ def seed_demo(
     """
     if not isinstance(size, DemoSize):
         raise TypeError(f"size must be a DemoSize (got {type(size).__name__})")
-    _check_seed(seed)
-    anchor = _anchor(today)
+    check_seed(seed)
+    anchor = demo_anchor(today)
     report = progress or (lambda step, done, total: None)
     conn.rollback()  # the caller's open transaction, e.g. crm_is_empty's read (nothing to do in autocommit mode)
-    with transaction(conn, local=_TRANSACTION_SETTINGS) as cur:
+    with transaction(conn, local=TRANSACTION_SETTINGS) as cur:
         counts = _fill_crm(cur, size, seed, anchor, replace=replace, report=report)
     report("done", len(STEPS), len(STEPS))
     return counts
 
 
-def _check_seed(seed: int) -> None:
+def check_seed(seed: int) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _LARGEST_SEED:
         raise ValueError(f"seed must be a whole number from 0 to {_LARGEST_SEED} (got {seed!r})")
 
 
-def _anchor(today: datetime.date | None) -> datetime.datetime:
+def demo_anchor(today: datetime.date | None) -> datetime.datetime:
     """``today`` at 00:00 UTC: the moment every generated time is relative to."""
     utc_today = datetime.datetime.now(datetime.timezone.utc).date()
     if today is None:
@@ -161,7 +161,7 @@ def _fill_crm(cur: PgCursor, size: DemoSize, seed: int, anchor: datetime.datetim
         report(table, done, len(STEPS))
         if table == "accounts":  # the users exist now; every later table picks owners among them
             parameters["owners"] = owner_pool(cur, tree)
-        counts[table] = _insert_rows(cur, table, parameters)
+        counts[table] = insert_rows(cur, table, parameters)
     report("indexes", len(CRM_TABLES), len(STEPS))
     deferred.restore(cur)
     report("analyze", len(CRM_TABLES) + 1, len(STEPS))
@@ -188,18 +188,24 @@ def _tables_with_rows(cur: PgCursor) -> list[str]:
 
 
 def _empty_or_refuse(cur: PgCursor, replace: bool) -> None:
-    occupied = _tables_with_rows(cur)
-    if not occupied:
+    if replace:
+        if _tables_with_rows(cur):
+            cur.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(_crm_table_list()))
         return
-    if not replace:
+    refuse_unless_empty(cur)
+
+
+def refuse_unless_empty(cur: PgCursor) -> None:
+    """Raise CrmNotEmpty, naming the tables, when a CRM table holds a row (the tables locked by the caller)."""
+    occupied = _tables_with_rows(cur)
+    if occupied:
         raise CrmNotEmpty(
             f"the CRM already holds data (in {', '.join(occupied)}); "
             "demo data goes into an empty CRM only: use --replace (replace=True) to empty it first"
         )
-    cur.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(_crm_table_list()))
 
 
-def _insert_rows(cur: PgCursor, table: str, parameters: dict[str, object]) -> int:
+def insert_rows(cur: PgCursor, table: str, parameters: dict[str, object]) -> int:
     """Run ``sql/<table>.sql`` and move the table's id sequence past the new rows; return the rows inserted.
 
     The INSERT gives explicit ids 1..rows, so without the ``setval`` the next

@@ -13,6 +13,7 @@ import datetime
 import redis
 
 from crmtasks.audit import status as audit_status
+from crmtasks.audit.stores import StoreError
 from crmtasks.broker import heartbeats
 from crmtasks.jobs import registry
 from crmtasks.pg import migrate
@@ -158,6 +159,8 @@ def _check_audit_archives(settings: Settings) -> list[Finding]:
         return [Finding(False, "audit", str(error))]
     try:
         entries = [entry for entry in audit_status.archives(conn, settings) if entry["ledger"]]
+    except StoreError as error:
+        return [Finding(False, "audit", str(error))]
     finally:
         conn.close()
     lost = [Finding(False, "audit", f"archive of {entry['month']}: {entry['state']}; "
@@ -166,4 +169,4 @@ def _check_audit_archives(settings: Settings) -> list[Finding]:
     if lost:
         return lost
     return [Finding(True, "audit", f"{len(entries)} archived audit month(s), every archive in place in "
-                                   f"{settings.audit_archive_dir}")]
+                                   f"{settings.archive_url}")]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from crmtasks.errors import SettingsError
 from crmtasks.logging_setup import install_handlers
-from crmtasks.settings import values
+from crmtasks.settings import archive, values
 from crmtasks.settings.secrets import mask_url, scrub, url_secrets
 from crmtasks.settings.values import AUDIT_PAUSE_POINTS, cron_problem, mask_alert_url
 
@@ -46,6 +46,8 @@ class Settings:
       db_pool_size(int): Most PostgreSQL connections one process keeps open.
       db_pool_timeout_s(float): Seconds a caller waits for a free pooled
         connection (callers wait in turn) before crmtasks.pg.pool.PoolExhausted.
+      sharing_checks_at_once(int): Most sharing checks one process runs at
+        once on pooled connections (the others wait in turn); 0: 4 per CPU core.
       api_processes(int): Processes of the application that call crmtasks'
         library API (web server processes): ``crmtasks check`` counts each at
         ``db_pool_size`` connections, as it cannot see them.
@@ -68,7 +70,12 @@ class Settings:
       audit_retention_months(int): Whole months kept in audit_log besides the
         current one; older partitions are archived or deleted (1..1200).
       audit_retention_policy(str): ``archive`` (verified file, then drop) or ``delete`` (drop).
-      archive_dir(Path|None): Where audit archives go; None = ``home/archive``.
+      archive_dir(Path|None): The directory audit archives go to (``file://`` URL or
+        CRMTASKS_ARCHIVE_DIR); None with no bucket = ``home/archive``.
+      archive_bucket(str|None): S3 bucket of ``CRMTASKS_ARCHIVE_URL=s3://bucket/prefix``; None: a directory.
+      archive_prefix(str): Key prefix in that bucket ("" for its root).
+      s3_endpoint_url(str|None): The S3-compatible server (None: AWS's own endpoints).
+      s3_part_mb(int): MiB per part of a multipart upload to S3 (5..5120).
       audit_hold(bool): Legal hold: no audit row leaves the database (no drop, no delete).
       audit_pause_at(str|None): Test-only: the maintenance step to pause at (AUDIT_PAUSE_POINTS).
       aggregates_rebuild_hours(int): Hours between full rebuilds of the report
@@ -115,6 +122,10 @@ class Settings:
     audit_retention_months: int = 12
     audit_retention_policy: str = "archive"
     archive_dir: Path | None = None
+    archive_bucket: str | None = None
+    archive_prefix: str = ""
+    s3_endpoint_url: str | None = None
+    s3_part_mb: int = 8
     audit_hold: bool = False
     audit_pause_at: str | None = None
     aggregates_rebuild_hours: int = 24
@@ -126,13 +137,21 @@ class Settings:
     sharing_consistency: str = "exact"
     sharing_local_cache_records: int = 100_000
     db_pool_timeout_s: float = 30.0
+    sharing_checks_at_once: int = 0
     api_processes: int = 0
     schedule_overrides: tuple[str, ...] = ()
 
     @property
     def audit_archive_dir(self) -> Path:
-        """The directory audit archives are written to (CRMTASKS_ARCHIVE_DIR, default CRMTASKS_HOME/archive)."""
+        """The directory audit archives are written to when the store is a directory (default CRMTASKS_HOME/archive)."""
         return self.archive_dir or self.home / "archive"
+
+    @property
+    def archive_url(self) -> str:
+        """Where audit archives go, as a URL: ``s3://bucket/prefix`` or ``file:///dir``."""
+        if self.archive_bucket is not None:
+            return f"s3://{self.archive_bucket}/{self.archive_prefix}".rstrip("/")
+        return self.audit_archive_dir.as_uri()
 
     @property
     def exporter(self) -> ExporterSettings:
@@ -236,7 +255,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         audit_premake_months=values.month_count(environ, "CRMTASKS_AUDIT_PREMAKE_MONTHS", default=3, least=0, most=120),
         audit_retention_months=values.month_count(environ, "CRMTASKS_AUDIT_RETENTION_MONTHS", default=12, least=1, most=1200),
         audit_retention_policy=values.choice(environ, "CRMTASKS_AUDIT_RETENTION_POLICY", AUDIT_RETENTION_POLICIES),
-        archive_dir=values.archive_dir(environ.get("CRMTASKS_ARCHIVE_DIR")),
+        **archive.archive_target(environ),
+        s3_endpoint_url=archive.endpoint_url(environ.get("CRMTASKS_S3_ENDPOINT_URL")),
+        s3_part_mb=values.positive_int(environ, "CRMTASKS_S3_PART_MB", default=8, least=5, most=5120),
         audit_hold=values.flag(environ, "CRMTASKS_AUDIT_HOLD"),
         audit_pause_at=values.pause_point(environ.get("CRMTASKS_AUDIT_PAUSE_AT")),
         aggregates_rebuild_hours=values.hours(environ, "CRMTASKS_AGGREGATES_REBUILD_HOURS", default=24),
@@ -251,6 +272,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         sharing_local_cache_records=values.positive_int(environ, "CRMTASKS_SHARING_LOCAL_CACHE_RECORDS",
                                                         default=100_000, most=10_000_000, least=0),
         db_pool_timeout_s=values.seconds(environ, "CRMTASKS_DB_POOL_TIMEOUT_S", default=30.0, least=0.01, most=3600),
+        sharing_checks_at_once=values.positive_int(environ, "CRMTASKS_SHARING_CHECKS_AT_ONCE", default=0, least=0,
+                                                   most=500),
         api_processes=values.positive_int(environ, "CRMTASKS_API_PROCESSES", default=0, least=0, most=10_000),
     )
 

@@ -26,11 +26,13 @@ _DATABASE_SCHEMES = ("postgres", "postgresql")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _CRON_NICKNAMES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 # Test-only pause points of the audit maintenance job (CRMTASKS_AUDIT_PAUSE_AT):
-# the job prints "paused at <step>" and sleeps there, so a test can kill -9 it.
+# the job prints "paused at <step>" and waits there, so a test can kill -9 it (or let it go on:
+# crmtasks.audit.pause).
 AUDIT_PAUSE_POINTS = (
     "after_premake",     # the first missing month was created and committed
     "before_detach",     # the ledger says 'detaching'; DETACH ... CONCURRENTLY not sent yet
     "after_detach",      # the partition is detached; the ledger still says 'detaching'
+    "part_stored",       # the first part (block, or multipart part on S3) of the archive is in the store
     "mid_write",         # half of the archive's rows are in the temporary file
     "after_data_file",   # the archive file is renamed into place; no manifest yet
     "after_manifest",    # the manifest is written; the ledger still says 'detached'
@@ -49,10 +51,12 @@ VARIABLES = (
     "CRMTASKS_LOG_LEVEL", "CRMTASKS_LOG_FORMAT", "CRMTASKS_LOG_FILE", "CRMTASKS_METRICS_HOST", "CRMTASKS_METRICS_PORT",
     "CRMTASKS_WORKER_HEARTBEAT_TIMEOUT_MS", "CRMTASKS_BROKER_MAINTENANCE_CHANCE", "CRMTASKS_DASHBOARD_USER",
     "CRMTASKS_DASHBOARD_PASSWORD", "CRMTASKS_AUDIT_PREMAKE_MONTHS", "CRMTASKS_AUDIT_RETENTION_MONTHS",
-    "CRMTASKS_AUDIT_RETENTION_POLICY", "CRMTASKS_ARCHIVE_DIR", "CRMTASKS_AUDIT_HOLD", "CRMTASKS_AUDIT_PAUSE_AT",
+    "CRMTASKS_AUDIT_RETENTION_POLICY", "CRMTASKS_ARCHIVE_DIR", "CRMTASKS_ARCHIVE_URL",
+    "CRMTASKS_S3_ENDPOINT_URL", "CRMTASKS_S3_PART_MB", "CRMTASKS_AUDIT_HOLD", "CRMTASKS_AUDIT_PAUSE_AT",
     "CRMTASKS_AGGREGATES_REBUILD_HOURS", "CRMTASKS_SEARCH_TIMEOUT_MS", "CRMTASKS_SHARING_CACHE_TTL_S",
     "CRMTASKS_SHARING_LOCAL_CACHE_USERS", "CRMTASKS_SHARING_LOCAL_CACHE_RECORDS", "CRMTASKS_SHARING_CONSISTENCY",
     "CRMTASKS_ALERT_URLS", "CRMTASKS_HISTORY_DAYS", "CRMTASKS_DB_POOL_TIMEOUT_S", "CRMTASKS_API_PROCESSES",
+    "CRMTASKS_SHARING_CHECKS_AT_ONCE",
 )
 
 
@@ -239,16 +243,6 @@ def flag(environ: Mapping[str, str], variable: str) -> bool:
     if value in _FALSE_WORDS:
         return False
     raise SettingsError(variable, f"{value!r} is not a yes/no value (1, 0, true, false, yes, no, on, off)")
-
-
-def archive_dir(value: str | None) -> Path | None:
-    value = empty_to_none(value)
-    if value is None:
-        return None
-    path = Path(value).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise SettingsError("CRMTASKS_ARCHIVE_DIR", f"{path} exists and is not a directory")
-    return path
 
 
 def pause_point(value: str | None) -> str | None:

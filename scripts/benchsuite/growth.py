@@ -1,8 +1,9 @@
 """Growth suite: how the jobs' cost grows with the data, at three sizes.
 
 For each size (``Scale.growth_fractions`` of the scale's CRM and of its
-archived month: 100k, 300k and 1M leads at the large scale) a database of
-its own is seeded, then one child process (so its peak memory is its own)
+archived month: 100k, 300k and 1M leads at the large scale; 100k, 300k, 1M
+and 10M at xlarge) a database of its own is seeded (at xlarge, the 10M size
+is the main dataset, measured last, after the other suites), then one child process (so its peak memory is its own)
 times, on that data:
 
 - ``precompute_facets``: a first run (no value counts known yet: every pair
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import psycopg2
+from psycopg2 import sql
 
 from benchsuite import dataset
 from benchsuite.audit import fill_month, timing_archive_step
@@ -78,17 +80,22 @@ def per_100k(seconds: float | None, rows: int) -> float | None:
     return seconds / rows * 100_000
 
 
-def run(server: dataset.BenchServer, scale: dataset.Scale, archive_dir: Path, seed_value: int) -> list[dict]:
-    """Measure each size in a database of its own (dropped after); one dict per size, smallest first."""
+def run(server: dataset.BenchServer, scale: dataset.Scale, archive_dir: Path, seed_value: int,
+        main_url: str | None = None) -> list[dict]:
+    """Measure each size, smallest first, in a database of its own (dropped after); one dict per size.
+
+    With ``scale.growth_on_main``, the full size is measured on ``main_url`` (the main dataset) instead.
+    """
     results = []
     for number, fraction in enumerate(scale.growth_fractions, start=1):
         crm = scale.crm_at(fraction)
         month_rows = max(1, round(scale.month_rows * fraction))
+        on_main = scale.growth_on_main and fraction == 1.0 and main_url is not None
         dataset.log(f"growth: size {number}/{len(scale.growth_fractions)}: {crm.leads:,} leads, "
-                    f"archived month of {month_rows:,} rows")
-        url = server.create(f"growth{number}")
+                    f"archived month of {month_rows:,} rows" + (" (the main dataset)" if on_main else ""))
+        url = main_url if on_main else server.create(f"growth{number}")
         try:
-            seeded = dataset.seed(url, crm, 0, seed_value)
+            rows = _crm_rows(url) if on_main else dataset.seed(url, crm, 0, seed_value)["rows"]
             conn = psycopg2.connect(url, application_name="crmtasks-bench-growth-fill")
             try:
                 fill_month(conn, current_month().plus(-ARCHIVED_MONTH_AGO), month_rows)
@@ -99,11 +106,25 @@ def run(server: dataset.BenchServer, scale: dataset.Scale, archive_dir: Path, se
             time.sleep(0.5)  # the child's sessions have ended: their statistics reach pg_stat_database
             result["temp_bytes"] = dataset.temp_bytes(url) - before
         finally:
-            server.drop(url)
-        result.update(fraction=fraction, leads=crm.leads, crm_rows=sum(v for k, v in seeded["rows"].items()
-                                                                       if k not in ("roles", "users")),
+            if not on_main:
+                server.drop(url)
+        result.update(fraction=fraction, leads=crm.leads, on_main=on_main,
+                      crm_rows=sum(v for k, v in rows.items() if k not in ("roles", "users")),
                       facets_s_per_100k=per_100k(result["facets_s"], result["facets_rows"]),
                       aggregates_s_per_100k=per_100k(result["aggregates_s"], result["aggregates_rows"]),
                       archive_s_per_100k=per_100k(result["archive_s"], result["archive_rows"]))
         results.append(result)
     return results
+
+
+def _crm_rows(url: str) -> dict[str, int]:
+    """Rows per CRM table of the database at ``url`` (exact counts: the sizes the growth table reports)."""
+    from crmtasks.demo import CRM_TABLES
+
+    counts = {}
+    with psycopg2.connect(url, application_name="crmtasks-bench-growth-count") as conn, conn.cursor() as cur:
+        for table in CRM_TABLES:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+            counts[table] = cur.fetchone()[0]
+    conn.close()
+    return counts

@@ -39,6 +39,17 @@ def peak_rss_mb() -> float:
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
+def current_rss_mb() -> float:
+    """Resident set size of this process right now, in MiB (``VmRSS``; on other systems, the peak instead)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return peak_rss_mb()
+
+
 def _child(pipe, function: Callable, args: tuple) -> None:
     try:
         pipe.send((True, function(*args)))

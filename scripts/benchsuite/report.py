@@ -125,8 +125,16 @@ def _header(results: Results) -> str:
         f"{after.get('calibration_ms')} ms at the end (about 60 ms on an idle core: more means a busy machine "
         "and inflated timings)"),
         (f"- Data: {results.sizes['description']}; seeded in {sum(seeded.values()):.0f} s "
-        f"({', '.join(f'{step} {seconds:.1f}' for step, seconds in seeded.items())})\n"),
+        f"({', '.join(f'{step} {seconds:.1f}' for step, seconds in seeded.items())}"
+        f"{_phases(results.seeding.get('crm_phases_s'))})\n"),
     ])
+
+
+def _phases(phases: dict | None) -> str:
+    """The CRM load's phases, e.g. "; CRM: people 0.1, records 60.2, indexes 190.0 ..." (seconds)."""
+    if not phases:
+        return ""
+    return "; CRM: " + ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in phases.items())
 
 
 def _jobs_table(jobs: list[dict]) -> str:
@@ -181,7 +189,7 @@ def _growth_table(growth: list[dict]) -> str:
         ["Leads", "Rows counted (4 tables)", "Facets, 1st run", "Facets, steady", "per 100k rows",
          "Aggregates rebuild", "per 100k rows", "Archived rows", "Archive step", "per 100k rows", "Peak memory",
          "PostgreSQL temp files"],
-        [[f"{size['leads']:,}", f"{size['facets_rows']:,}", f"{size['facets_first_s']:.2f} s",
+        [[f"{size['leads']:,}" + (" (main dataset)" if size.get("on_main") else ""), f"{size['facets_rows']:,}", f"{size['facets_first_s']:.2f} s",
           f"{size['facets_s']:.2f} s", _seconds(size["facets_s_per_100k"]), f"{size['aggregates_s']:.2f} s",
           _seconds(size["aggregates_s_per_100k"]), f"{size['archive_rows']:,}", _seconds(size["archive_s"]),
           _seconds(size["archive_s_per_100k"]), f"{size['rss_peak_mb']:.0f} MiB", _bytes(size["temp_bytes"])]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import psycopg2
 import pytest
 from psycopg2 import sql
 
+from crmtasks.audit import codecs
 from crmtasks.audit.months import Month, current_month
 from crmtasks.audit.partitions import create_months
+from crmtasks.audit.stores import FileStore, open_store
 from crmtasks.settings import load_settings
 
 
@@ -42,8 +43,10 @@ def audit_conn(migrated_database_url):
 
 
 def audit_settings(tmp_path: Path, **environ):
-    base = {"DATABASE_URL": "postgresql://unused@localhost/unused", "CRMTASKS_HOME": str(tmp_path / "home"),
-            "CRMTASKS_ARCHIVE_DIR": str(tmp_path / "archive")}
+    """Settings for the audit tests: the archive in ``tmp_path/archive`` unless ``CRMTASKS_ARCHIVE_URL`` is given."""
+    base = {"DATABASE_URL": "postgresql://unused@localhost/unused", "CRMTASKS_HOME": str(tmp_path / "home")}
+    if "CRMTASKS_ARCHIVE_URL" not in environ:
+        base["CRMTASKS_ARCHIVE_DIR"] = str(tmp_path / "archive")
     base.update({key: str(value) for key, value in environ.items()})
     return load_settings(base)
 
@@ -89,10 +92,16 @@ def table_rows(conn, table: str, where: sql.Composable = sql.SQL("true")) -> lis
     return rows
 
 
-def archived_ids(directory: Path) -> list[int]:
-    """The ids in every published archive data file (first COPY column)."""
+def archived_ids(target) -> list[int]:
+    """The ids in every published archive data object (first COPY column), whatever its compression.
+
+    ``target``: the archive directory, or Settings (any store).
+    """
+    store = FileStore(target) if isinstance(target, Path) else open_store(target)
     ids = []
-    for path in sorted(directory.glob("audit_log_p*.copy.gz")):
-        for line in gzip.decompress(path.read_bytes()).splitlines():
-            ids.append(int(line.split(b"\t", 1)[0]))
+    for name in store.names(codecs.DATA_SUFFIXES):
+        codec = codecs.ZSTD if name.endswith(codecs.ZSTD.suffix) else codecs.GZIP
+        decoder = codec.decoder()
+        text = b"".join(decoder.decompress(block) for block in store.read_blocks(name)) + decoder.finish()
+        ids.extend(int(line.split(b"\t", 1)[0]) for line in text.splitlines())
     return ids

@@ -2,7 +2,9 @@
 
 After each kill and re-run, every audit row is either in audit_log or in
 exactly one archive that verifies against its manifest; no temporary file is
-left and no manifest-less data file is taken as an archive.
+left and no manifest-less data file is taken as an archive. Each test runs
+with the archive in a local directory and in a bucket of a real
+S3-compatible server (moto's, started on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from collections import Counter
 import psycopg2
 import pytest
 
+from crmtasks.audit import codecs
 from crmtasks.audit.maintenance import run_maintenance
 from crmtasks.audit.status import verify_archives
+from crmtasks.audit.stores import open_store
 from crmtasks.jobs.audit_maintenance import APPLICATION_NAME
 from crmtasks.settings import AUDIT_PAUSE_POINTS
 from tests.integration.audit_support import (  # noqa: F401
@@ -27,14 +31,23 @@ from tests.integration.audit_support import (  # noqa: F401
     old_months,
     table_ids,
 )
+from tests.integration.s3_support import bucket_of, unfinished_uploads
 
 pytestmark = pytest.mark.slow
 ROWS_PER_MONTH = 4000
 _JOB = "from crmtasks.jobs.audit_maintenance import run; print(run())"
 
 
-def _start_job(tmp_path, **environ):
-    env = dict(os.environ, CRMTASKS_ARCHIVE_DIR=str(tmp_path / "archive"), **environ)
+@pytest.fixture(params=["file", "s3"])
+def archive_target(request, tmp_path):
+    """The archive store's variables: a local directory, or a fresh bucket on the test session's moto server."""
+    if request.param == "file":
+        return {"CRMTASKS_ARCHIVE_DIR": str(tmp_path / "archive")}
+    return request.getfixturevalue("s3_archive")
+
+
+def _start_job(target, **environ):
+    env = dict(os.environ, **target, **environ)
     return subprocess.Popen([sys.executable, "-c", _JOB], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -50,14 +63,13 @@ def _wait_for(predicate, timeout=30.0):
 
 def _assert_every_row_once(conn, settings, expected_ids):
     in_database = table_ids(conn)
-    in_archives = archived_ids(settings.audit_archive_dir)
+    in_archives = archived_ids(settings)
     counts = Counter(in_database) + Counter(in_archives)
     assert set(counts) == set(expected_ids), "rows lost or invented"
     assert max(counts.values()) == 1, "rows duplicated between the database and the archives"
     checks = verify_archives(conn, settings)
     assert checks and all(check.ok for check in checks), checks
-    leftovers = [p.name for p in settings.audit_archive_dir.iterdir() if p.name.startswith(".tmp-")]
-    assert leftovers == []
+    assert open_store(settings).names(temporary=True) == []
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM audit_retention_ledger WHERE state <> 'dropped'")
         assert cur.fetchone()[0] == 0
@@ -75,33 +87,47 @@ def _prepare(conn):
 
 
 @pytest.mark.parametrize("step", AUDIT_PAUSE_POINTS)
-def test_kill_at_each_step_then_rerun(audit_conn, tmp_path, step):
-    settings = audit_settings(tmp_path)
+def test_kill_at_each_step_then_rerun(audit_conn, tmp_path, archive_target, moto_server, step):
+    settings = audit_settings(tmp_path, **archive_target)
     expected = _prepare(audit_conn)
-    child = _start_job(tmp_path, CRMTASKS_AUDIT_PAUSE_AT=step)
+    child = _start_job(archive_target, CRMTASKS_AUDIT_PAUSE_AT=step)
     line = child.stdout.readline().strip()
     assert line == f"paused at {step}", child.stderr.read() if not line else line
     child.kill()  # SIGKILL
     child.wait(timeout=10)
-    if step == "mid_write":
-        assert any(p.name.startswith(".tmp-") for p in settings.audit_archive_dir.iterdir())
+    if step == "mid_write" and "CRMTASKS_ARCHIVE_DIR" in archive_target:
+        assert open_store(settings).names(temporary=True) != []
     if step == "after_data_file":  # a data file without manifest is not an archive
+        assert open_store(settings).names(codecs.DATA_SUFFIXES) != []
         assert [c for c in verify_archives(audit_conn, settings)] == []
     stats = run_maintenance(audit_conn, settings)
     assert stats["dropped"] == 2 and stats["conflicts"] == 0, stats
     _assert_every_row_once(audit_conn, settings, expected)
-    assert len(archived_ids(settings.audit_archive_dir)) == 2 * ROWS_PER_MONTH
+    assert len(archived_ids(settings)) == 2 * ROWS_PER_MONTH
+    if "CRMTASKS_ARCHIVE_URL" in archive_target:
+        _assert_archives_in_the_bucket(moto_server, archive_target, 2)
+
+
+def _assert_archives_in_the_bucket(server, target, months):
+    """Read the bucket with a client of the test's own: the archives are there, and nothing else."""
+    bucket = bucket_of(target)
+    keys = [item["Key"] for item in server.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert sum(key.endswith(".copy.zst") for key in keys) == months, keys
+    assert sum(key.endswith(".manifest.json") for key in keys) == months, keys
+    assert len(keys) == 2 * months, keys
+    assert unfinished_uploads(server, bucket) == []
 
 
 @pytest.mark.parametrize("server_session_dies", [True, False], ids=["client-and-session-killed", "client-killed"])
-def test_kill_during_detach_concurrently(audit_conn, tmp_path, migrated_database_url, server_session_dies):
+def test_kill_during_detach_concurrently(audit_conn, tmp_path, migrated_database_url, archive_target, request,
+                                        server_session_dies):
     """A DETACH ... CONCURRENTLY caught between its two transactions is finished by the re-run."""
-    settings = audit_settings(tmp_path)
+    settings = audit_settings(tmp_path, **archive_target)
     expected = _prepare(audit_conn)
     blocker = psycopg2.connect(migrated_database_url)  # an old transaction the detach must wait for
     with blocker.cursor() as cur:
         cur.execute("SELECT count(*) FROM audit_log")
-    child = _start_job(tmp_path)
+    child = _start_job(archive_target)
 
     def detach_pending():
         with audit_conn.cursor() as cur:
@@ -127,6 +153,8 @@ def test_kill_during_detach_concurrently(audit_conn, tmp_path, migrated_database
         assert stats["finalized"] == 1
     assert stats["dropped"] == 2, stats
     _assert_every_row_once(audit_conn, settings, expected)
+    if "CRMTASKS_ARCHIVE_URL" in archive_target:
+        _assert_archives_in_the_bucket(request.getfixturevalue("moto_server"), archive_target, 2)
 
 
 def _maintenance_sessions(conn):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import gzip
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ import sys
 
 import psycopg2
 import pytest
+import zstandard
 from psycopg2 import sql
 
 from crmtasks.audit import (
@@ -27,6 +27,7 @@ from crmtasks.audit.months import current_month
 from crmtasks.audit.partitions import list_partitions
 from crmtasks.audit.restore import RestoreRefused, restore_month
 from crmtasks.audit.status import verify_archives
+from crmtasks.audit.stores import FileStore
 from crmtasks.demo import seed_audit
 from tests.integration.audit_support import (  # noqa: F401
     archived_ids,
@@ -135,7 +136,7 @@ def test_premake_and_archive_then_drop(audit_conn, tmp_path):
     assert kept.partition_name in names
     assert not any(month.partition_name in names for month in expired)
     for month in expired:
-        manifest = archive_file.read_manifest(settings.audit_archive_dir / f"{month.partition_name}.manifest.json")
+        manifest = archive_file.read_manifest(FileStore(settings.audit_archive_dir), f"{month.partition_name}.manifest.json")
         assert manifest.row_count == 500
         assert manifest.range_start == month.start.isoformat() and manifest.range_end == month.end.isoformat()
         assert (manifest.min_id, manifest.max_id) == (before[month][0][0], before[month][-1][0])
@@ -160,7 +161,7 @@ def test_retention_uses_catalog_bounds_not_names(audit_conn, tmp_path):
     assert stats["archived"] == 1 and stats["rows"] == 1
     names = _partition_names(audit_conn)
     assert "audit_log_p209912" not in names and "audit_log_p200001" in names
-    manifest = archive_file.read_manifest(settings.audit_archive_dir / f"{expired.partition_name}.manifest.json")
+    manifest = archive_file.read_manifest(FileStore(settings.audit_archive_dir), f"{expired.partition_name}.manifest.json")
     assert manifest.partition == "audit_log_p209912" and manifest.month == str(expired)
 
 
@@ -234,10 +235,10 @@ def test_restore_refuses_a_damaged_archive_and_verify_reports_it(audit_conn, tmp
         fill_month(audit_conn, month, 400)
     run_maintenance(audit_conn, settings)
     damaged = months[0]
-    data = settings.audit_archive_dir / f"{damaged.partition_name}.copy.gz"
-    # One changed row in a valid gzip file: only the checksums can tell.
-    text = gzip.decompress(data.read_bytes())
-    data.write_bytes(gzip.compress(text.replace(b"\tview\t", b"\tVIEW\t", 1), compresslevel=1))
+    data = settings.audit_archive_dir / f"{damaged.partition_name}.copy.zst"
+    # One changed row in a valid zstd file: only the checksums can tell.
+    text = zstandard.ZstdDecompressor().decompressobj().decompress(data.read_bytes())
+    data.write_bytes(zstandard.ZstdCompressor(level=3).compress(text.replace(b"\tview\t", b"\tVIEW\t", 1)))
     checks = {check.month: check for check in verify_archives(audit_conn, settings)}
     assert checks[str(damaged)].ok is False and checks[str(months[1])].ok is True
     with pytest.raises(RestoreRefused, match="fails verification"):
@@ -394,7 +395,7 @@ def test_a_month_archived_but_not_yet_dropped_whose_archive_is_lost_is_archived_
     child.kill()
     child.wait()
     settings = audit_settings(tmp_path)
-    suffix = ".manifest.json" if loss == "manifest" else ".copy.gz"
+    suffix = ".manifest.json" if loss == "manifest" else ".copy.zst"
     (settings.audit_archive_dir / f"{month.partition_name}{suffix}").unlink()
     [check] = verify_archives(audit_conn, settings)
     assert not check.ok and "still in the detached table" in check.problem

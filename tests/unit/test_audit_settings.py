@@ -118,3 +118,40 @@ def test_audit_job_is_registered():
     assert (spec.max_retries, spec.min_backoff_ms, spec.max_backoff_ms) == (3, 5_000, 60_000)
     assert spec.time_limit_s == 3600
     assert spec.load() is audit_maintenance.run
+
+
+def test_archive_url_names_a_directory_or_a_bucket_and_the_dir_variable_stays_an_alias(tmp_path):
+    by_url = load_settings({"CRMTASKS_HOME": str(tmp_path), "CRMTASKS_ARCHIVE_URL": (tmp_path / "a b").as_uri()})
+    assert by_url.audit_archive_dir == tmp_path / "a b" and by_url.archive_bucket is None
+    by_alias = load_settings({"CRMTASKS_HOME": str(tmp_path), "CRMTASKS_ARCHIVE_DIR": str(tmp_path / "a b")})
+    assert by_alias.audit_archive_dir == by_url.audit_archive_dir and by_alias.archive_url == by_url.archive_url
+    assert load_settings({"CRMTASKS_HOME": str(tmp_path)}).archive_url == (tmp_path / "archive").as_uri()
+    s3 = load_settings({"CRMTASKS_ARCHIVE_URL": "s3://crm-archive.eu/audit/prod/",
+                        "CRMTASKS_S3_ENDPOINT_URL": "http://127.0.0.1:9000", "CRMTASKS_S3_PART_MB": "16"})
+    assert (s3.archive_bucket, s3.archive_prefix, s3.s3_endpoint_url, s3.s3_part_mb) == (
+        "crm-archive.eu", "audit/prod", "http://127.0.0.1:9000", 16)
+    assert s3.archive_url == "s3://crm-archive.eu/audit/prod"
+    assert load_settings({"CRMTASKS_ARCHIVE_URL": "s3://crm-archive"}).archive_prefix == ""
+
+
+@pytest.mark.parametrize("environ, words", [
+    ({"CRMTASKS_ARCHIVE_URL": "ftp://host/dir"}, "CRMTASKS_ARCHIVE_URL: scheme 'ftp' is not supported"),
+    ({"CRMTASKS_ARCHIVE_URL": "/var/archive"}, "is not a URL; expected file:///absolute/dir or s3://bucket/prefix"),
+    ({"CRMTASKS_ARCHIVE_URL": "file://otherhost/dir"}, "absolute path on this host"),
+    ({"CRMTASKS_ARCHIVE_URL": "file:relative"}, "is not a URL"),
+    ({"CRMTASKS_ARCHIVE_URL": "s3://UPPER/x"}, "'UPPER' is not an S3 bucket name"),
+    ({"CRMTASKS_ARCHIVE_URL": "s3:///prefix"}, "'(none)' is not an S3 bucket name"),
+    ({"CRMTASKS_ARCHIVE_URL": "s3://bucket/a//b"}, "empty segment"),
+    ({"CRMTASKS_ARCHIVE_URL": "s3://bucket/x?region=eu"}, "takes no ?query"),
+    ({"CRMTASKS_ARCHIVE_URL": "s3://AKIAXXXX:s3cr3t@bucket/x"}, "carries credentials"),
+    ({"CRMTASKS_ARCHIVE_URL": "s3://bucket/x", "CRMTASKS_ARCHIVE_DIR": "/tmp/a"}, "set only one of them"),
+    ({"CRMTASKS_S3_ENDPOINT_URL": "minio:9000"}, "expected http(s)://host:port"),
+    ({"CRMTASKS_S3_ENDPOINT_URL": "http://user:s3cr3t@minio:9000"}, "carries credentials"),
+    ({"CRMTASKS_S3_ENDPOINT_URL": "http://minio:port"}, "port is not a number"),
+    ({"CRMTASKS_S3_PART_MB": "4"}, "out of range (5 to 5120)"),
+])
+def test_a_bad_archive_target_is_one_line_naming_the_variable_without_secrets(environ, words):
+    with pytest.raises(SettingsError) as refused:
+        load_settings(environ)
+    message = str(refused.value)
+    assert words in message and "\n" not in message and "s3cr3t" not in message
