@@ -173,9 +173,9 @@ class LoginWall:
                 response.headers["Retry-After"] = str(wait_s)
                 return response
             if credentials_match(self.settings, user, request.form.get("password", "")):
-                if not self._record_login(True, user, None):
-                    return self.login_form(503, target, user=user, error="Login is unavailable: it cannot be "
-                                           "recorded in the operator trail (is PostgreSQL reachable?).")
+                # Written when PostgreSQL can take it; when it cannot, the error is logged and the login goes
+                # ahead: the queue console, which needs Redis only, is what an operator needs most then.
+                self._record_login(True, user, None)
                 self._start_session(user)
                 return flask.redirect(target, 303)
             self.throttle.failed(user, address)
@@ -194,7 +194,7 @@ class LoginWall:
         try:
             record_operator_action(action, current_operator(user if known else UNKNOWN_USER),
                                    details={"reason": reason} if reason else None)
-        except Exception as error:  # noqa: BLE001 - PostgreSQL down: a failed login is still refused
+        except Exception as error:  # noqa: BLE001 - PostgreSQL down: the login is decided all the same
             logger.error("dashboard: %s of %s not written to the operator trail: %s", action,
                          user[:64] if known else UNKNOWN_USER, error)
             return False

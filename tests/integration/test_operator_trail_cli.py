@@ -28,6 +28,7 @@ from tests.integration.in_process_worker import in_process_worker
 ROOT = Path(__file__).resolve().parents[2]
 TALLY = TEST_SPECS[0]
 SHELL_USER = f"{getpass.getuser()}@{socket.gethostname()}"
+BERLIN_0230 = {"cron": "30 2 * * *", "zone": "Europe/Berlin"}
 
 
 @pytest.fixture()
@@ -99,3 +100,19 @@ def test_crmtasks_trail_shows_the_rows_and_refuses_bad_input_in_one_line(trail_d
         refused = crmtasks("trail", *bad)
         assert refused.returncode == 2, (bad, refused.stderr)
         assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("crmtasks: "), refused.stderr
+
+
+def test_schedule_set_and_reset_from_the_shell_each_leave_one_row(trail_db):
+    stored = crmtasks("schedule", "set", TALLY.name, "30 2 * * *", "--tz", "Europe/Berlin", ssh="203.0.113.7")
+    assert stored.returncode == 0, stored.stderr
+    assert crmtasks("schedule", "set", TALLY.name, "not cron").returncode != 0  # refused: no row
+    assert crmtasks("schedule", "set", TALLY.name, "0 5 * * *", "--dry-run").returncode == 0  # nothing stored
+    assert crmtasks("schedule", "reset", TALLY.name).returncode == 0
+    assert crmtasks("schedule", "reset", TALLY.name).returncode == 0  # nothing stored any more: no change, no row
+    rows = _rows(trail_db)
+    assert [(action, changes["who"], changes["via"], changes["target"], changes["details"], address)
+            for action, changes, address in rows] == [
+        ("schedule_set", SHELL_USER, "cli", TALLY.name,
+         {"before": None, "after": BERLIN_0230, "default": TALLY.cron}, "203.0.113.7"),
+        ("schedule_reset", SHELL_USER, "cli", TALLY.name,
+         {"before": BERLIN_0230, "after": None, "default": TALLY.cron}, None)]

@@ -222,3 +222,21 @@ def test_a_dead_letters_traceback_is_shown_without_passwords(worker, trail_db, p
     page = client.get(f"/dramatiq/queues/default/failed/{redis_id}").get_data(as_text=True)
     assert "OperationalError: connection to postgresql://app:***@db/crm failed" in page
     assert password not in page and str(markupsafe.escape(password)) not in page
+
+
+@pytest.mark.parametrize(("login", "who"), [(True, USER), (False, "loopback")])
+def test_the_schedule_form_leaves_one_row_per_change(worker, trail_db, login, who):
+    client = _client(_app(worker, login=login), "127.0.0.1")
+    if login:
+        _login(client)
+    token = _token(client, f"/jobs/{TALLY.name}")
+    form = {"csrf_token": token, "cron": "*/15 * * * *", "zone": "America/New_York"}
+    assert client.post(f"/jobs/{TALLY.name}/schedule/preview", data=form).status_code == 200  # nothing stored
+    assert client.post(f"/jobs/{TALLY.name}/schedule", data={**form, "cron": "61 * * * *"}).status_code == 400
+    assert client.post(f"/jobs/{TALLY.name}/schedule", data=form).status_code == 303
+    assert client.post(f"/jobs/{TALLY.name}/schedule/reset", data={"csrf_token": token}).status_code == 303
+    rows = [(action, changes["who"], changes["via"], changes["target"], changes["details"]["after"], address)
+            for action, changes, address in _trail_rows(trail_db) if action.startswith("schedule")]
+    assert rows == [("schedule_set", who, "dashboard", TALLY.name,
+                     {"cron": "*/15 * * * *", "zone": "America/New_York"}, "127.0.0.1"),
+                    ("schedule_reset", who, "dashboard", TALLY.name, None, "127.0.0.1")]
