@@ -112,6 +112,7 @@ class TaskRun(BaseModel):
     error = peewee.TextField(null=True)
     host = peewee.TextField(null=True)
     pid = peewee.IntegerField(null=True)
+    started_by = peewee.TextField(null=True)  # who started a manual run: "ops (dashboard)", "alice@web-1 (cli)"
 
     class Meta:
         table_name = "task_runs"
@@ -146,5 +147,18 @@ class JobPause(BaseModel):
         table_name = "job_pauses"
 
 
+class JobSchedule(BaseModel):
+    """A job's schedule as an operator set it at runtime (cron and IANA zone); no row: the registry's default."""
+
+    task = peewee.TextField(primary_key=True)
+    cron = peewee.TextField()
+    zone = peewee.TextField(default="UTC")
+    changed_at = DateTimeTZField()
+    changed_by = peewee.TextField(default="")
+
+    class Meta:
+        table_name = "job_schedules"
+
+
 CRM_MODELS = (Role, User, Account, Contact, Lead, Deal)
-ALL_MODELS = CRM_MODELS + (TaskRun, ScheduleSlot, JobPause)
+ALL_MODELS = CRM_MODELS + (TaskRun, ScheduleSlot, JobPause, JobSchedule)

@@ -112,7 +112,7 @@ def crm_db(migrated_database_url):
     database = db.bind(get_settings())
     database.connect(reuse_if_open=True)
     database.execute_sql(
-        "TRUNCATE roles, users, accounts, contacts, leads, deals, task_runs, schedule_slots, job_pauses "
+        "TRUNCATE roles, users, accounts, contacts, leads, deals, task_runs, schedule_slots, job_pauses, job_schedules "
         "RESTART IDENTITY CASCADE"
     )
     yield database

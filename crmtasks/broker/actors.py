@@ -15,6 +15,8 @@ from crmtasks.broker.options import JOB_NAME_OPTION, lock_ttl_ms
 from crmtasks.jobs import registry
 from crmtasks.runs.status import CATCH_UP_REASON, SkipReason, SlotState
 from crmtasks.scheduler import pauses, slots
+from periodiq import CronSpec
+
 from crmtasks.scheduler.cron import UtcCron, to_utc_minute
 
 logger = logging.getLogger(__name__)
@@ -23,6 +25,8 @@ logger = logging.getLogger(__name__)
 # whether it is a catch-up of a slot missed while no scheduler ran.
 SLOT_OPTION = "crmtasks_slot"
 CATCH_UP_OPTION = "crmtasks_catch_up"
+# Who started a manual run ("ops (dashboard)"): the worker records it in task_runs.started_by.
+STARTED_BY_OPTION = "crmtasks_started_by"
 
 
 class ScheduledActor(dramatiq.Actor):
@@ -73,7 +77,16 @@ def _claim_and_send(actor: dramatiq.Actor, slot: datetime.datetime, *, catch_up:
     return message
 
 
-def declare_actor(broker: dramatiq.Broker, spec: registry.JobSpec, schedule: str) -> dramatiq.Actor:
+def manual_message(actor: dramatiq.Actor, started_by: str) -> dramatiq.Message:
+    """The message of one run of ``actor`` now, started by ``started_by``; not sent yet (``actor.broker.enqueue``).
+
+    Built before it is sent so that its id can go into the operator trail
+    first: a run is never started without its trail row.
+    """
+    return actor.message_with_options(args=(), kwargs=None, **{STARTED_BY_OPTION: started_by})
+
+
+def declare_actor(broker: dramatiq.Broker, spec: registry.JobSpec, schedule: str | CronSpec) -> dramatiq.Actor:
     """Declare the actor of one job on ``broker`` (which must carry crmtasks' middleware).
 
     The job's policy travels as actor options (crmtasks.broker.options):
@@ -83,7 +96,8 @@ def declare_actor(broker: dramatiq.Broker, spec: registry.JobSpec, schedule: str
     Parameters:
       broker(Broker): The broker to bind to.
       spec(JobSpec): The job: name, queue, limits and retry policy.
-      schedule(str): The cron expression in force (the default or the user's override), in UTC.
+      schedule(str|CronSpec): The schedule: a cron expression in UTC (fixed), or a
+        ``crmtasks.scheduler.live.LiveSchedule`` that follows the schedule in force as it changes.
     """
 
     def perform() -> dict:
@@ -96,7 +110,7 @@ def declare_actor(broker: dramatiq.Broker, spec: registry.JobSpec, schedule: str
         broker=broker,
         actor_name=spec.actor_name,
         queue_name=spec.queue,
-        periodic=UtcCron(schedule),
+        periodic=UtcCron(schedule) if isinstance(schedule, str) else schedule,
         time_limit=spec.time_limit_s * 1000,
         max_retries=spec.max_retries,
         min_backoff=spec.min_backoff_ms,

@@ -19,6 +19,7 @@ import dramatiq
 from crmtasks.broker.actors import declare_actor
 from crmtasks.broker.build import build_broker
 from crmtasks.jobs import registry
+from crmtasks.scheduler.live import LiveSchedule, ScheduleBook
 from crmtasks.settings import Settings
 
 
@@ -29,14 +30,20 @@ class Runtime:
     Parameters:
       broker(RedisBroker): The broker, with every middleware crmtasks needs (crmtasks.broker.build).
       actors(Mapping[str, Actor]): One actor per job, by the job's CLI name, in registry order (read-only).
+      schedules(ScheduleBook): The schedules in force the actors follow, re-read from the database
+        (crmtasks.scheduler.live).
     """
 
     broker: dramatiq.Broker
     actors: Mapping[str, dramatiq.Actor]
+    schedules: ScheduleBook | None = None
 
 
 def build_runtime(settings: Settings) -> Runtime:
     """Build the broker for ``settings`` and declare on it one actor per registered job, on its schedule in force.
+
+    The actors' schedules are read from the database when first used and
+    re-read as they change (crmtasks.scheduler.live), never at build time.
 
     Each call builds a new broker with its own Redis connections, so a
     process calls it once. The jobs are ``registry.JOBS`` as it is at the
@@ -46,5 +53,6 @@ def build_runtime(settings: Settings) -> Runtime:
       settings(Settings): Where Redis is, the key prefix, the metrics exporter and the schedules in force.
     """
     broker = build_broker(settings)
-    actors = {spec.name: declare_actor(broker, spec, settings.schedule(spec.name)) for spec in registry.JOBS}
-    return Runtime(broker=broker, actors=types.MappingProxyType(actors))
+    book = ScheduleBook(settings)
+    actors = {spec.name: declare_actor(broker, spec, LiveSchedule(spec.name, book)) for spec in registry.JOBS}
+    return Runtime(broker=broker, actors=types.MappingProxyType(actors), schedules=book)

@@ -1,4 +1,7 @@
-"""``crmtasks tasks|check|pause|resume``: what the jobs are doing, and steering them."""
+"""``crmtasks tasks|check|pause|resume``: what the jobs are doing, and steering them.
+
+A pause or resume is written to the operator trail (``crmtasks trail``) first, as the OS user at this host.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +20,16 @@ from crmtasks.cli.common import (
 from crmtasks.jobs import registry
 from crmtasks.runs.health import run_checks
 from crmtasks.runs.overview import job_overviews
+from crmtasks.runs.trail import Operator, OperatorAction, record_operator_action
 from crmtasks.scheduler import pauses
+from crmtasks.scheduler.runtime import schedule_label
 from crmtasks.user_text import check_text
 
 
 @click.command(name="tasks")
 @click.option("--json", "as_json", is_flag=True)
 def list_tasks(as_json: bool) -> None:
-    """List the jobs: schedule (UTC), next three fire times, last run and state."""
+    """List the jobs: schedule (and its zone), next three fire times (UTC), last run and state."""
     settings = load_settings_or_exit()
     require_migrated(settings)
     overviews = job_overviews(settings)
@@ -34,8 +39,8 @@ def list_tasks(as_json: bool) -> None:
     if not overviews:
         stderr.print("no jobs are registered")
         return
-    print_table("crmtasks jobs", ["task", "queue", "schedule (UTC)", "next runs", "state", "last run", "status"], [
-        [o.task, o.queue, o.schedule, "\n".join(t.strftime("%Y-%m-%d %H:%M") for t in o.next_runs) or "never",
+    print_table("crmtasks jobs", ["task", "queue", "schedule", "next runs (UTC)", "state", "last run", "status"], [
+        [o.task, o.queue, schedule_label(o.schedule, o.zone, o.schedule_source), "\n".join(t.strftime("%Y-%m-%d %H:%M") for t in o.next_runs) or "never",
          o.state + (f" ({o.pause_note})" if o.pause_note else ""),
          o.last_started_at.strftime("%Y-%m-%d %H:%M:%S") if o.last_started_at else "never",
          (o.last_status or "") + (f" {o.last_duration_s:.1f} s" if o.last_duration_s is not None else "")]
@@ -80,6 +85,7 @@ def pause(job: str, note: str) -> None:
     except ValueError as error:
         raise CommandError(str(error)) from None
     require_migrated(settings)
+    record_operator_action(OperatorAction.PAUSE, Operator.from_shell(), target=task, details={"note": note})
     pauses.pause(task, note)
     click.echo(f"{task}: paused" + (f" ({note})" if note else ""))
 
@@ -91,4 +97,5 @@ def resume(job: str) -> None:
     settings = load_settings_or_exit()
     task = _task_name(job)
     require_migrated(settings)
+    record_operator_action(OperatorAction.RESUME, Operator.from_shell(), target=task)
     click.echo(f"{task}: resumed" if pauses.resume(task) else f"{task}: was not paused")

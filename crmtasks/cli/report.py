@@ -8,8 +8,6 @@ click's types so that no error prints a usage block.
 
 from __future__ import annotations
 
-import csv
-import datetime
 import decimal
 import sys
 import tempfile
@@ -22,11 +20,10 @@ from crmtasks.cli.common import (
     CommandError,
     load_settings_or_exit,
     migrated_connection,
-    print_json,
     print_table,
     stderr,
 )
-from crmtasks.reports import periods
+from crmtasks.reports import periods, queries, render
 from crmtasks.user_text import shown, whole_number
 
 FORMATS = ("table", "json", "csv")
@@ -59,13 +56,18 @@ def report_command(name, owner_text, from_text, to_text, grain, stage, by_owner,
     try:
         conn.autocommit = True
         try:
-            report = spec.function(connection=conn, **filters)
+            data = report = None
+            if output_format in render.FORMATS:
+                # The bytes kept for this refresh generation (one round trip), or the report read, formatted, kept.
+                data = render.query_bytes(queries.query_for(spec.name, conn, **filters), output_format, conn)
+            if data is None or plot_file is not None:
+                report = spec.function(connection=conn, **filters)
         except (reports.ReportError, reports.AggregatesNotReady) as error:
             raise CommandError(str(error)) from None
     finally:
         conn.close()
 
-    _print(report, output_format)
+    _print(report, output_format, data)
     if plot_file is not None:
         # Imported here: matplotlib takes about half a second to load, and only --plot needs it.
         from crmtasks.reports import plots
@@ -137,29 +139,17 @@ def _check_writable(path: Path, plot_path: str) -> None:
                                   f"({error.strerror or error})") from None
 
 
-def _print(report: reports.Report, output_format: str) -> None:
-    if output_format == "json":
-        print_json(report.as_dict())
-        return
-    if output_format == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(list(report.columns) + ["as_of"])
-        for row in report.rows:
-            writer.writerow([_plain(row[column]) for column in report.columns] + [report.as_of.isoformat()])
+def _print(report: reports.Report | None, output_format: str, data: bytes | None) -> None:
+    if data is not None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
         return
     columns = [column for column in report.columns if column != "period_start"]
     title = f"{report.name} (as of {report.as_of:%Y-%m-%d %H:%M:%S %Z})"
     print_table(title, columns, [[_cell(column, row[column]) for column in columns] for row in report.rows])
     if not report.rows:
         stderr.print("no rows match these filters")
-
-
-def _plain(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return value.isoformat()
-    return str(value)
 
 
 def _cell(column: str, value) -> str:

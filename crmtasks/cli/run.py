@@ -1,14 +1,17 @@
 """``python -m crmtasks.run [--task NAME ...] [--enqueue] [--json]``: run the periodic jobs now.
 
 The Dramatiq counterpart of the seed's ``manage.py run_periodic_tasks``.
-Exit status: 0 when every job succeeded (or was skipped because it was
-already running), 1 when any failed, 2 for usage or settings errors.
+Each job run or sent is written to the operator trail first, as the OS user
+at this host, and its task_runs row names them. Exit status: 0 when every
+job succeeded (or was skipped because it was already running), 1 when any
+failed, 2 for usage or settings errors.
 """
 
 from __future__ import annotations
 
 import click
 
+from crmtasks.broker.actors import manual_message
 from crmtasks.broker.factory import build_runtime
 from crmtasks.cli.common import (
     CommandError,
@@ -17,6 +20,7 @@ from crmtasks.cli.common import (
     load_settings_or_exit,
     print_json,
     print_table,
+    require_migrated,
     stderr,
     summarize_stats,
 )
@@ -25,6 +29,12 @@ from crmtasks.jobs.precompute_facets import JOB_NAME as FACETS_JOB
 from crmtasks.pg import db
 from crmtasks.runs import runner
 from crmtasks.runs.status import RunStatus
+from crmtasks.runs.trail import (
+    Operator,
+    OperatorAction,
+    record_operator_action,
+    started_by,
+)
 from crmtasks.search.precompute import request_full_build
 from crmtasks.services.readiness import NotReady, prepare_database, require_redis
 from crmtasks.settings import Settings
@@ -53,6 +63,7 @@ def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool, full: bool
     except NotReady as error:
         raise CommandError(str(error)) from None
     if enqueue:
+        require_migrated(settings)  # the operator trail lives there: a run is never sent unrecorded
         if full:
             _request_full_build(settings)
         _enqueue(settings, specs, as_json)
@@ -70,13 +81,15 @@ def run_command(tasks: tuple[str, ...], enqueue: bool, as_json: bool, full: bool
         counts = ", ".join(f"{count:,} {table}" for table, count in prepared.demo_seeded.items())
         stderr.print(f"embedded database was empty: seeded a demo CRM ({counts})")
 
+    operator = Operator.from_shell()
     outcomes = []
     for spec in specs:
+        record_operator_action(OperatorAction.RUN_NOW, operator, target=spec.name, details={"in_process": True})
         if as_json:
-            outcomes.append(runner.run_now(spec, settings))
+            outcomes.append(runner.run_now(spec, settings, started_by=started_by(operator)))
             continue
         with stderr.status(f"running {spec.name} ({spec.actor_name})"):
-            outcome = runner.run_now(spec, settings)
+            outcome = runner.run_now(spec, settings, started_by=started_by(operator))
         outcomes.append(outcome)
         stderr.print(f"{spec.name}: {outcome.status} in {outcome.duration_s:.2f} s")
 
@@ -98,9 +111,14 @@ def _request_full_build(settings: Settings) -> None:
 
 def _enqueue(settings: Settings, specs: list[registry.JobSpec], as_json: bool) -> None:
     actors = build_runtime(settings).actors  # the broker is built only when sending
+    operator = Operator.from_shell()
     sent = []
     for spec in specs:
-        message = actors[spec.name].send()
+        message = manual_message(actors[spec.name], started_by(operator))
+        # The trail first: a run is never started unrecorded.
+        record_operator_action(OperatorAction.RUN_NOW, operator, target=spec.name,
+                               details={"message_id": message.message_id, "queue": spec.queue})
+        message = actors[spec.name].broker.enqueue(message)
         sent.append({"task": spec.name, "actor": spec.actor_name, "queue": spec.queue, "message_id": message.message_id})
     if as_json:
         print_json(sent)

@@ -3,13 +3,20 @@
 Folds the changes since the last run into the report aggregates; a full
 rebuild on first use, after a TRUNCATE, or every
 ``CRMTASKS_AGGREGATES_REBUILD_HOURS`` (``crmtasks.reports.refresh`` has the
-what and the guarantees). Idempotent and safe to kill -9 and re-run.
+what and the guarantees). Then deletes the report payloads of earlier
+generations (``crmtasks.reports.payloads``: never served again), outside the
+run's transaction so that no reader keeping a payload waits for a run.
+Idempotent and safe to kill -9 and re-run: a kill before the deletion
+leaves those payloads for the next run.
 """
 
 from __future__ import annotations
 
+import time
+
 from crmtasks.jobs import registry
 from crmtasks.pg.db import database
+from crmtasks.reports import payloads
 from crmtasks.reports.refresh import refresh
 from crmtasks.settings import get_settings
 
@@ -20,6 +27,13 @@ def run() -> dict:
     """Refresh the aggregates on this thread's database connection; return the run's stats."""
     settings = get_settings()
     database.connect(reuse_if_open=True)
+    conn = database.connection()
     # The time limit is also the statement_timeout: it stops SQL that Python cannot interrupt.
-    return refresh(database.connection(), rebuild_after_hours=settings.aggregates_rebuild_hours,
-                   statement_timeout_s=registry.get(JOB_NAME).time_limit_s).as_dict()
+    stats = refresh(conn, rebuild_after_hours=settings.aggregates_rebuild_hours,
+                    statement_timeout_s=registry.get(JOB_NAME).time_limit_s)
+    result = stats.as_dict()
+    if stats.as_of is not None:
+        started = time.perf_counter()
+        result["payloads_deleted"] = payloads.forget_older(conn, stats.as_of)
+        result["payloads_delete_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result

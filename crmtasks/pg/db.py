@@ -33,11 +33,15 @@ database = peewee.DatabaseProxy()
 _bound_for: tuple[int, Settings] | None = None
 _binding = threading.Lock()
 
+# Sharing checks served at once per CPU core by default (CRMTASKS_SHARING_CHECKS_AT_ONCE=0): enough to keep
+# the cores and the server busy, few enough that the callers do not spend the GIL taking it from each other.
+_CHECKS_PER_CORE = 4
 # Seconds an idle pooled connection may live before it is replaced.
 _STALE_TIMEOUT_S = 300
 
 
-def open_database(url: str, *, pool_size: int = 20, pool_timeout_s: float = 30.0) -> TurnTakingPool:
+def open_database(url: str, *, pool_size: int = 20, pool_timeout_s: float = 30.0,
+                  sharing_checks_at_once: int = 0) -> TurnTakingPool:
     """A pooled PostgreSQL database for ``url`` (connections are opened lazily).
 
     Parameters:
@@ -46,6 +50,8 @@ def open_database(url: str, *, pool_size: int = 20, pool_timeout_s: float = 30.0
         number of worker threads.
       pool_timeout_s(float): Seconds a caller waits for a free connection
         before crmtasks.pg.pool.PoolExhausted.
+      sharing_checks_at_once(int): Most sharing checks served at once (the
+        pool's short calls); 0: 4 per CPU core.
     """
     name = urlsplit(url).path.lstrip("/") or None
     return TurnTakingPool(
@@ -53,6 +59,7 @@ def open_database(url: str, *, pool_size: int = 20, pool_timeout_s: float = 30.0
         dsn=url,
         max_connections=pool_size,
         pool_timeout_s=pool_timeout_s,
+        short_calls=sharing_checks_at_once or _CHECKS_PER_CORE * (os.cpu_count() or 1),
         stale_timeout=_STALE_TIMEOUT_S,
         register_hstore=False,
         application_name=f"crmtasks[{os.getpid()}]",
@@ -70,7 +77,8 @@ def bind(settings: Settings | None = None) -> peewee.Database:
             # A pool inherited through fork is abandoned, never closed: closing would
             # end the parent's sessions on the sockets both processes share.
             database.initialize(open_database(services.database_url(settings), pool_size=settings.db_pool_size,
-                                              pool_timeout_s=settings.db_pool_timeout_s))
+                                              pool_timeout_s=settings.db_pool_timeout_s,
+                                              sharing_checks_at_once=settings.sharing_checks_at_once))
             _bound_for = (os.getpid(), settings)
         return database.obj
 
@@ -154,6 +162,43 @@ def borrowed_connection(settings: Settings | None = None) -> Iterator[peewee.Dat
     finally:
         if not bound.is_closed():  # the pool's close rolls back what is left open, drops a broken connection
             bound.close()
+
+
+class lent_connection:  # noqa: N801 - a context manager, named as one is used
+    """The psycopg2 connection of one short call that uses no peewee model: ``with lent_connection(c) as conn``.
+
+    The caller's ``connection`` when given; else this thread's open pooled
+    connection if it has one (its transaction, as in ``borrowed_connection``);
+    else one lent by the pool for the block only, without entering it in
+    peewee's per-thread state (TurnTakingPool.lend), and given back when the
+    block ends, however it ends. The block must not use peewee: that would
+    borrow a second connection. A class, not a generator: it runs on every
+    access check.
+
+    Parameters:
+      connection(connection|None): A psycopg2 connection the caller owns.
+    """
+
+    __slots__ = ("_connection", "_pool")
+
+    def __init__(self, connection: psycopg2.extensions.connection | None = None) -> None:
+        self._connection = connection
+        self._pool = None
+
+    def __enter__(self) -> psycopg2.extensions.connection:
+        if self._connection is not None:
+            return self._connection
+        bound = database.obj if _bound_here() else bind()
+        if not bound.is_closed():
+            return bound.connection()
+        self._connection = bound.lend()
+        self._pool = bound
+        return self._connection
+
+    def __exit__(self, *exc_info) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.give_back(self._connection)
 
 
 # The name older callers use for the same context manager.

@@ -7,7 +7,11 @@ calls crmtasks from more threads than the pool has connections:
 - **Turns.** With every connection lent, callers queue, and a returned
   connection goes to the caller that has waited longest (``Turns``). peewee
   alone wakes one waiter but lets the returning thread take the connection
-  straight back, so under load some callers lose again and again.
+  straight back, so under load some callers lose again and again. The
+  connection is handed over with the turn, in one step under one lock: the
+  waiter wakes holding it (nothing to look up, no second lock, no other
+  thread woken). Idle connections are kept most recent first, so a quiet
+  process keeps using the few connections whose caches are warm.
 - **A bounded wait with one clear error.** A caller that gets no connection
   within ``pool_timeout_s`` gets ``PoolExhausted`` naming the pool size and
   the wait, never peewee's ``MaxConnectionsExceeded``.
@@ -25,7 +29,6 @@ calls crmtasks from more threads than the pool has connections:
 from __future__ import annotations
 
 import collections
-import heapq
 import select
 import threading
 import time
@@ -59,11 +62,26 @@ class PoolExhausted(CrmtasksError):
         self.waited_s = waited_s
 
 
-class Turns:
-    """A counting gate whose waiters are served first come, first served.
+class _Waiter:
+    """One caller waiting for a place: a lock of its own, released to hand it the place and its item."""
 
-    A released place goes straight to the longest waiter (it is never put
-    back for another thread to grab), so no caller waits more than its turn.
+    __slots__ = ("lock", "item")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.item = None
+
+
+class Turns:
+    """A counting gate whose waiters are served first come, first served, keeping what holders give back.
+
+    A place comes with an item: the one given back most recently (an idle
+    connection), or None when none is kept (the holder then makes one). A
+    released place goes straight to the longest waiter, with the item given
+    back (it is never put back for another thread to grab), so no caller
+    waits more than its turn; only that waiter is woken. With no waiter the
+    item is kept for the next holder, most recent first.
 
     Parameters:
       places(int): How many holders at once.
@@ -71,40 +89,54 @@ class Turns:
 
     def __init__(self, places: int) -> None:
         self._free = places
+        self._idle: list = []  # items kept, the most recently given back last (at most _free of them)
         self._lock = threading.Lock()
-        # One locked lock per waiter, released to hand it the place (cheaper than an Event).
-        self._waiters: collections.deque[threading.Lock] = collections.deque()
+        self._waiters: collections.deque[_Waiter] = collections.deque()
 
-    def acquire(self, timeout_s: float) -> bool:
-        """Take a place, waiting at most ``timeout_s`` seconds; False when none came free in time."""
+    def acquire(self, timeout_s: float) -> tuple[bool, object]:
+        """``(True, item or None)``: a place, waiting at most ``timeout_s`` seconds; ``(False, None)`` when none came."""
         with self._lock:
             if self._free and not self._waiters:
                 self._free -= 1
-                return True
-            turn = threading.Lock()
-            turn.acquire()
-            self._waiters.append(turn)
-        if turn.acquire(timeout=timeout_s):
-            return True
+                return True, (self._idle.pop() if self._idle else None)
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+        if waiter.lock.acquire(timeout=timeout_s):
+            return True, waiter.item
         with self._lock:
             try:
-                self._waiters.remove(turn)
+                self._waiters.remove(waiter)
             except ValueError:
-                return True  # handed over just as the wait ended
-            return False
+                return True, waiter.item  # handed over (under this lock) just as the wait ended
+            return False, None
 
-    def release(self) -> None:
-        """Give the place back: to the longest waiter if any, else to the free places."""
+    def release(self, item: object = None) -> None:
+        """Give the place back with ``item`` (None: nothing worth keeping): to the longest waiter if any, else kept."""
         with self._lock:
             if self._waiters:
-                self._waiters.popleft().release()
-            else:
-                self._free += 1
+                waiter = self._waiters.popleft()
+                waiter.item = item
+                waiter.lock.release()
+                return
+            self._free += 1
+            if item is not None:
+                self._idle.append(item)
+
+    def drain(self) -> list:
+        """Take every kept item out (their places stay free)."""
+        with self._lock:
+            items, self._idle = self._idle, []
+        return items
 
     @property
     def waiting(self) -> int:
         """Callers waiting for a place now."""
         return len(self._waiters)
+
+    @property
+    def kept(self) -> int:
+        """Items kept for the next holders now."""
+        return len(self._idle)
 
 
 def _has_pending_input(conn) -> bool:
@@ -150,12 +182,22 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
       database(str): Database name (the ``dsn`` keyword carries the URL).
       max_connections(int): Most connections open at once; also the places in line.
       pool_timeout_s(float): Seconds a caller waits for a connection before PoolExhausted.
+      short_calls(int): Most short calls (``lend``) served at once; the others
+        wait their turn before asking for a connection. 0: as many as connections.
       kwargs: peewee's pool and psycopg2 connection arguments (``stale_timeout``, ``dsn``...).
+
+    Why limit short calls below the connections: a sharing check holds the
+    GIL for most of its time, and on a few cores, 20 threads at once spend
+    it taking the GIL from each other (each waits behind the others, so the
+    tail grows too). Those beyond the limit wait in line, off the GIL,
+    served first come first served, the same fair wait with less contention.
     """
 
-    def __init__(self, database, *, max_connections: int, pool_timeout_s: float, **kwargs) -> None:
+    def __init__(self, database, *, max_connections: int, pool_timeout_s: float, short_calls: int = 0,
+                 **kwargs) -> None:
         self.pool_timeout_s = pool_timeout_s
         self._turns = Turns(max_connections)
+        self._short_turns = Turns(short_calls) if 0 < short_calls < max_connections else None
         super().__init__(database, max_connections=max_connections, timeout=pool_timeout_s, **kwargs)
 
     def connect(self, reuse_if_open: bool = False) -> bool:
@@ -177,72 +219,90 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
         self._take_back(conn)
         return True
 
-    def _lend(self):
-        """A connection for one caller: its turn first, then the oldest idle connection (or a new one)."""
-        if not self._turns.acquire(self.pool_timeout_s):
+    def lend(self):
+        """A connection for one short call, lent without binding it to this thread in peewee's state.
+
+        For hot paths that use the raw psycopg2 connection only (never peewee
+        models) for the length of one call; give it back with ``give_back``,
+        also when the call raises. The same turn, wait bound and liveness
+        check as ``connect``; first a turn among the short calls (``short_calls``),
+        within the same bound on the whole wait.
+        """
+        short = self._short_turns
+        if short is None:
+            return self._lend()
+        started = time.monotonic()
+        if not short.acquire(self.pool_timeout_s)[0]:
             raise PoolExhausted(self._max_connections, self.pool_timeout_s)
         try:
-            while True:
-                conn = self._check_out()
-                # A server that ended the session has said so on the socket.
-                if not _has_pending_input(conn) or _answers(conn):
-                    return conn
-                self._discard(conn)
+            return self._lend(max(0.0, self.pool_timeout_s - (time.monotonic() - started)))
+        except BaseException:
+            short.release()
+            raise
+
+    def give_back(self, conn) -> None:
+        """Return a connection from ``lend`` (rolled back first if left in a transaction; dropped if broken)."""
+        try:
+            self._take_back(conn)
+        finally:
+            if self._short_turns is not None:
+                self._short_turns.release()
+
+    def _lend(self, timeout_s: float | None = None):
+        """A connection for one caller: its turn, with the connection idle the shortest time (or a new one)."""
+        taken, item = self._turns.acquire(self.pool_timeout_s if timeout_s is None else timeout_s)
+        if not taken:
+            raise PoolExhausted(self._max_connections, self.pool_timeout_s)
+        try:
+            conn = self._usable(item)
+            if conn is None:
+                with __exception_wrapper__:  # peewee's errors, as its connect() raises them
+                    conn = PostgresqlExtDatabase._connect(self)
+                created = time.time()
+            else:
+                created = item[0]
+            with self._pool_lock:  # peewee's books (close_all closes what is lent)
+                self._in_use[self.conn_key(conn)] = PoolConnection(created, conn, time.time())
+            return conn
         except BaseException:
             self._turns.release()
             raise
 
-    def _check_out(self):
-        """The oldest usable idle connection, else a new one; entered in peewee's books as in use.
+    def _usable(self, item):
+        """The connection of an idle ``(created, connection)`` item if it can serve a call, else None (closed).
 
-        Only the books are touched under the pool's lock: connecting and
-        closing (network, and the GIL released) happen outside it.
+        A server that ended the session has said so on the socket: only then is it pinged.
         """
-        unusable = []
-        try:
-            with self._pool_lock:
-                while self._connections:
-                    created, _, conn = heapq.heappop(self._connections)
-                    if conn.closed or conn.get_transaction_status() != _IDLE or (
-                            self._stale_timeout and self._is_stale(created)):
-                        unusable.append(conn)
-                        continue
-                    self._in_use[self.conn_key(conn)] = PoolConnection(created, conn, time.time())
-                    return conn
-        finally:
-            for conn in unusable:
-                self._close_raw(conn)
-        with __exception_wrapper__:  # peewee's errors, as its connect() raises them
-            conn = PostgresqlExtDatabase._connect(self)
-        with self._pool_lock:
-            self._in_use[self.conn_key(conn)] = PoolConnection(time.time(), conn, time.time())
+        if item is None:
+            return None
+        created, conn = item
+        if (conn.closed or conn.get_transaction_status() != _IDLE or (self._stale_timeout and self._is_stale(created))
+                or (_has_pending_input(conn) and not _answers(conn))):
+            self._close_raw(conn)
+            return None
         return conn
 
-    def _check_in(self, conn) -> None:
-        """Back with the idle connections; closed instead when stale or no longer in the books (close_all)."""
-        with self._pool_lock:
-            lent = self._in_use.pop(self.conn_key(conn), None)
-            if lent is not None and not (self._stale_timeout and self._is_stale(lent.timestamp)):
-                self._heap_counter += 1
-                heapq.heappush(self._connections, (lent.timestamp, self._heap_counter, conn))
-                return
-        self._close_raw(conn)
-
     def _take_back(self, conn) -> None:
+        """Rolled back if left in a transaction, then handed to the next caller or kept; closed when broken,
+        stale, or no longer in the books (close_all)."""
+        item = None
         try:
-            if conn.closed or conn.get_transaction_status() == _UNKNOWN:
-                self._discard(conn)
-            elif conn.get_transaction_status() != _IDLE and not _rolled_back(conn):
-                self._discard(conn)
+            status = _UNKNOWN if conn.closed else conn.get_transaction_status()
+            usable = status == _IDLE or (status != _UNKNOWN and _rolled_back(conn))
+            with self._pool_lock:
+                lent = self._in_use.pop(self.conn_key(conn), None)
+            if usable and lent is not None and not (self._stale_timeout and self._is_stale(lent.timestamp)):
+                item = (lent.timestamp, conn)
             else:
-                self._check_in(conn)
+                self._close_raw(conn)
         finally:
-            self._turns.release()
+            self._turns.release(item)
 
-    def _discard(self, conn) -> None:
-        with self._pool_lock:
-            self._in_use.pop(self.conn_key(conn), None)
-        self._close_raw(conn)
+    def close_idle(self) -> None:
+        """Close the connections kept idle (peewee's meaning; the places stay free)."""
+        for _, conn in self._turns.drain():
+            self._close_raw(conn)
+        super().close_idle()
 
     @property
     def lent(self) -> int:
@@ -253,10 +313,9 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
     @property
     def idle(self) -> int:
         """Open connections waiting in the pool now."""
-        with self._pool_lock:
-            return len(self._connections)
+        return self._turns.kept
 
     @property
     def waiting(self) -> int:
-        """Threads waiting for a connection now."""
-        return self._turns.waiting
+        """Threads waiting for a connection now (short calls waiting for their turn included)."""
+        return self._turns.waiting + (self._short_turns.waiting if self._short_turns is not None else 0)

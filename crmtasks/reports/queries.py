@@ -1,13 +1,13 @@
 """The reports: one function per report, reading only the precomputed aggregates.
 
 Every number comes from stored sums and counts: an average is a sum over a
-count and a rate a count over a count (computed by PostgreSQL as generated
-columns of the same row), a quarter or year is the sum of its months' sums
-and counts, never an average of averages, so every roll-up is exact. Each
-report is one SQL statement reading one partition (one report shape), with no
-join; large per-owner reports come in the order of its key index, unsorted
-(plus a second tiny statement only when no rows come back). It carries
-``as_of`` from the same snapshot.
+count and a rate a count over a count, a quarter or year the sum of its
+months' sums and counts (only months are stored), never an average of
+averages, so every roll-up is exact. A report's rows are one statement over
+one partition, sent as one row of columns with ``as_of`` from the same
+snapshot, and kept per refresh generation (``crmtasks.reports.payloads``):
+a call whose rows were kept is one round trip. Rows are decoded when read
+(``crmtasks.reports.rows.Rows``).
 
 Definitions (see also migration 0003):
 
@@ -32,12 +32,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
+from collections.abc import Sequence
 
 from psycopg2 import sql
 
 from crmtasks.pg import db
-from crmtasks.reports import periods
+from crmtasks.reports import payloads, periods
 from crmtasks.reports.errors import AggregatesNotReady, ReportError
+from crmtasks.reports.rows import Rows
 from crmtasks.user_text import check_text
 
 
@@ -48,26 +51,51 @@ class Report:
     Parameters:
       name(str): The report's name (``revenue``...).
       columns(tuple[str]): Column names, in display order.
-      rows(list[dict]): One dict per row: dates, ints, Decimals, str, bool or None.
+      rows(Sequence[dict]): One dict per row: dates, ints, Decimals, str, bool or None. A ``Rows`` (decoded
+        when read, equal to the list of those dicts), not a list: it cannot be modified.
       as_of(datetime): Every change committed before this instant is counted.
       filters(dict): The filters the rows answer.
+      cache(str|None): The payload key of these rows' statement (crmtasks.reports.payloads), None without rows;
+        their csv and json bytes are kept under it for ``as_of``'s generation.
     """
 
     name: str
     columns: tuple[str, ...]
-    rows: list[dict]
+    rows: Sequence[dict]
     as_of: datetime.datetime
     filters: dict
+    cache: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict:
-        return {"report": self.name, "as_of": self.as_of.isoformat(), "filters": self.filters, "rows": self.rows}
+        return {"report": self.name, "as_of": self.as_of.isoformat(), "filters": self.filters,
+                "rows": list(self.rows)}
 
 
-# as_of rides along every row as epoch microseconds (one statement, one snapshot): an integer costs the
-# driver far less per row than a timestamptz would.
-_AS_OF = sql.SQL("(SELECT (extract(epoch FROM as_of) * 1000000)::bigint FROM report_aggregate_state) AS as_of_us")
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-_OWNER_COLUMNS = sql.SQL("a.owner_id, a.owner_name, a.owner_active")
+_OWNER_COLUMNS = ("owner_id", "owner_name", "owner_active")
+
+# How each column of a report travels and is decoded (crmtasks.reports.rows.KINDS).
+COLUMN_KINDS = {
+    "period_start": "date", "stage": "text", "source": "text", "industry": "text", "region": "text",
+    "owner_id": "int", "owner_name": "text", "owner_active": "bool",
+    "deal_count": "int", "won": "int", "lost": "int", "total_days": "int", "leads": "int", "converted": "int",
+    "account_count": "int",
+    "amount_total": "decimal", "average_amount": "decimal", "weighted_amount": "decimal", "revenue": "decimal",
+    "win_rate": "decimal", "average_days": "decimal", "conversion_rate": "decimal",
+}
+
+
+def _memoized(builder):
+    """``builder`` keeping its last 512 Queries by filters (typed: ``True`` is not ``1``), so a call composes no
+    SQL and hashes no statement (a Query keeps its digest); an unhashable filter is built (and refused) as usual."""
+    cached = functools.lru_cache(maxsize=512, typed=True)(builder)
+
+    @functools.wraps(builder)
+    def build(**filters) -> Query:
+        try:
+            return cached(**filters)
+        except TypeError:
+            return builder(**filters)
+    return build
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,21 +104,25 @@ class Query:
 
     Parameters:
       name(str): The report.
-      statement(Composed): The SQL; its first column is as_of in epoch microseconds.
+      statement(Composed): The SQL of the rows, in report order (``names``, without ``period``).
+      names(tuple[str]): The statement's column names.
       params(dict): Its parameters.
       filters(dict): The filters, as returned in ``Report.filters``.
       grain(str|None): The grain of period rows (labels are added), None for current-state reports.
       owner(int|None): The owner filter, to tell "no such user" from "no rows".
       stage(str|None): The stage filter of the pipeline, to tell a closed stage from "no rows".
+      digest(str|None): The payload key of the statement with its parameters, set on first use.
     """
 
     name: str
     statement: sql.Composed
+    names: tuple
     params: dict
     filters: dict
     grain: str | None = None
     owner: int | None = None
     stage: str | None = None
+    digest: str | None = dataclasses.field(default=None, compare=False)
 
 
 def pipeline(*, owner: int | None = None, stage: str | None = None, by_owner: bool = False,
@@ -106,6 +138,7 @@ def pipeline(*, owner: int | None = None, stage: str | None = None, by_owner: bo
     return execute(pipeline_query(owner=owner, stage=stage, by_owner=by_owner), connection)
 
 
+@_memoized
 def pipeline_query(*, owner=None, stage=None, by_owner=False) -> Query:
     """The statement ``pipeline()`` sends (also used by the benchmark to time the SQL alone)."""
     _check_stage(stage)
@@ -115,10 +148,12 @@ def pipeline_query(*, owner=None, stage=None, by_owner=False) -> Query:
         conditions.append(sql.SQL("a.stage = %(stage)s"))
         params["stage"] = stage
     order = [sql.SQL("a.owner_id"), sql.SQL("a.stage")] if per_owner else [sql.SQL("a.stage")]
-    measures = sql.SQL("a.deal_count, a.amount_sum AS amount_total, a.average_amount, a.weighted_amount")
-    statement = _select(sql.SQL("a.stage"), per_owner, measures, _partition("report_open_pipeline", per_owner),
-                        conditions, order)
-    return Query("pipeline", statement, params, {"owner": owner, "stage": stage, "by_owner": per_owner},
+    measures = [("deal_count", "a.deal_count"), ("amount_total", "a.amount_sum"),
+                ("average_amount", "round(a.amount_sum / NULLIF(a.amount_count, 0), 2)"),
+                ("weighted_amount", "round(a.amount_probability_sum / 100, 2)")]
+    statement, names = _select(["stage"], per_owner, measures, _partition("report_open_pipeline", per_owner),
+                               conditions, order)
+    return Query("pipeline", statement, names, params, {"owner": owner, "stage": stage, "by_owner": per_owner},
                  owner=owner, stage=stage)
 
 
@@ -138,11 +173,13 @@ def revenue(*, owner: int | None = None, date_from: datetime.date | None = None,
                                  by_owner=by_owner), connection)
 
 
+@_memoized
 def revenue_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
     """The statement ``revenue()`` sends (also used by the benchmark to time the SQL alone)."""
-    measures = sql.SQL("a.won_count AS deal_count, a.won_amount_sum AS revenue, a.won_average_amount AS average_amount")
-    # Rows with lost deals only belong to the win rate, not to revenue.
-    return _period_query("revenue", "report_deal_periods", measures, sql.SQL("a.won_count > 0"), owner=owner,
+    measures = [("deal_count", "sum(a.won_count)"), ("revenue", "sum(a.won_amount_sum)"),
+                ("average_amount", "round(sum(a.won_amount_sum) / NULLIF(sum(a.won_amount_count), 0), 2)")]
+    # Periods with lost deals only belong to the win rate, not to revenue.
+    return _period_query("revenue", "report_deal_periods", measures, sql.SQL("sum(a.won_count) > 0"), owner=owner,
                          date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
 
 
@@ -157,9 +194,11 @@ def win_rate(*, owner: int | None = None, date_from: datetime.date | None = None
                                   by_owner=by_owner), connection)
 
 
+@_memoized
 def win_rate_query(*, owner=None, date_from=None, date_to=None, grain="quarter", by_owner=False) -> Query:
     """The statement ``win_rate()`` sends (also used by the benchmark to time the SQL alone)."""
-    measures = sql.SQL("a.won_count AS won, a.lost_count AS lost, a.win_rate")
+    measures = [("won", "sum(a.won_count)"), ("lost", "sum(a.lost_count)"),
+                ("win_rate", "round(sum(a.won_count) / NULLIF(sum(a.won_count) + sum(a.lost_count), 0), 4)")]
     return _period_query("win_rate", "report_deal_periods", measures, None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner)
 
@@ -172,33 +211,43 @@ def sales_cycle(*, owner: int | None = None, date_from: datetime.date | None = N
     Parameters: as for ``revenue``, plus
       stage(str|None): Only deals closed in this stage (won or lost); default both.
     """
-    _check_stage(stage)
     with db.using_connection(connection) as conn:  # one borrowed connection for both statements
-        outcome = None
-        if stage is not None:
-            outcome = _deal_outcome(stage, conn)
-            if outcome is None:
-                raise ReportError(f"stage {stage!r} is not a closed stage: the sales cycle is measured on "
-                                  "closed deals (won or lost)")
-        return execute(sales_cycle_query(owner=owner, date_from=date_from, date_to=date_to, grain=grain,
-                                         outcome=outcome, stage=stage, by_owner=by_owner), conn)
+        return execute(query_for("sales_cycle", conn, owner=owner, date_from=date_from, date_to=date_to, grain=grain,
+                                 stage=stage, by_owner=by_owner), conn)
 
 
+def query_for(name: str, conn, **filters) -> Query:
+    """The Query of report ``name`` for ``filters`` (its function's keyword arguments, without ``connection``).
+
+    A sales cycle stage is resolved to its outcome on ``conn`` (ReportError unless it is a closed stage).
+    """
+    if name != "sales_cycle":
+        return _QUERIES[name](**filters)
+    stage = filters.pop("stage", None)
+    _check_stage(stage)
+    outcome = None
+    if stage is not None:
+        outcome = _deal_outcome(stage, conn)
+        if outcome is None:
+            raise ReportError(f"stage {stage!r} is not a closed stage: the sales cycle is measured on "
+                              "closed deals (won or lost)")
+    return sales_cycle_query(outcome=outcome, stage=stage, **filters)
+
+
+@_memoized
 def sales_cycle_query(*, owner=None, date_from=None, date_to=None, grain="month", outcome=None, stage=None,
                       by_owner=False) -> Query:
     """The statement ``sales_cycle()`` sends; ``outcome`` is 'won', 'lost' or None for both (from the stage)."""
     if outcome is None:
-        count = sql.SQL("a.won_count + a.lost_count")
-        days = sql.SQL("a.won_cycle_days_sum + a.lost_cycle_days_sum")
-        average = sql.SQL("a.closed_average_days")
+        count = sql.SQL("sum(a.won_count + a.lost_count)")
+        days = sql.SQL("sum(a.won_cycle_days_sum + a.lost_cycle_days_sum)")
     elif outcome in ("won", "lost"):
-        count = sql.Identifier("a", f"{outcome}_count")
-        days = sql.Identifier("a", f"{outcome}_cycle_days_sum")
-        average = sql.Identifier("a", f"{outcome}_average_days")
+        count = sql.SQL("sum({})").format(sql.Identifier("a", f"{outcome}_count"))
+        days = sql.SQL("sum({})").format(sql.Identifier("a", f"{outcome}_cycle_days_sum"))
     else:
         raise ReportError(f"outcome {outcome!r} is not 'won' or 'lost'")
-    measures = sql.SQL("{count} AS deal_count, {days} AS total_days, {average} AS average_days").format(
-        count=count, days=days, average=average)
+    average = sql.SQL("round({days}::numeric / NULLIF({count}, 0), 1)").format(days=days, count=count)
+    measures = [("deal_count", count), ("total_days", days), ("average_days", average)]
     return _period_query("sales_cycle", "report_deal_periods", measures,
                          sql.SQL("{} > 0").format(count) if outcome else None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
@@ -216,12 +265,14 @@ def lead_conversion(*, owner: int | None = None, date_from: datetime.date | None
                                          by_owner=by_owner), connection)
 
 
+@_memoized
 def lead_conversion_query(*, owner=None, date_from=None, date_to=None, grain="month", by_owner=False) -> Query:
     """The statement ``lead_conversion()`` sends (also used by the benchmark to time the SQL alone)."""
-    measures = sql.SQL("a.lead_count AS leads, a.converted_count AS converted, a.conversion_rate")
+    measures = [("leads", "sum(a.lead_count)"), ("converted", "sum(a.converted_count)"),
+                ("conversion_rate", "round(sum(a.converted_count) / NULLIF(sum(a.lead_count), 0), 4)")]
     return _period_query("lead_conversion", "report_lead_periods", measures, None,
                          owner=owner, date_from=date_from, date_to=date_to, grain=grain, by_owner=by_owner,
-                         dimension=sql.SQL("a.source"))
+                         dimension="source")
 
 
 def accounts(*, owner: int | None = None, by_owner: bool = False, connection=None) -> Report:
@@ -234,6 +285,7 @@ def accounts(*, owner: int | None = None, by_owner: bool = False, connection=Non
     return execute(accounts_query(owner=owner, by_owner=by_owner), connection)
 
 
+@_memoized
 def accounts_query(*, owner=None, by_owner=False) -> Query:
     """The statement ``accounts()`` sends (also used by the benchmark to time the SQL alone)."""
     per_owner = _per_owner(owner, by_owner)
@@ -241,32 +293,50 @@ def accounts_query(*, owner=None, by_owner=False) -> Query:
     order = [sql.SQL("a.industry"), sql.SQL("a.region")]
     if per_owner:
         order.insert(0, sql.SQL("a.owner_id"))
-    statement = _select(sql.SQL("a.industry, a.region"), per_owner, sql.SQL("a.account_count"),
-                        _partition("report_account_segments", per_owner), conditions, order)
-    return Query("accounts", statement, params, {"owner": owner, "by_owner": per_owner}, owner=owner)
+    statement, names = _select(["industry", "region"], per_owner, [("account_count", "a.account_count")],
+                               _partition("report_account_segments", per_owner), conditions, order)
+    return Query("accounts", statement, names, params, {"owner": owner, "by_owner": per_owner}, owner=owner)
+
+
+_QUERIES = {"pipeline": pipeline_query, "revenue": revenue_query, "win_rate": win_rate_query,
+            "lead_conversion": lead_conversion_query, "accounts": accounts_query}
 
 
 def _period_query(name, table, measures, nonempty, *, owner, date_from, date_to, grain, by_owner,
                   dimension=None, extra_filters=None) -> Query:
+    """One period report: the month rows of ``table`` in range, summed per period of ``grain`` (and dimension, owner).
+
+    ``measures`` are aggregates over the month rows, ``nonempty`` a HAVING condition (or None). Only months are
+    stored (migration 0014); a month is its own group, a quarter or year the sum of its months' sums and counts.
+    """
     periods.check_grain(grain)
     periods.check_range(date_from, date_to, grain)
     per_owner = _per_owner(owner, by_owner)
     conditions, params = _scope(per_owner, owner)
-    if nonempty is not None:
-        conditions.append(nonempty)
     if date_from is not None:
         conditions.append(sql.SQL("a.period_start >= %(date_from)s"))
         params["date_from"] = date_from
     if date_to is not None:
         conditions.append(sql.SQL("a.period_start <= %(date_to)s"))
         params["date_to"] = date_to
-    keys = [sql.SQL("a.period_start")] + ([dimension] if dimension is not None else [])
-    order = keys + ([sql.SQL("a.owner_id")] if per_owner else [])
-    statement = _select(sql.SQL(", ").join(keys), per_owner, measures, _partition(table, per_owner, grain),
-                        conditions, order)
+    period = sql.SQL("a.period_start") if grain == "month" else sql.SQL(
+        "date_trunc({}, a.period_start)::date").format(sql.Literal(grain))
+    named = [("period_start", period)] + ([(dimension, sql.Identifier("a", dimension))] if dimension else [])
+    named += [(column, sql.Identifier("a", column)) for column in (_OWNER_COLUMNS if per_owner else ())]
+    named += [(column, sql.SQL(expression) if isinstance(expression, str) else expression)
+              for column, expression in measures]
+    groups = sql.SQL(", ").join(sql.SQL(str(index)) for index in range(1, len(named) - len(measures) + 1))
+    order = sql.SQL(", ").join(sql.SQL(str(index)) for index in range(1, 2 + bool(dimension)))
+    where = sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
+    statement = sql.SQL("SELECT {columns} FROM {table} a{where} GROUP BY {groups}{having} ORDER BY {order}{owner}").format(
+        columns=sql.SQL(", ").join(sql.SQL("{} AS {}").format(expression, sql.Identifier(column))
+                                   for column, expression in named),
+        table=sql.Identifier(_partition(table, per_owner, "month")), where=where, groups=groups,
+        having=sql.SQL(" HAVING {}").format(nonempty) if nonempty is not None else sql.SQL(""),
+        order=order, owner=sql.SQL(", a.owner_id") if per_owner else sql.SQL(""))
     filters = {"owner": owner, "date_from": date_from, "date_to": date_to, "grain": grain, "by_owner": per_owner,
                **(extra_filters or {})}
-    return Query(name, statement, params, filters, grain=grain, owner=owner)
+    return Query(name, statement, tuple(column for column, _ in named), params, filters, grain=grain, owner=owner)
 
 
 def _check_stage(stage) -> None:
@@ -300,15 +370,25 @@ def _scope(per_owner: bool, owner: int | None) -> tuple[list, dict]:
     return conditions, params
 
 
-def _select(keys, per_owner: bool, measures, table: str, conditions: list, order: list) -> sql.Composed:
-    columns = [_AS_OF, keys] + ([_OWNER_COLUMNS] if per_owner else []) + [measures]
+def _select(keys: list[str], per_owner: bool, measures: list, table: str, conditions: list,
+            order: list) -> tuple[sql.Composed, tuple[str, ...]]:
+    """The ordered SELECT of one report shape and its column names: keys, owner columns, then measures.
+
+    ``measures``: (name, expression) pairs; an expression is SQL text or Composable over alias ``a``.
+    """
+    named = [(key, sql.Identifier("a", key)) for key in keys]
+    named += [(column, sql.Identifier("a", column)) for column in (_OWNER_COLUMNS if per_owner else ())]
+    named += [(name, sql.SQL(expression) if isinstance(expression, str) else expression)
+              for name, expression in measures]
     where = sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
-    return sql.SQL("SELECT {columns} FROM {table} a{where} ORDER BY {order}").format(
-        columns=sql.SQL(", ").join(columns),
+    statement = sql.SQL("SELECT {columns} FROM {table} a{where} ORDER BY {order}").format(
+        columns=sql.SQL(", ").join(sql.SQL("{} AS {}").format(expression, sql.Identifier(name))
+                                   for name, expression in named),
         table=sql.Identifier(table),
         where=where,
         order=sql.SQL(", ").join(order),
     )
+    return statement, tuple(name for name, _ in named)
 
 
 def execute(query: Query, connection=None) -> Report:
@@ -321,35 +401,46 @@ def execute(query: Query, connection=None) -> Report:
 
 
 def _execute(query: Query, conn) -> Report:
+    kinds = tuple(COLUMN_KINDS[name] for name in query.names)
     with conn.cursor() as cur:
-        cur.execute(query.statement, query.params)
-        names = [column.name for column in cur.description[1:]]
-        fetched = cur.fetchall()
-        if fetched:
-            as_of = None if fetched[0][0] is None else _EPOCH + datetime.timedelta(microseconds=fetched[0][0])
+        digest = digest_of(query, cur)
+        as_of, data = payloads.lookup(cur, digest, "columns")
+        if as_of is None:
+            raise AggregatesNotReady()
+        if data is not None:
+            count, columns = payloads.decode(data)
         else:
-            # No rows: was there nothing to report, or nothing computed, or no such owner or stage?
-            cur.execute("SELECT as_of FROM report_aggregate_state")
-            state = cur.fetchone()
-            as_of = state[0] if state else None
-            if as_of is not None and query.owner is not None:
-                cur.execute("SELECT 1 FROM users WHERE id = %s", (query.owner,))
-                if cur.fetchone() is None:
-                    raise ReportError(f"no user has id {query.owner}")
-            if as_of is not None and query.stage is not None and _deal_outcome(query.stage, conn):
-                raise ReportError(f"stage {query.stage!r} is closed: the pipeline holds open deals only")
-    if as_of is None:
-        raise AggregatesNotReady()
+            cur.execute(payloads.columnar_statement(query.statement, query.names, kinds), query.params)
+            as_of, count, *columns = cur.fetchone()
+            if as_of is None:
+                raise AggregatesNotReady()
+            if count:
+                payloads.store(conn, digest, "columns", as_of, payloads.encode(count, columns))
+        if not count:
+            _explain_no_rows(query, cur, conn)
     if query.grain is None:
-        rows = [dict(zip(names, record[1:])) for record in fetched]
-        return Report(query.name, tuple(names), rows, as_of, query.filters)
-    labels: dict = {}
-    rows = []
-    for record in fetched:
-        start = record[1]
-        label = labels.get(start) or labels.setdefault(start, periods.label(start, query.grain))
-        rows.append({"period": label, **dict(zip(names, record[1:]))})
-    return Report(query.name, ("period", *names), rows, as_of, query.filters)
+        return Report(query.name, query.names, Rows(query.names, kinds, columns, count), as_of, dict(query.filters),
+                      cache=digest if count else None)
+    names = ("period", *query.names)
+    rows = Rows(names, ("period", *kinds), (None, *columns), count, query.grain)
+    return Report(query.name, names, rows, as_of, dict(query.filters), cache=digest if count else None)
+
+
+def digest_of(query: Query, cur) -> str:
+    """``query``'s payload key (crmtasks.reports.payloads.statement_digest), computed once per Query."""
+    if query.digest is None:
+        object.__setattr__(query, "digest", payloads.statement_digest(cur, query.statement, query.params))
+    return query.digest
+
+
+def _explain_no_rows(query: Query, cur, conn) -> None:
+    """No rows: ReportError if that is because the owner does not exist or the pipeline's stage is closed."""
+    if query.owner is not None:
+        cur.execute("SELECT 1 FROM users WHERE id = %s", (query.owner,))
+        if cur.fetchone() is None:
+            raise ReportError(f"no user has id {query.owner}")
+    if query.stage is not None and _deal_outcome(query.stage, conn):
+        raise ReportError(f"stage {query.stage!r} is closed: the pipeline holds open deals only")
 
 
 def _deal_outcome(stage: str, conn) -> str | None:

@@ -89,6 +89,9 @@ _TABLES = {
     },
 }
 
+# Key columns that are never NULL (migration 0003), matched with = when deleting emptied groups.
+_NOT_NULL_KEYS = ("period_start", "grain", "all_owners", "stage")
+
 # Memory for the fold's hash aggregates and sorts (PostgreSQL's default 4MB spills to disk on a rebuild).
 _WORK_MEM = "128MB"
 
@@ -162,9 +165,8 @@ def refresh(conn: PgConnection, *, full: bool = False, rebuild_after_hours: int 
         if not cur.fetchone()[0]:
             return RefreshStats(mode="skipped", reason="another precompute_aggregates run holds the lock")
         try:
-            with transaction(conn, repeatable_read=True) as refresh_cur:
-                stats = _refresh_in_transaction(refresh_cur, full=full, rebuild_after_hours=rebuild_after_hours,
-                                                statement_timeout_s=statement_timeout_s)
+            with transaction(conn, repeatable_read=True, local=_settings(statement_timeout_s)) as refresh_cur:
+                stats = _refresh_in_transaction(refresh_cur, full=full, rebuild_after_hours=rebuild_after_hours)
         finally:
             # A lost connection has already released the session lock.
             quietly(cur, "SELECT pg_advisory_unlock(%s)", (AdvisoryLock.AGGREGATES_REFRESH.key,))
@@ -172,18 +174,33 @@ def refresh(conn: PgConnection, *, full: bool = False, rebuild_after_hours: int 
     return stats
 
 
-def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int, statement_timeout_s: int) -> RefreshStats:
+def _settings(statement_timeout_s: int) -> dict:
+    """SET LOCAL for the run, sent with its BEGIN.
+
+    synchronous_commit off: the run's COMMIT does not wait for its WAL to
+    reach the disk. A crash of the server in that instant loses the whole
+    run (aggregates, consumed log rows and as_of together: a commit is still
+    atomic), never part of it, and the next run folds the same changes again.
+    """
+    settings = {"work_mem": _WORK_MEM, "synchronous_commit": "off"}
+    if statement_timeout_s:
+        settings["statement_timeout"] = f"{int(statement_timeout_s)}s"
+    return settings
+
+
+def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int) -> RefreshStats:
     # This must be the transaction's first query: it takes the snapshot, and
     # statement_timestamp() was fixed just before, so every commit earlier
     # than as_of is visible to this run.
+    # Which logs hold rows in this snapshot comes with it: a run skips the statements of the empty ones.
     cur.execute("""
-        SELECT statement_timestamp(), as_of, rebuild_required, last_rebuild_at
+        SELECT statement_timestamp(), as_of, rebuild_required, last_rebuild_at,
+               EXISTS (SELECT FROM report_deal_changes), EXISTS (SELECT FROM report_lead_changes),
+               EXISTS (SELECT FROM report_account_changes), EXISTS (SELECT FROM report_owner_changes)
         FROM report_aggregate_state FOR UPDATE
     """)
-    as_of, previous_as_of, rebuild_required, last_rebuild_at = cur.fetchone()
-    if statement_timeout_s:
-        cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(statement_timeout_s)}s",))
-    cur.execute("SELECT set_config('work_mem', %s, true)", (_WORK_MEM,))
+    as_of, previous_as_of, rebuild_required, last_rebuild_at, *waiting = cur.fetchone()
+    pending = dict(zip((*_SOURCES, "owners"), waiting))
     reason = _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, as_of, rebuild_after_hours)
     stats = RefreshStats(mode="full" if reason else "incremental", reason=reason or "changes", as_of=as_of)
     months: set[datetime.date] = set()
@@ -195,12 +212,15 @@ def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int, statem
         for table in AGGREGATE_TABLES:
             cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
             stats.aggregate_rows_removed += cur.rowcount
-    else:
+    elif pending["owners"]:
         cur.execute(load_sql("crmtasks.reports", "refresh_owners"))
         stats.owners_refreshed, rows_written = cur.fetchone()
         stats.aggregate_rows_written += int(rows_written)
 
     for name, spec in _SOURCES.items():
+        if not reason and not pending[name]:
+            stats.rows_read[name] = 0
+            continue
         cur.execute(_fold_statement(spec, full=bool(reason)))
         images_read, rows_written, source_months, emptied = cur.fetchone()
         stats.rows_read[name] = int(images_read)
@@ -211,10 +231,8 @@ def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int, statem
                 cur.execute(_delete_emptied_statement(table), (json.dumps(keys),))
                 stats.aggregate_rows_removed += cur.rowcount
 
-    if reason:
-        # Fresh statistics for the planner: the tables were just rewritten in key order.
-        for table in AGGREGATE_TABLES:
-            cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+    # No ANALYZE after a full rebuild (it cost a quarter of one): every read is a scan of one leaf partition in
+    # key order, whose plan does not hinge on statistics, and autovacuum analyzes the rewritten leaves anyway.
 
     cur.execute("""
         UPDATE report_aggregate_state
@@ -261,10 +279,16 @@ def _on_conflict(table: str) -> sql.Composed:
 
 
 def _delete_emptied_statement(table: str) -> sql.Composed:
-    """Delete the rows of ``table`` whose keys are in the JSON array parameter, if still empty."""
+    """Delete the rows of ``table`` whose keys are in the JSON array parameter, if still empty.
+
+    Key columns that cannot be NULL are matched with ``=`` so the key index finds the rows; only the
+    nullable ones (owner, source, industry, region) need IS NOT DISTINCT FROM.
+    """
     columns, empty = _TABLES[table]["keys"], _TABLES[table]["empty"]
     matches = sql.SQL(" AND ").join(
-        sql.SQL("t.{column} IS NOT DISTINCT FROM e.{column}").format(column=sql.Identifier(column))
+        sql.SQL("t.{column} {operator} e.{column}").format(
+            column=sql.Identifier(column),
+            operator=sql.SQL("=" if column in _NOT_NULL_KEYS else "IS NOT DISTINCT FROM"))
         for column in columns)
     return sql.SQL("DELETE FROM {table} AS t USING json_populate_recordset(NULL::{table}, %s) AS e "
                    "WHERE {matches} AND {empty}").format(table=sql.Identifier(table), matches=matches, empty=sql.SQL(empty))

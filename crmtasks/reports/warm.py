@@ -3,7 +3,9 @@
 The report aggregates live in PostgreSQL; what goes cold overnight is its
 buffer cache and the OS page cache. This warmer reads every report at its
 default grain, overall and per owner, so the pages those reads touch are in
-memory when users come. Read-only; safe to kill and re-run.
+memory when users come, and the payloads of the published generation are
+kept (``crmtasks.reports.payloads``): those users' calls are one round trip.
+Writes only those payloads; safe to kill and re-run.
 """
 
 from __future__ import annotations

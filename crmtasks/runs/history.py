@@ -27,15 +27,15 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def start_run(task: str, trigger: Trigger | str, message_id: str | None = None) -> int:
-    """Insert a ``running`` row and return its id."""
+def start_run(task: str, trigger: Trigger | str, message_id: str | None = None, started_by: str | None = None) -> int:
+    """Insert a ``running`` row and return its id; ``started_by`` names who started a manual run (its retries too)."""
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger {trigger!r} is not one of {TRIGGERS}")
     connect_usable()
     with database.atomic():
         run = TaskRun.create(
             task=task, trigger=trigger, message_id=message_id, status=RunStatus.RUNNING,
-            started_at=_now(), stats={}, host=socket.gethostname(), pid=os.getpid(),
+            started_at=_now(), stats={}, host=socket.gethostname(), pid=os.getpid(), started_by=started_by,
         )
     return run.id
 
@@ -129,7 +129,8 @@ def finish_run(run_id: int, *, stats: object = None, error: BaseException | None
         TaskRun.update(values).where(TaskRun.id == run_id).execute()
 
 
-def record_skip(task: str, trigger: Trigger | str, reason: SkipReason | str, message_id: str | None = None) -> int:
+def record_skip(task: str, trigger: Trigger | str, reason: SkipReason | str, message_id: str | None = None,
+                started_by: str | None = None) -> int:
     """Insert a finished ``skipped`` row (the job did not run) and return its id."""
     connect_usable()
     rollback_open_transaction()
@@ -138,7 +139,7 @@ def record_skip(task: str, trigger: Trigger | str, reason: SkipReason | str, mes
         run = TaskRun.create(
             task=task, trigger=trigger, message_id=message_id, status=RunStatus.SKIPPED,
             started_at=now, finished_at=now, stats={"skip_reason": reason},
-            host=socket.gethostname(), pid=os.getpid(),
+            host=socket.gethostname(), pid=os.getpid(), started_by=started_by,
         )
     return run.id
 

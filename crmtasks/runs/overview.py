@@ -16,7 +16,8 @@ from crmtasks.models import TaskRun
 from crmtasks.pg import db
 from crmtasks.runs.status import JobState, RunStatus
 from crmtasks.scheduler import pauses
-from crmtasks.scheduler.cron import UtcCron
+from crmtasks.scheduler.cron import ZonedCron
+from crmtasks.scheduler.runtime import ScheduleInForce, schedules_in_force
 from crmtasks.settings import Settings
 
 UTC = datetime.timezone.utc
@@ -27,7 +28,10 @@ class JobOverview:
     """One job as an operator sees it.
 
     Parameters:
-      task, actor, queue, schedule(str): From the registry and the settings (schedule in UTC).
+      task, actor, queue(str): From the registry.
+      schedule(str): The cron expression in force, in ``zone``.
+      zone(str): Its IANA zone (UTC unless an operator stored another).
+      schedule_source(str): ``environment``, ``stored`` or ``default`` (crmtasks.scheduler.runtime.Source).
       next_runs(list[datetime]): The next three fire times (none for a schedule that never fires).
       state(JobState): ``active`` or ``paused``.
       pause_note(str|None): Why it is paused.
@@ -42,6 +46,8 @@ class JobOverview:
     actor: str
     queue: str
     schedule: str
+    zone: str
+    schedule_source: str
     time_limit_s: int
     overlap: str
     next_runs: list[datetime.datetime]
@@ -55,7 +61,7 @@ class JobOverview:
     interval_s: float | None
 
 
-def _upcoming(cron: UtcCron, now: datetime.datetime) -> tuple[list[datetime.datetime], float | None]:
+def _upcoming(cron: ZonedCron, now: datetime.datetime) -> tuple[list[datetime.datetime], float | None]:
     """The next three slots and the interval around ``now``; ([], None) for a schedule that never fires.
 
     Settings refuse such a schedule (``0 0 31 2 *``), but a listing must
@@ -67,13 +73,23 @@ def _upcoming(cron: UtcCron, now: datetime.datetime) -> tuple[list[datetime.date
         return [], None
 
 
+def _parsed(schedule: ScheduleInForce) -> ZonedCron:
+    """The schedule parsed; the default for a stored row no validation saw (written by hand), so listings work."""
+    try:
+        return schedule.parsed()
+    except (ValueError, KeyError):
+        return ZonedCron(schedule.default)
+
+
 def job_overviews(settings: Settings, now: datetime.datetime | None = None) -> list[JobOverview]:
     now = now or datetime.datetime.now(UTC)
     paused = pauses.pauses()
+    schedules = schedules_in_force(settings)
     overviews = []
     with db.connection():
         for spec in registry.JOBS:
-            cron = UtcCron(settings.schedule(spec.name))
+            schedule: ScheduleInForce = schedules[spec.name]
+            cron = _parsed(schedule)
             next_runs, interval_s = _upcoming(cron, now)
             last = TaskRun.select().where(TaskRun.task == spec.name).order_by(TaskRun.started_at.desc()).first()
             success = (TaskRun.select(TaskRun.finished_at)
@@ -84,6 +100,7 @@ def job_overviews(settings: Settings, now: datetime.datetime | None = None) -> l
                 duration = (last.finished_at - last.started_at).total_seconds()
             overviews.append(JobOverview(
                 task=spec.name, actor=spec.actor_name, queue=spec.queue, schedule=cron.expression,
+                zone=cron.zone_name, schedule_source=schedule.source,
                 time_limit_s=spec.time_limit_s, overlap=spec.overlap, next_runs=next_runs,
                 state=JobState.PAUSED if spec.name in paused else JobState.ACTIVE,
                 pause_note=paused[spec.name].note if spec.name in paused else None,

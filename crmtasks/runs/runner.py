@@ -44,18 +44,22 @@ class Outcome:
     run_id: int | None = None
 
 
-def run_now(spec: registry.JobSpec, settings: Settings, *, trigger: Trigger = Trigger.MANUAL) -> Outcome:
-    """Run one job in this process under its mutex and record it. Never raises for a job's failure."""
+def run_now(spec: registry.JobSpec, settings: Settings, *, trigger: Trigger = Trigger.MANUAL,
+            started_by: str | None = None) -> Outcome:
+    """Run one job in this process under its mutex and record it (``started_by``: who, for task_runs).
+
+    Never raises for a job's failure.
+    """
     db.bind(settings).connect(reuse_if_open=True)
     mutex = job_mutex(settings, spec)
     holder = LockHolder.this_process(f"run-now-{uuid.uuid4()}")
     started = time.perf_counter()
     if not take_job_lock(settings, mutex, holder, spec.name):
-        run_id = runs.record_skip(spec.name, trigger, SkipReason.OVERLAP)
+        run_id = runs.record_skip(spec.name, trigger, SkipReason.OVERLAP, started_by=started_by)
         return Outcome(spec.name, RunStatus.SKIPPED, 0.0, {"skip_reason": SkipReason.OVERLAP}, run_id=run_id)
     try:
         runs.abandon_dead_runs_here(spec.name)
-        run_id = runs.start_run(spec.name, trigger)
+        run_id = runs.start_run(spec.name, trigger, started_by=started_by)
         try:
             stats = spec.load()()
         except Exception as error:  # noqa: BLE001 - a job's failure is an outcome, recorded below

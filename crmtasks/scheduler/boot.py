@@ -1,6 +1,8 @@
 """What a periodiq scheduler process does when it starts, besides periodiq's own loop.
 
-It announces itself (a heartbeat that ``crmtasks check`` reads) and settles
+It announces itself (a heartbeat that ``crmtasks check`` reads), sends again
+or closes the slots a killed scheduler claimed and never sent
+(``crmtasks.scheduler.stranded``), and settles
 the slots that passed while no scheduler ran: only the latest slot runs,
 once. That is this minute's slot when the schedule fires now (no older one
 is caught up then), else the latest missed one if it is within the
@@ -28,6 +30,7 @@ from crmtasks.broker.heartbeats import Heartbeat
 from crmtasks.broker.middleware.database_ready import prepare_or_exit
 from crmtasks.jobs import registry
 from crmtasks.scheduler import slots
+from crmtasks.scheduler.stranded import settle_stranded
 from crmtasks.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -99,7 +102,13 @@ def start_scheduler(settings: Settings, actors: dict[str, dramatiq.Actor]) -> He
     """Everything a periodiq process does before periodiq's loop; returns the running heartbeat."""
     prepare_or_exit(settings)
     wait_for_next_minute_if_late()
-    heartbeat = Heartbeat(settings, "scheduler", {"jobs": sorted(actors)}).start()
+    # The overrides are published so the CLI and the dashboard can say this scheduler ignores a stored schedule.
+    heartbeat = Heartbeat(settings, "scheduler", {"jobs": sorted(actors),
+                                                  "schedule_overrides": list(settings.schedule_overrides)}).start()
     stop_on_signals(heartbeat)
+    try:
+        settle_stranded(settings, actors)  # before the catch-up, which counts a claimed slot as done
+    except Exception as error:  # noqa: BLE001 - scheduling goes on; the next start looks again
+        logger.error("scheduler: the slots claimed and never sent could not be settled: %s", error)
     catch_up(settings, actors)
     return heartbeat

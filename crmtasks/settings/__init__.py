@@ -39,9 +39,15 @@ class Settings:
         Dramatiq namespace, so several deployments can share one Redis.
       schedules(tuple): ``(task name, cron)`` pairs, the registry's defaults
         overridden by ``CRMTASKS_SCHEDULE_<TASK>``; a tuple keeps Settings hashable.
+        A schedule stored at runtime (``crmtasks schedule set``) replaces the
+        default but never an override (crmtasks.scheduler.runtime).
+      schedule_overrides(tuple[str]): The tasks whose schedule ``CRMTASKS_SCHEDULE_<TASK>`` sets in this
+        process's environment (in UTC); they win over a stored schedule.
       db_pool_size(int): Most PostgreSQL connections one process keeps open.
       db_pool_timeout_s(float): Seconds a caller waits for a free pooled
         connection (callers wait in turn) before crmtasks.pg.pool.PoolExhausted.
+      sharing_checks_at_once(int): Most sharing checks one process runs at
+        once on pooled connections (the others wait in turn); 0: 4 per CPU core.
       api_processes(int): Processes of the application that call crmtasks'
         library API (web server processes): ``crmtasks check`` counts each at
         ``db_pool_size`` connections, as it cannot see them.
@@ -131,7 +137,9 @@ class Settings:
     sharing_consistency: str = "exact"
     sharing_local_cache_records: int = 100_000
     db_pool_timeout_s: float = 30.0
+    sharing_checks_at_once: int = 0
     api_processes: int = 0
+    schedule_overrides: tuple[str, ...] = ()
 
     @property
     def audit_archive_dir(self) -> Path:
@@ -231,6 +239,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         home=values.home(environ.get("CRMTASKS_HOME")),
         redis_prefix=values.redis_prefix(environ.get("CRMTASKS_REDIS_PREFIX")),
         schedules=values.schedules(environ),
+        schedule_overrides=values.schedule_overrides(environ),
         db_pool_size=values.positive_int(environ, "CRMTASKS_DB_POOL_SIZE", default=20, most=500),
         log_level=values.log_level(environ.get("CRMTASKS_LOG_LEVEL")),
         catch_up_s=values.positive_int(environ, "CRMTASKS_SCHEDULE_CATCHUP_S", default=3600, most=7 * 86400, least=0),
@@ -263,6 +272,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         sharing_local_cache_records=values.positive_int(environ, "CRMTASKS_SHARING_LOCAL_CACHE_RECORDS",
                                                         default=100_000, most=10_000_000, least=0),
         db_pool_timeout_s=values.seconds(environ, "CRMTASKS_DB_POOL_TIMEOUT_S", default=30.0, least=0.01, most=3600),
+        sharing_checks_at_once=values.positive_int(environ, "CRMTASKS_SHARING_CHECKS_AT_ONCE", default=0, least=0,
+                                                   most=500),
         api_processes=values.positive_int(environ, "CRMTASKS_API_PROCESSES", default=0, least=0, most=10_000),
     )
 

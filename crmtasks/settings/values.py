@@ -56,6 +56,7 @@ VARIABLES = (
     "CRMTASKS_AGGREGATES_REBUILD_HOURS", "CRMTASKS_SEARCH_TIMEOUT_MS", "CRMTASKS_SHARING_CACHE_TTL_S",
     "CRMTASKS_SHARING_LOCAL_CACHE_USERS", "CRMTASKS_SHARING_LOCAL_CACHE_RECORDS", "CRMTASKS_SHARING_CONSISTENCY",
     "CRMTASKS_ALERT_URLS", "CRMTASKS_HISTORY_DAYS", "CRMTASKS_DB_POOL_TIMEOUT_S", "CRMTASKS_API_PROCESSES",
+    "CRMTASKS_SHARING_CHECKS_AT_ONCE",
 )
 
 
@@ -316,6 +317,11 @@ def mask_alert_url(url: str) -> str:
 
 # Settings that share the CRMTASKS_SCHEDULE_ prefix with the per-task schedule overrides.
 _SCHEDULE_SETTINGS = ("CRMTASKS_SCHEDULE_CATCHUP_S",)
+
+
+def schedule_overrides(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The tasks whose schedule ``CRMTASKS_SCHEDULE_<TASK>`` sets (validated by ``schedules``), in registry order."""
+    return tuple(spec.name for spec in registry.JOBS if f"CRMTASKS_SCHEDULE_{spec.name.upper()}" in environ)
 
 
 def schedules(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -66,6 +66,15 @@ class LocalVisibilityCache:
             self._entries.move_to_end(user_id)
             return entry
 
+    def current(self, user_id: int, token: str) -> Visibility | None:
+        """The entry of ``user_id`` if it was compiled at the epoch whose token is ``token``, else None."""
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is None or entry.epoch.token != token:
+                return None
+            self._entries.move_to_end(user_id)
+            return entry
+
     def put(self, visibility: Visibility) -> None:
         with self._lock:
             self._entries[visibility.user_id] = visibility
@@ -155,6 +164,16 @@ class VisibilityCache:
                 return entry
         self.counts["misses"] += 1
         return None
+
+    def current(self, user_id: int, token: str) -> Visibility | None:
+        """The memory tier's entry of ``user_id`` at the epoch of ``token`` (the warm path: no Redis, no
+        Epoch built), else None without counting a miss: the caller then goes through ``get``."""
+        if self.local is None:
+            return None
+        entry = self.local.current(user_id, token)
+        if entry is not None:
+            self.counts["local_hits"] += 1
+        return entry
 
     def put(self, visibility: Visibility) -> None:
         if self.local is not None:

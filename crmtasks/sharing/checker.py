@@ -38,15 +38,17 @@ from crmtasks.pg import db
 from crmtasks.sharing import filters
 from crmtasks.sharing.cache import VisibilityCache
 from crmtasks.sharing.compile import compile_visibility
-from crmtasks.sharing.entities import READ, check_level, get_entity
+from crmtasks.sharing.entities import ACCESS_LEVELS, ENTITIES, READ, check_level, get_entity
 from crmtasks.sharing.listener import ListenState, SharingListener
-from crmtasks.sharing.records import fetch_record, fetch_records, read_epoch
+from crmtasks.sharing.records import allowed_in, epoch_of, facts_of, read_epoch, read_rows
 from crmtasks.sharing.visibility import Epoch, RecordFacts, Visibility
 
 _BIGINT_MAX = 2**63 - 1
 # Rounds of step 3 before giving up; each needs a sharing change committed
 # between two statements of this check, so more than one is already rare.
 MAX_ROUNDS = 5
+# The (entity, level) pairs a check may ask about: one lookup validates both.
+_CHECKABLE = frozenset((entity, level) for entity in ENTITIES for level in ACCESS_LEVELS)
 # Most record ids one can_access_many call takes: one statement, one round trip, a bounded array.
 MAX_BATCH = 10_000
 
@@ -72,8 +74,9 @@ def _check_ids(record_ids) -> list[int]:
     ids = list(itertools.islice(iter(record_ids), MAX_BATCH + 1))
     if len(ids) > MAX_BATCH:
         raise ValueError(f"at most {MAX_BATCH:,} record ids per call, got more")
-    for value in ids:
-        _check_id("every record id", value)
+    if not all(type(value) is int for value in ids):  # the common case in one pass; bools and others named below
+        for value in ids:
+            _check_id("every record id", value)
     return list(dict.fromkeys(ids))
 
 
@@ -139,14 +142,15 @@ class AccessChecker:
         self.counts["memory_answers"] += 1
         return visibility.allowed_ids(entity, level, facts)
 
-    def _consistent(self, cursor, user_id: int, read) -> tuple[Visibility, dict[int, RecordFacts]]:
-        """``read()`` -> (epoch, facts), and the visibility at that same epoch (steps 1 to 3 above)."""
-        epoch, facts = read()
+    def _consistent(self, cursor, user_id: int, read, rows: list[tuple]) -> tuple[Visibility, list[tuple]]:
+        """The visibility at the epoch of ``rows`` (read by ``read()``), reading again until both agree (steps 2, 3)."""
+        epoch = epoch_of(rows)
         visibility = self._visibility_at(cursor, user_id, epoch)
         for _ in range(MAX_ROUNDS):
             if visibility.epoch == epoch:
-                return visibility, facts
-            epoch, facts = read()
+                return visibility, rows
+            rows = read()
+            epoch = epoch_of(rows)
             if visibility.epoch != epoch:
                 visibility = self._visibility_at(cursor, user_id, epoch)
         raise SharingInFlux(f"sharing rules changed {MAX_ROUNDS} times during one check of user {user_id}")
@@ -155,28 +159,27 @@ class AccessChecker:
         """The ids of ``record_ids`` (valid, in range, at least one) that ``user_id`` may ``level``.
 
         Reads on ``connection`` (a psycopg2 connection of the caller's) when given, else on a pooled one
-        borrowed for this call only.
+        lent for this call only. Warm (the user's visibility in memory at the epoch read), that is one
+        statement and no per-record object.
         """
-        state = self._listening()
+        state = self._listening() if self.listener is not None else None
         if state is not None:
             found = self._remembered(user_id, entity, level, record_ids)
             if found is not None:
                 return found
         # Taken before the read: a notification applied from now on makes put_many drop what is read.
         generation = self.listener.records.generation(entity) if state is not None else None
-        with db.using_connection(connection) as conn, conn.cursor() as cursor:
-            if len(record_ids) == 1:
-                def read():
-                    epoch, record = fetch_record(cursor, entity, record_ids[0])
-                    return epoch, ({} if record is None else {record_ids[0]: record})
-            else:
-                def read():
-                    return fetch_records(cursor, entity, record_ids)
-            visibility, facts = self._consistent(cursor, user_id, read)
+        cache = self.cache
+        with db.lent_connection(connection) as conn, conn.cursor() as cursor:
+            rows = read_rows(cursor, entity, record_ids)
+            visibility = cache.current(user_id, rows[0][1]) if cache is not None else None
+            if visibility is None:
+                visibility, rows = self._consistent(cursor, user_id, lambda: read_rows(cursor, entity, record_ids),
+                                                    rows)
         self.counts["database_answers"] += 1
-        if generation is not None and facts:
-            self._remember(entity, facts, generation, visibility.epoch)
-        return visibility.allowed_ids(entity, level, facts)
+        if generation is not None and rows[0][2] is not None:
+            self._remember(entity, facts_of(entity, rows), generation, visibility.epoch)
+        return allowed_in(entity, rows, visibility.access_test(entity, level))
 
     def _remember(self, entity: str, facts: dict[int, RecordFacts], generation, read_at: Epoch) -> None:
         """Keep facts read at epoch ``read_at`` only if that is the epoch memory answers at now: facts newer than
@@ -197,11 +200,18 @@ class AccessChecker:
         psycopg2 connection of the caller's, or a pooled one borrowed for this
         call); none in notify mode when the user and the record are remembered.
         """
-        get_entity(entity)
-        check_level(level)
-        _check_id("user_id", user_id)
-        _check_id("record_id", record_id)
-        if not (_in_range(user_id) and _in_range(record_id)):
+        try:
+            known = (entity, level) in _CHECKABLE
+        except TypeError:  # an unhashable entity or level: get_entity and check_level say what is wrong
+            known = False
+        if not known:
+            get_entity(entity)
+            check_level(level)
+        if type(user_id) is not int:  # bool is an int too: _check_id tells them apart
+            _check_id("user_id", user_id)
+        if type(record_id) is not int:
+            _check_id("record_id", record_id)
+        if not (0 < user_id <= _BIGINT_MAX and 0 < record_id <= _BIGINT_MAX):
             return False
         return bool(self._answer(user_id, entity, level, [record_id], connection))
 
@@ -217,7 +227,9 @@ class AccessChecker:
         get_entity(entity)
         check_level(level)
         _check_id("user_id", user_id)
-        wanted = [record_id for record_id in _check_ids(record_ids) if _in_range(record_id)]
+        wanted = _check_ids(record_ids)
+        if wanted and not (0 < min(wanted) and max(wanted) <= _BIGINT_MAX):
+            wanted = [record_id for record_id in wanted if _in_range(record_id)]
         if not (_in_range(user_id) and wanted):
             return set()
         return self._answer(user_id, entity, level, wanted, connection)

@@ -54,7 +54,8 @@ def checker() -> AccessChecker:
     """This process's checker (a new one after fork or when the settings change; the old one is closed)."""
     global _checker
     settings = get_settings()
-    if _checker is None or _checker[0] != os.getpid() or _checker[1] != settings:
+    # ``is`` first: comparing two Settings field by field costs more than a warm check's own Python work.
+    if _checker is None or _checker[0] != os.getpid() or (_checker[1] is not settings and _checker[1] != settings):
         if _checker is not None and _checker[0] == os.getpid():
             _checker[2].close()
         _checker = (os.getpid(), settings, make_checker(settings))

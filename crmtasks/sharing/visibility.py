@@ -62,6 +62,26 @@ class EntityGrants:
 
 
 NO_GRANTS = EntityGrants(None, frozenset(), frozenset(), frozenset(), frozenset())
+_NONE: frozenset = frozenset()
+
+
+class AccessTest(NamedTuple):
+    """One user's access to one entity at one level, as a record check needs it.
+
+    A record passes when ``everything``, or its owner is in ``owners``, or
+    its account's owner is in ``parents``, or one of its (field, value)
+    pairs is in ``criteria``; never when ``nothing`` (an inactive user).
+    """
+
+    nothing: bool
+    everything: bool
+    owners: frozenset[int]
+    parents: frozenset[int]
+    criteria: frozenset[tuple[str, str]]
+
+
+NOTHING = AccessTest(True, False, _NONE, _NONE, _NONE)
+EVERYTHING = AccessTest(False, True, _NONE, _NONE, _NONE)
 
 
 class RecordFacts(NamedTuple):
@@ -109,16 +129,25 @@ class Visibility:
             return False
         return bool(self.allowed_ids(entity, level, {0: record}))
 
-    def allowed_ids(self, entity: str, level: str, records: Mapping[int, RecordFacts]) -> set[int]:
-        """The ids of ``records`` (id -> facts) this user may ``level``: ``allows`` for a page, looked up once."""
+    def access_test(self, entity: str, level: str) -> AccessTest:
+        """What a record of ``entity`` must satisfy for this user to ``level`` it (see AccessTest)."""
         if not self.active:
-            return set()
+            return NOTHING
         grants = self.grants(entity)
         if grants.public_allows(level):
-            return set(records)
-        owners, criteria = grants.owners(level), grants.criteria(level)
+            return EVERYTHING
         # Child access: read only, for contacts and deals, through the account's owner.
-        parents = self.hierarchy_owners if level == READ and ENTITIES[entity].account_column is not None else ()
+        parents = self.hierarchy_owners if level == READ and ENTITIES[entity].account_column is not None else _NONE
+        return AccessTest(False, False, grants.owners(level), parents, grants.criteria(level))
+
+    def allowed_ids(self, entity: str, level: str, records: Mapping[int, RecordFacts]) -> set[int]:
+        """The ids of ``records`` (id -> facts) this user may ``level``: ``allows`` for a page, looked up once."""
+        test = self.access_test(entity, level)
+        if test.nothing:
+            return set()
+        if test.everything:
+            return set(records)
+        owners, parents, criteria = test.owners, test.parents, test.criteria
         allowed = set()
         for record_id, record in records.items():
             if (record.owner_id in owners or record.account_owner_id in parents

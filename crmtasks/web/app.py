@@ -2,7 +2,8 @@
 
 Routes: ``/login`` and ``POST /logout`` (``crmtasks.web.auth``), our pages
 (``/`` jobs, ``/jobs/<job>`` one job, ``/runs`` history, ``POST
-/jobs/<job>/run``; ``crmtasks.web.pages``), and dramatiq-dashboard under ``/dramatiq/``
+/jobs/<job>/run|pause|resume``; ``crmtasks.web.pages``), the operator trail
+(``/trail``; ``crmtasks.web.trail_page``), and dramatiq-dashboard under ``/dramatiq/``
 (queues, messages, dead letters; ``crmtasks.web.queues``).
 
 Every request passes, in this order: the Host and Origin checks
@@ -36,7 +37,7 @@ from crmtasks.broker.heartbeats import Heartbeat
 from crmtasks.errors import CrmtasksError
 from crmtasks.redis_client import get_redis
 from crmtasks.settings import Settings, configure_logging
-from crmtasks.web import guard
+from crmtasks.web import guard, trail_page
 from crmtasks.web.auth import CSRF_FIELD, LOGIN_PATH, LoginWall, safe_next
 from crmtasks.web.pages import Pages
 from crmtasks.web.queues import QUEUES_PREFIX, QueueConsole
@@ -113,12 +114,13 @@ def create_app(settings: Settings, broker: dramatiq.Broker, actors: Mapping[str,
     app.allowed_hosts = None if settings.dashboard_user else guard.loopback_names(bound_host)
     app.wall = LoginWall(settings, LoginThrottle(redis_client, settings))
     app.pages = Pages(settings, actors)
-    app.queues = QueueConsole(broker)
+    app.queues = QueueConsole(broker, settings)
     # Order matters: Host and Origin first, then the wall, then Flask-WTF's CSRF check (it hooks in on creation).
     app.before_request(lambda: _check_host_and_origin(app))
     app.wall.register(app)
     CSRFProtect(app)
     app.pages.register(app)
+    trail_page.register(app)
     app.queues.register(app)
     app.context_processor(lambda: {"visitor": flask.g.get("visitor"), "login_required": app.wall.login_required,
                                    "queues_url": QUEUES_PREFIX + "/", "csrf_field": CSRF_FIELD, "page": None})

@@ -6,7 +6,11 @@ token like every other form (Flask-WTF checks it before the view runs), the
 credentials are compared in constant time, failed logins are limited per
 user and per address (``crmtasks.web.throttle``), and a successful login
 starts a new session (``crmtasks.web.session``): whatever the visitor's
-session held before, its CSRF token included, is dropped.
+session held before, its CSRF token included, is dropped. Every login,
+failed or not, and every logout goes into the operator trail
+(``crmtasks.runs.trail``) with the client's address, never the password; a
+failed login names the user only when it is the dashboard's (a name typed
+wrong may be a password typed in the wrong box).
 
 Without credentials the dashboard only serves loopback names
 (``crmtasks.web.guard``) and gives every visitor an anonymous session, which
@@ -25,13 +29,18 @@ import flask
 import redis
 from flask_wtf.csrf import generate_csrf
 
+from crmtasks.runs.trail import OperatorAction, record_operator_action
 from crmtasks.settings import Settings
+from crmtasks.web.operators import current_operator
 from crmtasks.web.rendering import render_page
 from crmtasks.web.session import SESSION_LIFETIME_S
 from crmtasks.web.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
+# Who a failed login is recorded as when the name typed is not the dashboard's user: what was typed may be
+# somebody's password, so it is not kept.
+UNKNOWN_USER = "(unknown user)"
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 # Name of the CSRF field in every form that posts to the dashboard (Flask-WTF's default).
@@ -158,11 +167,15 @@ class LoginWall:
             if wait_s:
                 logger.warning("dashboard: login of user %r from %s refused: too many failed logins", user[:64],
                                address)
+                self._record_login(False, user, "too many failed logins")
                 response = self.login_form(429, target, user=user,
                                            error=f"Too many failed logins. Try again in {_minutes(wait_s)}.")
                 response.headers["Retry-After"] = str(wait_s)
                 return response
             if credentials_match(self.settings, user, request.form.get("password", "")):
+                # Written when PostgreSQL can take it; when it cannot, the error is logged and the login goes
+                # ahead: the queue console, which needs Redis only, is what an operator needs most then.
+                self._record_login(True, user, None)
                 self._start_session(user)
                 return flask.redirect(target, 303)
             self.throttle.failed(user, address)
@@ -171,15 +184,37 @@ class LoginWall:
             return self.login_form(503, target, user=user,
                                    error="Login is unavailable: the dashboard cannot reach Redis. Try again later.")
         logger.warning("dashboard: failed login for user %r from %s", user[:64], address)
+        self._record_login(False, user, "wrong user name or password")
         return self.login_form(403, target, user=user, error="Wrong user name or password.")
+
+    def _record_login(self, succeeded: bool, user: str, reason: str | None) -> bool:
+        """Write a login to the operator trail; False (logged) when it could not be written."""
+        known = hmac.compare_digest(user.encode("utf-8", "replace"), (self.settings.dashboard_user or "").encode())
+        action = OperatorAction.LOGIN if succeeded else OperatorAction.LOGIN_FAILED
+        try:
+            record_operator_action(action, current_operator(user if known else UNKNOWN_USER),
+                                   details={"reason": reason} if reason else None)
+        except Exception as error:  # noqa: BLE001 - PostgreSQL down: the login is decided all the same
+            logger.error("dashboard: %s of %s not written to the operator trail: %s", action,
+                         user[:64] if known else UNKNOWN_USER, error)
+            return False
+        return True
 
     def login_form(self, status: int, target: str, *, user: str = "", error: str | None = None) -> flask.Response:
         return render_page("login.html", status, next=target, user=user, error=error)
 
     def logout(self) -> flask.Response:
         """End the session (a POST whose CSRF token Flask-WTF checked)."""
+        if self.login_required:
+            self._record_login_out()
         flask.session.clear()
         return flask.redirect(LOGIN_PATH if self.login_required else "/", 303)
+
+    def _record_login_out(self) -> None:
+        try:
+            record_operator_action(OperatorAction.LOGOUT, current_operator())
+        except Exception as error:  # noqa: BLE001 - the session ends anyway
+            logger.error("dashboard: a logout not written to the operator trail: %s", error)
 
 
 def _minutes(seconds: int) -> str:

@@ -21,6 +21,8 @@ from crmtasks.settings import get_settings
 LONG_HAUL_S = 6
 # Seconds db_victim's statement sleeps inside PostgreSQL.
 DB_VICTIM_S = 3
+# Seconds overrun would work, were its 1 s time limit not to stop it.
+OVERRUN_S = 20
 
 COMPLETIONS_DDL = """
 CREATE TABLE IF NOT EXISTS proc_completions (
@@ -61,6 +63,14 @@ def db_victim() -> dict:
     return {"completions": _complete("db_victim")}
 
 
+def overrun() -> dict:
+    """Works far past its 1 s time limit (in short sleeps, which the time limit interrupts)."""
+    started = time.monotonic()
+    while time.monotonic() - started < OVERRUN_S:
+        time.sleep(0.1)
+    return {"completions": _complete("overrun")}
+
+
 def _spec(name: str, **overrides) -> registry.JobSpec:
     values = dict(name=name, actor_name=f"tests.{name}", cron="0 3 * * *", queue="default",
                   job=f"{__name__}:{name}", description=f"test job {name}", time_limit_s=60, max_retries=3,
@@ -73,6 +83,7 @@ ALL_SPECS = (
     _spec("tick", cron="* * * * *"),
     _spec("long_haul", queue="workflow_io"),
     _spec("db_victim", queue="workflow_io"),
+    _spec("overrun", time_limit_s=1),
 )
 
 

@@ -206,6 +206,6 @@ def proc_db(migrated_database_url):
     from tests.acceptance.proc_jobs import COMPLETIONS_DDL
 
     query(COMPLETIONS_DDL)
-    query("TRUNCATE task_runs, schedule_slots, job_pauses, proc_completions, audit_retention_ledger "
+    query("TRUNCATE task_runs, schedule_slots, job_pauses, job_schedules, proc_completions, audit_retention_ledger "
           "RESTART IDENTITY CASCADE")
     return migrated_database_url

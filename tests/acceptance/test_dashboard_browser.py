@@ -1,7 +1,8 @@
 """The dashboard in a real headless browser: Debian's chromium driven by selenium through chromedriver.
 
-The login wall, the history page, and run now putting a message on the
-job's Redis queue, as an operator would click through them. Screenshots of
+The login wall, the history page, a job's page and its chart, run now
+putting a message on the job's Redis queue, a dead letter deleted, and the
+operator trail showing each of those, as an operator would click through them. Screenshots of
 each page land in the test's temporary directory (their paths are printed).
 """
 
@@ -28,6 +29,7 @@ if not (CHROMIUM and CHROMEDRIVER):
                 ".ci/run installs them)", allow_module_level=True)
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e .[dev])")
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -85,6 +87,10 @@ def _log_in(browser, user: str, password: str) -> None:
 
 def test_login_history_and_run_now_in_a_real_browser(browser, dashboard, redis_client, tmp_path):
     from crmtasks.models import TaskRun
+    from crmtasks.pg.db import database
+    from crmtasks.runs.trail import TRAIL_ENTITY
+
+    database.execute_sql("DELETE FROM audit_log WHERE entity = %s", (TRAIL_ENTITY,))
 
     now = datetime.datetime.now(UTC)
     recorded = TaskRun.create(task="fail_on_bad_data", trigger="schedule", status="failed",
@@ -157,7 +163,70 @@ def test_login_history_and_run_now_in_a_real_browser(browser, dashboard, redis_c
     WebDriverWait(browser, 15).until(lambda _: not redis_client.hexists(queue + ".XQ.msgs", dead))
     _screenshot(browser, tmp_path, "6-dead-letter-deleted")
 
+    # The operator trail: what was just done here, newest first, by whom and from where.
+    browser.find_element(By.ID, "trail-link").click()
+    _wait_for(browser, "#trail")
+    rows = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+            for row in browser.find_elements(By.CSS_SELECTOR, "#trail tr.trail-entry")]
+    # when, who, via, from, action, on, details
+    assert [row[1:6] for row in rows] == [
+        [USER, "dashboard", "127.0.0.1", "dead_letter_delete", f"default.XQ/{dead}"],
+        [USER, "dashboard", "127.0.0.1", "run_now", "tally_users"],
+        [USER, "dashboard", "127.0.0.1", "login", ""],
+        [USER, "dashboard", "127.0.0.1", "login_failed", ""]], rows
+    assert message_id in rows[1][6]
+    _screenshot(browser, tmp_path, "7-operator-trail")
+    browser.find_element(By.CSS_SELECTOR, "#trail-action option[value='run_now']").click()
+    browser.find_element(By.ID, "trail-filter").click()
+    WebDriverWait(browser, 15).until(lambda _: "action=run_now" in browser.current_url)
+    filtered = browser.find_elements(By.CSS_SELECTOR, "#trail tr.trail-entry td.trail-action")
+    assert [cell.text for cell in filtered] == ["run_now"]
+
     browser.find_element(By.ID, "logout").click()
     _wait_for(browser, "form.login")
     browser.get(dashboard + "/")
     _wait_for(browser, "form.login")
+
+
+def _wait_for_notice(browser, text: str) -> None:
+    WebDriverWait(browser, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        lambda _: text in browser.find_element(By.ID, "schedule-notice").text)
+
+
+def test_the_schedule_form_previews_five_times_then_saves_in_a_real_browser(browser, dashboard, tmp_path):
+    from crmtasks.models import JobSchedule
+
+    browser.get(dashboard + "/jobs/fail_on_bad_data")
+    _wait_for(browser, "form.login")
+    _log_in(browser, USER, PASSWORD)
+    _wait_for(browser, "#schedule-form")
+    assert browser.find_element(By.ID, "job-schedule").text == "0 2 * * *"
+    assert browser.find_element(By.ID, "job-zone").text == "UTC"
+
+    cron = browser.find_element(By.ID, "schedule-cron")
+    cron.clear()
+    cron.send_keys("30 2 * * 1-5")
+    zone = browser.find_element(By.ID, "schedule-zone")
+    zone.clear()
+    zone.send_keys("America/New_York")
+    browser.find_element(By.ID, "schedule-preview-button").click()
+    times = [item.text for item in _wait_for(browser, "#schedule-preview").find_elements(By.TAG_NAME, "li")]
+    assert len(times) == 5 and all(" 02:30 E" in time for time in times), times  # EST or EDT, local 02:30
+    assert not JobSchedule.select().exists()  # a preview stores nothing
+    _screenshot(browser, tmp_path, "7-schedule-preview")
+
+    browser.find_element(By.ID, "schedule-save").click()
+    _wait_for_notice(browser, "Schedule saved")
+    assert browser.find_element(By.ID, "job-schedule").text == "30 2 * * 1-5"
+    assert browser.find_element(By.ID, "job-zone").text == "America/New_York"
+    assert "set by ops (dashboard)" in browser.find_element(By.ID, "job-schedule-source").text
+    next_runs = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#next-runs li")]
+    assert next_runs[:5] == times
+    stored = JobSchedule.get(JobSchedule.task == "fail_on_bad_data")
+    assert (stored.cron, stored.zone, stored.changed_by) == ("30 2 * * 1-5", "America/New_York", "ops (dashboard)")
+    _screenshot(browser, tmp_path, "8-schedule-saved")
+
+    browser.find_element(By.ID, "schedule-reset").click()
+    _wait_for_notice(browser, "default applies again")  # the saved page had a notice too: wait for the new one
+    assert browser.find_element(By.ID, "job-schedule").text == "0 2 * * *"
+    assert not JobSchedule.select().exists()

@@ -209,7 +209,7 @@ def test_a_job_page_shows_its_schedule_next_fire_times_duration_chart_failures_a
     reply = call(dashboard, "GET", "/jobs/tally_users", session=cookie)
     assert reply.status == 200, reply.body
     assert '<code id="job-schedule">*/5 * * * *</code>' in reply.body and '<dd id="job-queue">default</dd>' in reply.body
-    next_runs = re.findall(r"<li>(\d{4}-\d\d-\d\d \d\d:(\d\d):00)</li>",
+    next_runs = re.findall(r"<li>(\d{4}-\d\d-\d\d \d\d:(\d\d) UTC)</li>",  # in the job's zone, here UTC
                            re.search(r'<ol class="times" id="next-runs">(.*?)</ol>', reply.body, re.DOTALL).group(1))
     assert len(next_runs) == 10 and all(int(minute) % 5 == 0 for _, minute in next_runs)
     assert [moment for moment, _ in next_runs] == sorted(moment for moment, _ in next_runs)

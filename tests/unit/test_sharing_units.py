@@ -151,3 +151,11 @@ def test_record_memory_drops_a_fill_that_a_notification_overtook_and_stays_bound
     cache.put_many("leads", {i: _facts(i) for i in range(1, 6)}, cache.generation("leads"))
     assert len(cache) == 3 and cache.get_many("leads", [3, 4, 5]) is not None and cache.get_many("leads", [1]) is None
     assert not LocalRecordCache(max_records=0).put_many("leads", {1: _facts(5)}, (0, 0, 0))
+
+
+def test_sharing_checks_at_once_setting():
+    assert load_settings({}).sharing_checks_at_once == 0  # 4 per CPU core (crmtasks.pg.db)
+    assert load_settings({"CRMTASKS_SHARING_CHECKS_AT_ONCE": "8"}).sharing_checks_at_once == 8
+    for bad, problem in (("-1", "out of range (0 to 500)"), ("501", "out of range (0 to 500)"), ("8x", "is not a whole number")):
+        with pytest.raises(SettingsError, match=f"^CRMTASKS_SHARING_CHECKS_AT_ONCE: .*{re.escape(problem)}"):
+            load_settings({"CRMTASKS_SHARING_CHECKS_AT_ONCE": bad})

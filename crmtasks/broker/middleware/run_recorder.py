@@ -5,7 +5,8 @@ it ends with the job's returned stats or its error. A message skipped by
 another middleware (overlap, paused, stale) gets a ``skipped`` row with the
 reason; a ``queue_one`` message re-queued to wait gets none (it will run).
 Trigger: ``retry`` for a retried message, ``schedule`` for one sent by the
-scheduler, ``manual`` otherwise. A run left ``running`` by a worker that
+scheduler, ``manual`` otherwise; who started a manual run (the message's
+``crmtasks_started_by`` option) goes into ``started_by``, its retries' too. A run left ``running`` by a worker that
 died is marked failed (abandoned) when its message comes back, and so is
 one whose process on this host is gone, before the job records its next
 run. A job never runs unrecorded: when its row cannot be written
@@ -29,6 +30,7 @@ from typing import TypeVar
 import dramatiq
 
 from crmtasks.broker import retries as transient
+from crmtasks.broker.actors import STARTED_BY_OPTION
 from crmtasks.broker.middleware.fail_closed import SKIP_REASON_OPTION, defer
 from crmtasks.broker.middleware.schedule_guard import message_slot
 from crmtasks.broker.options import JOB_NAME_OPTION, job_options
@@ -90,7 +92,8 @@ class RunRecorder(dramatiq.Middleware):
         try:
             runs.abandon_unfinished(task, message.message_id)
             runs.abandon_dead_runs_here(task)
-            run_id = runs.start_run(task, trigger_of(message), message.message_id)
+            run_id = runs.start_run(task, trigger_of(message), message.message_id,
+                                    started_by=message.options.get(STARTED_BY_OPTION))
         except Exception as error:  # noqa: BLE001
             # A run that cannot be recorded does not run: decide again later.
             defer(broker, message, job=task, what="recording the run", error=error)
@@ -126,7 +129,8 @@ class RunRecorder(dramatiq.Middleware):
                            what=f"closing the unfinished runs of {task}")
         if reason == SkipReason.QUEUED:
             return  # it waits its turn, and is recorded when it runs
-        patiently_recorded(lambda: runs.record_skip(task, trigger_of(message), reason, message.message_id),
+        patiently_recorded(lambda: runs.record_skip(task, trigger_of(message), reason, message.message_id,
+                                                    started_by=message.options.get(STARTED_BY_OPTION)),
                            what=f"recording the skip of {task}")
         slot = message_slot(message)
         if slot is not None:

@@ -19,6 +19,7 @@ message whose slot cannot be read fails with JobNotStarted.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 import pendulum
 from dramatiq.middleware import SkipMessage
@@ -49,15 +50,23 @@ def message_slot(message) -> datetime.datetime | None:
     return None
 
 
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 class ScheduleGuard(PeriodiqMiddleware):
     """Parameters:
       settings(Settings): The catch-up window. The schedule in force is the
-        actor's ``periodic`` option, as declared in this process.
+        actor's ``periodic`` option: a LiveSchedule that follows the stored
+        schedule (crmtasks.scheduler.live), so a changed schedule decides staleness too.
+      clock(Callable[[], datetime]): The present, timezone-aware; the system clock unless a test drives it
+        (the ``clock`` attribute may be replaced on a running broker's guard).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], datetime.datetime] = utc_now) -> None:
         super().__init__(skip_delay=None)
         self.settings = settings
+        self.clock = clock
 
     @property
     def actor_options(self) -> set[str]:
@@ -88,7 +97,7 @@ class ScheduleGuard(PeriodiqMiddleware):
         slot = message_slot(message)
         if slot is None:
             return None
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = self.clock()
         if message.options.get(CATCH_UP_OPTION):
             deadline = slot + datetime.timedelta(seconds=self.settings.catch_up_s) + GRACE
         else:

@@ -2,7 +2,7 @@
 -- The images placeholder is either the change log being consumed (DELETE ... RETURNING) or,
 -- on a full rebuild, every deal as a +1 image. Sums and counts only: adding a
 -- group's deltas to its stored row is exact, whatever order changes came in.
--- Quarter and year rows are sums of the month rows computed here. Per-owner
+-- Only month rows are kept (quarters and years are summed when read). Per-owner
 -- rows take the owner's name from users in this same snapshot. Rows are sent
 -- in key order, so a full rebuild lays them out in the order reads want.
 -- The on_conflict_<table> placeholders: on an incremental run, ON CONFLICT DO UPDATE adding
@@ -41,14 +41,14 @@ monthly AS (
     GROUP BY month, owner_id
 ),
 rolled_up AS (
-    -- Each month's deltas also go to its quarter and year, per owner and for all owners.
-    SELECT grains.grain, date_trunc(grains.grain, monthly.month)::date AS period_start, scopes.all_owners,
+    -- Each month's deltas, per owner and for all owners. Only months are stored (migration 0014): a quarter or a
+    -- year is summed from its months when read, so a change writes two rows, not six.
+    SELECT 'month' AS grain, monthly.month AS period_start, scopes.all_owners,
            CASE WHEN scopes.all_owners THEN NULL ELSE monthly.owner_id END AS owner_id,
            sum(won_count) AS won_count, sum(won_amount_sum) AS won_amount_sum,
            sum(won_amount_count) AS won_amount_count, sum(won_cycle_days_sum) AS won_cycle_days_sum,
            sum(lost_count) AS lost_count, sum(lost_cycle_days_sum) AS lost_cycle_days_sum
     FROM monthly
-    CROSS JOIN (VALUES ('month'), ('quarter'), ('year')) AS grains (grain)
     CROSS JOIN (VALUES (false), (true)) AS scopes (all_owners)
     GROUP BY 1, 2, 3, 4
     HAVING sum(won_count) <> 0 OR sum(won_amount_sum) <> 0 OR sum(won_amount_count) <> 0

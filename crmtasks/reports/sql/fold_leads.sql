@@ -12,11 +12,11 @@ monthly AS (
     GROUP BY 1, 2, 3
 ),
 rolled_up AS (
-    SELECT grains.grain, date_trunc(grains.grain, monthly.month)::date AS period_start, scopes.all_owners,
+    -- Months only, per owner and for all owners (see fold_deals.sql).
+    SELECT 'month' AS grain, monthly.month AS period_start, scopes.all_owners,
            CASE WHEN scopes.all_owners THEN NULL ELSE monthly.owner_id END AS owner_id, monthly.source,
            sum(lead_count) AS lead_count, sum(converted_count) AS converted_count
     FROM monthly
-    CROSS JOIN (VALUES ('month'), ('quarter'), ('year')) AS grains (grain)
     CROSS JOIN (VALUES (false), (true)) AS scopes (all_owners)
     GROUP BY 1, 2, 3, 4, 5
     HAVING sum(lead_count) <> 0 OR sum(converted_count) <> 0
