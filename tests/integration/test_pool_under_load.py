@@ -35,8 +35,8 @@ SIZE = DemoSize(users=20, accounts=100, contacts=100, leads=1_000, deals=300)
 
 
 # What the module leaves behind is emptied, so later tests find no published counts, aggregates or audit rows.
-_LEFT_BEHIND = ("roles, users, accounts, contacts, leads, deals, task_runs, facet_counts, facet_current, "
-                "facet_generations, report_deal_periods, report_open_pipeline, report_lead_periods, "
+_LEFT_BEHIND = ("roles, users, accounts, contacts, leads, deals, task_runs, search_changes, search_index_current, "
+                "search_index_parts, search_index_generations, report_deal_periods, report_open_pipeline, report_lead_periods, "
                 "report_account_segments, report_deal_changes, report_lead_changes, report_account_changes, "
                 "report_owner_changes, audit_log")
 
