@@ -92,6 +92,16 @@ def write_parts(cur, generation: int, entity: str, parts: dict[str, bytes]) -> i
 
 
 def read_parts(cur, generation: int, entity: str) -> dict[str, bytes]:
+    """Every part of ``entity`` in ``generation``, read in the caller's open transaction.
+
+    The search's statement timeout (CRMTASKS_SEARCH_TIMEOUT_MS) bounds searches, not this read: at 10M
+    leads a generation is hundreds of MB and takes seconds to fetch once per process. So the read runs
+    without a timeout and the transaction's own is put back afterwards (``set_config(..., true)``: local).
+    """
+    cur.execute("SELECT current_setting('statement_timeout'), set_config('statement_timeout', '0', true)")
+    saved = cur.fetchone()[0]
     cur.execute("SELECT part, data FROM search_index_parts WHERE generation_id = %s AND entity = %s",
                 (generation, entity))
-    return {name: bytes(data) for name, data in cur.fetchall()}
+    parts = {name: bytes(data) for name, data in cur.fetchall()}
+    cur.execute("SELECT set_config('statement_timeout', %s, true)", (saved,))
+    return parts
