@@ -16,8 +16,9 @@ over the same rows, whatever happened in between.
 Counting a month takes a SHARE lock on its partition, for the duration of
 one scan of that month (about 0.1 s per million rows): a writer inserting
 into that past month waits that long, once; writers of the current month
-never do. Rows written straight into a partition table (not through
-audit_log) bypass the trigger: write through audit_log.
+never do. The count runs without parallel workers, so it takes one core at
+most. Rows written straight into a partition table (not through audit_log)
+bypass the trigger: write through audit_log.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def count_past_months(conn, current: Month) -> int:
         month = part.month
         if month is None or month >= current or month.first_day in kept or part.detach_pending:
             continue
-        with transaction(conn) as cur:
+        # One backend per count: parallel workers would take every core from the application's writers.
+        with transaction(conn, local={"max_parallel_workers_per_gather": "0"}) as cur:
             table = sql.Identifier(part.name)
             # SHARE: writers of this (past) month wait for the count, so no row can slip between it and the keep.
             cur.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(table))
