@@ -200,13 +200,19 @@ def history_query(entity: str, entity_id: int, since=None, until=None, connectio
         return _history_sql(entity, entity_id, since, until).as_string(conn)
 
 
-def _history_sql(entity, entity_id, since, until):
+def record_conditions(entity, entity_id, since=None, until=None) -> list[sql.Composable]:
+    """One record's rows with ``since <= occurred_at < until``, as literals so the planner prunes months at plan time."""
     conditions = [sql.SQL("entity = {}").format(sql.Literal(entity)),
                   sql.SQL("entity_id = {}").format(sql.Literal(entity_id))]
     if since is not None:
         conditions.append(sql.SQL("occurred_at >= {}").format(sql.Literal(since)))
     if until is not None:
         conditions.append(sql.SQL("occurred_at < {}").format(sql.Literal(until)))
+    return conditions
+
+
+def _history_sql(entity, entity_id, since, until):
+    conditions = record_conditions(entity, entity_id, since, until)
     return sql.SQL("SELECT {columns} FROM {table} WHERE {where} ORDER BY occurred_at, id").format(
         columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
         table=sql.Identifier(PARENT_TABLE),

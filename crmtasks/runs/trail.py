@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from psycopg2 import sql
 
 from crmtasks.audit import record
+from crmtasks.audit.log import record_conditions
 from crmtasks.audit.months import PARENT_TABLE
 from crmtasks.pg import db
 from crmtasks.runs.status import _StoredValue
@@ -176,12 +177,7 @@ def read_trail(*, since: datetime.datetime | None = None, until: datetime.dateti
     Times are literals in the statement so that PostgreSQL prunes the
     months outside them at plan time (as ``crmtasks.audit.history`` does).
     """
-    conditions = [sql.SQL("entity = {}").format(sql.Literal(TRAIL_ENTITY)),
-                  sql.SQL("entity_id = {}").format(sql.Literal(TRAIL_ENTITY_ID))]
-    if since is not None:
-        conditions.append(sql.SQL("occurred_at >= {}").format(sql.Literal(since)))
-    if until is not None:
-        conditions.append(sql.SQL("occurred_at < {}").format(sql.Literal(until)))
+    conditions = record_conditions(TRAIL_ENTITY, TRAIL_ENTITY_ID, since, until)
     if action:
         conditions.append(sql.SQL("action = {}").format(sql.Literal(action)))
     for field, text in (("who", who), ("target", target)):
