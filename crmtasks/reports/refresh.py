@@ -32,73 +32,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import time
 
 from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 
 from crmtasks.pg import AdvisoryLock, load_sql, quietly, transaction
-
-# Each source: its fold statement, the change log it consumes, and its raw
-# table read as +1 images on a full rebuild (same columns, same order).
-_SOURCES = {
-    "deals": {
-        "table": "deals",
-        "fold": "fold_deals",
-        "log": "report_deal_changes",
-        "columns": ("owner_id", "stage", "amount", "probability", "close_date", "created_at"),
-    },
-    "leads": {
-        "table": "leads",
-        "fold": "fold_leads",
-        "log": "report_lead_changes",
-        "columns": ("owner_id", "source", "status", "created_at"),
-    },
-    "accounts": {
-        "table": "accounts",
-        "fold": "fold_accounts",
-        "log": "report_account_changes",
-        "columns": ("owner_id", "industry", "region"),
-    },
-}
-
-# Per aggregate table: its key columns, its additive columns (sums and counts), and when a row is an emptied
-# group (every record of it deleted or moved away).
-_TABLES = {
-    "report_deal_periods": {
-        "keys": ("period_start", "owner_id", "grain", "all_owners"),
-        "sums": ("won_count", "won_amount_sum", "won_amount_count", "won_cycle_days_sum", "lost_count",
-                 "lost_cycle_days_sum"),
-        "empty": "t.won_count = 0 AND t.lost_count = 0",
-    },
-    "report_open_pipeline": {
-        "keys": ("owner_id", "stage", "all_owners"),
-        "sums": ("deal_count", "amount_sum", "amount_count", "amount_probability_sum"),
-        "empty": "t.deal_count = 0",
-    },
-    "report_lead_periods": {
-        "keys": ("period_start", "source", "owner_id", "grain", "all_owners"),
-        "sums": ("lead_count", "converted_count"),
-        "empty": "t.lead_count = 0",
-    },
-    "report_account_segments": {
-        "keys": ("owner_id", "industry", "region", "all_owners"),
-        "sums": ("account_count",),
-        "empty": "t.account_count = 0",
-    },
-}
-
-# Key columns that are never NULL (migration 0003), matched with = when deleting emptied groups.
-_NOT_NULL_KEYS = ("period_start", "grain", "all_owners", "stage")
+from crmtasks.reports import fold
 
 # Memory for the fold's hash aggregates and sorts (PostgreSQL's default 4MB spills to disk on a rebuild).
 _WORK_MEM = "128MB"
 
-AGGREGATE_TABLES = tuple(_TABLES)
+AGGREGATE_TABLES = tuple(fold.TABLES)
 
 # Logs consumed by a full rebuild without folding (the raw tables it reads already hold their effects).
-_LOGS = tuple(spec["log"] for spec in _SOURCES.values()) + ("report_owner_changes",)
+_LOGS = tuple(spec["log"] for spec in fold.SOURCES.values()) + ("report_owner_changes",)
 
 
 @dataclasses.dataclass
@@ -181,8 +129,13 @@ def _settings(statement_timeout_s: int) -> dict:
     reach the disk. A crash of the server in that instant loses the whole
     run (aggregates, consumed log rows and as_of together: a commit is still
     atomic), never part of it, and the next run folds the same changes again.
+
+    jit off: the run's statement is estimated costly (every branch of the
+    emptied-group lookups counted for every changed group), so PostgreSQL
+    would compile it to machine code first, for seconds, to save
+    microseconds.
     """
-    settings = {"work_mem": _WORK_MEM, "synchronous_commit": "off"}
+    settings = {"work_mem": _WORK_MEM, "synchronous_commit": "off", "jit": "off"}
     if statement_timeout_s:
         settings["statement_timeout"] = f"{int(statement_timeout_s)}s"
     return settings
@@ -200,10 +153,9 @@ def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int) -> Ref
         FROM report_aggregate_state FOR UPDATE
     """)
     as_of, previous_as_of, rebuild_required, last_rebuild_at, *waiting = cur.fetchone()
-    pending = dict(zip((*_SOURCES, "owners"), waiting))
+    pending = dict(zip((*fold.SOURCES, "owners"), waiting))
     reason = _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, as_of, rebuild_after_hours)
     stats = RefreshStats(mode="full" if reason else "incremental", reason=reason or "changes", as_of=as_of)
-    months: set[datetime.date] = set()
 
     if reason:
         for log in _LOGS:
@@ -217,30 +169,17 @@ def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int) -> Ref
         stats.owners_refreshed, rows_written = cur.fetchone()
         stats.aggregate_rows_written += int(rows_written)
 
-    for name, spec in _SOURCES.items():
-        if not reason and not pending[name]:
-            stats.rows_read[name] = 0
-            continue
-        cur.execute(_fold_statement(spec, full=bool(reason)))
-        images_read, rows_written, source_months, emptied = cur.fetchone()
-        stats.rows_read[name] = int(images_read)
-        stats.aggregate_rows_written += int(rows_written)
-        months.update(source_months or ())
-        for table, keys in emptied.items():
-            if keys:
-                cur.execute(_delete_emptied_statement(table), (json.dumps(keys),))
-                stats.aggregate_rows_removed += cur.rowcount
-
+    # The rest of the run is one statement (crmtasks.reports.fold): the sources with changes waiting (all of them
+    # on a rebuild) folded into the aggregates, and as_of published.
     # No ANALYZE after a full rebuild (it cost a quarter of one): every read is a scan of one leaf partition in
     # key order, whose plan does not hinge on statistics, and autovacuum analyzes the rewritten leaves anyway.
-
-    cur.execute("""
-        UPDATE report_aggregate_state
-        SET as_of = %(as_of)s,
-            rebuild_required = CASE WHEN %(full)s THEN false ELSE rebuild_required END,
-            last_rebuild_at = CASE WHEN %(full)s THEN %(as_of)s ELSE last_rebuild_at END
-    """, {"as_of": as_of, "full": bool(reason)})
-    stats.months_touched = [month.strftime("%Y-%m") for month in sorted(months)]
+    sources = [name for name in fold.SOURCES if reason or pending[name]]
+    cur.execute(fold.run_statement(sources, full=bool(reason)), {"as_of": as_of, "full": bool(reason)})
+    rows_read, rows_written, rows_removed, months = cur.fetchone()
+    stats.rows_read = {name: int(rows_read.get(name, 0)) for name in fold.SOURCES}
+    stats.aggregate_rows_written += int(rows_written)
+    stats.aggregate_rows_removed += int(rows_removed)
+    stats.months_touched = [month.strftime("%Y-%m") for month in months or ()]
     return stats
 
 
@@ -255,43 +194,6 @@ def _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, now
                                 or now - last_rebuild_at >= datetime.timedelta(hours=rebuild_after_hours)):
         return f"periodic rebuild (every {rebuild_after_hours} h)"
     return None
-
-
-def _fold_statement(spec: dict, *, full: bool) -> sql.Composed:
-    columns = sql.SQL(", ").join(sql.Identifier(column) for column in spec["columns"])
-    if full:
-        images = sql.SQL("SELECT 1::smallint AS sign, {columns} FROM {table}").format(
-            columns=columns, table=sql.Identifier(spec["table"]))
-    else:
-        images = sql.SQL("DELETE FROM {log} RETURNING sign, {columns}").format(
-            columns=columns, log=sql.Identifier(spec["log"]))
-    upserts = {f"on_conflict_{table}": sql.SQL("") if full else _on_conflict(table) for table in _TABLES}
-    return sql.SQL(load_sql("crmtasks.reports", spec["fold"])).format(images=images, **upserts)
-
-
-def _on_conflict(table: str) -> sql.Composed:
-    """Add the incoming deltas to the stored row of the same group (and refresh the owner's name)."""
-    updates = [sql.SQL("owner_name = excluded.owner_name"), sql.SQL("owner_active = excluded.owner_active")]
-    updates += [sql.SQL("{column} = stored.{column} + excluded.{column}").format(column=sql.Identifier(column))
-                for column in _TABLES[table]["sums"]]
-    return sql.SQL("ON CONFLICT ON CONSTRAINT {constraint} DO UPDATE SET {updates}").format(
-        constraint=sql.Identifier(f"{table}_key"), updates=sql.SQL(", ").join(updates))
-
-
-def _delete_emptied_statement(table: str) -> sql.Composed:
-    """Delete the rows of ``table`` whose keys are in the JSON array parameter, if still empty.
-
-    Key columns that cannot be NULL are matched with ``=`` so the key index finds the rows; only the
-    nullable ones (owner, source, industry, region) need IS NOT DISTINCT FROM.
-    """
-    columns, empty = _TABLES[table]["keys"], _TABLES[table]["empty"]
-    matches = sql.SQL(" AND ").join(
-        sql.SQL("t.{column} {operator} e.{column}").format(
-            column=sql.Identifier(column),
-            operator=sql.SQL("=" if column in _NOT_NULL_KEYS else "IS NOT DISTINCT FROM"))
-        for column in columns)
-    return sql.SQL("DELETE FROM {table} AS t USING json_populate_recordset(NULL::{table}, %s) AS e "
-                   "WHERE {matches} AND {empty}").format(table=sql.Identifier(table), matches=matches, empty=sql.SQL(empty))
 
 
 def state(conn: PgConnection) -> dict:

@@ -17,6 +17,7 @@ import threading
 import time
 
 import psycopg2
+import psycopg2.extensions
 import pytest
 
 from crmtasks import reports
@@ -178,6 +179,51 @@ def test_an_incremental_run_reads_only_the_changed_rows(conn):
     deleted = aggregates.refresh(conn)
     assert deleted.rows_read["deals"] == 1 and deleted.months_touched == ["2024-02"]
     assert_reports_equal_live(conn, random.Random(11))
+
+
+class _StatementLog(psycopg2.extensions.connection):
+    """A connection that keeps the text of every statement its cursors send (to count a run's round trips)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.statements = []
+
+    def cursor(self, *args, **kwargs):
+        kwargs.setdefault("cursor_factory", _LoggedCursor)
+        return super().cursor(*args, **kwargs)
+
+
+class _LoggedCursor(psycopg2.extensions.cursor):
+    def execute(self, query, vars=None):
+        self.connection.statements.append(query if isinstance(query, str) else query.as_string(self.connection))
+        return super().execute(query, vars)
+
+
+def test_a_run_folds_every_log_and_deletes_emptied_groups_in_one_statement(conn, migrated_database_url):
+    RandomCRM(conn, 21).create(deals=200, leads=150, accounts=40)
+    aggregates.refresh(conn)
+    with conn.cursor() as cur:
+        # Whole groups empty, NULL keys included: no owner, no source, no industry, no region.
+        cur.execute("DELETE FROM deals WHERE owner_id IS NULL OR owner_id = (SELECT min(owner_id) FROM deals)")
+        cur.execute("DELETE FROM leads WHERE source IS NULL OR owner_id IS NULL")
+        cur.execute("DELETE FROM accounts WHERE industry IS NULL OR region IS NULL OR owner_id IS NULL")
+    RandomCRM(conn, 22).edit()
+    job_conn = psycopg2.connect(migrated_database_url, connection_factory=_StatementLog)
+    job_conn.autocommit = True
+    try:
+        stats = aggregates.refresh(job_conn)
+        statements = [" ".join(text.split()) for text in job_conn.statements]
+    finally:
+        job_conn.close()
+    assert stats.mode == "incremental" and stats.aggregate_rows_removed > 0
+    assert all(stats.rows_read[source] > 0 for source in ("deals", "leads", "accounts"))
+    # Lock, BEGIN, the snapshot's first query, the fold, COMMIT, unlock: every log, every table, the emptied
+    # groups and as_of in the one statement between the first query and COMMIT.
+    first_query = next(i for i, text in enumerate(statements) if text.startswith("SELECT statement_timestamp()"))
+    assert statements[first_query + 2:] == ["COMMIT", statements[-1]] and "pg_advisory_unlock" in statements[-1]
+    assert len(statements) == 6, statements
+    _aggregate_contents(conn)  # no emptied group left behind
+    assert_reports_equal_live(conn, random.Random(21))
 
 
 def test_a_change_committed_during_a_run_is_left_for_the_next_run(conn, migrated_database_url):
