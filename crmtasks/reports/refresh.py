@@ -6,7 +6,8 @@ image of every row whose reported columns change to a change log (and a
 user's id when its name or active flag changes). A run folds the log into
 the aggregates by adding each group's deltas (and deletes the groups that
 emptied), so its cost follows the rows changed since the last run, not the
-size of the CRM. A full rebuild (first run, after a TRUNCATE, or every
+size of the CRM; that work, and publishing ``as_of``, is one statement
+(``crmtasks.reports.fold``), after one for owners' new names if any. A full rebuild (first run, after a TRUNCATE, or every
 ``rebuild_after_hours``) recomputes everything from the raw tables with the
 same SQL, reading every row as a +1 image.
 

@@ -18,8 +18,9 @@ deltas_report_deal_periods AS (
            sum(CASE WHEN won THEN 0 ELSE sign END) AS lost_count,
            coalesce(sum(sign * cycle_days) FILTER (WHERE NOT won), 0) AS lost_cycle_days_sum
     FROM (
-        -- The first of the month by date arithmetic: date_trunc would go through timestamptz and the time zone.
-        SELECT close_date - (date_part('day', close_date)::int - 1) AS period_start, owner_id, sign,
+        -- Truncated as a timestamp without time zone: date_trunc of a date goes through timestamptz and the
+        -- session's time zone, for the same month.
+        SELECT date_trunc('month', close_date::timestamp)::date AS period_start, owner_id, sign,
                report_deal_outcome(stage) = 'won' AS won, amount,
                close_date - (created_at AT TIME ZONE 'UTC')::date AS cycle_days
         FROM deal_images
