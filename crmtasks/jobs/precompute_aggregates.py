@@ -5,7 +5,8 @@ rebuild on first use, after a TRUNCATE, or every
 ``CRMTASKS_AGGREGATES_REBUILD_HOURS`` (``crmtasks.reports.refresh`` has the
 what and the guarantees). Then deletes the report payloads of earlier
 generations (``crmtasks.reports.payloads``: never served again), outside the
-run's transaction so that no reader keeping a payload waits for a run.
+run's transaction so that no reader keeping a payload waits for a run, and
+vacuums the change logs the run emptied (``vacuum_consumed_logs``).
 Idempotent and safe to kill -9 and re-run: a kill before the deletion
 leaves those payloads for the next run.
 """
@@ -17,7 +18,7 @@ import time
 from crmtasks.jobs import registry
 from crmtasks.pg.db import database
 from crmtasks.reports import payloads
-from crmtasks.reports.refresh import refresh
+from crmtasks.reports.refresh import refresh, vacuum_consumed_logs
 from crmtasks.settings import get_settings
 
 JOB_NAME = "precompute_aggregates"
@@ -36,4 +37,7 @@ def run() -> dict:
         started = time.perf_counter()
         result["payloads_deleted"] = payloads.forget_older(conn, stats.as_of)
         result["payloads_delete_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    started = time.perf_counter()
+    result["logs_vacuumed"] = vacuum_consumed_logs(conn, stats)
+    result["logs_vacuum_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return result

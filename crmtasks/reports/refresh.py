@@ -197,6 +197,28 @@ def _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, now
     return None
 
 
+def vacuum_consumed_logs(conn: PgConnection, stats: RefreshStats) -> list[str]:
+    """VACUUM the change logs a run consumed; returns their names. Run after the run, outside any transaction.
+
+    A run deletes its log rows; until they are vacuumed every later run's
+    scans of the log (its first query, the fold) wade through the dead ones,
+    and the log only grows. Autovacuum gets to them eventually, or never
+    where it is off or behind; this costs a few pages per run. TRUNCATE false:
+    no exclusive lock, so writers appending to the log never wait (the freed
+    pages are reused instead of given back). A log the role does not own is
+    skipped by PostgreSQL with a warning.
+    """
+    if stats.mode == "skipped":
+        return []
+    logs = [spec["log"] for name, spec in fold.SOURCES.items() if stats.mode == "full" or stats.rows_read.get(name)]
+    if stats.mode == "full" or stats.owners_refreshed:
+        logs.append("report_owner_changes")
+    if logs:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("VACUUM (TRUNCATE false) {}").format(sql.SQL(", ").join(map(sql.Identifier, logs))))
+    return logs
+
+
 def state(conn: PgConnection) -> dict:
     """The published state: as_of, rebuild_required, last_rebuild_at, and change-log rows waiting."""
     with conn.cursor() as cur:

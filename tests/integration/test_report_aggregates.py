@@ -229,6 +229,23 @@ def test_a_run_folds_every_log_and_deletes_emptied_groups_in_one_statement(conn,
     assert_reports_equal_live(conn, random.Random(21))
 
 
+def test_the_job_vacuums_the_logs_it_consumed_so_they_stop_growing(conn):
+    from crmtasks.jobs import precompute_aggregates
+
+    RandomCRM(conn, 31).create(deals=150, leads=40, accounts=10)
+    assert precompute_aggregates.run()["mode"] == "full"
+    sizes = []
+    for _ in range(6):
+        with conn.cursor() as cur:
+            cur.execute("UPDATE deals SET amount = coalesce(amount, 0) + 1")  # two images per deal
+            stats = precompute_aggregates.run()
+            cur.execute("SELECT pg_relation_size('report_deal_changes')")
+            sizes.append(cur.fetchone()[0])
+        assert stats["mode"] == "incremental" and stats["logs_vacuumed"] == ["report_deal_changes"]
+    # Each round's images go into the pages the previous run's VACUUM freed.
+    assert sizes[-1] == sizes[0], sizes
+
+
 def test_a_change_committed_during_a_run_is_left_for_the_next_run(conn, migrated_database_url):
     RandomCRM(conn, 5).create(deals=150, leads=10, accounts=5)
     aggregates.refresh(conn)
