@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from psycopg2 import sql
 
 from crmtasks.pg import db
+from crmtasks.pg.combining import ALONE
 from crmtasks.reports import payloads, periods
 from crmtasks.reports.errors import AggregatesNotReady, ReportError
 from crmtasks.reports.rows import Rows
@@ -395,29 +396,69 @@ def execute(query: Query, connection=None) -> Report:
     """Run ``query`` and return its Report; ReportError or AggregatesNotReady when there is nothing to show.
 
     ``connection``: a psycopg2 connection of the caller's; default: a pooled one, borrowed for this call only.
+    Then the same report asked by other threads while every place is taken is read once for all of them
+    (crmtasks.pg.combining): each caller's rows are read after it asked, as alone.
     """
+    if connection is None:
+        pool = db.pool_to_lend()
+        if pool is not None:
+            return pool.combiner(_COMBINED_REPORTS).call(id(query), query, _execute_alone, _execute_together)
     with db.using_connection(connection) as conn:
         return _execute(query, conn)
 
 
+# The pool's combiner of report calls; a request's key is its Query (memoized: the same filters, the same one).
+_COMBINED_REPORTS = "reports"
+
+
+def _execute_alone(query: Query) -> Report:
+    with db.using_connection() as conn:
+        return _execute(query, conn)
+
+
+def _execute_together(_, queries: list[Query]) -> list:
+    """One read of ``queries`` (one Query asked by several callers), a Report of its own for each caller.
+
+    Without rows, each caller runs its own call (which says why there are none).
+    """
+    query = queries[0]
+    with db.using_connection() as conn, conn.cursor() as cur:
+        as_of, count, columns, digest = _read(query, conn, cur)
+    if not count:
+        return [ALONE] * len(queries)
+    return [_report(query, as_of, count, columns, digest) for _ in queries]
+
+
 def _execute(query: Query, conn) -> Report:
-    kinds = tuple(COLUMN_KINDS[name] for name in query.names)
     with conn.cursor() as cur:
-        digest = digest_of(query, cur)
-        as_of, data = payloads.lookup(cur, digest, "columns")
-        if as_of is None:
-            raise AggregatesNotReady()
-        if data is not None:
-            count, columns = payloads.decode(data)
-        else:
-            cur.execute(payloads.columnar_statement(query.statement, query.names, kinds), query.params)
-            as_of, count, *columns = cur.fetchone()
-            if as_of is None:
-                raise AggregatesNotReady()
-            if count:
-                payloads.store(conn, digest, "columns", as_of, payloads.encode(count, columns))
+        as_of, count, columns, digest = _read(query, conn, cur)
         if not count:
             _explain_no_rows(query, cur, conn)
+    return _report(query, as_of, count, columns, digest)
+
+
+def _read(query: Query, conn, cur) -> tuple:
+    """(as_of, row count, columns as sent, payload key) of ``query``: the payload kept, else read and kept."""
+    digest = digest_of(query, cur)
+    as_of, data = payloads.lookup(cur, digest, "columns")
+    if as_of is None:
+        raise AggregatesNotReady()
+    if data is not None:
+        count, columns = payloads.decode(data)
+    else:
+        kinds = tuple(COLUMN_KINDS[name] for name in query.names)
+        cur.execute(payloads.columnar_statement(query.statement, query.names, kinds), query.params)
+        as_of, count, *columns = cur.fetchone()
+        if as_of is None:
+            raise AggregatesNotReady()
+        if count:
+            payloads.store(conn, digest, "columns", as_of, payloads.encode(count, columns))
+    return as_of, count, columns, digest
+
+
+def _report(query: Query, as_of, count: int, columns: list, digest: str) -> Report:
+    """A Report over ``columns`` (decoded when read; a Report, and its Rows, of its own for each caller)."""
+    kinds = tuple(COLUMN_KINDS[name] for name in query.names)
     if query.grain is None:
         return Report(query.name, query.names, Rows(query.names, kinds, columns, count), as_of, dict(query.filters),
                       cache=digest if count else None)
