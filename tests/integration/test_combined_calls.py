@@ -124,45 +124,52 @@ def test_combined_checks_answer_as_alone_under_concurrent_revokes_and_grants(org
     assert wrong == 0, f"{wrong} of {checked} checks answered a state other than the one committed before them"
 
 
-def test_a_caller_waiting_in_line_gets_pool_exhausted_in_time(organization):
-    with pool_of(2, checks_at_once=1, timeout_s=0.3) as pool:
-        holding, done = threading.Barrier(3), threading.Event()
+def _wait_until(predicate, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
 
-        def hold_one() -> None:
-            with db.borrowed_connection():
-                holding.wait()
-                done.wait(30)
 
-        holders = [threading.Thread(target=hold_one) for _ in range(2)]
-        for holder in holders:
+@pytest.mark.parametrize("kind", ["sharing checks", "reports"])
+def test_a_caller_waiting_in_line_gets_pool_exhausted_in_time(organization, migrated_database_url, kind):
+    """The one place's holder is stuck in its statement (a lock): the callers in line give up after their wait."""
+    call = (lambda: sharing.can_access(SUPPORT, "leads", 3)) if kind == "sharing checks" else reports.pipeline
+    locker = psycopg2.connect(migrated_database_url)
+    try:
+        with pool_of(4, checks_at_once=1, timeout_s=0.3) as pool:
+            line = pool.combiner(kind)
+            with locker.cursor() as cur:
+                cur.execute("LOCK TABLE leads, report_aggregate_state IN ACCESS EXCLUSIVE MODE")
+            held: list[object] = []
+            holder = threading.Thread(target=lambda: held.append(call()), daemon=True)
             holder.start()
-        holding.wait()
-        outcomes: list[object] = [None] * 6
-        try:
-            def call(index: int) -> None:
+            _wait_until(lambda: line._busy == 1)
+            outcomes: list[object] = [None] * 6
+
+            def wait_in_line(index: int) -> None:
                 began = time.monotonic()
                 try:
-                    if index % 2:
-                        reports.pipeline()
-                    else:
-                        sharing.can_access(SUPPORT, "leads", 3)
+                    call()
                 except PoolExhausted as error:
                     outcomes[index] = (str(error), time.monotonic() - began)
 
-            _run_threads(6, call, timeout_s=30)
-        finally:
-            done.set()
-            for holder in holders:
-                holder.join()
-        for outcome in outcomes:
-            assert outcome is not None, "a caller got an answer with every connection held"
-            message, waited = outcome
-            assert "pool of 2 within 0.3 s" in message
-            assert waited < 5  # its own bound (a place's holder failing in turn does not add up to a long wait)
-        for kind in ("sharing checks", "reports"):
-            assert pool.combiner(kind).waiting == 0
-        assert pool.lent == 0
-        assert sharing.can_access(SUPPORT, "leads", 3) is True  # served again once connections are free
+            try:
+                _run_threads(6, wait_in_line, timeout_s=5)
+            finally:
+                locker.rollback()
+                holder.join(30)
+            assert held and held[0]  # the holder's own call, answered once the lock was gone
+            for outcome in outcomes:
+                assert outcome is not None, "a caller in line was served only after the holder's statement"
+                message, waited = outcome
+                assert "pool of 4 within 0.3 s" in message
+                assert waited < 2
+            assert line.waiting == 0 and line._busy == 0
+            assert pool.lent == 0
+            assert call()  # served again
+    finally:
+        locker.close()
 
 
 def test_calls_that_raise_together_give_every_connection_back(organization):
