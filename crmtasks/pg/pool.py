@@ -140,10 +140,20 @@ class Turns:
         return len(self._idle)
 
 
+# fd -> a poll object watching that descriptor number, made once: a poll object only remembers numbers (each
+# poll() call hands the kernel the list), so it is right for whichever connection holds the number now.
+# A connection is lent to one thread at a time, so no two threads poll one object at once.
+_pollers: dict[int, select.poll] = {}
+
+
 def _has_pending_input(conn) -> bool:
     """True when the server has sent something on this idle connection (its goodbye, end of file, a notice)."""
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    fd = conn.fileno()
+    poller = _pollers.get(fd)
+    if poller is None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        _pollers[fd] = poller
     return bool(poller.poll(0))
 
 
