@@ -41,14 +41,15 @@ _ANSWERED, _SERVE, _RUN_ALONE = 1, 2, 3
 
 
 class _Ticket:
-    """One caller's request; in line, with a lock of its own, released once its outcome is set."""
+    """One caller's request in line: a lock of its own, released once its outcome is set."""
 
     __slots__ = ("answer", "key", "lock", "outcome", "request")
 
     def __init__(self, key: Hashable, request: object) -> None:
         self.key = key
         self.request = request
-        self.lock = None  # made only for a caller that waits
+        self.lock = threading.Lock()
+        self.lock.acquire()
         self.outcome = 0
         self.answer = None
 
@@ -66,8 +67,8 @@ class Combiner:
       timeout_s(float): Longest a caller waits in line.
       exhausted(callable): The error raised by a caller that waited ``timeout_s`` (the pool's PoolExhausted).
 
-    ``counts``: ``alone`` (served with nothing waiting), ``batches`` and
-    ``combined`` (requests answered by a batch of two or more).
+    ``counts``: ``batches`` (statements serving two requests or more) and
+    ``combined`` (requests they answered).
     """
 
     def __init__(self, places: int, timeout_s: float, exhausted: Callable[[], Exception]) -> None:
@@ -86,21 +87,23 @@ class Combiner:
         ``run_many`` returns one answer per request, in order (``ALONE`` for
         one it leaves to ``run_one``); it is only given requests of one key.
         """
-        ticket = _Ticket(key, request)
         with self._lock:
-            in_line = self._busy >= self.places or bool(self._line)
-            if in_line:
-                ticket.lock = threading.Lock()
-                ticket.lock.acquire()
-                self._line.append(ticket)
-            else:
+            if self._busy < self.places and not self._line:
                 self._busy += 1
-        if in_line:
-            self._wait(ticket)
-            if ticket.outcome == _ANSWERED:
-                return ticket.answer
-            if ticket.outcome == _RUN_ALONE:
+                ticket = None
+            else:
+                ticket = _Ticket(key, request)
+                self._line.append(ticket)
+        if ticket is None:  # a place was free and nobody waits: served alone, as without a line
+            try:
                 return run_one(request)
+            finally:
+                self._pass_place()
+        self._wait(ticket)
+        if ticket.outcome == _ANSWERED:
+            return ticket.answer
+        if ticket.outcome == _RUN_ALONE:
+            return run_one(request)
         # A server: this request and those of its kind waiting now, then the place goes on.
         try:
             self._serve(ticket, run_one, run_many)
@@ -135,7 +138,6 @@ class Combiner:
                         kept.append(waiting)
                 self._line = kept
         if len(batch) == 1:
-            self.counts["alone"] += 1
             own.answer = run_one(own.request)  # raises in its own caller, like an uncombined call
             own.outcome = _ANSWERED
             return
