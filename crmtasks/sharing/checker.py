@@ -101,6 +101,9 @@ class AccessChecker:
         self.cache = cache
         self.listener = listener
         self.counts = collections.Counter()
+        # Exact checks are served together only when visibilities are kept in memory (``cache.current``, the
+        # warm path): without that tier each would run alone anyway, after a wasted statement.
+        self._combined = listener is None and cache is not None and getattr(cache, "local", cache) is not None
 
     @property
     def consistency(self) -> str:
@@ -216,7 +219,7 @@ class AccessChecker:
             _check_id("record_id", record_id)
         if not (0 < user_id <= _BIGINT_MAX and 0 < record_id <= _BIGINT_MAX):
             return False
-        if connection is None and self.listener is None and self.cache is not None:
+        if connection is None and self._combined:
             pool = db.pool_to_lend()
             if pool is not None:  # exact, on a lent connection: served together with the checks waiting now
                 return pool.combiner(_COMBINED_CHECKS).call(entity, (user_id, entity, level, record_id),
