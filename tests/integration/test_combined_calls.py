@@ -237,3 +237,19 @@ def _aggregates_then_nothing_left(organization, migrated_database_url):
                         "last_rebuild_at = NULL")
     finally:
         conn.close()
+
+
+def test_without_visibilities_in_memory_checks_are_not_combined(organization):
+    """Only the memory tier decides a check from rows read for others; without it each check runs alone."""
+    checker = sharing.make_checker(get_settings(), local=False, consistency="exact")
+    wrong: list[int] = []
+    with pool_of(6, checks_at_once=2) as pool:
+        def call(index: int) -> None:
+            for _ in range(20):
+                if checker.can_access(SUPPORT, "leads", 3) is not True:
+                    wrong.append(index)
+
+        _run_threads(12, call)
+        assert wrong == []
+        assert pool.combiner("sharing checks").counts["batches"] == 0
+        assert pool.lent == 0
