@@ -15,7 +15,6 @@ import psycopg2
 import pytest
 
 from crmtasks import reports, sharing
-from crmtasks.pg import db
 from crmtasks.pg.pool import PoolExhausted
 from crmtasks.reports.refresh import refresh
 from crmtasks.settings import get_settings
