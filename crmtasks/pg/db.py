@@ -164,6 +164,13 @@ def borrowed_connection(settings: Settings | None = None) -> Iterator[peewee.Dat
             bound.close()
 
 
+def pool_to_lend() -> TurnTakingPool | None:
+    """The bound pool when a short call on this thread would be lent a connection (the thread has none open);
+    None when it would run on the thread's open connection (its transaction)."""
+    bound = database.obj if _bound_here() else bind()
+    return bound if isinstance(bound, TurnTakingPool) and bound.is_closed() else None
+
+
 class lent_connection:  # noqa: N801 - a context manager, named as one is used
     """The psycopg2 connection of one short call that uses no peewee model: ``with lent_connection(c) as conn``.
 

@@ -40,6 +40,7 @@ from playhouse.pool import PoolConnection
 from playhouse.postgres_ext import PooledPostgresqlExtDatabase, PostgresqlExtDatabase
 
 from crmtasks.errors import CrmtasksError
+from crmtasks.pg.combining import Combiner
 
 _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 _UNKNOWN = psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN
@@ -139,10 +140,20 @@ class Turns:
         return len(self._idle)
 
 
+# fd -> a poll object watching that descriptor number, made once: a poll object only remembers numbers (each
+# poll() call hands the kernel the list), so it is right for whichever connection holds the number now.
+# A connection is lent to one thread at a time, so no two threads poll one object at once.
+_pollers: dict[int, select.poll] = {}
+
+
 def _has_pending_input(conn) -> bool:
     """True when the server has sent something on this idle connection (its goodbye, end of file, a notice)."""
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    fd = conn.fileno()
+    poller = _pollers.get(fd)
+    if poller is None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        _pollers[fd] = poller
     return bool(poller.poll(0))
 
 
@@ -198,6 +209,9 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
         self.pool_timeout_s = pool_timeout_s
         self._turns = Turns(max_connections)
         self._short_turns = Turns(short_calls) if 0 < short_calls < max_connections else None
+        self._short_calls = short_calls if 0 < short_calls < max_connections else max_connections
+        self._combiners: dict[str, Combiner] = {}
+        self._combiners_lock = threading.Lock()
         super().__init__(database, max_connections=max_connections, timeout=pool_timeout_s, **kwargs)
 
     def connect(self, reuse_if_open: bool = False) -> bool:
@@ -239,6 +253,21 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
         except BaseException:
             short.release()
             raise
+
+    def combiner(self, kind: str) -> Combiner:
+        """The Combiner of one kind of short call (``"sharing checks"``): as many servers at once as short calls.
+
+        A caller in its line waits at most ``pool_timeout_s``, then gets PoolExhausted, as in the pool's own line.
+        """
+        found = self._combiners.get(kind)
+        if found is None:
+            with self._combiners_lock:
+                found = self._combiners.get(kind)
+                if found is None:
+                    found = self._combiners[kind] = Combiner(
+                        self._short_calls, self.pool_timeout_s,
+                        lambda: PoolExhausted(self._max_connections, self.pool_timeout_s))
+        return found
 
     def give_back(self, conn) -> None:
         """Return a connection from ``lend`` (rolled back first if left in a transaction; dropped if broken)."""

@@ -33,56 +33,17 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
-from collections.abc import Sequence
 
 from psycopg2 import sql
 
 from crmtasks.pg import db
-from crmtasks.reports import payloads, periods
-from crmtasks.reports.errors import AggregatesNotReady, ReportError
-from crmtasks.reports.rows import Rows
+from crmtasks.pg.combining import ALONE
+from crmtasks.reports import periods
+from crmtasks.reports.errors import ReportError
+from crmtasks.reports.reading import COLUMN_KINDS, Report, digest_of, read, report_of  # noqa: F401 - COLUMN_KINDS and digest_of are still imported from here
 from crmtasks.user_text import check_text
 
-
-@dataclasses.dataclass(frozen=True)
-class Report:
-    """The rows of one report and the moment they describe.
-
-    Parameters:
-      name(str): The report's name (``revenue``...).
-      columns(tuple[str]): Column names, in display order.
-      rows(Sequence[dict]): One dict per row: dates, ints, Decimals, str, bool or None. A ``Rows`` (decoded
-        when read, equal to the list of those dicts), not a list: it cannot be modified.
-      as_of(datetime): Every change committed before this instant is counted.
-      filters(dict): The filters the rows answer.
-      cache(str|None): The payload key of these rows' statement (crmtasks.reports.payloads), None without rows;
-        their csv and json bytes are kept under it for ``as_of``'s generation.
-    """
-
-    name: str
-    columns: tuple[str, ...]
-    rows: Sequence[dict]
-    as_of: datetime.datetime
-    filters: dict
-    cache: str | None = dataclasses.field(default=None, compare=False, repr=False)
-
-    def as_dict(self) -> dict:
-        return {"report": self.name, "as_of": self.as_of.isoformat(), "filters": self.filters,
-                "rows": list(self.rows)}
-
-
 _OWNER_COLUMNS = ("owner_id", "owner_name", "owner_active")
-
-# How each column of a report travels and is decoded (crmtasks.reports.rows.KINDS).
-COLUMN_KINDS = {
-    "period_start": "date", "stage": "text", "source": "text", "industry": "text", "region": "text",
-    "owner_id": "int", "owner_name": "text", "owner_active": "bool",
-    "deal_count": "int", "won": "int", "lost": "int", "total_days": "int", "leads": "int", "converted": "int",
-    "account_count": "int",
-    "amount_total": "decimal", "average_amount": "decimal", "weighted_amount": "decimal", "revenue": "decimal",
-    "win_rate": "decimal", "average_days": "decimal", "conversion_rate": "decimal",
-}
-
 
 def _memoized(builder):
     """``builder`` keeping its last 512 Queries by filters (typed: ``True`` is not ``1``), so a call composes no
@@ -395,42 +356,45 @@ def execute(query: Query, connection=None) -> Report:
     """Run ``query`` and return its Report; ReportError or AggregatesNotReady when there is nothing to show.
 
     ``connection``: a psycopg2 connection of the caller's; default: a pooled one, borrowed for this call only.
+    Then the same report asked by other threads while every place is taken is read once for all of them
+    (crmtasks.pg.combining): each caller's rows are read after it asked, as alone.
     """
+    if connection is None:
+        pool = db.pool_to_lend()
+        if pool is not None:
+            return pool.combiner(_COMBINED_REPORTS).call(id(query), query, _execute_alone, _execute_together)
     with db.using_connection(connection) as conn:
         return _execute(query, conn)
 
 
+# The pool's combiner of report calls; a request's key is its Query (memoized: the same filters, the same one).
+_COMBINED_REPORTS = "reports"
+
+
+def _execute_alone(query: Query) -> Report:
+    with db.using_connection() as conn:
+        return _execute(query, conn)
+
+
+def _execute_together(_, queries: list[Query]) -> list:
+    """One read of ``queries`` (one Query asked by several callers), a Report of its own for each caller.
+
+    Without rows, each caller runs its own call (which says why there are none).
+    """
+    query = queries[0]
+    with db.using_connection() as conn, conn.cursor() as cur:
+        as_of, count, columns, digest = read(query, conn, cur)
+    if not count:
+        return [ALONE] * len(queries)
+    return [report_of(query, as_of, count, columns, digest) for _ in queries]
+
+
 def _execute(query: Query, conn) -> Report:
-    kinds = tuple(COLUMN_KINDS[name] for name in query.names)
     with conn.cursor() as cur:
-        digest = digest_of(query, cur)
-        as_of, data = payloads.lookup(cur, digest, "columns")
-        if as_of is None:
-            raise AggregatesNotReady()
-        if data is not None:
-            count, columns = payloads.decode(data)
-        else:
-            cur.execute(payloads.columnar_statement(query.statement, query.names, kinds), query.params)
-            as_of, count, *columns = cur.fetchone()
-            if as_of is None:
-                raise AggregatesNotReady()
-            if count:
-                payloads.store(conn, digest, "columns", as_of, payloads.encode(count, columns))
+        as_of, count, columns, digest = read(query, conn, cur)
         if not count:
             _explain_no_rows(query, cur, conn)
-    if query.grain is None:
-        return Report(query.name, query.names, Rows(query.names, kinds, columns, count), as_of, dict(query.filters),
-                      cache=digest if count else None)
-    names = ("period", *query.names)
-    rows = Rows(names, ("period", *kinds), (None, *columns), count, query.grain)
-    return Report(query.name, names, rows, as_of, dict(query.filters), cache=digest if count else None)
-
-
-def digest_of(query: Query, cur) -> str:
-    """``query``'s payload key (crmtasks.reports.payloads.statement_digest), computed once per Query."""
-    if query.digest is None:
-        object.__setattr__(query, "digest", payloads.statement_digest(cur, query.statement, query.params))
-    return query.digest
+    return report_of(query, as_of, count, columns, digest)
 
 
 def _explain_no_rows(query: Query, cur, conn) -> None:

@@ -35,6 +35,7 @@ from psycopg2 import sql
 
 from crmtasks.errors import CrmtasksError
 from crmtasks.pg import db
+from crmtasks.pg.combining import ALONE
 from crmtasks.sharing import filters
 from crmtasks.sharing.cache import VisibilityCache
 from crmtasks.sharing.compile import compile_visibility
@@ -49,6 +50,8 @@ _BIGINT_MAX = 2**63 - 1
 MAX_ROUNDS = 5
 # The (entity, level) pairs a check may ask about: one lookup validates both.
 _CHECKABLE = frozenset((entity, level) for entity in ENTITIES for level in ACCESS_LEVELS)
+# The pool's combiner (crmtasks.pg.combining) of exact single-record checks.
+_COMBINED_CHECKS = "sharing checks"
 # Most record ids one can_access_many call takes: one statement, one round trip, a bounded array.
 MAX_BATCH = 10_000
 
@@ -98,6 +101,9 @@ class AccessChecker:
         self.cache = cache
         self.listener = listener
         self.counts = collections.Counter()
+        # Exact checks are served together only when visibilities are kept in memory (``cache.current``, the
+        # warm path): without that tier each would run alone anyway, after a wasted statement.
+        self._combined = listener is None and cache is not None and getattr(cache, "local", cache) is not None
 
     @property
     def consistency(self) -> str:
@@ -213,7 +219,41 @@ class AccessChecker:
             _check_id("record_id", record_id)
         if not (0 < user_id <= _BIGINT_MAX and 0 < record_id <= _BIGINT_MAX):
             return False
+        if connection is None and self._combined:
+            pool = db.pool_to_lend()
+            if pool is not None:  # exact, on a lent connection: served together with the checks waiting now
+                return pool.combiner(_COMBINED_CHECKS).call(entity, (user_id, entity, level, record_id),
+                                                            self._check_alone, self._check_together)
         return bool(self._answer(user_id, entity, level, [record_id], connection))
+
+    def _check_alone(self, request: tuple[int, str, str, int]) -> bool:
+        """One ``(user, entity, level, record)`` check, on its own (exact protocol)."""
+        user_id, entity, level, record_id = request
+        return bool(self._answer(user_id, entity, level, [record_id]))
+
+    def _check_together(self, entity: str, requests: list[tuple[int, str, str, int]]) -> list:
+        """Checks of ``entity`` by several callers from one statement (one snapshot), each decided as alone.
+
+        The records and the epoch are read together once; a check whose user's visibility is in memory at
+        that epoch is decided from the rows (the warm path of ``_answer``, the same answer); the others are
+        left ``ALONE`` (each runs the whole exact protocol in its own caller's thread).
+        """
+        record_ids = list(dict.fromkeys(request[3] for request in requests))
+        with db.lent_connection() as conn, conn.cursor() as cursor:
+            rows = read_rows(cursor, entity, record_ids)
+        token = rows[0][1]
+        by_id = {row[2]: row for row in rows if row[2] is not None}
+        current = self.cache.current
+        answers = []
+        for user_id, _, level, record_id in requests:
+            visibility = current(user_id, token)
+            if visibility is None:
+                answers.append(ALONE)
+                continue
+            row = by_id.get(record_id)
+            answers.append(row is not None and bool(allowed_in(entity, [row], visibility.access_test(entity, level))))
+        self.counts["database_answers"] += sum(answer is not ALONE for answer in answers)
+        return answers
 
     def can_access_many(self, user_id: int, entity: str, record_ids, level: str = READ, *,
                         connection=None) -> set[int]:
