@@ -29,9 +29,10 @@ from crmtasks.pg import db
 from crmtasks.pg.lazy_rows import Rows, copy_rows
 from crmtasks.user_text import check_text
 
-# How each column is sent and decoded; occurred_at travels as UTC text (independent of the session's TimeZone).
+# How each column is sent and decoded; occurred_at travels as UTC text with its offset, whatever the session's
+# TimeZone, so that the C parser (datetime.fromisoformat) reads it alone.
 KINDS = ("int", "timestamptz", "int", "text", "text", "int", "json", "text")
-_SENT = {"occurred_at": sql.SQL("occurred_at AT TIME ZONE 'UTC'")}
+_SENT = {"occurred_at": sql.SQL("(occurred_at AT TIME ZONE 'UTC')::text || '+00:00'")}
 
 
 def activity(since: datetime.datetime, until: datetime.datetime | None = None, *, entity: str | None = None,
@@ -59,7 +60,7 @@ def activity_statement(since: datetime.datetime, until: datetime.datetime | None
                        utc_text: bool = True) -> sql.Composed:
     """``activity``'s SELECT, checked (ValueError on bad input); ``table`` other than audit_log is for the bench.
 
-    ``utc_text``: send occurred_at as UTC text without offset (what ``activity`` decodes); False sends the
+    ``utc_text``: send occurred_at as UTC text (what ``activity`` decodes); False sends the
     timestamptz itself (the CLI's csv and json, under TimeZone UTC).
     """
     _check_activity_input(since, until, entity, actor)

@@ -36,11 +36,9 @@ from psycopg2 import sql
 
 # How a column travels and is decoded. Aggregated columns: "text" as a list of str or None, the others as one
 # comma-joined string, an empty value meaning NULL. Copied columns: every cell a str, or None for NULL.
-# "timestamptz" cells are ISO text of the UTC time without offset (``occurred_at AT TIME ZONE 'UTC'``).
+# "timestamptz" cells are ISO 8601 text with the offset, independent of the session's settings
+# (``(occurred_at AT TIME ZONE 'UTC')::text || '+00:00'``; the ISO DateStyle psycopg2 itself relies on).
 KINDS = ("text", "int", "decimal", "date", "bool", "timestamptz", "json")
-
-_UTC_OFFSET = "+00:00"
-
 
 def _decode_int(value: str):
     return int(value) if value else None
@@ -54,28 +52,42 @@ def _decode_bool(value: str):
     return None if not value else value == "true"
 
 
-def _decode_utc(value: str):
-    return datetime.datetime.fromisoformat(value + _UTC_OFFSET) if value else None
+def _decode_time_column(cells: list) -> list:
+    """ISO 8601 text with its offset -> aware datetimes, by the C parser alone when there is no NULL."""
+    parse = datetime.datetime.fromisoformat
+    if None in cells or "" in cells:
+        return [parse(cell) if cell else None for cell in cells]
+    return list(map(parse, cells))
 
 
 def _decode_json_column(cells: list) -> list:
     """One ``json.loads`` for the whole column (a JSON array of its cells): a fraction of one call per cell."""
-    return json.loads("[" + ",".join("null" if cell is None else cell for cell in cells) + "]")
+    if None in cells:
+        cells = ["null" if cell is None else cell for cell in cells]
+    return json.loads("[" + ",".join(cells) + "]")
 
 
-_DECODERS = {"int": _decode_int, "decimal": _decode_decimal, "bool": _decode_bool, "timestamptz": _decode_utc}
+def _decode_int_column(cells: list) -> list:
+    if None in cells or "" in cells:
+        return [int(cell) if cell else None for cell in cells]
+    return list(map(int, cells))
+
+
+_DECODERS = {"decimal": _decode_decimal, "bool": _decode_bool}
+_COLUMN_DECODERS = {"int": _decode_int_column, "json": _decode_json_column, "timestamptz": _decode_time_column}
 
 
 def decode_cells(kind: str, cells: list) -> list:
     """``cells`` (str, or None for NULL) as Python values of ``kind``; a new list."""
     if kind == "text":
         return list(cells)
-    if kind == "json":
-        return _decode_json_column(cells)
     if kind == "date":
         days: dict = {}
         return [days.get(cell) or days.setdefault(cell, datetime.date.fromisoformat(cell)) if cell else None
                 for cell in cells]
+    decode_column = _COLUMN_DECODERS.get(kind)
+    if decode_column is not None:
+        return decode_column(cells)
     return list(map(_DECODERS[kind], cells))
 
 
@@ -166,11 +178,13 @@ def _unescape(cell: str) -> str:
     return _COPY_ESCAPE.sub(lambda found: _COPY_UNESCAPED.get(found.group(1), found.group(1)), cell)
 
 
-def _copied_cells(kind: str, cells: tuple) -> list:
+def _copied_cells(kind: str, cells: list) -> list:
     """One column of COPY text as cells: None for NULL, escapes undone (only text and json can have any)."""
-    if kind in ("text", "json"):
-        return [None if cell == _COPY_NULL else _unescape(cell) if "\\" in cell else cell for cell in cells]
-    return [None if cell == _COPY_NULL else cell for cell in cells]
+    if _COPY_NULL in cells:  # a C-level scan; most columns are NOT NULL
+        cells = [None if cell == _COPY_NULL else cell for cell in cells]
+    if kind in ("text", "json") and any("\\" in cell for cell in cells if cell is not None):
+        cells = [_unescape(cell) if cell is not None and "\\" in cell else cell for cell in cells]
+    return cells
 
 
 class CopiedRows(Rows):
