@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from psycopg2 import sql
 
+from crmtasks.audit.activity import SORT_MEMORY
 from crmtasks.pg import transaction
 
 FORMATS = ("csv", "json")
@@ -60,7 +61,7 @@ def export_activity(conn, statement: sql.Composable, out: BinaryIO, output_forma
     """
     if output_format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)} (got {output_format!r})")
-    with transaction(conn, read_only=True, local={"timezone": "UTC"}) as cur:
+    with transaction(conn, read_only=True, local={"timezone": "UTC", "work_mem": SORT_MEMORY}) as cur:
         if output_format == "csv":
             cur.copy_expert(_CSV.format(statement), out)
             return

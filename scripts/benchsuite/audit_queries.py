@@ -33,12 +33,11 @@ from psycopg2 import sql
 from benchsuite.rows import Row
 from benchsuite.timing import interleaved, summary
 from crmtasks.audit import activity, history, month_counts
-from crmtasks.audit.activity import KINDS, activity_statement
+from crmtasks.audit.activity import activity_statement, read_activity
 from crmtasks.audit.log import COLUMNS
 from crmtasks.audit.month_counts import count_past_months
 from crmtasks.audit.months import current_month
 from crmtasks.audit.partition_indexes import index_partitions
-from crmtasks.pg.lazy_rows import copy_rows
 
 FLAT = "audit_log_flat"
 TARGET_CUT = 0.80
@@ -88,8 +87,7 @@ def _activity(conn, hours: int, repeat: int) -> tuple[dict, int]:
     flat = _since_rows(FLAT, since)
 
     def flat_lazy(_):
-        with conn.cursor() as cur:
-            return copy_rows(cur, activity_statement(since, table=FLAT), COLUMNS, KINDS)
+        return read_activity(activity_statement(since, table=FLAT), connection=conn)
 
     expected = _fetch(conn, flat)
     if activity(since, connection=conn).tuples() != expected or flat_lazy(None).tuples() != expected:

@@ -120,6 +120,15 @@ def test_activity_in_a_callers_transaction_sees_its_rows_and_keeps_it_open(audit
     assert audit_conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INTRANS
     audit_conn.rollback()
     assert len(activity(since, connection=audit_conn)) == 0
+    audit_conn.rollback()
+    audit_conn.autocommit = True  # its own read-only transaction, with more sort memory for that transaction only
+    with audit_conn.cursor() as cur:
+        cur.execute("SHOW work_mem")
+        before = cur.fetchone()[0]
+        assert len(activity(since, connection=audit_conn)) == 0
+        assert audit_conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        cur.execute("SHOW work_mem")
+        assert cur.fetchone()[0] == before
 
 
 def test_activity_refuses_bad_input_before_any_sql():
