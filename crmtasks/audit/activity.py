@@ -30,14 +30,13 @@ from crmtasks.pg import db, transaction
 from crmtasks.pg.lazy_rows import Rows, copy_rows
 from crmtasks.user_text import check_text
 
-# How each column is sent and decoded; occurred_at travels as UTC text with its offset, whatever the session's
-# TimeZone, so that the C parser (datetime.fromisoformat) reads it alone.
+# How each column is decoded (crmtasks.pg.lazy_rows.KINDS): occurred_at travels as PostgreSQL's ISO text with its
+# offset, which the C parser (datetime.fromisoformat) reads alone.
 KINDS = ("int", "timestamptz", "int", "text", "text", "int", "json", "text")
 # The window's rows are sorted by (occurred_at, id) in memory rather than on disk: a week at the seed's scale
 # is about 10 MB to sort, past the default work_mem of 4 MB (measured: 12% of the call). Set for the read's own
 # transaction only, when the call has the connection to itself; a sort uses what it needs, up to this.
 SORT_MEMORY = "64MB"
-_SENT = {"occurred_at": sql.SQL("(occurred_at AT TIME ZONE 'UTC')::text || '+00:00'")}
 
 
 def activity(since: datetime.datetime, until: datetime.datetime | None = None, *, entity: str | None = None,
@@ -52,8 +51,9 @@ def activity(since: datetime.datetime, until: datetime.datetime | None = None, *
       connection: A psycopg2 connection of the caller's (its transaction, if one is open, is used);
         default: a pooled one, borrowed for this call only.
 
-    Returns a ``Rows`` sequence of dicts with the keys of ``crmtasks.audit.log.COLUMNS`` (occurred_at in UTC,
-    changes a dict), decoded column by column on first read; ``rows.tuples()`` gives ``fetchall``'s tuples.
+    Returns a ``Rows`` sequence of dicts with the keys of ``crmtasks.audit.log.COLUMNS`` (occurred_at in UTC, or
+    in the caller's TimeZone inside its transaction, as psycopg2 gives it; changes a dict), decoded column by
+    column on first read; ``rows.tuples()`` gives ``fetchall``'s tuples.
     """
     return read_activity(activity_statement(since, until, entity=entity, actor=actor), connection=connection)
 
@@ -62,20 +62,16 @@ def read_activity(statement: sql.Composable, *, connection=None) -> Rows:
     """The rows of an ``activity_statement`` as ``activity`` returns them (the bench reads the flat table so)."""
     with db.using_connection(connection) as conn:
         if conn.autocommit and conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
-            with transaction(conn, read_only=True, local={"work_mem": SORT_MEMORY}) as cur:
+            with transaction(conn, read_only=True, local={"work_mem": SORT_MEMORY, "timezone": "UTC"}) as cur:
                 return copy_rows(cur, statement, COLUMNS, KINDS)
         with conn.cursor() as cur:  # the caller's transaction, settings and all
             return copy_rows(cur, statement, COLUMNS, KINDS)
 
 
 def activity_statement(since: datetime.datetime, until: datetime.datetime | None = None, *,
-                       entity: str | None = None, actor: int | None = None, table: str = PARENT_TABLE,
-                       utc_text: bool = True) -> sql.Composed:
-    """``activity``'s SELECT, checked (ValueError on bad input); ``table`` other than audit_log is for the bench.
-
-    ``utc_text``: send occurred_at as UTC text (what ``activity`` decodes); False sends the
-    timestamptz itself (the CLI's csv and json, under TimeZone UTC).
-    """
+                       entity: str | None = None, actor: int | None = None,
+                       table: str = PARENT_TABLE) -> sql.Composed:
+    """``activity``'s SELECT, checked (ValueError on bad input); ``table`` other than audit_log is for the bench."""
     _check_activity_input(since, until, entity, actor)
     conditions = [sql.SQL("occurred_at >= {}").format(sql.Literal(since))]
     if until is not None:
@@ -84,12 +80,8 @@ def activity_statement(since: datetime.datetime, until: datetime.datetime | None
         conditions.append(sql.SQL("entity = {}").format(sql.Literal(entity)))
     if actor is not None:
         conditions.append(sql.SQL("actor_id = {}").format(sql.Literal(actor)))
-    columns = [sql.SQL("{} AS {}").format(_SENT[name], sql.Identifier(name)) if utc_text and name in _SENT
-               else sql.Identifier(name) for name in COLUMNS]
-    # The table's own occurred_at (not the UTC text of the same name among the output columns).
-    return sql.SQL("SELECT {columns} FROM {table} WHERE {where} ORDER BY {occurred_at}, id").format(
-        columns=sql.SQL(", ").join(columns), table=sql.Identifier(table),
-        occurred_at=sql.Identifier(table, "occurred_at"),
+    return sql.SQL("SELECT {columns} FROM {table} WHERE {where} ORDER BY occurred_at, id").format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), table=sql.Identifier(table),
         where=sql.SQL(" AND ").join(conditions))
 
 

@@ -52,7 +52,7 @@ class _JsonArray:
 
 
 def export_activity(conn, statement: sql.Composable, out: BinaryIO, output_format: str) -> None:
-    """Write the rows of ``statement`` (``activity_statement(..., utc_text=False)``) to ``out`` as csv or json.
+    """Write the rows of ``statement`` (an ``activity_statement``) to ``out`` as csv or json.
 
     Parameters:
       conn: A psycopg2 connection with no transaction open (the export is one read-only transaction).

@@ -116,7 +116,7 @@ def activity_command(since_text, until_text, entity, actor, output_format) -> No
     since = parse_since(since_text, "--since", now)
     until = None if until_text is None else parse_since(until_text, "--until", now)
     try:
-        statement = activity_statement(since, until, entity=entity, actor=actor, utc_text=False)
+        statement = activity_statement(since, until, entity=entity, actor=actor)
     except ValueError as error:
         raise CommandError(str(error)) from None
     settings = load_settings_or_exit()

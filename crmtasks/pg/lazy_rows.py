@@ -36,8 +36,8 @@ from psycopg2 import sql
 
 # How a column travels and is decoded. Aggregated columns: "text" as a list of str or None, the others as one
 # comma-joined string, an empty value meaning NULL. Copied columns: every cell a str, or None for NULL.
-# "timestamptz" cells are ISO 8601 text with the offset, independent of the session's settings
-# (``(occurred_at AT TIME ZONE 'UTC')::text || '+00:00'``; the ISO DateStyle psycopg2 itself relies on).
+# "timestamptz" cells are PostgreSQL's text of a timestamptz in the ISO DateStyle (the one psycopg2 itself relies
+# on): ISO 8601 with the session TimeZone's offset.
 KINDS = ("text", "int", "decimal", "date", "bool", "timestamptz", "json")
 
 def _decode_int(value: str):
@@ -190,8 +190,9 @@ def _copied_cells(kind: str, cells: list) -> list:
 class CopiedRows(Rows):
     """Rows read with ``COPY (SELECT ...) TO STDOUT`` (text format): one string until a cell is read.
 
-    The first read splits the text into lines and fields (two C-level splits
-    per row); a column is then decoded as in ``Rows`` on its first read.
+    The first read splits the whole text into fields at once (one replace and
+    one split, in C) and takes each column as a slice; a column is then
+    decoded as in ``Rows`` on its first read.
     COPY's text format leaves no tab or newline inside a value (they are sent
     escaped), so splitting on them is exact; escapes are undone per cell,
     only in cells that have one.

@@ -88,6 +88,17 @@ def test_activity_equals_a_plain_read_row_for_row(three_months):
     assert all(row["occurred_at"].utcoffset() == datetime.timedelta(0) for row in everything)
 
 
+def test_activity_in_a_callers_transaction_and_time_zone_equals_a_plain_read(three_months):
+    conn, months = three_months
+    conn.autocommit = False
+    with conn.cursor() as cur:
+        cur.execute("SET LOCAL timezone = 'Asia/Kolkata'")  # +05:30: an offset with minutes
+    rows = activity(months[0].start, connection=conn)
+    assert rows.tuples() == _plain(conn, months[0].start)
+    assert {row["occurred_at"].utcoffset() for row in rows} == {datetime.timedelta(hours=5, minutes=30)}
+    conn.rollback()
+
+
 def test_activity_equals_a_plain_read_with_an_archived_and_dropped_month(three_months):
     conn, months = three_months
     gone = sql.Identifier(f"audit_log_p{months[1].start:%Y%m}")
