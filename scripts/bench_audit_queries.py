@@ -75,7 +75,8 @@ def _bench(url: str, args) -> int:
         conn.close()
     for row in rows:
         verdict = "" if row.met is None else ("met" if row.met else "MISSED")
-        print(f"{row.metric}: {row.baseline:.2f} vs {row.ours:.2f} {row.unit} ({row.target}) {verdict}\n    {row.detail}")
+        print(f"{row.metric}: {row.baseline:.2f} vs {row.ours:.2f} {row.unit} ({row.target}) {verdict}")
+        print(f"    {row.detail}")
     return 0
 
 
