@@ -178,11 +178,14 @@ def _unescape(cell: str) -> str:
     return _COPY_ESCAPE.sub(lambda found: _COPY_UNESCAPED.get(found.group(1), found.group(1)), cell)
 
 
-def _copied_cells(kind: str, cells: list) -> list:
-    """One column of COPY text as cells: None for NULL, escapes undone (only text and json can have any)."""
+def _copied_cells(kind: str, cells: list, escaped: bool) -> list:
+    """One column of COPY text as cells: None for NULL, escapes undone (only text and json can have any).
+
+    ``escaped``: whether the text has any escape at all (mostly not: then no cell is looked at one by one).
+    """
     if _COPY_NULL in cells:  # a C-level scan; most columns are NOT NULL
         cells = [None if cell == _COPY_NULL else cell for cell in cells]
-    if kind in ("text", "json") and any("\\" in cell for cell in cells if cell is not None):
+    if escaped and kind in ("text", "json"):
         cells = [_unescape(cell) if cell is not None and "\\" in cell else cell for cell in cells]
     return cells
 
@@ -198,11 +201,12 @@ class CopiedRows(Rows):
     only in cells that have one.
     """
 
-    __slots__ = ("_text",)
+    __slots__ = ("_escaped", "_text")
 
     def __init__(self, names, kinds, text: str, length: int) -> None:
         super().__init__(names, kinds, None, length)
         self._text = text
+        self._escaped = True
 
     def _raw_cells(self, index: int):
         if self._raw is None:
@@ -214,8 +218,11 @@ class CopiedRows(Rows):
             if len(fields) != width * self._length:
                 raise RuntimeError(f"COPY sent {len(fields)} fields for {self._length} rows of {width} columns")
             self._raw = tuple(fields[column::width] for column in range(width))
+            # Every backslash starts an escape; when each one is a NULL marker (\N), nothing is escaped. (A
+            # value's own "\N" is sent as \\N: two backslashes for one marker.)
+            self._escaped = self._text.count("\\") != self._text.count(_COPY_NULL)
             self._text = None
-        return _copied_cells(self._kinds[index], self._raw[index])
+        return _copied_cells(self._kinds[index], self._raw[index], self._escaped)
 
 
 def copy_rows(cursor, statement: sql.Composable, names, kinds) -> CopiedRows:

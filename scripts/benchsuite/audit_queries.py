@@ -131,12 +131,13 @@ def _history(conn, days: int | None, repeat: int) -> tuple[dict, float, dict]:
 
 def _history_server(conn, record: tuple[str, int], since) -> dict:
     """Median server time and buffers of one record's history, from EXPLAIN (ANALYZE, BUFFERS): ours as
-    ``history`` runs it (its prepared statement, its generic plan, planned without bitmap scans) vs the flat
+    ``history`` runs it (its prepared statement, planned without bitmap scans) vs the flat
     table's statement."""
     name = "crmtasks_audit_history_00" if since is None else "crmtasks_audit_history_10"
     bounds = () if since is None else (since,)
-    ours = sql.SQL("SET LOCAL enable_bitmapscan = off; SET LOCAL plan_cache_mode = force_generic_plan; "
-                   "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {} ({})").format(
+    planning = "SET LOCAL enable_bitmapscan = off; " + (
+        "SET LOCAL plan_cache_mode = force_generic_plan; " if since is None else "")
+    ours = sql.SQL(planning + "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {} ({})").format(
         sql.SQL(name), sql.SQL(", ").join([sql.SQL("%s::text"), sql.SQL("%s::bigint")]
                                           + [sql.SQL("%s::timestamptz")] * len(bounds) + [sql.SQL("NULL::bigint")]))
     flat = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT {} FROM {} WHERE entity = %s AND entity_id = %s{} "
