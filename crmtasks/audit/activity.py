@@ -26,7 +26,7 @@ from psycopg2 import sql
 
 from crmtasks.audit.log import COLUMNS
 from crmtasks.audit.months import PARENT_TABLE
-from crmtasks.pg import db, transaction
+from crmtasks.pg import db
 from crmtasks.pg.lazy_rows import Rows, copy_rows
 from crmtasks.user_text import check_text
 
@@ -35,7 +35,7 @@ from crmtasks.user_text import check_text
 KINDS = ("int", "timestamptz", "int", "text", "text", "int", "json", "text")
 # The window's rows are sorted by (occurred_at, id) in memory rather than on disk: a week at the seed's scale
 # is about 10 MB to sort, past the default work_mem of 4 MB (measured: 12% of the call). Set for the read's own
-# transaction only, when the call has the connection to itself; a sort uses what it needs, up to this.
+# (implicit) transaction only, when the call has the connection to itself; a sort uses what it needs, up to this.
 SORT_MEMORY = "64MB"
 
 
@@ -60,12 +60,11 @@ def activity(since: datetime.datetime, until: datetime.datetime | None = None, *
 
 def read_activity(statement: sql.Composable, *, connection=None) -> Rows:
     """The rows of an ``activity_statement`` as ``activity`` returns them (the bench reads the flat table so)."""
-    with db.using_connection(connection) as conn:
+    with db.using_connection(connection) as conn, conn.cursor() as cur:
         if conn.autocommit and conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
-            with transaction(conn, read_only=True, local={"work_mem": SORT_MEMORY, "timezone": "UTC"}) as cur:
-                return copy_rows(cur, statement, COLUMNS, KINDS)
-        with conn.cursor() as cur:  # the caller's transaction, settings and all
-            return copy_rows(cur, statement, COLUMNS, KINDS)
+            # One round trip: the settings and the COPY, one implicit transaction.
+            return copy_rows(cur, statement, COLUMNS, KINDS, local={"work_mem": SORT_MEMORY, "timezone": "UTC"})
+        return copy_rows(cur, statement, COLUMNS, KINDS)  # the caller's transaction, settings and all
 
 
 def activity_statement(since: datetime.datetime, until: datetime.datetime | None = None, *,

@@ -225,13 +225,23 @@ class CopiedRows(Rows):
         return _copied_cells(self._kinds[index], self._raw[index], self._escaped)
 
 
-def copy_rows(cursor, statement: sql.Composable, names, kinds) -> CopiedRows:
+def copy_rows(cursor, statement: sql.Composable, names, kinds, *, local: dict[str, str] | None = None) -> CopiedRows:
     """Run ``statement`` (a SELECT of ``names``, in order) through COPY on ``cursor``; its rows, undecoded.
 
-    Runs in whatever transaction the cursor's connection is in, like ``execute``.
+    Runs in whatever transaction the cursor's connection is in, like ``execute``. ``local``: settings for this
+    read only (``SET LOCAL``, e.g. ``work_mem``), sent in the same round trip as the COPY: a query of several
+    statements is one implicit transaction, so they end with it. Only on an autocommit connection with no
+    transaction open (in any other, they would last to the end of the caller's transaction).
     """
+    conn = cursor.connection
+    prefix = []
+    if local:
+        if not conn.autocommit or conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            raise RuntimeError("copy_rows(local=...) needs an autocommit connection with no transaction open")
+        prefix = [sql.SQL("SET LOCAL {} = {}; ").format(sql.Identifier(name), sql.Literal(str(value)))
+                  for name, value in local.items()]
     buffer = io.BytesIO()
-    cursor.copy_expert(sql.SQL("COPY ({}) TO STDOUT").format(statement), buffer)
+    cursor.copy_expert(sql.SQL("").join([*prefix, sql.SQL("COPY ({}) TO STDOUT").format(statement)]), buffer)
     length = cursor.rowcount
-    encoding = psycopg2.extensions.encodings[cursor.connection.encoding]
+    encoding = psycopg2.extensions.encodings[conn.encoding]
     return CopiedRows(names, kinds, buffer.getvalue().decode(encoding), length)

@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 from psycopg2 import sql
 
 from crmtasks.audit import activity, record
+from crmtasks.audit.activity import KINDS, activity_statement
 from crmtasks.audit.log import COLUMNS
 from crmtasks.audit.months import current_month
 from crmtasks.cli import main
+from crmtasks.pg.lazy_rows import copy_rows
 from tests.integration.audit_support import audit_conn, fill_month  # noqa: F401
 
 UTC = datetime.timezone.utc
@@ -129,6 +131,8 @@ def test_activity_in_a_callers_transaction_sees_its_rows_and_keeps_it_open(audit
     row_id = record("view", "lead", 1, changes={"a": "b"}, connection=audit_conn)  # the caller's, uncommitted
     assert [row["id"] for row in activity(since, connection=audit_conn)] == [row_id]
     assert audit_conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INTRANS
+    with audit_conn.cursor() as cur, pytest.raises(RuntimeError):  # its settings would outlive the read
+        copy_rows(cur, activity_statement(since), COLUMNS, KINDS, local={"work_mem": "64MB"})
     audit_conn.rollback()
     assert len(activity(since, connection=audit_conn)) == 0
     audit_conn.rollback()
