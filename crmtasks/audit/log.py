@@ -141,7 +141,12 @@ def history(entity: str, entity_id: int, since: datetime.datetime | None = None,
     """The audit rows of one record, oldest first, with ``since <= occurred_at < until``.
 
     The statement is prepared once per connection: planning it against every
-    partition costs more than running it. PostgreSQL prunes the partitions
+    partition costs more than running it. It is planned without bitmap scans:
+    a record's rows are a few per month, scattered, and one plain index scan
+    per month costs half of a bitmap scan's setup, which the planner prefers
+    for scattered rows (measured: 0.17 vs 0.32 ms of server time over 25
+    months for a record with 90 rows); with no bounds its generic plan is used
+    from the first call on. PostgreSQL prunes the partitions
     outside ``since``/``until`` (at plan time for a custom plan, at executor
     start for a generic one), so a one-month window reads one partition
     whatever the size of the log. Archived months are not searched (restore
@@ -153,8 +158,23 @@ def history(entity: str, entity_id: int, since: datetime.datetime | None = None,
     with db.using_connection(connection) as conn, conn.cursor() as cur:
         statement.execute(cur, params)
         rows = cur.fetchall()
-    return [AuditEntry(id=row[0], occurred_at=row[1], actor_id=row[2], action=row[3], entity=row[4],
-                       entity_id=row[5], changes=row[6], ip_address=row[7]) for row in rows]
+    return [_entry(row) for row in rows]
+
+
+def _entry(row: tuple) -> AuditEntry:
+    """An AuditEntry from a row of ``COLUMNS``, its fields set at once: a frozen dataclass's ``__init__`` sets
+    them one ``object.__setattr__`` at a time, which was a fifth of ``history``'s time for a busy record."""
+    entry = object.__new__(AuditEntry)
+    entry.__dict__.update(zip(COLUMNS, row))
+    return entry
+
+
+# How history's statement is planned (see ``history``): plain index scans; and, when no bound is given (nothing to
+# prune, so a custom plan is the generic plan plus planning every partition), the generic plan from the first call
+# on, not after five custom plans on each new connection. With a bound, PostgreSQL keeps its choice: a custom plan
+# prunes at plan time and locks only the months it reads.
+_HISTORY_PLANNING = {"enable_bitmapscan": "off"}
+_HISTORY_PLANNING_UNBOUNDED = {**_HISTORY_PLANNING, "plan_cache_mode": "force_generic_plan"}
 
 
 def _history_statement(has_since: bool, has_until: bool) -> PreparedStatement:
@@ -173,7 +193,8 @@ def _history_statement(has_since: bool, has_until: bool) -> PreparedStatement:
             columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), table=sql.Identifier(PARENT_TABLE),
             where=sql.SQL(" AND ").join(conditions), limit=params[-1])
 
-    return PreparedStatement(f"crmtasks_audit_history_{int(has_since)}{int(has_until)}", kinds, build)
+    return PreparedStatement(f"crmtasks_audit_history_{int(has_since)}{int(has_until)}", kinds, build,
+                             local=_HISTORY_PLANNING if has_since or has_until else _HISTORY_PLANNING_UNBOUNDED)
 
 
 _HISTORY = {(since, until): _history_statement(since, until) for since in (False, True) for until in (False, True)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from crmtasks.cli.audit import audit_group
-from crmtasks.cli.audit_queries import counts_command, history_command
+from crmtasks.cli.audit_queries import activity_command, counts_command, history_command
 from crmtasks.cli.common import OneLineGroup
 from crmtasks.cli.dashboard import dashboard
 from crmtasks.cli.demo import seed_command
@@ -34,5 +34,5 @@ def main() -> None:
 for command in (run_command, migrate, seed_command, list_tasks, schedule_group, pause, resume, check, search_command,
                 report_command, sharing_group, audit_group, services_group, dashboard, trail_command):
     main.add_command(command)
-for command in (history_command, counts_command):
+for command in (history_command, activity_command, counts_command):
     audit_group.add_command(command)

@@ -13,6 +13,13 @@ elsewhere the same statement is sent inline. A connection that lost its
 statements (``DISCARD ALL``, a new session behind a pooler) gets them again.
 Which connections hold which statements is remembered in this process,
 weakly (a closed connection is forgotten).
+
+A statement may carry planner settings (``local``): on the prepared path
+they are sent with ``SET LOCAL`` in the same round trip as the EXECUTE (a
+multi-statement query is one implicit transaction, so they end with it and
+never reach the session). The plan made under them, custom or generic, is
+the one cached. Inside a caller's transaction they are not sent (they
+would last to its end): the statement runs inline, or with the plan cached.
 """
 
 from __future__ import annotations
@@ -38,13 +45,17 @@ class PreparedStatement:
       name(str): The prepared statement's name, unique in the process (e.g. ``crmtasks_audit_history``).
       param_types(tuple[str]): The SQL type of each parameter, in order (``"text"``, ``"bigint"``).
       build(callable): Given one placeholder per parameter (``sql.Composable``), the statement's SQL.
+      local(dict|None): Planner settings for the prepared path (e.g. ``{"enable_bitmapscan": "off"}``).
     """
 
-    def __init__(self, name: str, param_types: tuple[str, ...], build) -> None:
+    def __init__(self, name: str, param_types: tuple[str, ...], build, local: dict[str, str] | None = None) -> None:
         if not _NAME.fullmatch(name):
             raise ValueError(f"prepared statement name {name!r} is not a lower-case SQL identifier")
         self.name = name
+        settings = "".join(f"SET LOCAL {_setting_name(key)} = '{_setting_value(value)}'; "
+                           for key, value in (local or {}).items())
         self._execute = "EXECUTE {} ({})".format(name, ", ".join(f"%s::{kind}" for kind in param_types))
+        self._execute_alone = settings + self._execute  # only outside a transaction: SET LOCAL ends with it
         self._prepare = sql.SQL("PREPARE {} ({}) AS {}").format(
             sql.SQL(name), sql.SQL(", ").join(map(sql.SQL, param_types)),
             build([sql.SQL(f"${number}") for number in range(1, len(param_types) + 1)]))
@@ -56,7 +67,8 @@ class PreparedStatement:
         names = _names_on(conn)
         if self.name in names:
             try:
-                cursor.execute(self._execute, params)
+                cursor.execute(self._execute_alone if conn.autocommit and conn.get_transaction_status() == _IDLE
+                               else self._execute, params)
                 return
             except psycopg2.errors.InvalidSqlStatementName:
                 names.discard(self.name)
@@ -65,9 +77,21 @@ class PreparedStatement:
         if conn.autocommit and conn.get_transaction_status() == _IDLE:
             cursor.execute(self._prepare)
             names.add(self.name)
-            cursor.execute(self._execute, params)
+            cursor.execute(self._execute_alone, params)
         else:
             cursor.execute(self._inline, params)
+
+
+def _setting_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"setting name {name!r} is not a lower-case SQL identifier")
+    return name
+
+
+def _setting_value(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.]{1,40}", value):
+        raise ValueError(f"setting value {value!r} is not a plain word or number")
+    return value
 
 
 def _names_on(conn) -> set[str]:

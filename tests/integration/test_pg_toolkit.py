@@ -101,3 +101,36 @@ def test_named_sql_files_load_by_package_and_name():
     assert "INSERT" in load_sql("crmtasks.demo", "leads").upper()
     with pytest.raises(FileNotFoundError):
         load_sql("crmtasks.demo", "no_such_statement")
+
+
+def test_a_prepared_statements_planner_settings_hold_for_its_execute_only(migrated_database_url):
+    from psycopg2 import sql
+
+    from crmtasks.audit.log import _HISTORY
+    from crmtasks.pg.prepared import PreparedStatement
+
+    statement = PreparedStatement("toolkit_setting_probe", ("int",), lambda params: sql.SQL(
+        "SELECT current_setting('enable_bitmapscan'), {}").format(params[0]), local={"enable_bitmapscan": "off"})
+    connection = psycopg2.connect(migrated_database_url)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cur:
+            for number in range(7):  # past the fifth run: the generic plan
+                statement.execute(cur, (number,))
+                assert cur.fetchall() == [("off", number)]
+                cur.execute("SHOW enable_bitmapscan")
+                assert cur.fetchone()[0] == "on"  # never left in the session
+        connection.autocommit = False
+        with connection.cursor() as cur:  # in the caller's transaction, whose settings are its own
+            statement.execute(cur, (1,))
+            assert cur.fetchall() == [("on", 1)]
+            cur.execute("SHOW enable_bitmapscan")
+            assert cur.fetchone()[0] == "on"
+        connection.rollback()
+    finally:
+        connection.close()
+    for (since, until), prepared in _HISTORY.items():
+        assert prepared._execute_alone.startswith("SET LOCAL enable_bitmapscan = 'off'; ")
+        assert ("plan_cache_mode = 'force_generic_plan'" in prepared._execute_alone) == (not since and not until)
+    with pytest.raises(ValueError):
+        PreparedStatement("toolkit_bad_setting", (), lambda params: sql.SQL("SELECT 1"), local={"work_mem": "1'; --"})
