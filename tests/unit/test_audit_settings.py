@@ -23,7 +23,7 @@ def test_audit_defaults(tmp_path):
     assert settings.audit_hold is False
     assert settings.audit_pause_at is None
     assert settings.audit_maintenance_niceness == 10
-    assert settings.archive_duty_percent == 100
+    assert settings.archive_duty_percent == 70
 
 
 def test_audit_values_are_kept(tmp_path):
