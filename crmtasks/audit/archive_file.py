@@ -29,21 +29,24 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from psycopg2 import sql
 
-from crmtasks.audit import codecs
+from crmtasks.audit import codecs, priority
 from crmtasks.audit.codecs import Codec, CorruptStream, UnknownCompression
 from crmtasks.audit.stores import ArchiveStore, ObjectMissing, StoreError
 from crmtasks.errors import CrmtasksError
 
 _BLOCK = 1 << 20
-# Niceness of the thread that hashes, compresses and stores the COPY stream (0 normal, 19 lowest).
+# Least niceness of the thread that hashes, compresses and stores the COPY stream (0 normal, 19 lowest);
+# CRMTASKS_AUDIT_MAINTENANCE_NICENESS, when higher, is inherited from the maintenance thread.
 ARCHIVE_THREAD_NICENESS = 10
+# A paced COPY alternates running and resting within slices of this many seconds (CRMTASKS_ARCHIVE_DUTY_PERCENT).
+PACING_SLICE_S = 0.1
 MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -174,10 +177,12 @@ class _DigestSink(io.RawIOBase):
       writer: Where the compressed bytes go (a store's ObjectWriter), or None to only count and hash.
       codec(Codec): The compression of the object.
       on_rows(callable|None): Called with the rows seen so far after each block (test pause points).
+      duty_percent(int): Share of the time the COPY may run (100: no pacing; see _Pacer).
     """
 
     def __init__(self, writer=None, codec: Codec = codecs.WRITE_DEFAULT,
-                 on_rows: Callable[[int], None] | None = None) -> None:
+                 on_rows: Callable[[int], None] | None = None, duty_percent: int = 100) -> None:
+        self._pacer = _Pacer(duty_percent)
         self._writer = writer
         self._compressor = codec.compressor() if writer is not None else None
         self._rows_hash = hashlib.sha256()
@@ -201,6 +206,7 @@ class _DigestSink(io.RawIOBase):
         self._blocks.put(data)
         if self._on_rows is not None:
             self._on_rows(self.rows)
+        self._pacer.after_block()
         return len(data)
 
     def _digest_blocks(self) -> None:
@@ -246,21 +252,42 @@ def _yield_to_the_application() -> None:
     core for its INSERT should get it first. The archive then only takes
     the CPU time nobody else wants (it is not in a hurry; writers are).
     """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ARCHIVE_THREAD_NICENESS)
-    except (AttributeError, OSError):
-        pass  # not Linux, or not allowed: run at normal priority
+    priority.lower_this_thread(ARCHIVE_THREAD_NICENESS)
+
+
+class _Pacer:
+    """Rests the thread reading the COPY so that it runs ``duty_percent`` of the time, in slices of PACING_SLICE_S.
+
+    While it rests, nothing reads the connection: the server's process
+    blocks once the socket's buffers are full, and the compressing thread
+    soon runs out of blocks, so the whole archive rests and the writers have
+    the cores. The rows, their order and the file are the same as unpaced;
+    only the time changes (about 100 / duty_percent times the COPY's).
+    """
+
+    def __init__(self, duty_percent: int) -> None:
+        self._share = duty_percent / 100
+        self._since = time.perf_counter()
+
+    def after_block(self) -> None:
+        if self._share >= 1:
+            return
+        busy = time.perf_counter() - self._since
+        if busy >= PACING_SLICE_S * self._share:
+            time.sleep(busy * (1 - self._share) / self._share)
+            self._since = time.perf_counter()
 
 
 def copy_to_store(cur, statement: sql.Composable, writer, *, codec: Codec = codecs.WRITE_DEFAULT,
-                  on_rows: Callable[[int], None] | None = None) -> StreamDigest:
+                  on_rows: Callable[[int], None] | None = None, duty_percent: int = 100) -> StreamDigest:
     """Run a ``COPY ... TO STDOUT`` into ``writer`` (a store's ObjectWriter), compressed; commit it; return its digest.
 
+    ``duty_percent`` below 100 paces the COPY (CRMTASKS_ARCHIVE_DUTY_PERCENT).
     On any failure the writer is aborted (nothing is left under its name
     but what its store cleans up on the next write) and the error raised.
     """
     try:
-        digest = _copy_into(cur, statement, _DigestSink(writer, codec, on_rows))
+        digest = _copy_into(cur, statement, _DigestSink(writer, codec, on_rows, duty_percent))
         writer.commit()
     except BaseException:
         writer.abort()

@@ -13,6 +13,11 @@ There is no "move rows out of the DEFAULT partition" step because the design
 has no DEFAULT partition (see crmtasks.audit.log): ``moved`` is always 0. If
 someone adds one anyway, retention is skipped and reported, because
 PostgreSQL refuses DETACH ... CONCURRENTLY while a DEFAULT partition exists.
+
+The pass yields the CPU to the application's writers: it runs at
+CRMTASKS_AUDIT_MAINTENANCE_NICENESS, in a thread of its own and, where the
+OS allows, in its PostgreSQL server process (crmtasks.audit.priority); its
+index builds use no parallel workers (each would take a core).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import dataclasses
 import datetime
 import logging
 
+from crmtasks.audit import priority
 from crmtasks.audit.locking import maintenance_lock
 from crmtasks.audit.month_counts import count_past_months
 from crmtasks.audit.months import Month, current_month
@@ -54,12 +60,23 @@ def run_maintenance(conn, settings: Settings, *, now: datetime.datetime | None =
     Idempotent; safe to kill -9 at any point and run again.
     """
     conn.autocommit = True
-    current = current_month(now)
+    niceness = settings.audit_maintenance_niceness
+    backend_before = priority.lower_backend(conn, niceness)
+    try:
+        return priority.run_niced(lambda: _run_steps(conn, settings, current_month(now)), niceness,
+                                  cancel=conn.cancel)
+    finally:
+        priority.restore_backend(conn, backend_before)
+
+
+def _run_steps(conn, settings: Settings, current: Month) -> dict:
     with maintenance_lock(conn):
         with conn.cursor() as cur:
             # Every DDL statement here waits at most this long for a lock;
             # none of them conflicts with inserts, this only bounds the run.
             cur.execute("SET lock_timeout = '60s'")
+            # CREATE INDEX CONCURRENTLY on a big partition would take a core per worker from the writers.
+            cur.execute("SET max_parallel_maintenance_workers = 0")
         created = create_months(conn, premake_months(current, settings.audit_premake_months))
         if created:
             pause_point(settings, "after_premake")

@@ -255,7 +255,8 @@ def archive_detached(conn, settings: Settings, store: ArchiveStore, row: ledger.
         row_count, min_id, max_id, min_at, max_at = cur.fetchone()
         writer = store.writer(data_name, on_part=_first_part_pause(settings))
         digest = archive_file.copy_to_store(cur, archive_file.copy_out_statement(table, columns), writer,
-                                            codec=codec, on_rows=_halfway_pause(settings, row_count))
+                                            codec=codec, on_rows=_halfway_pause(settings, row_count),
+                                            duty_percent=settings.archive_duty_percent)
     temp_name = temporary_name(data_name)
     try:
         if digest.row_count != row_count:

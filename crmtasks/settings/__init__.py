@@ -78,6 +78,13 @@ class Settings:
       s3_part_mb(int): MiB per part of a multipart upload to S3 (5..5120).
       audit_hold(bool): Legal hold: no audit row leaves the database (no drop, no delete).
       audit_pause_at(str|None): Test-only: the maintenance step to pause at (AUDIT_PAUSE_POINTS).
+      audit_maintenance_niceness(int): CPU niceness (0 normal .. 19 lowest) of the audit
+        maintenance's own work: its thread (and the archive's threads) and, where the
+        PostgreSQL server runs on this host and allows it, its server process, so the
+        application's writers get a core first (crmtasks.audit.priority).
+      archive_duty_percent(int): Share of the time (10..100) the archive's COPY may run; it
+        rests the remainder, in slices of a tenth of a second, leaving the cores to writers
+        (70: the archive had ~1.8x of throughput over its target, the writers' p99 none).
       aggregates_rebuild_hours(int): Hours between full rebuilds of the report
         aggregates (a safety net: runs in between fold only the changes); 0 never.
       search_timeout_ms(int): PostgreSQL statement_timeout of each search's
@@ -128,6 +135,8 @@ class Settings:
     s3_part_mb: int = 8
     audit_hold: bool = False
     audit_pause_at: str | None = None
+    audit_maintenance_niceness: int = 10
+    archive_duty_percent: int = 70
     aggregates_rebuild_hours: int = 24
     search_timeout_ms: int = 5_000
     sharing_cache_ttl_s: int = 2 * 86400
@@ -260,6 +269,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         s3_part_mb=values.positive_int(environ, "CRMTASKS_S3_PART_MB", default=8, least=5, most=5120),
         audit_hold=values.flag(environ, "CRMTASKS_AUDIT_HOLD"),
         audit_pause_at=values.pause_point(environ.get("CRMTASKS_AUDIT_PAUSE_AT")),
+        audit_maintenance_niceness=values.positive_int(environ, "CRMTASKS_AUDIT_MAINTENANCE_NICENESS", default=10,
+                                                       least=0, most=19),
+        archive_duty_percent=values.positive_int(environ, "CRMTASKS_ARCHIVE_DUTY_PERCENT", default=70, least=10,
+                                                 most=100, unit="percent"),
         aggregates_rebuild_hours=values.hours(environ, "CRMTASKS_AGGREGATES_REBUILD_HOURS", default=24),
         search_timeout_ms=values.positive_int(environ, "CRMTASKS_SEARCH_TIMEOUT_MS", default=5_000, most=600_000),
         sharing_cache_ttl_s=values.positive_int(environ, "CRMTASKS_SHARING_CACHE_TTL_S", default=2 * 86400,

@@ -6,8 +6,9 @@ zstd, fsync, read back and verify, drop) into a local directory (the
 default store; an S3 store adds the network, which is not ours to measure)
 while a writer process keeps inserting into audit_log with
 ``crmtasks.audit.record`` (one row per transaction, paced like an
-application). The writer runs alone first: its latency then is the
-baseline.
+application). The writer runs alone before and after: its latency then is the
+baseline. Its latencies during maintenance are also given by the step
+running when each insert started (detach, archive, count past months...).
 
 Measured: rows/s of the archive step (COPY -> zstd -> fsync -> read back ->
 verify) and of the whole retention run; the writer's p99 before and during,
@@ -29,9 +30,8 @@ from psycopg2 import sql
 
 from benchsuite.rows import Row
 from benchsuite.timing import percentile
-from crmtasks.audit import codecs, record, retention
+from crmtasks.audit import codecs, maintenance, record, retention
 from crmtasks.audit.codecs import Codec
-from crmtasks.audit.maintenance import run_maintenance
 from crmtasks.audit.months import Month, current_month
 from crmtasks.audit.partitions import create_months
 from crmtasks.demo import AUDIT_HISTORY_MONTHS
@@ -69,12 +69,13 @@ def fill_month(conn, month: Month, rows: int) -> None:
 
 
 def write_audit_rows(url: str, stop, results, rate: float) -> None:
-    """Writer process: insert audit rows one per transaction until ``stop``; put its (time, ms, error) samples.
+    """Writer process: insert audit rows one per transaction until ``stop``; put its (start time, ms, error) samples.
 
     A process of its own, like the application: a writer thread inside the
     benchmark would compete with the archiver for the GIL and slow both.
     Paced at ``rate`` inserts/s: a tight loop would measure CPU contention
-    on a small machine rather than locking.
+    on a small machine rather than locking. Each sample carries the wall
+    clock time its insert started, to be put in the maintenance step then running.
     """
     conn = psycopg2.connect(url, application_name="bench-audit-writer")
     conn.autocommit = True
@@ -88,6 +89,7 @@ def write_audit_rows(url: str, stop, results, rate: float) -> None:
         pause = next_at - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
+        at = time.time()
         started = time.perf_counter()
         try:
             record("update", "lead", n % 5000, actor_id=1 + n % 50, changes={"status": ["new", "qualified"]},
@@ -95,7 +97,7 @@ def write_audit_rows(url: str, stop, results, rate: float) -> None:
             error = None
         except Exception as failure:  # noqa: BLE001 - every failure is a finding
             error = f"{type(failure).__name__}: {failure}"
-        samples.append((time.time(), (time.perf_counter() - started) * 1000, error))
+        samples.append((at, (time.perf_counter() - started) * 1000, error))
     conn.close()
     results.put(samples)
 
@@ -121,6 +123,136 @@ def timing_archive_step(timings: dict, codec: Codec | None = None):
         retention.archive_detached = archive_step
 
 
+# The maintenance steps the writer's latencies are put in: (label, module, function name).
+MAINTENANCE_STEPS = (
+    ("premake", maintenance, "create_months"),
+    ("detach", retention, "_detach_concurrently"),
+    ("finalize detach", retention, "_finalize_detach"),
+    ("archive", retention, "archive_detached"),
+    ("verify before drop", retention, "_verified_manifest"),
+    ("drop", retention, "_drop_detached"),
+    ("index partitions", maintenance, "index_partitions"),
+    ("count past months", maintenance, "count_past_months"),
+)
+
+
+@contextlib.contextmanager
+def timing_steps(intervals: list, codec: Codec | None = None):
+    """While active, each maintenance step appends ``(label, wall start, wall end)`` to ``intervals``
+    (and the archive step compresses with ``codec`` when given; default: crmtasks' own, zstd)."""
+    originals = [(module, name, getattr(module, name)) for _, module, name in MAINTENANCE_STEPS]
+
+    def timed(label, step, name):
+        def run_step(*args, **kwargs):
+            if name == "archive_detached" and codec is not None:
+                kwargs["codec"] = codec
+            started = time.time()
+            try:
+                return step(*args, **kwargs)
+            finally:
+                intervals.append((label, started, time.time()))
+        return run_step
+
+    for (label, module, name), (_, _, step) in zip(MAINTENANCE_STEPS, originals):
+        setattr(module, name, timed(label, step, name))
+    try:
+        yield intervals
+    finally:
+        for module, name, step in originals:
+            setattr(module, name, step)
+
+
+def step_of(at: float, intervals: list) -> str:
+    """The label of the step running at wall time ``at`` ("between steps" when none)."""
+    for label, started, ended in intervals:
+        if started <= at <= ended:
+            return label
+    return "between steps"
+
+
+@dataclasses.dataclass
+class Round:
+    """One baseline window and the maintenance run after it (``variant`` names the settings it ran with)."""
+
+    variant: str
+    baseline: tuple[float, float]
+    maintenance: tuple[float, float]
+    intervals: list
+    stats: dict
+    run_s: float
+
+    @property
+    def archive_s(self) -> float:
+        return sum(end - start for label, start, end in self.intervals if label == "archive")
+
+
+def archive_rounds(url: str, rounds: list[tuple[str, Settings]], writer_seconds: float, *,
+                   codec: Codec | None = None, rate: float = WRITER_RATE, between=None) -> tuple[list[Round], list]:
+    """Alternate baseline windows and maintenance runs under one writer process; return (rounds, writer samples).
+
+    For each ``(variant, settings)``: the writer runs ``writer_seconds``
+    alone (a baseline window), then ``between(index)`` prepares the run
+    (its time belongs to neither window), then ``run_maintenance`` with
+    ``settings``. A last baseline window closes the run, so drift of a busy
+    machine shows in baselines before and after every run. Samples are
+    ``(wall start, ms, error)``.
+    """
+    context = multiprocessing.get_context("spawn")
+    stop, results = context.Event(), context.Queue()
+    writer = context.Process(target=write_audit_rows, args=(url, stop, results, rate), daemon=True)
+    writer.start()
+    done: list[Round] = []
+    try:
+        time.sleep(1.0)  # connection and imports settle
+        for index, (variant, settings) in enumerate(rounds):
+            baseline_from = time.time()
+            time.sleep(writer_seconds)
+            baseline = (baseline_from, time.time())
+            if between is not None:
+                between(index)
+            intervals: list = []
+            during_from = time.time()
+            started = time.perf_counter()
+            conn = psycopg2.connect(url, application_name="bench-audit-maintenance")
+            try:
+                with timing_steps(intervals, codec):
+                    stats = maintenance.run_maintenance(conn, settings)
+            finally:
+                conn.close()
+            run_s = time.perf_counter() - started
+            done.append(Round(variant, baseline, (during_from, time.time()), intervals, stats, run_s))
+        closing_from = time.time()
+        time.sleep(writer_seconds)
+        done.append(Round("closing", (closing_from, time.time()), (0.0, 0.0), [], {}, 0.0))
+        stop.set()
+        samples = results.get(timeout=60)
+    finally:
+        stop.set()
+        writer.join(30)
+        if writer.is_alive():
+            writer.kill()
+    return done, samples
+
+
+def latencies(samples: list, window: tuple[float, float]) -> list[float]:
+    """Milliseconds of the successful inserts started in ``window`` (wall clock)."""
+    return [ms for at, ms, error in samples if window[0] <= at <= window[1] and error is None]
+
+
+def baseline_latencies(rounds: list[Round], samples: list) -> list[float]:
+    """Every baseline window's latencies, pooled (before, between and after the maintenance runs)."""
+    return [ms for one in rounds for ms in latencies(samples, one.baseline)]
+
+
+def latencies_by_step(one: Round, samples: list) -> dict[str, list[float]]:
+    """The latencies of ``one``'s maintenance run, by the step running when each insert started."""
+    found: dict[str, list[float]] = {}
+    for at, ms, error in samples:
+        if error is None and one.maintenance[0] <= at <= one.maintenance[1]:
+            found.setdefault(step_of(at, one.intervals), []).append(ms)
+    return found
+
+
 def table_bytes(conn, month: Month) -> int:
     """Bytes the month's partition takes in the database: heap, indexes and TOAST."""
     with conn.cursor() as cur:
@@ -132,42 +264,19 @@ def archive_with_writer(url: str, settings: Settings, writer_seconds: float, cod
                         rate: float = WRITER_RATE) -> dict:
     """Run maintenance once while a writer process inserts; return its stats, timings and the writer's samples.
 
-    The writer (``rate`` inserts/s) runs ``writer_seconds`` alone first (its
-    baseline), then during the whole maintenance run; ``codec`` is the
-    archive's compression (default: crmtasks' own, zstd).
+    The writer (``rate`` inserts/s) runs ``writer_seconds`` alone (the
+    baseline), then during the whole maintenance run, then alone again (the
+    baseline pools both windows, so a machine getting busier or quieter
+    during the run shows less); ``codec`` is the archive's compression
+    (default: crmtasks' own, zstd). ``by_step`` holds the latencies during
+    maintenance by the step running when each insert started.
     """
-    timings: dict = {}
-    context = multiprocessing.get_context("spawn")
-    stop, results = context.Event(), context.Queue()
-    writer = context.Process(target=write_audit_rows, args=(url, stop, results, rate), daemon=True)
-    writer.start()
-    try:
-        time.sleep(1.0)  # connection and imports settle
-        baseline_from = time.time()
-        time.sleep(writer_seconds)
-        during_from = time.time()
-        started = time.perf_counter()
-        conn = psycopg2.connect(url, application_name="bench-audit-maintenance")
-        try:
-            with timing_archive_step(timings, codec):
-                stats = run_maintenance(conn, settings)
-        finally:
-            conn.close()
-        run_s = time.perf_counter() - started
-        during_to = time.time()
-        time.sleep(0.5)
-        stop.set()
-        samples = results.get(timeout=60)
-    finally:
-        stop.set()
-        writer.join(30)
-        if writer.is_alive():
-            writer.kill()
-    base = [ms for at, ms, error in samples if baseline_from <= at < during_from and error is None]
-    during = [ms for at, ms, error in samples if during_from <= at <= during_to and error is None]
-    failures = [error for at, ms, error in samples if error is not None]
-    return {"stats": stats, "run_s": run_s, "archive_s": timings.get("archive_s"), "baseline_ms": base,
-            "during_ms": during, "failures": failures}
+    done, samples = archive_rounds(url, [("maintenance", settings)], writer_seconds, codec=codec, rate=rate)
+    one = done[0]
+    return {"stats": one.stats, "run_s": one.run_s, "archive_s": one.archive_s,
+            "baseline_ms": baseline_latencies(done, samples), "during_ms": latencies(samples, one.maintenance),
+            "by_step": latencies_by_step(one, samples),
+            "failures": [error for at, ms, error in samples if error is not None]}
 
 
 def run(conn, url: str, settings: Settings, month_rows: int, writer_seconds: float) -> tuple[list[Row], dict]:
@@ -192,7 +301,12 @@ def run(conn, url: str, settings: Settings, month_rows: int, writer_seconds: flo
            "archive_s": result["archive_s"], "retention_run_s": result["run_s"], "stats": stats,
            "writer": {"baseline_inserts": len(base), "during_inserts": len(during), "failures": failures[:20],
                       "p50_baseline_ms": percentile(base, 0.5), "p50_during_ms": percentile(during, 0.5),
-                      "p99_baseline_ms": p99_base, "p99_during_ms": p99_during, "rate_per_s": WRITER_RATE}}
+                      "p99_baseline_ms": p99_base, "p99_during_ms": p99_during, "rate_per_s": WRITER_RATE,
+                      "by_step": {step: {"inserts": len(found), "p50_ms": percentile(found, 0.5),
+                                         "p99_ms": percentile(found, 0.99), "max_ms": max(found)}
+                                  for step, found in result["by_step"].items()}}}
+    worst = sorted(raw["writer"]["by_step"].items(), key=lambda item: -item[1]["p99_ms"])[:3]
+    by_step = ", ".join(f"{step} {figures['p99_ms']:.2f} ms ({figures['inserts']})" for step, figures in worst)
     rows = [
         Row(suite="audit", metric=f"archive step (COPY, {codecs.WRITE_DEFAULT.name}, fsync, read back, verify)",
             unit="rows/s",
@@ -204,7 +318,8 @@ def run(conn, url: str, settings: Settings, month_rows: int, writer_seconds: flo
             ours=p99_during, target=f"<= {TARGET_P99_RATIO:g}x before", met=p99_during <= TARGET_P99_RATIO * p99_base,
             target_ratio=TARGET_P99_RATIO,
             detail=(f"p50 {percentile(base, 0.5):.2f} vs {percentile(during, 0.5):.2f} ms; "
-                    f"{len(base)} inserts before, {len(during)} during, at {WRITER_RATE:g}/s, one per transaction")),
+                    f"{len(base)} inserts before and after, {len(during)} during, at {WRITER_RATE:g}/s, one per "
+                    f"transaction; worst steps by p99 (inserts): {by_step}")),
         Row(suite="audit", metric="writer inserts failed during maintenance", unit="count", baseline=None,
             ours=float(len(failures)), target="0", met=not failures, detail="; ".join(failures[:3])),
     ]

@@ -108,6 +108,59 @@ def test_kill_at_each_step_then_rerun(audit_conn, tmp_path, archive_target, moto
         _assert_archives_in_the_bucket(moto_server, archive_target, 2)
 
 
+PACED_ROWS_PER_MONTH = 40_000  # several MiB of COPY text: the pacer rests between blocks
+
+
+def test_kill_a_paced_archive_midway_then_rerun(audit_conn, tmp_path, archive_target, moto_server):
+    """A paced COPY (CRMTASKS_ARCHIVE_DUTY_PERCENT) killed halfway leaves nothing taken for an archive; the re-run,
+    paced too, archives every row once, verifiably."""
+    settings = audit_settings(tmp_path, CRMTASKS_ARCHIVE_DUTY_PERCENT=20, **archive_target)
+    for month in old_months(2):
+        fill_month(audit_conn, month, PACED_ROWS_PER_MONTH)
+    expected = sorted(table_ids(audit_conn))
+    child = _start_job(archive_target, CRMTASKS_AUDIT_PAUSE_AT="mid_write", CRMTASKS_ARCHIVE_DUTY_PERCENT="20")
+    line = child.stdout.readline().strip()
+    assert line == "paused at mid_write", child.stderr.read() if not line else line
+    child.kill()
+    child.wait(timeout=10)
+    assert [check for check in verify_archives(audit_conn, settings)] == []
+    stats = run_maintenance(audit_conn, settings)
+    assert stats["dropped"] == 2 and stats["conflicts"] == 0, stats
+    _assert_every_row_once(audit_conn, settings, expected)
+    assert len(archived_ids(settings)) == 2 * PACED_ROWS_PER_MONTH
+
+
+def _thread_niceness(pid: int) -> dict[int, int]:
+    """Niceness of each thread of process ``pid`` (/proc/<pid>/task/<tid>/stat, field 19)."""
+    found = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        found[int(task)] = int(fields[16])
+    return found
+
+
+@pytest.mark.parametrize("niceness", [0, 13])
+def test_the_job_runs_niced_but_not_its_process(audit_conn, tmp_path, niceness):
+    """CRMTASKS_AUDIT_MAINTENANCE_NICENESS: the pass's thread and its PostgreSQL process (local, same user or root
+    here) get it; the job process's main thread keeps its own (never os.nice)."""
+    target = {"CRMTASKS_ARCHIVE_DIR": str(tmp_path / "archive")}
+    _prepare(audit_conn)
+    child = _start_job(target, CRMTASKS_AUDIT_PAUSE_AT="after_premake",
+                       CRMTASKS_AUDIT_MAINTENANCE_NICENESS=str(niceness))
+    try:
+        line = child.stdout.readline().strip()
+        assert line == "paused at after_premake", child.stderr.read() if not line else line
+        threads = _thread_niceness(child.pid)
+        assert threads[child.pid] == 0  # the main thread
+        assert max(threads.values()) == niceness
+        [(backend,)] = _maintenance_sessions(audit_conn)
+        assert os.getpriority(os.PRIO_PROCESS, backend) == niceness
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
 def _assert_archives_in_the_bucket(server, target, months):
     """Read the bucket with a client of the test's own: the archives are there, and nothing else."""
     bucket = bucket_of(target)

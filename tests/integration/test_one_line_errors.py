@@ -253,6 +253,15 @@ def test_a_retention_setting_in_other_digits_or_empty_is_refused(migrated_databa
     assert _process_line(done) == f"crmtasks: {message}"
 
 
+@pytest.mark.parametrize("variable, value, message", [
+    ("CRMTASKS_AUDIT_MAINTENANCE_NICENESS", "20", "CRMTASKS_AUDIT_MAINTENANCE_NICENESS: 20 is out of range (0 to 19)"),
+    ("CRMTASKS_ARCHIVE_DUTY_PERCENT", "50%", "CRMTASKS_ARCHIVE_DUTY_PERCENT: '50%' is not a whole number of percent (ASCII digits 0-9)"),
+])
+def test_a_bad_audit_maintenance_priority_or_pacing_is_refused(migrated_database_url, variable, value, message):
+    done = _crmtasks("audit", "status", **{variable: value})
+    assert _process_line(done) == f"crmtasks: {message}"
+
+
 # ------------------------------------------------------------ the same class elsewhere: paths that cannot be written
 
 @pytest.mark.parametrize("args, module, env, message", [
