@@ -6,9 +6,9 @@ and learns each code point's lower case from the server the first time a ``q`` h
 when the in-memory path is ruled out, ``text_filter`` returns None and the search stays
 live SQL, so answers never differ from ILIKE.
 
-Segments below ``SCAN_BELOW_ROWS`` rows (the delta, the rows changed since the
-generation) are scanned; a larger one (the base) gets a ``TextIndex`` built on its first
-text search and kept while that index is loaded (at most ``KEPT_INDEXES``, the oldest
+Segments below ``SCAN_BELOW_ROWS`` rows holding their text raw (the delta, the rows changed
+since the generation) are scanned; a base (its text dictionary-coded, crmtasks.search.coded_text)
+or a large raw segment gets a ``TextIndex`` built on its first text search and kept while that index is loaded (at most ``KEPT_INDEXES``, the oldest
 dropped first: the cache in crmtasks.search.index_cache holds one generation per entity).
 """
 
@@ -19,6 +19,7 @@ import threading
 
 from pyroaring import BitMap
 
+from crmtasks.search.coded_text import CodedText
 from crmtasks.search.facets import Entity
 from crmtasks.search.index import EntityIndex
 from crmtasks.search.segments import PositionFilter
@@ -84,7 +85,7 @@ def text_filter(cur, entity: Entity, q: str, state: TextSearchState = STATE) -> 
     needle = state.lowering.lower(cur, q).encode("utf-8")
 
     def positions(index: EntityIndex) -> BitMap:
-        if len(index) < SCAN_BELOW_ROWS:
+        if len(index) < SCAN_BELOW_ROWS and not any(isinstance(text, CodedText) for text in index.texts.values()):
             return scanned_positions(index, needle)
         return state.trigrams(index).positions(needle)
 
