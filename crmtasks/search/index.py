@@ -4,8 +4,9 @@ Interface (read by ``crmtasks.search.text_index`` and ``crmtasks.search.visibili
 which turn a text ``q`` or a user's visibility into positions):
 
   - A *position* is an index into ``EntityIndex.ids`` (ascending record ids,
-    int64): row ``p`` of every array below is the record ``ids[p]``. A set
-    of positions is a ``pyroaring.BitMap``.
+    int64, or uint32 in a loaded index when they fit: ``compact_ids``): row
+    ``p`` of every array below is the record ``ids[p]``. A set of positions
+    is a ``pyroaring.BitMap``.
   - ``facets[name]`` (a ``CodedColumn``) for every facet of the registry
     (``crmtasks.search.facets``): ``codes[p]`` indexes ``keys``, the facet's
     *bucket keys* as text exactly as ``FacetKind.check`` makes them (a
@@ -16,17 +17,20 @@ which turn a text ``q`` or a user's visibility into positions):
     are the keys (``int(key)`` for the owner).
   - ``numbers[column]`` (a ``NumberColumn``) for the other non-text
     columns of the entity (``account_id``, ``probability``, the range
-    columns): int64 values, and ``present`` (bool per row, None when the
-    column is NOT NULL). Units: timestamptz in microseconds since
-    1970-01-01 UTC, date in days since 1970-01-01, amount in cents;
-    +/-infinity are the int64 extremes. ``range_positions`` compares a
-    checked range filter with them exactly.
-  - ``texts[column]`` (a ``TextData``) for each column ``q`` searches:
-    PostgreSQL's ``lower()`` of the value (so ``ILIKE`` is a substring
-    search of it, as PostgreSQL defines ILIKE for a UTF-8 database),
-    UTF-8, rows joined by NUL (PostgreSQL text never holds NUL, so no
-    match crosses rows); NULL is stored as the empty string (it never
-    matches a ``q`` of 3+ characters).
+    columns): integer values (``values``; a loaded index stores them
+    narrowed, ``NumberColumn.compact``), and ``present`` (bool per row,
+    None when the column is NOT NULL). Units: timestamptz in microseconds
+    since 1970-01-01 UTC, date in days since 1970-01-01, amount in cents;
+    +/-infinity are the int64 extremes. ``range_mask`` compares a checked
+    range filter with them exactly.
+  - ``texts[column]`` for each column ``q`` searches: PostgreSQL's
+    ``lower()`` of the value (so ``ILIKE`` is a substring search of it, as
+    PostgreSQL defines ILIKE for a UTF-8 database), UTF-8; NULL is stored
+    as the empty string (it never matches a ``q`` of 3+ characters). A
+    ``TextData`` (rows joined by NUL: PostgreSQL text never holds NUL, so no
+    match crosses rows) as read, in a delta and in the rows read live; a
+    ``CodedText`` (crmtasks.search.coded_text: distinct parts and codes per
+    row) in a base. Both give ``value(p)`` and ``values_at(positions)``.
 
 An index is immutable once built. Search combines up to three of them (the
 published base, the published delta of rows changed since the base, and
@@ -127,7 +131,8 @@ class NumberColumn:
 
     @property
     def values(self) -> np.ndarray:
-        """The values per position (0 where not present); stored when not shifted, else computed as int64."""
+        """The values per position (any value where not present): ``stored`` itself when neither shifted nor
+        scaled (no copy), else computed as int64."""
         if self.base == 0 and self.scale == 1:
             return self.stored
         return self.stored.astype(np.int64) * self.scale + self.base
