@@ -5,9 +5,10 @@ it, as NUL-joined rows (``TextData``): 37 of 61 MB at 300k leads (and the other 
 bench's ratios). But values are made of parts that repeat: e-mail addresses are a local part
 (the person's name) and a domain (the company), each repeated; names and company names are a
 first word and the rest, each from a far smaller set than the whole. So each value is split at
-the first *separator*, ``@`` in a column holding one (e-mail), else a space, into ``before`` and
-``after``, and each side is coded against its distinct parts; a row then costs two codes of 1, 2
-or 4 bytes (by how many distinct parts there are) instead of its bytes and a 4-byte offset.
+the first *separator*, ``@`` in a column holding one (e-mail), else a space (where the whole values
+are not already few), into ``before`` and ``after``, and each side is coded against its distinct
+parts; a row then costs a code of 1, 2 or 4 bytes per side (by how many distinct parts there are)
+instead of its bytes and a 4-byte offset.
 
 The same split is what the trigram index searches (crmtasks.search.text_index): a ``q`` without
 the separator is inside one side, one with it spans the value's first separator or lies inside
@@ -73,7 +74,9 @@ class CodedText:
         value 0 is the empty string (NULL is stored as empty, as in ``TextData``).
       before_codes(ndarray): Per row, an index into ``before`` (uint8/16/32).
       after(ValueList|None): Distinct parts after the first separator; value 0 stands for "no separator"
-        (the empty part of a value ending with it has an id of its own). None when no row has one.
+        (the empty part of a value ending with it has an id of its own). None when the column is not
+        split (no row has the separator, or its whole values are few: ``code_text``); ``before`` then
+        holds whole values.
       after_codes(ndarray|None): Per row, an index into ``after``; 0 when the row has no separator.
       separator(int): The byte the values are split at (``AT`` or ``SPACE``, ASCII: never inside a
         multi-byte character).
@@ -121,13 +124,24 @@ def _rows(blob: bytes, count: int) -> list[bytes]:
 
 
 def code_text(text: TextData) -> CodedText:
-    """``text`` (a ``TextData``) dictionary-coded, split at its separator."""
+    """``text`` (a ``TextData``) dictionary-coded: split at its separator, or whole where that is smaller.
+
+    An e-mail column is always split at ``@``. Another is first coded whole; it is split at the first
+    space only when its distinct values take more than a byte per row (companies, deal names: their
+    first words and the rest repeat far more than the whole). Names, whose few thousand distinct
+    values already take less, stay whole: one code per row, and one list of rows per value in the
+    trigram index instead of two.
+    """
     rows = len(text.offsets) - 1
-    separator = AT if b"@" in text.lowered else SPACE
-    if bytes((separator,)) not in text.lowered:
-        table = {b"": 0}
-        codes = _code(_rows(text.lowered, rows), table)
-        return CodedText(ValueList.of(list(table)), narrow_unsigned(codes, len(table)), None, None, separator)
+    parts = _rows(text.lowered, rows)
+    if b"@" in text.lowered:
+        separator = AT
+    else:
+        separator, table = SPACE, {b"": 0}
+        codes = _code(parts, table)
+        whole = ValueList.of(list(table))
+        if b" " not in text.lowered or len(whole.blob) <= rows:
+            return CodedText(whole, narrow_unsigned(codes, len(whole)), None, None, separator)
     before, after, split = split_at_first(text, separator)
     table = {b"": 0}
     before_codes = _code(_rows(before, rows), table)

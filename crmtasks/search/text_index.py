@@ -178,7 +178,8 @@ class ColumnTrigrams:
 
     Parameters:
       before(ValueDictionary): The part before the first separator (the whole value when it has none).
-      after(ValueDictionary|None): The part after it; None when no value of the column has one.
+      after(ValueDictionary|None): The part after it; None when the column is not split (``before`` then
+        holds whole values).
       with_separator(BitMap): Positions whose value has the separator.
       separator(bytes): The separator (one ASCII byte).
     """
@@ -201,11 +202,11 @@ class ColumnTrigrams:
     def positions_holding(self, needle: bytes) -> BitMap:
         """Positions whose value holds ``needle`` (lower-cased UTF-8, three bytes or more)."""
         before, after, separator = self.before, self.after, self.separator
+        if after is None:  # whole values
+            return before.rows_of(before.value_ids(needle, "contains"))
         if separator not in needle:
-            found = before.rows_of(before.value_ids(needle, "contains"))
-            return found | after.rows_of(after.value_ids(needle, "contains")) if after is not None else found
-        if after is None:
-            return BitMap()
+            return before.rows_of(before.value_ids(needle, "contains")) | after.rows_of(
+                after.value_ids(needle, "contains"))
         head, _, rest = needle.partition(separator)
         spanning = after.rows_of(after.value_ids(rest, "startswith")) if rest else self.with_separator
         if head and spanning:  # never in place: with_separator is shared

@@ -33,26 +33,35 @@ def _found(rows: list[bytes], needle: bytes) -> list[int]:
 @given(values, st.lists(needles, min_size=1, max_size=6))
 @example([b"ab cd ef", b"x  y", b" lead", b"ab", b"b c"], [b"b c", b"d e", b" cd", b"x  ", b"  y", b" ", b"b "])
 @example([b"ab@ba@zz", b"zb@@ab", b"@", b"a@", b"@b"], [b"b@ba", b"ba@z", b"a@zz", b"@@a", b"b@@", b"@", b"a@"])
+@example([b"ab cd"] * 30 + [b"x y"] * 10, [b"b c", b"x y", b" ", b"ab cd", b"d"])  # few values: kept whole
 def test_coded_column_gives_back_every_value_and_finds_what_a_substring_search_finds(rows, searched):
     coded = code_text(text_data(rows))
     assert isinstance(coded, CodedText) and len(coded) == len(rows)
     assert [coded.value_bytes(p) for p in range(len(rows))] == rows
     if any(b"@" in row for row in rows):
-        assert coded.separator == AT
+        assert coded.separator == AT and coded.after is not None
     elif any(b" " in row for row in rows):
-        assert coded.separator == SPACE and coded.after is not None
+        assert coded.separator == SPACE
     trigrams = ColumnTrigrams.build(coded)
     for needle in searched:
         assert sorted(trigrams.positions_holding(needle)) == _found(rows, needle), needle
 
 
 def test_coding_shrinks_repeated_parts():
-    """Names and addresses made of a few first words and a few rests: far fewer bytes than the rows."""
-    first, rest = [b"karen", b"james", b"omar", b"mary"], [b"rossi", b"fischer", b"nguyen"]
-    rows = [first[i % 4] + b" " + rest[i % 3] for i in range(3_000)]
-    coded = code_text(text_data(rows))
-    assert len(coded.before) == 5 and len(coded.after) == 4  # the empty part, and "no separator"
-    assert coded.before_codes.dtype == np.uint8 and coded.nbytes() < len(b"".join(rows)) // 4
+    """Company-like values (many distinct, made of a few first words and rests) are split at the first space;
+    name-like ones (few distinct) are kept whole. Either way far fewer bytes than the rows."""
+    first = [b"unitedpath", b"apexwood", b"cedarfire", b"rivergrove", b"lakemark"] * 10
+    first = [word + bytes([97 + i % 26, 97 + i // 26]) for i, word in enumerate(first)]  # 50 first words
+    rest = [b"systems ltd", b"foods llc", b"motors corp.", b"labs inc."] * 10
+    rest = [words + b" " + bytes([97 + i]) for i, words in enumerate(rest)]  # 40 rests
+    companies = [first[i % 50] + b" " + rest[(i * 7) // 50 % 40] for i in range(6_000)]
+    coded = code_text(text_data(companies))
+    assert coded.after is not None and len(coded.before) == 51 and len(coded.after) == 41  # "", "no separator"
+    assert coded.before_codes.dtype == np.uint8 and coded.nbytes() < len(b"".join(companies)) // 4
+    names = [a + b" " + b for a in (b"karen", b"james", b"omar", b"mary") for b in (b"rossi", b"fischer")] * 500
+    coded = code_text(text_data(names))
+    assert coded.after is None and len(coded.before) == 9 and coded.before_codes.dtype == np.uint8
+    assert sorted(ColumnTrigrams.build(coded).positions_holding(b"n f")) == _found(names, b"n f")
 
 
 @given(st.lists(st.one_of(st.none(), st.integers(-2**62, 2**62)), max_size=30), st.integers(1, 10**6),
