@@ -22,6 +22,7 @@ from pyroaring import BitMap
 from crmtasks.search.coded_text import CodedText
 from crmtasks.search.facets import Entity
 from crmtasks.search.index import EntityIndex
+from crmtasks.search.process_memory import release_free_memory
 from crmtasks.search.segments import PositionFilter
 from crmtasks.search.text_case import ServerLower, default_collation, lower_is_per_code_point
 from crmtasks.search.text_index import TextIndex, scanned_positions
@@ -57,6 +58,7 @@ class TextSearchState:
                 self._indexes.move_to_end(id(index))
                 return held[1]
             built = TextIndex.build(index)
+            release_free_memory()  # the build's temporary arrays (sorted trigram keys) were several times its size
             self._indexes[id(index)] = (index, built)  # the index is kept too, so its id is not reused meanwhile
             while len(self._indexes) > KEPT_INDEXES:
                 self._indexes.popitem(last=False)
