@@ -38,15 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ["DATABASE_URL"] = args.url
     start = _status_mib("VmRSS")
-    import peewee  # noqa: PLC0415 - measured: the imports are part of the process's size
-    import psycopg2  # noqa: PLC0415
+    import peewee
+    import psycopg2
 
-    from crmtasks.pg import db  # noqa: PLC0415
-    from crmtasks.search import faceted_search  # noqa: PLC0415
-    from crmtasks.search.facets import ENTITIES  # noqa: PLC0415
-    from crmtasks.search.index_cache import CACHE  # noqa: PLC0415
-    from crmtasks.search.text_filter import STATE  # noqa: PLC0415
-    from crmtasks.settings import get_settings  # noqa: PLC0415
+    from crmtasks.pg import db
+    from crmtasks.search import faceted_search
+    from crmtasks.search.facets import ENTITIES
+    from crmtasks.search.index_cache import CACHE
+    from crmtasks.search.text_filter import STATE
+    from crmtasks.settings import get_settings
 
     try:
         db.bind(get_settings())
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"after searching {name}: {now:.1f} MiB (+{now - previous:.1f})")
             previous = now
         total = 0
-        for name, loaded in CACHE._loaded.items():  # noqa: SLF001 - a probe of the process's own cache
+        for name, loaded in CACHE._loaded.items():
             parts = loaded.base.nbytes_by_part()
             total += sum(parts.values())
             shown = ", ".join(f"{part} {size / 2**20:.2f}" for part, size in parts.items())

@@ -113,10 +113,10 @@ class CodedText:
 def _code(parts: list[bytes], table: dict) -> np.ndarray:
     """The code of each of ``parts`` in ``table`` (value -> code), the values not in it added in order.
 
-    One dict pass in C but for the small lambda: about 0.1 s per 300k rows.
+    One dict pass: about 0.1 s per 300k rows.
     """
     add = table.setdefault
-    return np.fromiter(map(lambda value: add(value, len(table)), parts), dtype=np.uint32, count=len(parts))
+    return np.fromiter((add(value, len(table)) for value in parts), dtype=np.uint32, count=len(parts))
 
 
 def _rows(blob: bytes, count: int) -> list[bytes]:

@@ -20,7 +20,13 @@ import numpy as np
 import zstandard
 
 from crmtasks.search.coded_text import CodedText, ValueList
-from crmtasks.search.index import CodedColumn, EntityIndex, NumberColumn, TextData, compact_ids
+from crmtasks.search.index import (
+    CodedColumn,
+    EntityIndex,
+    NumberColumn,
+    TextData,
+    compact_ids,
+)
 from crmtasks.search.process_memory import release_free_memory
 
 # 2: a text column may be stored dictionary-coded (a base's are). Version 1 parts are still read.

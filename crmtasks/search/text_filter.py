@@ -24,7 +24,11 @@ from crmtasks.search.facets import Entity
 from crmtasks.search.index import EntityIndex
 from crmtasks.search.process_memory import release_free_memory
 from crmtasks.search.segments import PositionFilter
-from crmtasks.search.text_case import ServerLower, default_collation, lower_is_per_code_point
+from crmtasks.search.text_case import (
+    ServerLower,
+    default_collation,
+    lower_is_per_code_point,
+)
 from crmtasks.search.text_index import TextIndex, scanned_positions
 
 SCAN_BELOW_ROWS = 50_000

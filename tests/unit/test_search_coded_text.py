@@ -10,6 +10,8 @@ test_search_text_index.py compares with the server's ILIKE itself).
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -83,9 +85,7 @@ def test_a_compact_number_column_keeps_the_values_and_the_rows_of_a_bound(raw, d
 
 
 def _moment(microseconds: int):
-    import datetime  # noqa: PLC0415
-
-    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
     try:
         return epoch + datetime.timedelta(microseconds=microseconds)
     except OverflowError:
