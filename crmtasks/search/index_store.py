@@ -19,9 +19,19 @@ import json
 import numpy as np
 import zstandard
 
-from crmtasks.search.index import CodedColumn, EntityIndex, NumberColumn, TextData
+from crmtasks.search.coded_text import CodedText, ValueList
+from crmtasks.search.index import (
+    CodedColumn,
+    EntityIndex,
+    NumberColumn,
+    TextData,
+    compact_ids,
+)
+from crmtasks.search.process_memory import release_free_memory
 
-FORMAT_VERSION = 1
+# 2: a text column may be stored dictionary-coded (a base's are). Version 1 parts are still read.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _LEVEL = 1
 
 
@@ -40,38 +50,76 @@ def index_parts(index: EntityIndex, prefix: str = "") -> dict[str, bytes]:
         "facets": {name: {"keys": list(column.keys), "dtype": column.codes.dtype.str}
                    for name, column in index.facets.items()},
         "numbers": {name: column.present is not None for name, column in index.numbers.items()},
-        "texts": {name: text.offsets.dtype.str for name, text in index.texts.items()},
+        "texts": {name: _text_meta(text) for name, text in index.texts.items()},
     }
-    parts = {"meta": json.dumps(meta).encode(), "ids": index.ids.tobytes()}
+    parts = {"meta": json.dumps(meta).encode(), "ids": np.asarray(index.ids, dtype=np.int64).tobytes()}
     for name, column in index.facets.items():
         parts[f"codes:{name}"] = column.codes.tobytes()
     for name, number in index.numbers.items():
-        parts[f"values:{name}"] = number.values.tobytes()
+        parts[f"values:{name}"] = np.asarray(number.values, dtype=np.int64).tobytes()
         if number.present is not None:
             parts[f"present:{name}"] = number.present.tobytes()
     for name, text in index.texts.items():
-        parts[f"text:{name}"] = text.lowered
-        parts[f"offsets:{name}"] = text.offsets.tobytes()
+        if isinstance(text, CodedText):
+            for side, values, codes in _sides(text):
+                parts[f"text:{name}:{side}"] = values.blob
+                parts[f"starts:{name}:{side}"] = values.starts.tobytes()
+                parts[f"codes:{name}:{side}"] = codes.tobytes()
+        else:
+            parts[f"text:{name}"] = text.lowered
+            parts[f"offsets:{name}"] = text.offsets.tobytes()
     return {prefix + name: _pack(data) for name, data in parts.items()}
 
 
+def _sides(text: CodedText):
+    yield "before", text.before, text.before_codes
+    if text.after is not None:
+        yield "after", text.after, text.after_codes
+
+
+def _text_meta(text) -> dict:
+    if isinstance(text, CodedText):
+        return {"coded": {side: {"starts": values.starts.dtype.str, "codes": codes.dtype.str}
+                          for side, values, codes in _sides(text)}, "separator": text.separator}
+    return {"offsets": text.offsets.dtype.str}
+
+
 def index_from_parts(entity: str, parts: dict[str, bytes], prefix: str = "") -> EntityIndex:
-    """The ``EntityIndex`` stored as ``parts`` (as returned by ``index_parts``), bitmaps built."""
+    """The ``EntityIndex`` stored as ``parts`` (as returned by ``index_parts``), bitmaps built.
+
+    Held compactly (what a searching process keeps): ids as uint32 when they fit, number columns
+    narrowed (``NumberColumn.compact``). Each part is dropped from ``parts`` once decoded, so the
+    compressed and the decoded bytes of the whole entity are never held together; the memory the
+    decoding freed is given back to the system (``release_free_memory``).
+    """
     def part(name: str) -> bytes:
-        return _unpack(parts[prefix + name])
+        return _unpack(parts.pop(prefix + name))
+
+    def array(name: str, dtype) -> np.ndarray:
+        return np.frombuffer(part(name), dtype=np.dtype(dtype))
 
     meta = json.loads(part("meta"))
-    if meta["version"] != FORMAT_VERSION:
+    if meta["version"] not in READABLE_VERSIONS:
         raise ValueError(f"search index format {meta['version']} is not {FORMAT_VERSION}: rebuild it")
-    ids = np.frombuffer(part("ids"), dtype=np.int64)
-    facets = {name: CodedColumn.from_codes(np.frombuffer(part(f"codes:{name}"), dtype=np.dtype(spec["dtype"])),
-                                           tuple(spec["keys"]))
+    ids = compact_ids(array("ids", np.int64))
+    facets = {name: CodedColumn.from_codes(array(f"codes:{name}", spec["dtype"]), tuple(spec["keys"]))
               for name, spec in meta["facets"].items()}
-    numbers = {name: NumberColumn(np.frombuffer(part(f"values:{name}"), dtype=np.int64),
-                                  np.frombuffer(part(f"present:{name}"), dtype=bool) if has_present else None)
+    numbers = {name: NumberColumn.compact(array(f"values:{name}", np.int64),
+                                          array(f"present:{name}", bool) if has_present else None)
                for name, has_present in meta["numbers"].items()}
-    texts = {name: TextData(part(f"text:{name}"), np.frombuffer(part(f"offsets:{name}"), dtype=np.dtype(dtype)))
-             for name, dtype in meta["texts"].items()}
+    texts = {}
+    for name, spec in meta["texts"].items():
+        if isinstance(spec, str):  # version 1: the offsets' dtype
+            spec = {"offsets": spec}
+        if "offsets" in spec:
+            texts[name] = TextData(part(f"text:{name}"), array(f"offsets:{name}", spec["offsets"]))
+            continue
+        sides = {side: (ValueList(part(f"text:{name}:{side}"), array(f"starts:{name}:{side}", dtypes["starts"])),
+                        array(f"codes:{name}:{side}", dtypes["codes"]))
+                 for side, dtypes in spec["coded"].items()}
+        after = sides.get("after", (None, None))
+        texts[name] = CodedText(*sides["before"], *after, spec["separator"])
+    release_free_memory()
     return EntityIndex(entity, ids, facets, numbers, texts)
 
 

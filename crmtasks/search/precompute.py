@@ -4,7 +4,8 @@ What a run publishes, from one REPEATABLE READ snapshot, as a new generation
 (``search_index_generations``, parts in ``search_index_parts``):
   - a *full build* (a base): every row of every entity, read with one
     ``COPY`` per entity (``crmtasks.search.index_read``), serialized column
-    by column (``crmtasks.search.index_store``). Done on the first run, when
+    by column (``crmtasks.search.index_store``), its text columns dictionary-coded
+    (``crmtasks.search.coded_text``). Done on the first run, when
     asked (``full=True``, ``crmtasks run --full``, a TRUNCATE of a CRM
     table), once the base is older than ``FULL_BUILD_AFTER``, and when the
     delta would hold more than ``MOST_DELTA_SHARE`` of the base's rows;
@@ -38,6 +39,7 @@ from psycopg2 import sql
 
 from crmtasks.errors import CrmtasksError
 from crmtasks.pg import AdvisoryLock, quietly, transaction
+from crmtasks.search.coded_text import with_coded_texts
 from crmtasks.search.facets import ENTITIES, Entity
 from crmtasks.search.index import EntityIndex
 from crmtasks.search.index_cache import changed_ids_sql, load_delta
@@ -155,7 +157,7 @@ def _publish(conn, entities: list[Entity], statement_timeout_ms: int, full: bool
 
 
 def _full_entity(cur, entity: Entity, generation: int) -> dict:
-    index = read_index(cur, entity)
+    index = with_coded_texts(read_index(cur, entity))  # the base's text is held coded by searching processes
     written = write_parts(cur, generation, entity.name, index_parts(index))
     return {"rows": len(index), "changed": len(index), "bytes": written}
 

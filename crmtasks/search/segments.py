@@ -119,8 +119,7 @@ def count(segments: Sequence[Segment], request: SearchRequest,
 
 
 def _texts(text: TextData, positions: np.ndarray) -> list[bytes]:
-    offsets = text.offsets.astype(np.int64)
-    return [text.lowered[offsets[p]:offsets[p + 1] - 1] for p in positions]
+    return text.values_at(positions)  # a TextData or a base's CodedText
 
 
 def combine(entity: str, parts: Sequence[tuple[EntityIndex, np.ndarray]]) -> EntityIndex:

@@ -6,9 +6,9 @@ and learns each code point's lower case from the server the first time a ``q`` h
 when the in-memory path is ruled out, ``text_filter`` returns None and the search stays
 live SQL, so answers never differ from ILIKE.
 
-Segments below ``SCAN_BELOW_ROWS`` rows (the delta, the rows changed since the
-generation) are scanned; a larger one (the base) gets a ``TextIndex`` built on its first
-text search and kept while that index is loaded (at most ``KEPT_INDEXES``, the oldest
+Segments below ``SCAN_BELOW_ROWS`` rows holding their text raw (the delta, the rows changed
+since the generation) are scanned; a base (its text dictionary-coded, crmtasks.search.coded_text)
+or a large raw segment gets a ``TextIndex`` built on its first text search and kept while that index is loaded (at most ``KEPT_INDEXES``, the oldest
 dropped first: the cache in crmtasks.search.index_cache holds one generation per entity).
 """
 
@@ -19,10 +19,16 @@ import threading
 
 from pyroaring import BitMap
 
+from crmtasks.search.coded_text import CodedText
 from crmtasks.search.facets import Entity
 from crmtasks.search.index import EntityIndex
+from crmtasks.search.process_memory import release_free_memory
 from crmtasks.search.segments import PositionFilter
-from crmtasks.search.text_case import ServerLower, default_collation, lower_is_per_code_point
+from crmtasks.search.text_case import (
+    ServerLower,
+    default_collation,
+    lower_is_per_code_point,
+)
 from crmtasks.search.text_index import TextIndex, scanned_positions
 
 SCAN_BELOW_ROWS = 50_000
@@ -56,6 +62,7 @@ class TextSearchState:
                 self._indexes.move_to_end(id(index))
                 return held[1]
             built = TextIndex.build(index)
+            release_free_memory()  # the build's temporary arrays (sorted trigram keys) were several times its size
             self._indexes[id(index)] = (index, built)  # the index is kept too, so its id is not reused meanwhile
             while len(self._indexes) > KEPT_INDEXES:
                 self._indexes.popitem(last=False)
@@ -84,7 +91,7 @@ def text_filter(cur, entity: Entity, q: str, state: TextSearchState = STATE) -> 
     needle = state.lowering.lower(cur, q).encode("utf-8")
 
     def positions(index: EntityIndex) -> BitMap:
-        if len(index) < SCAN_BELOW_ROWS:
+        if len(index) < SCAN_BELOW_ROWS and not any(isinstance(text, CodedText) for text in index.texts.values()):
             return scanned_positions(index, needle)
         return state.trigrams(index).positions(needle)
 

@@ -8,16 +8,18 @@ column (the escaped wildcards match themselves). The core index (crmtasks.search
 already holds each text column lowered by the server (``TextData``, rows joined by NUL);
 ``q`` is lowered with the server's own case map (crmtasks.search.text_case).
 
-A segment of a few rows is scanned (``bytes.find``). A large one (the generation's base)
-gets a ``TextIndex`` built once per loaded index, per text column:
+A segment of a few rows held raw (``TextData``: a delta, the rows read live) is scanned
+(``bytes.find``). A generation's base holds its text columns dictionary-coded
+(``CodedText``, crmtasks.search.coded_text: distinct parts before and after the first
+``@`` or space, codes per row) and gets a ``TextIndex`` built once per loaded index, per column:
   - trigram (three consecutive bytes) -> BitMap of the ids of the column's *distinct*
-    values holding it (names and companies repeat: cost follows what is distinct);
-  - value id -> row positions (``row_starts``/``row_positions``, compressed sparse rows).
-A search ANDs the bitmaps of the trigrams of ``lower(q)`` (every trigram of a substring is
-in the value), checks each candidate value for the whole substring on one row holding it
-(one vectorised pass over the core's text; a three-byte ``q`` needs none), and turns the
-matching values into row positions. Exact by construction: a value is kept only when it
-holds the bytes of ``lower(q)``.
+    parts holding it (names and companies repeat: cost follows what is distinct);
+  - part id -> row positions (``row_starts``/``row_positions``, compressed sparse rows).
+The distinct parts are the coded column's own, not copied. A search ANDs the bitmaps of
+the trigrams of ``lower(q)`` (every trigram of a substring is in the value), checks each
+candidate part for the whole substring (one vectorised pass; a three-byte ``q`` needs
+none), and turns the matching parts into row positions. Exact by construction: a part is
+kept only when it holds the bytes of ``lower(q)``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import dataclasses
 import numpy as np
 from pyroaring import BitMap
 
-from crmtasks.search.index import EntityIndex, TextData
+from crmtasks.search.coded_text import CodedText, ValueList, code_text
+from crmtasks.search.index import EntityIndex, TextData, bitmap_bytes
 
 # Bytes gathered at once when candidate values are checked (bounds the temporary array).
 _CHECK_CHUNK_BYTES = 4 << 20
@@ -98,44 +101,33 @@ class ValueDictionary:
     """One part of a text column, dictionary-coded: the distinct values, their trigrams and their rows.
 
     Parameters:
-      values(bytes|None): Distinct values (lower-cased UTF-8), each followed by a NUL byte; value 0 is
-        empty. None when the values are whole column values: they are then read from the core's
-        text at the value's first row, and not held twice.
-      value_starts(ndarray): uint32, offset of each value in ``values`` (one more entry than values).
+      values(ValueList): Distinct values (lower-cased UTF-8); shared with the ``CodedText`` it was built
+        from, not copied.
       trigrams(dict): trigram code -> BitMap of the value ids holding it.
       row_starts(ndarray): uint32, value id -> first index into ``row_positions`` (one more entry than values).
-      row_positions(ndarray): uint32, row positions grouped by value id (rows whose part is empty are left out).
+      row_positions(ndarray): uint32, row positions grouped by value id (rows whose part is empty, or that
+        have no part, code 0, are left out: they match no needle).
     """
 
-    values: bytes | None
-    value_starts: np.ndarray
+    values: ValueList
     trigrams: dict[int, BitMap]
     row_starts: np.ndarray
     row_positions: np.ndarray
 
     @classmethod
-    def build(cls, parts: list[bytes], *, hold_values: bool = True) -> ValueDictionary:
-        """The dictionary of each row's part (rows in position order; b"" for none)."""
-        distinct: dict[bytes, int] = {b"": 0}
-        codes = np.fromiter((distinct.setdefault(part, len(distinct)) for part in parts), dtype=np.uint32,
-                            count=len(parts))
-        texts = list(distinct)
-        lengths = np.fromiter((len(text) + 1 for text in texts), dtype=np.int64, count=len(texts))
-        value_starts = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=value_starts[1:])
-        kept = np.flatnonzero(codes != 0)  # an empty part matches nothing: no rows kept for it
-        order = kept[np.argsort(codes[kept], kind="stable")].astype(np.uint32)
-        row_starts = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(codes[kept], minlength=len(texts)), out=row_starts[1:])
-        values = b"\x00".join(texts) + b"\x00"
-        return cls(values if hold_values else None, _compact(value_starts), _value_trigrams(texts),
-                   _compact(row_starts), order)
+    def build(cls, values: ValueList, codes: np.ndarray) -> ValueDictionary:
+        """The dictionary of ``values``, row ``p`` holding value ``codes[p]``."""
+        empty = np.diff(values.starts.astype(np.int64)) == 1
+        empty[0] = True
+        kept = np.flatnonzero(~empty[codes])
+        kept_codes = codes[kept]
+        order = kept[np.argsort(kept_codes, kind="stable")].astype(np.uint32)
+        row_starts = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(kept_codes, minlength=len(values)), out=row_starts[1:])
+        return cls(values, _value_trigrams(values), _compact(row_starts), order)
 
-    def value_ids(self, needle: bytes, how: str, text: TextData | None = None) -> np.ndarray:
-        """Ids of the values that ``contains``/``startswith``/``endswith`` ``needle`` (a non-empty one).
-
-        ``text``: the core's column, read when this dictionary does not hold its values.
-        """
+    def value_ids(self, needle: bytes, how: str) -> np.ndarray:
+        """Ids of the values that ``contains``/``startswith``/``endswith`` ``needle`` (a non-empty one)."""
         if len(needle) >= 3:
             bitmaps = []
             for code in needle_trigrams(needle):
@@ -148,14 +140,10 @@ class ValueDictionary:
             if len(needle) == 3 and how == "contains":
                 return ids  # three bytes are one trigram: its bitmap is the answer already
         else:  # too short for a trigram: every value is a candidate (the dictionary, not the rows)
-            ids = np.arange(1, len(self.value_starts) - 1, dtype=np.int64)
-        if self.values is not None:
-            starts = self.value_starts[ids].astype(np.int64)
-            lengths = self.value_starts[ids + 1].astype(np.int64) - starts - 1
-            return ids[_check(self.values, starts, lengths, needle, how)]
-        first_rows = self.row_positions[self.row_starts[ids].astype(np.int64)].astype(np.int64)
-        starts = text.offsets[first_rows]
-        return ids[_check(text.lowered, starts, text.offsets[first_rows + 1] - starts - 1, needle, how)]
+            ids = np.arange(1, len(self.values), dtype=np.int64)
+        starts = self.values.starts[ids].astype(np.int64)
+        lengths = self.values.starts[ids + 1].astype(np.int64) - starts - 1
+        return ids[_check(self.values.blob, starts, lengths, needle, how)]
 
     def rows_of(self, ids: np.ndarray) -> BitMap:
         """Positions of the rows whose part is one of the values ``ids``."""
@@ -168,77 +156,74 @@ class ValueDictionary:
         return uint32_bitmap(np.sort(self.row_positions[index]))
 
     def nbytes(self) -> int:
-        """Bytes held: the values, the arrays and the bitmaps' containers."""
-        total = len(self.values or b"") + self.value_starts.nbytes + self.row_starts.nbytes + self.row_positions.nbytes
-        return total + sum(_bitmap_bytes(bitmap) for bitmap in self.trigrams.values())
-
-
-def _bitmap_bytes(bitmap: BitMap) -> int:
-    stats = bitmap.get_statistics()
-    return stats["n_bytes_array_containers"] + stats["n_bytes_bitset_containers"] + stats["n_bytes_run_containers"]
+        """Bytes held besides the shared values: the arrays and the bitmaps' containers."""
+        total = self.row_starts.nbytes + self.row_positions.nbytes
+        return total + sum(bitmap_bytes(bitmap) for bitmap in self.trigrams.values())
 
 
 @dataclasses.dataclass(frozen=True)
 class ColumnTrigrams:
-    """One text column's index: each value split at its first ``@`` into two dictionaries.
+    """One text column's index: each value split at its first separator (``@`` in an e-mail column,
+    else a space) into two dictionaries.
 
     Why the split: an e-mail address is nearly unique, but its local part and its domain repeat
-    (the same people, the same companies), so two dictionaries hold far fewer distinct bytes and
-    trigrams than one. A value without ``@`` is all ``before``. A ``q`` without ``@`` matches a value
-    exactly when it is inside ``before`` or inside ``after`` (it cannot span the ``@``); a ``q`` =
-    ``A@B`` (A without ``@``) spans the value's first ``@`` (``before`` ends with A, ``after`` starts
-    with B) or lies inside ``after``. Every test is made on distinct values, so the answer is exact.
+    (the same people, the same companies), and so do a name's or a company's first word and the
+    rest, so two dictionaries hold far fewer distinct bytes and trigrams than one. A value without
+    the separator is all ``before``. A ``q`` without it matches a value exactly when it is inside
+    ``before`` or inside ``after`` (it cannot span the separator); a ``q`` = ``A<sep>B`` (A without
+    it) spans the value's first separator (``before`` ends with A, ``after`` starts with B) or lies
+    inside ``after``. Every test is made on distinct parts, so the answer is exact. The split and
+    the distinct parts are the column's own (``CodedText``): this index adds the trigrams and each
+    part's rows.
 
     Parameters:
-      before(ValueDictionary): The part before the first ``@`` (the whole value when it has none).
-      after(ValueDictionary|None): The part after it; None when no value of the column has ``@``.
-      with_at(BitMap): Positions whose value has ``@``.
-      text(TextData): The core's column it was built from (``before`` reads its values there when it
-        holds none: no ``@`` in the column, so ``before`` values are whole values).
+      before(ValueDictionary): The part before the first separator (the whole value when it has none).
+      after(ValueDictionary|None): The part after it; None when the column is not split (``before`` then
+        holds whole values).
+      with_separator(BitMap): Positions whose value has the separator.
+      separator(bytes): The separator (one ASCII byte).
     """
 
     before: ValueDictionary
     after: ValueDictionary | None
-    with_at: BitMap
-    text: TextData
+    with_separator: BitMap
+    separator: bytes = b"@"
 
     @classmethod
-    def build(cls, text: TextData) -> ColumnTrigrams:
-        """The index of one column of the core index."""
-        rows = text.lowered.split(b"\x00")[:-1]
-        split = [row.partition(b"@") for row in rows]
-        with_at = uint32_bitmap(np.flatnonzero(np.fromiter((bool(at) for _, at, _ in split), dtype=bool,
-                                                            count=len(split))))
-        after = ValueDictionary.build([rest for _, _, rest in split]) if with_at else None
-        before = ValueDictionary.build([head for head, _, _ in split], hold_values=bool(with_at))
-        return cls(before, after, with_at, text)
+    def build(cls, text: TextData | CodedText) -> ColumnTrigrams:
+        """The index of one column of an index (a raw column is dictionary-coded first)."""
+        coded = text if isinstance(text, CodedText) else code_text(text)
+        before = ValueDictionary.build(coded.before, coded.before_codes)
+        if coded.after is None:
+            return cls(before, None, BitMap(), bytes((coded.separator,)))
+        after = ValueDictionary.build(coded.after, coded.after_codes)
+        return cls(before, after, uint32_bitmap(np.flatnonzero(coded.after_codes)), bytes((coded.separator,)))
 
     def positions_holding(self, needle: bytes) -> BitMap:
         """Positions whose value holds ``needle`` (lower-cased UTF-8, three bytes or more)."""
-        before, after = self.before, self.after
-        if b"@" not in needle:
-            found = before.rows_of(before.value_ids(needle, "contains", self.text))
-            return found | after.rows_of(after.value_ids(needle, "contains")) if after is not None else found
-        if after is None:
-            return BitMap()
-        head, _, rest = needle.partition(b"@")
-        spanning = after.rows_of(after.value_ids(rest, "startswith")) if rest else self.with_at
-        if head and spanning:  # never in place: with_at is shared
+        before, after, separator = self.before, self.after, self.separator
+        if after is None:  # whole values
+            return before.rows_of(before.value_ids(needle, "contains"))
+        if separator not in needle:
+            return before.rows_of(before.value_ids(needle, "contains")) | after.rows_of(
+                after.value_ids(needle, "contains"))
+        head, _, rest = needle.partition(separator)
+        spanning = after.rows_of(after.value_ids(rest, "startswith")) if rest else self.with_separator
+        if head and spanning:  # never in place: with_separator is shared
             spanning = spanning & before.rows_of(before.value_ids(head, "endswith"))
         return spanning | after.rows_of(after.value_ids(needle, "contains"))
 
     def nbytes(self) -> int:
         after = self.after.nbytes() if self.after is not None else 0
-        return self.before.nbytes() + after + _bitmap_bytes(self.with_at)
+        return self.before.nbytes() + after + bitmap_bytes(self.with_separator)
 
 
-def _value_trigrams(values: list[bytes]) -> dict[int, BitMap]:
-    """trigram code -> BitMap of the ids (list indexes) of ``values`` holding it."""
-    blob = b"\x00".join(values) + b"\x00"
-    data = np.frombuffer(blob, dtype=np.uint8)
+def _value_trigrams(values: ValueList) -> dict[int, BitMap]:
+    """trigram code -> BitMap of the ids of ``values`` holding it."""
+    data = np.frombuffer(values.blob, dtype=np.uint8)
     if len(data) < 3:
         return {}
-    lengths = np.fromiter((len(value) + 1 for value in values), dtype=np.int64, count=len(values))
+    lengths = np.diff(values.starts.astype(np.int64))
     codes = _trigram_codes(data)
     value_ids = np.repeat(np.arange(len(values), dtype=np.uint64), lengths)[:-2]
     inside = (data[:-2] != 0) & (data[1:-1] != 0) & (data[2:] != 0)
@@ -281,5 +266,8 @@ def scanned_positions(index: EntityIndex, needle: bytes) -> BitMap:
     """Positions of ``index`` holding ``needle`` in any text column, by scanning (no trigram index)."""
     result = BitMap()
     for text in index.texts.values():
-        result |= uint32_bitmap(scan_positions(text, needle))
+        if isinstance(text, CodedText):  # its distinct parts are what is scanned
+            result |= ColumnTrigrams.build(text).positions_holding(needle)
+        else:
+            result |= uint32_bitmap(scan_positions(text, needle))
     return result

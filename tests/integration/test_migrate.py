@@ -270,3 +270,29 @@ def test_kill_9_during_an_index_build_then_migrate_again(fresh_database, fresh_i
     migrate.require_current(conn)
     conn.close()
     assert differences(schema_of(fresh_database), fresh_install_schema) == {}
+
+
+RETIRED_FACET_TABLES = {"facet_counts", "facet_current", "facet_generations"}
+
+
+def test_0017_drops_the_retired_facet_tables_while_a_writer_holds_crm_tables_open(fresh_database):
+    """0017 drops the tables nothing reads since the search index, waiting on no lock of a CRM table."""
+    _migrate_to(fresh_database, 16)
+    assert RETIRED_FACET_TABLES <= set(_tables(fresh_database))
+    with psycopg2.connect(fresh_database) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO facet_generations (as_of) VALUES (now()) RETURNING id")
+        generation = cur.fetchone()[0]
+        cur.execute("INSERT INTO facet_current (generation_id, as_of) VALUES (%s, now())", (generation,))
+        cur.execute("INSERT INTO facet_counts VALUES (%s, 'leads', '', NULL, 'status', 'New', 3)", (generation,))
+    conn.close()
+    writer = psycopg2.connect(fresh_database)  # a transaction left open on leads and users while 0017 runs
+    with writer.cursor() as cur:
+        cur.execute("INSERT INTO leads (name, status) VALUES ('written during 0017', 'New')")
+        cur.execute("SELECT * FROM users FOR UPDATE")
+    started = time.monotonic()
+    assert [m.version for m in _migrate_to(fresh_database, 17)] == [17]
+    assert time.monotonic() - started < 5  # not waiting for the writer (the migration's lock_timeout is 10 s)
+    writer.commit()
+    writer.close()
+    assert not RETIRED_FACET_TABLES & set(_tables(fresh_database))
+    assert _migrate_to(fresh_database, 17) == []  # applied once

@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from crmtasks.search import text_filter as text_filter_module
+from crmtasks.search.coded_text import CodedText
 from crmtasks.search.facets import get_entity
+from crmtasks.search.index_cache import CACHE
 from crmtasks.search.index_read import read_index
 from crmtasks.search.precompute import precompute
 from crmtasks.search.query import faceted_search
@@ -89,6 +91,8 @@ def test_trigram_index_and_scan_equal_ilike(conn, migrated_database_url, leads, 
 # Python's lower() differs from the server's here: İ (two code points in Python), a final Σ (ς in Python).
 @example(leads=[("isa", "ασ.", None)], changes=[], searches=["İsa", "ΑΣ."])
 @example(leads=[(f"Ab%c {i}", None, None) for i in range(14)], changes=[("ab%C", None, None)] * 4, searches=["ab%c"])
+# Across the first space of a name or company (the base's text is split there), and after it.
+@example(leads=[("Ab Cd", "X Yz W", "p q@r s"), ("abc", "x  yz", None)], changes=[], searches=["b c", "x y", "yz w", "q@r s"])
 def test_faceted_search_with_q_equals_live_sql_before_and_after_changes(conn, migrated_database_url, monkeypatch,
                                                                         leads, changes, searches):
     monkeypatch.setattr(text_filter_module, "SCAN_BELOW_ROWS", 1)  # the base goes through the trigram index
@@ -113,6 +117,8 @@ def test_faceted_search_with_q_equals_live_sql_before_and_after_changes(conn, mi
             assert [r["id"] for r in paged.records] == [r["id"] for r in live_page.records], (q, page, order_by)
         with conn.cursor() as cur:
             assert indexed.total == len(_ilike_ids(cur, q))
+    base = CACHE._loaded["leads"].base  # the answers above came from the base as a searching process holds it
+    assert all(isinstance(text, CodedText) for text in base.texts.values())
 
 
 
