@@ -53,11 +53,14 @@ from crmtasks.pg import db, transaction
 from crmtasks.search import sql as facet_sql
 from crmtasks.search.facets import Entity
 from crmtasks.search.index import EntityIndex
-from crmtasks.search.index_cache import CACHE, GenerationKey, changes_query
+from crmtasks.search import change_log
+from crmtasks.search.change_log import STATE_COLUMNS, LogState
+from crmtasks.search.index_cache import CACHE
 from crmtasks.search.index_read import read_rows_of_ids
 from crmtasks.search.kinds import ROW_ALIAS
 from crmtasks.search.request import SearchRequest, build_request
-from crmtasks.search.segments import PositionFilter, Segment, count, matching_positions
+from crmtasks.search.overlay import OVERLAYS, Overflow, Overlay, too_many
+from crmtasks.search.segments import Matched, PositionFilter, Segment, count_matched, evaluate, matching_ids
 from crmtasks.search.text_filter import text_filter
 from crmtasks.search.visibility_index import visibility_filter
 from crmtasks.settings import get_settings
@@ -126,30 +129,86 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
         raise ValueError(f"user_id must be a positive whole number (got {user_id!r})")
     settings = get_settings()
     where = facet_sql.where_clause(request)
-    with db.using_connection(connection) as conn, _session(conn) as (cur, own_transaction), \
-            _snapshot(cur, settings.search_timeout_ms, own_transaction) as as_of:
+    with db.using_connection(connection) as conn, _session(conn) as (cur, own_transaction):
         answer = None
-        if allow_precomputed:
-            answer = _filtered_index_answer(cur, request, where, user_id)
+        if allow_precomputed and user_id is None:
+            answer = _one_statement_answer(cur, request, where, settings.search_timeout_ms if own_transaction else None)
         if answer is None:
-            answer = _live_answer(cur, request, where, user_id)
-    source, facets, total, records = answer
+            with _snapshot(cur, settings.search_timeout_ms, own_transaction) as as_of:
+                if allow_precomputed:
+                    answer = _filtered_index_answer(cur, request, where, user_id, own_transaction)
+                if answer is None:
+                    answer = _live_answer(cur, request, where, user_id)
+            answer = (*answer, as_of)
+    source, facets, total, records, as_of = answer
     return SearchResult(entity=request.entity.name, records=records, total=total, page=request.page,
                         per_page=request.per_page, facets=facets, as_of=as_of, source=source)
 
 
-def _filtered_index_answer(cur, request: SearchRequest, where: sql.Composable, user_id: int | None):
+def _text_filters(cur, request: SearchRequest) -> list[PositionFilter] | None:
+    """Text ``q`` as a position filter (none without ``q``); None when the index cannot answer it."""
+    if request.q is None:
+        return []
+    text = text_filter(cur, request.entity, request.q)  # its statements read no table: any snapshot will do
+    if text is None:
+        return None  # the server's lower() is not code point by code point: ILIKE, live
+    return [_once_per_index(text)]
+
+
+def _one_statement_answer(cur, request: SearchRequest, where: sql.Composable, timeout_ms: int | None):
+    """``(source, facets, total, records, as_of)`` in one statement, or None when it cannot tell.
+
+    The counts and the page's ids come from this process's overlay (``crmtasks.search.overlay``).
+    One statement, in one snapshot, reads the current generation, the changes since the overlay's
+    position and the page's rows. When the generation is the overlay's and nothing changed
+    since, the overlay's rows are exactly the statement's rows: the counts and the page are
+    exact for it, stamped with its ``statement_timestamp()``. Otherwise (None) the caller reads
+    in a snapshot of its own and advances the overlay.
+    """
+    held = OVERLAYS.get(request.entity.name)
+    if not isinstance(held, Overlay):
+        return None
+    extra = _text_filters(cur, request)
+    if extra is None:
+        return None
+    matched = evaluate(held.segments, request, extra)
+    total = sum(len(m) for m in matched)
+    page_request, page_where = _narrowed(where, matched, request, total)
+    statement = _with_page(change_log.state_sql(request.entity, held.key, held.position),
+                           facet_sql.page_query(page_request, page_where), page_request)
+    if timeout_ms is not None:  # one simple query: SET LOCAL holds for this implicit transaction only
+        statement = sql.SQL("SET LOCAL statement_timeout = {}; {}").format(sql.Literal(str(int(timeout_ms))), statement)
+    cur.execute(statement)
+    rows = cur.fetchall()
+    if not rows:
+        return None
+    state = LogState.from_row(rows[0])
+    if not state.since_position or state.changed:
+        return None
+    facets, total = count_matched(matched, request)
+    columns = [column.name for column in cur.description[STATE_COLUMNS:]]
+    records = [dict(zip(columns, row[STATE_COLUMNS:])) for row in rows if row[STATE_COLUMNS] is not None]
+    return PRECOMPUTED, facets, total, records, state.as_of
+
+
+def _with_page(state: sql.Composable, page: sql.Composable, request: SearchRequest) -> sql.Composable:
+    """The state row joined with the page's rows (one row with NULL record columns when the page is empty)."""
+    # MATERIALIZED: the state row is computed once, not once per page row
+    return sql.SQL("WITH m AS MATERIALIZED ({state}) SELECT * FROM m LEFT JOIN LATERAL ({page}) AS p ON true "
+                   "ORDER BY {order}").format(
+        state=state, page=page, order=facet_sql.order_terms(request, ("p",)))
+
+
+def _filtered_index_answer(cur, request: SearchRequest, where: sql.Composable, user_id: int | None,
+                           own_transaction: bool):
     """The index's answer with text ``q`` and the user's visibility as position filters; None: answer live.
 
     The visibility is compiled once, in the search's snapshot: its bitmaps keep the counted rows,
     its SQL condition (crmtasks.sharing.filters) the page's.
     """
-    extra: list[PositionFilter] = []
-    if request.q is not None:
-        text = text_filter(cur, request.entity, request.q)
-        if text is None:
-            return None  # the server's lower() is not code point by code point: ILIKE, live
-        extra.append(_once_per_index(text))
+    extra = _text_filters(cur, request)
+    if extra is None:
+        return None
     if user_id is not None:
         visibility = sharing.visibility(user_id, cursor=cur)
         visible = visibility_filter(cur, visibility, request.entity.name)
@@ -157,63 +216,74 @@ def _filtered_index_answer(cur, request: SearchRequest, where: sql.Composable, u
             extra.append(_once_per_index(visible))
         where = sql.SQL("({}) AND ({})").format(
             where, sharing_filters.condition(visibility, request.entity.name, ROW_ALIAS))
-    return _index_answer(cur, request, where, extra)
+    return _index_answer(cur, request, where, extra, own_transaction)
 
 
 def _index_answer(cur, request: SearchRequest, where: sql.Composable,
-                  extra: Sequence[PositionFilter] = ()):
+                  extra: Sequence[PositionFilter], own_transaction: bool):
     """``(source, facets, total, records)`` from the index and the changes since it; None when it cannot answer.
 
     Runs in the caller's snapshot: the generation, the changed rows and the page are all read in it.
+    Reads the changes since this process's overlay when the snapshot contains its position (else
+    since the generation), and offers the overlay so made for later searches when the snapshot is
+    one this search opened (a caller's transaction may hold writes of its own, not yet committed).
     """
-    entity = request.entity
-    cur.execute(changes_query(entity))
-    row = cur.fetchone()
-    if row is None:
-        return None  # nothing published yet
-    *key, changed = row
-    if None in changed:
-        return None  # a table was truncated since the generation: live until the next build
-    loaded = CACHE.get(cur, entity.name, GenerationKey(*key))
-    changed_ids = np.array(sorted(changed), dtype=np.int64)
-    live = read_rows_of_ids(cur, entity, changed_ids) if len(changed_ids) else None
-    segments = loaded.segments(changed_ids, live)
-    facets, total = count(segments, request, extra)
-    cur.execute(facet_sql.page_query(*_narrowed(where, segments, request, extra, total)))
+    segments = _segments(cur, request.entity, own_transaction)
+    if segments is None:
+        return None
+    matched = evaluate(segments, request, extra)
+    facets, total = count_matched(matched, request)
+    cur.execute(facet_sql.page_query(*_narrowed(where, matched, request, total)))
     return PRECOMPUTED, facets, total, _records(cur)
 
 
-def _narrowed(where: sql.Composable, segments: Sequence[Segment], request: SearchRequest,
-              extra: Sequence[PositionFilter], total: int) -> tuple[SearchRequest, sql.Composable]:
-    """The page's ``(request, where)``, narrowed by ids for a text or per-user search.
+def _segments(cur, entity: Entity, own_transaction: bool) -> Sequence[Segment] | None:
+    """The cursor's snapshot's rows as segments of the index, the overlay advanced to it; None: answer live."""
+    held = OVERLAYS.get(entity.name)
+    overlay = held if isinstance(held, Overlay) else None
+    cur.execute(change_log.state_sql(entity, overlay and overlay.key, overlay and overlay.position))
+    row = cur.fetchone()
+    if row is None:
+        return None  # nothing published yet
+    state = LogState.from_row(row)
+    if None in state.changed:
+        return None  # a table was truncated since the generation: live until the next build
+    changed = np.array(sorted(state.changed), dtype=np.int64)
+    rows = read_rows_of_ids(cur, entity, changed) if len(changed) else None
+    if state.since_position:
+        made = overlay.advanced(state.snapshot, changed, rows)
+    else:
+        loaded = CACHE.get(cur, entity.name, state.key)
+        made = Overlay.of_generation(loaded, state.snapshot, changed, rows)
+    if own_transaction:
+        OVERLAYS.offer(entity.name, held, Overflow(made.key) if too_many(made.changed) else made)
+    return made.segments
+
+
+def _narrowed(where: sql.Composable, matched: Sequence[Matched], request: SearchRequest,
+              total: int) -> tuple[SearchRequest, sql.Composable]:
+    """The page's ``(request, where)``, narrowed to the ids the index says match.
 
     Ordered by id (the default), the page's ids are read from the index: the matching ids at
     ``offset .. offset + per_page`` in id order, then ``id = ANY(those)`` with offset 0. Ordered
     otherwise and matching at most ``PAGE_BY_IDS_UP_TO`` rows, ``id = ANY(<every matching id>)``.
     Either way the page's own conditions (ILIKE, the visibility) then run on those rows only, found
-    by primary key, whatever plan they would get alone (a rare ``q`` can walk the id index end to
-    end), and the ids are exactly the matching rows of this snapshot, so the page is the same.
+    by primary key, whatever plan they would get alone (a rare ``q`` or facet value can walk the id
+    index end to end), and the ids are exactly the matching rows of the snapshot the segments are
+    of, so the page is the same.
     """
     column, descending = request.order
     by_id = column == "id"
-    if not extra or (not by_id and total > PAGE_BY_IDS_UP_TO):
+    if not by_id and total > PAGE_BY_IDS_UP_TO:
         return request, where
     wanted = request.offset + request.per_page if by_id else None
-    parts = []
-    for segment in segments:
-        positions = matching_positions(segment, request, extra) if len(segment.index) else None
-        if positions is None:  # not with a position filter; an empty index has nothing to add
-            continue
-        if wanted is not None:  # ids ascend with positions: the first or last ``wanted`` are enough
-            positions = positions[-wanted:] if descending else positions[:wanted]
-        parts.append(segment.index.ids[positions])
-    matching = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+    matching = matching_ids(matched, wanted, descending)
     if by_id:
         matching = matching[::-1] if descending else matching
         matching = matching[request.offset:request.offset + request.per_page]
         request = dataclasses.replace(request, page=1)
     narrowed = sql.SQL("({}) AND {} = ANY({}::bigint[])").format(
-        where, sql.Identifier(ROW_ALIAS, "id"), sql.Literal(sorted(int(record_id) for record_id in matching)))
+        where, sql.Identifier(ROW_ALIAS, "id"), sql.Literal(np.sort(matching).tolist()))
     return request, narrowed
 
 

@@ -20,7 +20,6 @@ it matches every filter.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from collections.abc import Callable, Sequence
 
@@ -94,28 +93,102 @@ def _counts(column: CodedColumn, positions: np.ndarray | None, skipped: BitMap) 
     return np.bincount(column.codes[positions], minlength=len(column.keys))
 
 
+@dataclasses.dataclass(frozen=True)
+class Matched:
+    """A segment and its positions matching a search (None: every position not skipped)."""
+
+    segment: Segment
+    positions: np.ndarray | None
+
+    def __len__(self) -> int:
+        if self.positions is None:
+            return len(self.segment.index) - len(self.segment.skipped)
+        return len(self.positions)
+
+
+def evaluate(segments: Sequence[Segment], request: SearchRequest,
+             extra: Sequence[PositionFilter] = ()) -> list[Matched]:
+    """Each non-empty segment with its matching positions, computed once for the counts and the page."""
+    return [Matched(segment, matching_positions(segment, request, extra)) for segment in segments
+            if len(segment.index)]
+
+
 def count(segments: Sequence[Segment], request: SearchRequest,
           extra: Sequence[PositionFilter] = ()) -> tuple[dict[str, dict], int]:
     """``(facets, total)`` over the segments: facets as ``faceted_search`` returns them (decoded, largest first)."""
+    return count_matched(evaluate(segments, request, extra), request)
+
+
+def count_matched(matched: Sequence[Matched], request: SearchRequest) -> tuple[dict[str, dict], int]:
+    """``(facets, total)`` of evaluated segments.
+
+    Counts are added per key across segments (each segment codes its keys its own way), then
+    ordered largest first, then by key (no value last), as live counts are.
+    """
     entity = request.entity
-    keyed: dict[str, collections.Counter] = {facet.name: collections.Counter() for facet in entity.facets}
-    total = 0
-    for segment in segments:
-        if not len(segment.index):
-            continue
-        positions = matching_positions(segment, request, extra)
-        total += len(segment.index) - len(segment.skipped) if positions is None else len(positions)
-        for facet in entity.facets:
-            column = segment.index.facets[facet.name]
-            counts = _counts(column, positions, segment.skipped)
-            for code in np.flatnonzero(counts):
-                keyed[facet.name][column.keys[code]] += int(counts[code])
+    total = sum(len(m) for m in matched)
     facets = {}
     for facet in entity.facets:
-        ordered = sorted(((key, n) for key, n in keyed[facet.name].items() if n > 0),
-                         key=lambda item: (-item[1], item[0] is None, item[0] or ""))
-        facets[facet.name] = {None if key is None else facet.kind.decode(key): n for key, n in ordered}
+        keyed: dict = {}
+        for m in matched:
+            column = m.segment.index.facets[facet.name]
+            counts = _counts(column, m.positions, m.segment.skipped)
+            nonzero = np.flatnonzero(counts)
+            keys = column.keys
+            if not keyed:
+                keyed = {keys[code]: n for code, n in zip(nonzero.tolist(), counts[nonzero].tolist())}
+                continue
+            for code, n in zip(nonzero.tolist(), counts[nonzero].tolist()):
+                key = keys[code]
+                keyed[key] = keyed.get(key, 0) + n
+        ordered = sorted(keyed.items(), key=_largest_first)
+        decode = facet.kind.decode
+        facets[facet.name] = {None if key is None else decode(key): n for key, n in ordered if n > 0}
     return facets, total
+
+
+def _largest_first(item: tuple) -> tuple:
+    key, n = item
+    return -n, key is None, key or ""
+
+
+def unskipped_positions(segment: Segment, wanted: int, last: bool) -> np.ndarray:
+    """The first (or last) ``wanted`` positions of the segment that are not skipped, ascending."""
+    length, skipped = len(segment.index), segment.skipped
+    if last:
+        low = max(0, length - wanted)
+        while low > 0:  # widen the window by what the skipped positions in it took
+            short = wanted - ((length - low) - skipped.range_cardinality(low, length))
+            if short <= 0:
+                break
+            low = max(0, low - short)
+        window = BitMap(range(low, length))
+    else:
+        high = min(length, wanted)
+        while high < length:
+            short = wanted - (high - skipped.range_cardinality(0, high))
+            if short <= 0:
+                break
+            high = min(length, high + short)
+        window = BitMap(range(0, high))
+    positions = _array(window - skipped) if skipped else _array(window)
+    return positions[-wanted:] if last else positions[:wanted]
+
+
+def matching_ids(matched: Sequence[Matched], wanted: int | None, descending: bool) -> np.ndarray:
+    """Matching ids, ascending: all of them, or only the ``wanted`` largest (``descending``) or smallest ones."""
+    parts = []
+    for m in matched:
+        positions = m.positions
+        if positions is None:
+            if wanted is None:
+                positions = _array(BitMap(range(len(m.segment.index))) - m.segment.skipped)
+            else:
+                positions = unskipped_positions(m.segment, wanted, descending)
+        elif wanted is not None:  # ids ascend with positions: the first or last ``wanted`` are enough
+            positions = positions[-wanted:] if descending else positions[:wanted]
+        parts.append(m.segment.index.ids[positions])
+    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _texts(text: TextData, positions: np.ndarray) -> list[bytes]:
