@@ -50,17 +50,25 @@ from pyroaring import BitMap
 
 from crmtasks import sharing
 from crmtasks.pg import db, transaction
+from crmtasks.search import change_log
 from crmtasks.search import sql as facet_sql
+from crmtasks.search.change_log import STATE_COLUMNS, LogState
 from crmtasks.search.facets import Entity
 from crmtasks.search.index import EntityIndex
-from crmtasks.search import change_log
-from crmtasks.search.change_log import STATE_COLUMNS, LogState
 from crmtasks.search.index_cache import CACHE
 from crmtasks.search.index_read import read_rows_of_ids
 from crmtasks.search.kinds import ROW_ALIAS
-from crmtasks.search.request import SearchRequest, build_request
 from crmtasks.search.overlay import OVERLAYS, Overflow, Overlay, too_many
-from crmtasks.search.segments import Matched, PositionFilter, Segment, count_matched, evaluate, matching_ids
+from crmtasks.search.request import SearchRequest, build_request
+from crmtasks.search.segments import (
+    Matched,
+    PositionFilter,
+    Segment,
+    count_matched,
+    evaluate,
+    matching_ids,
+)
+from crmtasks.search.statement_text import TEXTS
 from crmtasks.search.text_filter import text_filter
 from crmtasks.search.visibility_index import visibility_filter
 from crmtasks.settings import get_settings
@@ -128,12 +136,12 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
     if user_id is not None and (isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1):
         raise ValueError(f"user_id must be a positive whole number (got {user_id!r})")
     settings = get_settings()
-    where = facet_sql.where_clause(request)
     with db.using_connection(connection) as conn, _session(conn) as (cur, own_transaction):
         answer = None
         if allow_precomputed and user_id is None:
-            answer = _one_statement_answer(cur, request, where, settings.search_timeout_ms if own_transaction else None)
+            answer = _one_statement_answer(cur, request, settings.search_timeout_ms if own_transaction else None)
         if answer is None:
+            where = facet_sql.where_clause(request)
             with _snapshot(cur, settings.search_timeout_ms, own_transaction) as as_of:
                 if allow_precomputed:
                     answer = _filtered_index_answer(cur, request, where, user_id, own_transaction)
@@ -155,7 +163,7 @@ def _text_filters(cur, request: SearchRequest) -> list[PositionFilter] | None:
     return [_once_per_index(text)]
 
 
-def _one_statement_answer(cur, request: SearchRequest, where: sql.Composable, timeout_ms: int | None):
+def _one_statement_answer(cur, request: SearchRequest, timeout_ms: int | None):
     """``(source, facets, total, records, as_of)`` in one statement, or None when it cannot tell.
 
     The counts and the page's ids come from this process's overlay (``crmtasks.search.overlay``).
@@ -172,13 +180,8 @@ def _one_statement_answer(cur, request: SearchRequest, where: sql.Composable, ti
     if extra is None:
         return None
     matched = evaluate(held.segments, request, extra)
-    total = sum(len(m) for m in matched)
-    page_request, page_where = _narrowed(where, matched, request, total)
-    statement = _with_page(change_log.state_sql(request.entity, held.key, held.position),
-                           facet_sql.page_query(page_request, page_where), page_request)
-    if timeout_ms is not None:  # one simple query: SET LOCAL holds for this implicit transaction only
-        statement = sql.SQL("SET LOCAL statement_timeout = {}; {}").format(sql.Literal(str(int(timeout_ms))), statement)
-    cur.execute(statement)
+    page_request, ids = _page_ids(matched, request)
+    cur.execute(TEXTS.text(cur, page_request, held.key, held.position, ids, timeout_ms))
     rows = cur.fetchall()
     if not rows:
         return None
@@ -189,14 +192,6 @@ def _one_statement_answer(cur, request: SearchRequest, where: sql.Composable, ti
     columns = [column.name for column in cur.description[STATE_COLUMNS:]]
     records = [dict(zip(columns, row[STATE_COLUMNS:])) for row in rows if row[STATE_COLUMNS] is not None]
     return PRECOMPUTED, facets, total, records, state.as_of
-
-
-def _with_page(state: sql.Composable, page: sql.Composable, request: SearchRequest) -> sql.Composable:
-    """The state row joined with the page's rows (one row with NULL record columns when the page is empty)."""
-    # MATERIALIZED: the state row is computed once, not once per page row
-    return sql.SQL("WITH m AS MATERIALIZED ({state}) SELECT * FROM m LEFT JOIN LATERAL ({page}) AS p ON true "
-                   "ORDER BY {order}").format(
-        state=state, page=page, order=facet_sql.order_terms(request, ("p",)))
 
 
 def _filtered_index_answer(cur, request: SearchRequest, where: sql.Composable, user_id: int | None,
@@ -233,7 +228,7 @@ def _index_answer(cur, request: SearchRequest, where: sql.Composable,
         return None
     matched = evaluate(segments, request, extra)
     facets, total = count_matched(matched, request)
-    cur.execute(facet_sql.page_query(*_narrowed(where, matched, request, total)))
+    cur.execute(facet_sql.page_query(*_narrowed(where, matched, request)))
     return PRECOMPUTED, facets, total, _records(cur)
 
 
@@ -260,13 +255,13 @@ def _segments(cur, entity: Entity, own_transaction: bool) -> Sequence[Segment] |
     return made.segments
 
 
-def _narrowed(where: sql.Composable, matched: Sequence[Matched], request: SearchRequest,
-              total: int) -> tuple[SearchRequest, sql.Composable]:
-    """The page's ``(request, where)``, narrowed to the ids the index says match.
+def _page_ids(matched: Sequence[Matched], request: SearchRequest) -> tuple[SearchRequest, list[int] | None]:
+    """The page's request and the ids it is narrowed to (None: not narrowed), from the index.
 
     Ordered by id (the default), the page's ids are read from the index: the matching ids at
     ``offset .. offset + per_page`` in id order, then ``id = ANY(those)`` with offset 0. Ordered
-    otherwise and matching at most ``PAGE_BY_IDS_UP_TO`` rows, ``id = ANY(<every matching id>)``.
+    otherwise and matching at most ``PAGE_BY_IDS_UP_TO`` rows, ``id = ANY(<every matching id>)``;
+    beyond, the page is read by its SQL alone (an index range in page order).
     Either way the page's own conditions (ILIKE, the visibility) then run on those rows only, found
     by primary key, whatever plan they would get alone (a rare ``q`` or facet value can walk the id
     index end to end), and the ids are exactly the matching rows of the snapshot the segments are
@@ -274,17 +269,25 @@ def _narrowed(where: sql.Composable, matched: Sequence[Matched], request: Search
     """
     column, descending = request.order
     by_id = column == "id"
-    if not by_id and total > PAGE_BY_IDS_UP_TO:
-        return request, where
+    if not by_id and sum(len(m) for m in matched) > PAGE_BY_IDS_UP_TO:
+        return request, None
     wanted = request.offset + request.per_page if by_id else None
     matching = matching_ids(matched, wanted, descending)
     if by_id:
         matching = matching[::-1] if descending else matching
-        matching = matching[request.offset:request.offset + request.per_page]
+        matching = np.sort(matching[request.offset:request.offset + request.per_page])
         request = dataclasses.replace(request, page=1)
-    narrowed = sql.SQL("({}) AND {} = ANY({}::bigint[])").format(
-        where, sql.Identifier(ROW_ALIAS, "id"), sql.Literal(np.sort(matching).tolist()))
-    return request, narrowed
+    return request, matching.tolist()
+
+
+def _narrowed(where: sql.Composable, matched: Sequence[Matched],
+              request: SearchRequest) -> tuple[SearchRequest, sql.Composable]:
+    """The page's ``(request, where)``, narrowed to the ids the index says match (see ``_page_ids``)."""
+    request, ids = _page_ids(matched, request)
+    if ids is None:
+        return request, where
+    return request, sql.SQL("({}) AND {} = ANY({}::bigint[])").format(
+        where, sql.Identifier(ROW_ALIAS, "id"), sql.Literal(ids))
 
 
 def _once_per_index(position_filter: PositionFilter) -> PositionFilter:

@@ -48,17 +48,47 @@ class Segment:
     skipped: BitMap
 
 
+# A facet with at most this many keys, over at least this many matching positions, is counted by
+# intersecting bitmaps (one C call per key, its cost following the bitmaps' containers) rather
+# than by gathering the codes of every matching position (its cost following the positions):
+# measured at 300k leads, one filter (25k positions) 0.44 -> 0.30 ms, three (2k) 0.12 -> 0.15 ms.
+BITMAP_COUNT_KEYS = 48
+BITMAP_COUNT_FROM = 20_000
+# Key -> code tables kept (one per facet column of the indexes held; rebuilt when dropped).
+_CODE_TABLES_KEPT = 256
+_code_tables: dict[int, tuple[CodedColumn, dict]] = {}
+
+
+def _code_of(column: CodedColumn) -> dict:
+    """``column.code_of()``, built once per column (a column is immutable)."""
+    entry = _code_tables.get(id(column))
+    if entry is None or entry[0] is not column:
+        if len(_code_tables) >= _CODE_TABLES_KEPT:
+            _code_tables.clear()
+        entry = (column, column.code_of())  # the column kept: its id is not reused meanwhile
+        _code_tables[id(column)] = entry
+    return entry[1]
+
+
 def _facet_bitmap(column: CodedColumn, keys: Sequence[str], null_included: bool) -> BitMap:
-    code_of = column.code_of()
+    code_of = _code_of(column)
     wanted = [code_of[key] for key in keys if key in code_of]
     if null_included and None in code_of:
         wanted.append(code_of[None])
+    if len(wanted) == 1:
+        return column.bitmaps[wanted[0]]
     return BitMap.union(*(column.bitmaps[code] for code in wanted)) if wanted else BitMap()
 
 
 def matching_positions(segment: Segment, request: SearchRequest,
                        extra: Sequence[PositionFilter] = ()) -> np.ndarray | None:
     """Positions of the segment matching ``request`` (sorted uint32); None for "every position not skipped"."""
+    return _matching(segment, request, extra)[0]
+
+
+def _matching(segment: Segment, request: SearchRequest,
+              extra: Sequence[PositionFilter]) -> tuple[np.ndarray | None, BitMap | None]:
+    """``(positions, the same as a bitmap when one was at hand)``; positions None: every one not skipped."""
     index = segment.index
     sets = [_facet_bitmap(index.facets[f.facet.name], f.keys, f.null_included) for f in request.facet_filters]
     sets += [position_filter(index) for position_filter in extra]
@@ -66,30 +96,37 @@ def matching_positions(segment: Segment, request: SearchRequest,
     for bitmap in sorted(sets, key=len):
         result = bitmap if result is None else result & bitmap
         if not result:
-            return np.zeros(0, dtype=np.uint32)
+            return np.zeros(0, dtype=np.uint32), BitMap()
     if result is not None:
-        positions = np.frombuffer((result - segment.skipped).to_array(), dtype=np.uint32)
+        if segment.skipped:
+            result = result - segment.skipped
+        positions = np.frombuffer(result.to_array(), dtype=np.uint32)
     elif request.range_filters:
         mask = np.ones(len(index), dtype=bool)
         mask[_array(segment.skipped)] = False
         positions = np.flatnonzero(mask).astype(np.uint32)
     else:
-        return None
+        return None, None
     for range_filter in request.range_filters:
         mask = range_mask(index.numbers[range_filter.column], range_filter.kind, range_filter.bounds, positions)
         positions = positions[mask]
-    return positions
+        result = None
+    return positions, result
 
 
 def _array(bitmap: BitMap) -> np.ndarray:
     return np.frombuffer(bitmap.to_array(), dtype=np.uint32)
 
 
-def _counts(column: CodedColumn, positions: np.ndarray | None, skipped: BitMap) -> np.ndarray:
+def _counts(column: CodedColumn, matched: Matched) -> np.ndarray:
+    positions, skipped = matched.positions, matched.segment.skipped
     if positions is None:  # every row but the skipped ones: the totals minus what is skipped
         if not skipped:
             return column.totals
         return column.totals - np.bincount(column.codes[_array(skipped)], minlength=len(column.keys))
+    if matched.bitmap is not None and len(column.keys) <= BITMAP_COUNT_KEYS and len(positions) >= BITMAP_COUNT_FROM:
+        bitmap = matched.bitmap
+        return np.array([bitmap.intersection_cardinality(values) for values in column.bitmaps], dtype=np.int64)
     return np.bincount(column.codes[positions], minlength=len(column.keys))
 
 
@@ -99,6 +136,7 @@ class Matched:
 
     segment: Segment
     positions: np.ndarray | None
+    bitmap: BitMap | None = None  # the positions as a bitmap, when the filters made one
 
     def __len__(self) -> int:
         if self.positions is None:
@@ -109,8 +147,7 @@ class Matched:
 def evaluate(segments: Sequence[Segment], request: SearchRequest,
              extra: Sequence[PositionFilter] = ()) -> list[Matched]:
     """Each non-empty segment with its matching positions, computed once for the counts and the page."""
-    return [Matched(segment, matching_positions(segment, request, extra)) for segment in segments
-            if len(segment.index)]
+    return [Matched(segment, *_matching(segment, request, extra)) for segment in segments if len(segment.index)]
 
 
 def count(segments: Sequence[Segment], request: SearchRequest,
@@ -132,7 +169,7 @@ def count_matched(matched: Sequence[Matched], request: SearchRequest) -> tuple[d
         keyed: dict = {}
         for m in matched:
             column = m.segment.index.facets[facet.name]
-            counts = _counts(column, m.positions, m.segment.skipped)
+            counts = _counts(column, m)
             nonzero = np.flatnonzero(counts)
             keys = column.keys
             if not keyed:
@@ -170,7 +207,7 @@ def unskipped_positions(segment: Segment, wanted: int, last: bool) -> np.ndarray
             if short <= 0:
                 break
             high = min(length, high + short)
-        window = BitMap(range(0, high))
+        window = BitMap(range(high))
     positions = _array(window - skipped) if skipped else _array(window)
     return positions[-wanted:] if last else positions[:wanted]
 
