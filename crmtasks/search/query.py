@@ -3,12 +3,20 @@
 Where the counts come from (``SearchResult.source``):
   - ``"precomputed"``: from the search index (``crmtasks.search.index``),
     for any number of facet filters (values or lists) and range filters.
-    In one REPEATABLE READ, READ ONLY snapshot the search reads which
-    generation is current and which records changed since it (the change
-    log, one statement), reads those records live (usually few), and counts
-    the generation's rows minus the changed ones plus their live rows
-    (``crmtasks.search.segments``). So the counts and total are exact for
-    the search's own snapshot, stamped ``as_of``, like a live count.
+    The search counts, and picks the page's ids, from this process's
+    overlay (``crmtasks.search.overlay``: the generation plus the rows
+    changed since it, as of a position), then sends ONE statement that
+    reads, in its own snapshot, the current generation, the changes since
+    the overlay's position and the page's records. When nothing changed
+    since and the generation is the same, that is the answer, exact for
+    the statement's snapshot and stamped with its ``statement_timestamp()``.
+    Otherwise, in one REPEATABLE READ, READ ONLY snapshot, it reads only
+    the changes since the position (since the generation when the overlay
+    is of another), reads those records live, advances the overlay and
+    counts the generation's rows minus the changed ones plus their live
+    rows (``crmtasks.search.segments``). Either way the counts and total
+    are exact for the search's own snapshot, stamped ``as_of``, like a
+    live count.
     Text ``q`` (crmtasks.search.text_filter) and ``user_id``
     (crmtasks.search.visibility_index) are position filters over the same
     segments, exact as ILIKE and ``sharing.visible`` are.

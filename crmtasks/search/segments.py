@@ -1,11 +1,12 @@
 """Counting a search over the index: segments, filters as bitmaps, facet counts by ``numpy.bincount``.
 
-A search sees its snapshot's rows as up to three *segments*, each an
+A search sees its snapshot's rows as *segments*, each an
 ``EntityIndex`` with the positions it must skip:
   - the generation's base, minus the rows the delta or the change log replaced;
   - the generation's delta (rows changed between the base and the generation),
     minus the rows the change log replaced;
-  - the rows changed since the generation, read live in the search's snapshot.
+  - the rows changed since the generation, read live (``crmtasks.search.overlay``
+    keeps them between searches, in layers, each minus the rows changed again later).
 Each record is in exactly one segment, so totals and counts add up.
 
 Within a segment: each facet filter is the union of its values' bitmaps,
