@@ -48,15 +48,21 @@ class PreparedStatement:
         self._prepare = sql.SQL("PREPARE {} ({}) AS {}").format(
             sql.SQL(name), sql.SQL(", ").join(map(sql.SQL, param_types)),
             build([sql.SQL(f"${number}") for number in range(1, len(param_types) + 1)]))
-        self._inline = build([sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(kind)) for kind in param_types])
+        # named: a statement may use a parameter more than once
+        self._inline = build([sql.SQL("{}::{}").format(sql.Placeholder(f"p{number}"), sql.SQL(kind))
+                              for number, kind in enumerate(param_types, 1)])
 
-    def execute(self, cursor, params: tuple) -> None:
-        """Run the statement with ``params`` on ``cursor``; fetch its rows as usual."""
+    def execute(self, cursor, params: tuple, prefix: str = "") -> None:
+        """Run the statement with ``params`` on ``cursor``; fetch its rows as usual.
+
+        ``prefix``: statements sent before it in the same query string (``SET LOCAL ...; ``), so in
+        the same round trip and implicit transaction; not sent with PREPARE.
+        """
         conn = cursor.connection
         names = _names_on(conn)
         if self.name in names:
             try:
-                cursor.execute(self._execute, params)
+                cursor.execute(prefix + self._execute, params)
                 return
             except psycopg2.errors.InvalidSqlStatementName:
                 names.discard(self.name)
@@ -65,9 +71,10 @@ class PreparedStatement:
         if conn.autocommit and conn.get_transaction_status() == _IDLE:
             cursor.execute(self._prepare)
             names.add(self.name)
-            cursor.execute(self._execute, params)
+            cursor.execute(prefix + self._execute, params)
         else:
-            cursor.execute(self._inline, params)
+            cursor.execute(sql.SQL(prefix) + self._inline if prefix else self._inline,
+                           {f"p{number}": value for number, value in enumerate(params, 1)})
 
 
 def _names_on(conn) -> set[str]:

@@ -91,13 +91,26 @@ def state_sql(entity: Entity, key: GenerationKey | None = None, position: str | 
     contains ``position``; else since the generation.
     """
     if key is None or position is None:
-        usable = sql.SQL("false")
+        return _state_sql(entity, None)
+    return _state_sql(entity, (sql.Literal(key.generation), sql.Literal(key.as_of), sql.Literal(position)))
+
+
+def state_sql_with(entity: Entity, generation: sql.Composable, as_of: sql.Composable,
+                   position: sql.Composable) -> sql.Composable:
+    """``state_sql`` with the generation's id and as_of and the position as given (placeholders of a prepared
+    statement: ``bigint``, ``timestamptz``, ``text``)."""
+    return _state_sql(entity, (generation, as_of, position))
+
+
+def _state_sql(entity: Entity, asked: tuple[sql.Composable, sql.Composable, sql.Composable] | None) -> sql.Composable:
+    if asked is None:
+        usable, since = sql.SQL("false"), sql.SQL("g.snapshot")
     else:
-        snapshot = sql.SQL("{}::pg_snapshot").format(sql.Literal(position))
+        generation, as_of, position = asked
+        snapshot = sql.SQL("({})::pg_snapshot").format(position)
         usable = sql.SQL("coalesce(g.id = {gen} AND g.as_of = {as_of} AND {contains}, false)").format(
-            gen=sql.Literal(key.generation), as_of=sql.Literal(key.as_of), contains=_contains(snapshot))
-    since = sql.SQL("CASE WHEN u.usable THEN {}::pg_snapshot ELSE g.snapshot END").format(
-        sql.Literal(position)) if position is not None else sql.SQL("g.snapshot")
+            gen=generation, as_of=as_of, contains=_contains(snapshot))
+        since = sql.SQL("CASE WHEN u.usable THEN {} ELSE g.snapshot END").format(snapshot)
     return sql.SQL(
         "SELECT g.id, g.as_of, b.id, b.as_of, statement_timestamp(), pg_current_snapshot()::text, u.usable, "
         "ARRAY(SELECT DISTINCT c.record_id FROM ({changed}) AS c (record_id)) "

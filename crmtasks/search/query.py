@@ -58,7 +58,7 @@ from pyroaring import BitMap
 
 from crmtasks import sharing
 from crmtasks.pg import db, transaction
-from crmtasks.search import change_log
+from crmtasks.search import change_log, statement_text
 from crmtasks.search import sql as facet_sql
 from crmtasks.search.change_log import STATE_COLUMNS, LogState
 from crmtasks.search.facets import Entity
@@ -76,7 +76,6 @@ from crmtasks.search.segments import (
     evaluate,
     matching_ids,
 )
-from crmtasks.search.statement_text import TEXTS
 from crmtasks.search.text_filter import text_filter
 from crmtasks.search.visibility_index import visibility_filter
 from crmtasks.settings import get_settings
@@ -189,7 +188,7 @@ def _one_statement_answer(cur, request: SearchRequest, timeout_ms: int | None):
         return None
     matched = evaluate(held.segments, request, extra)
     page_request, ids = _page_ids(matched, request)
-    cur.execute(TEXTS.text(cur, page_request, held.key, held.position, ids, timeout_ms))
+    statement_text.execute(cur, page_request, held.key, held.position, ids, timeout_ms)
     rows = cur.fetchall()
     if not rows:
         return None
