@@ -37,8 +37,9 @@ from crmtasks.search.index import EntityIndex
 from crmtasks.search.index_cache import GenerationKey, LoadedGeneration
 from crmtasks.search.segments import Segment, combine
 
-# Changed ids an overlay may hold (their rows are a few hundred bytes each in memory).
-MAX_CHANGED_ROWS = 200_000
+# Changed ids an overlay may hold: their rows take a few hundred bytes each (up to ~30 MB for leads),
+# and a run folds the changes into a delta every few minutes, so this is reached only by mass updates.
+MAX_CHANGED_ROWS = 100_000
 # Layers of changed rows before they are folded into one.
 MAX_LAYERS = 4
 
