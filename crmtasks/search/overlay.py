@@ -17,10 +17,11 @@ since this process last looked, not since the last facet run.
 An overlay is immutable: advancing makes a new one, offered to the
 ``OverlayCache`` with the overlay it was made from; it is kept only if that
 one is still current (compare and swap under a lock), so threads never see
-a half-made overlay and never lose a newer one to an older one. Layers are
-folded into one every ``MAX_LAYERS`` (the cost of a fold follows the changed
-rows, not the table). Past ``MAX_CHANGED_ROWS`` changed ids the process
-keeps no overlay for that generation (``Overflow``): searches read every
+a half-made overlay and never lose a newer one to an older one. A new layer
+is folded into the one before while that one is not much larger (as a
+log-structured merge does): a fold costs what the two layers hold, each row
+is copied a few times at most, and layers stay few (``MAX_LAYERS``). Past
+``MAX_CHANGED_ROWS`` changed ids the process keeps no overlay for that generation (``Overflow``): searches read every
 change live, as before, until the next generation arrives.
 """
 
@@ -40,8 +41,8 @@ from crmtasks.search.segments import Segment, combine
 # Changed ids an overlay may hold: their rows take a few hundred bytes each (up to ~30 MB for leads),
 # and a run folds the changes into a delta every few minutes, so this is reached only by mass updates.
 MAX_CHANGED_ROWS = 100_000
-# Layers of changed rows before they are folded into one.
-MAX_LAYERS = 4
+# Layers of changed rows at most (each about twice the next one's size, see ``Overlay.advanced``).
+MAX_LAYERS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +78,19 @@ class Overlay:
             return dataclasses.replace(self, position=position)
         segments = [Segment(s.index, s.skipped | s.index.positions_of_ids(new)) if len(s.index) else s
                     for s in self.segments]
-        if rows is not None and len(rows):
-            segments.append(Segment(rows, BitMap()))
         fixed = 1 if self.loaded.delta is None else 2
-        if len(segments) - fixed > MAX_LAYERS:
-            segments = segments[:fixed] + [_folded(segments[fixed:])]
-        return Overlay(self.loaded, position, np.union1d(self.changed, new), tuple(segments))
+        layers = segments[fixed:]
+        if rows is not None and len(rows):
+            layers.append(Segment(rows, BitMap()))
+        # Fold the newest layer into the one before while that one is not much larger (as a log-structured
+        # merge does): each changed row is copied O(log n) times, not once per search, and layers stay few.
+        while len(layers) >= 2 and (_live(layers[-2]) <= 2 * _live(layers[-1]) or len(layers) > MAX_LAYERS):
+            layers[-2:] = [_folded(layers[-2:])]
+        return Overlay(self.loaded, position, np.union1d(self.changed, new), tuple(segments[:fixed] + layers))
+
+
+def _live(layer: Segment) -> int:
+    return len(layer.index) - len(layer.skipped)
 
 
 def _folded(layers: list[Segment]) -> Segment:
