@@ -248,6 +248,9 @@ def _segments(cur, entity: Entity, own_transaction: bool) -> Sequence[Segment] |
     if row is None:
         return None  # nothing published yet
     state = LogState.from_row(row)
+    if overlay is not None and not state.since_position:  # another generation, or an older snapshot
+        cur.execute(change_log.state_sql(entity))
+        state = LogState.from_row(cur.fetchone())
     if None in state.changed:
         return None  # a table was truncated since the generation: live until the next build
     changed = np.array(sorted(state.changed), dtype=np.int64)
