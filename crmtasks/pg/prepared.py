@@ -59,16 +59,22 @@ class PreparedStatement:
         self._prepare = sql.SQL("PREPARE {} ({}) AS {}").format(
             sql.SQL(name), sql.SQL(", ").join(map(sql.SQL, param_types)),
             build([sql.SQL(f"${number}") for number in range(1, len(param_types) + 1)]))
-        self._inline = build([sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(kind)) for kind in param_types])
+        # named: a statement may use a parameter more than once
+        self._inline = build([sql.SQL("{}::{}").format(sql.Placeholder(f"p{number}"), sql.SQL(kind))
+                              for number, kind in enumerate(param_types, 1)])
 
-    def execute(self, cursor, params: tuple) -> None:
-        """Run the statement with ``params`` on ``cursor``; fetch its rows as usual."""
+    def execute(self, cursor, params: tuple, prefix: str = "") -> None:
+        """Run the statement with ``params`` on ``cursor``; fetch its rows as usual.
+
+        ``prefix``: statements sent before it in the same query string (``SET LOCAL ...; ``), so in
+        the same round trip and implicit transaction; not sent with PREPARE.
+        """
         conn = cursor.connection
         names = _names_on(conn)
         if self.name in names:
             try:
-                cursor.execute(self._execute_alone if conn.autocommit and conn.get_transaction_status() == _IDLE
-                               else self._execute, params)
+                alone = conn.autocommit and conn.get_transaction_status() == _IDLE
+                cursor.execute(prefix + (self._execute_alone if alone else self._execute), params)
                 return
             except psycopg2.errors.InvalidSqlStatementName:
                 names.discard(self.name)
@@ -77,9 +83,10 @@ class PreparedStatement:
         if conn.autocommit and conn.get_transaction_status() == _IDLE:
             cursor.execute(self._prepare)
             names.add(self.name)
-            cursor.execute(self._execute_alone, params)
+            cursor.execute(prefix + self._execute_alone, params)
         else:
-            cursor.execute(self._inline, params)
+            cursor.execute(sql.SQL(prefix) + self._inline if prefix else self._inline,
+                           {f"p{number}": value for number, value in enumerate(params, 1)})
 
 
 def _setting_name(name: str) -> str:

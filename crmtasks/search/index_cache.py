@@ -1,9 +1,9 @@
 """The search index as a searching process holds it: one generation per entity, loaded lazily, shared by threads.
 
-Every search reads, in its own snapshot, which generation is current and
-which records changed since it (``changes_query``, one statement). When the
-process holds another generation of that entity, it loads the current one
-in that same snapshot (the base only when the base changed; a delta is
+A search reads, in its own snapshot, which generation is current and which
+records changed since it (``crmtasks.search.change_log``). When the process
+holds another generation of that entity, it loads the current one in a
+snapshot of the search's own (the base only when the base changed; a delta is
 small) and drops the old one, so memory stays at one generation per entity
 and a new generation is used from the first search that sees it. Loading
 is done by one thread per entity at a time; the others wait for it (they
@@ -152,16 +152,3 @@ def changed_ids_sql(entity: Entity) -> sql.Composable:
             table=sql.Identifier(entity.table), column=sql.Identifier(column),
             changed=_visible_changes(tables[table])))
     return sql.SQL(" UNION ").join(parts)
-
-
-def changes_query(entity: Entity) -> sql.Composable:
-    """One row: the current generation's key (``GenerationKey`` fields), the ids changed since it (None in it:
-    a whole table changed).
-
-    No row when nothing is published.
-    """
-    return sql.SQL(
-        "SELECT g.id, g.as_of, b.id, b.as_of, ARRAY(SELECT DISTINCT c.record_id FROM ({changed}) AS c (record_id)) "
-        "FROM search_index_current AS cur JOIN search_index_generations AS g ON g.id = cur.generation_id "
-        "JOIN search_index_generations AS b ON b.id = coalesce(g.base_id, g.id)"
-    ).format(changed=changed_ids_sql(entity))

@@ -3,12 +3,20 @@
 Where the counts come from (``SearchResult.source``):
   - ``"precomputed"``: from the search index (``crmtasks.search.index``),
     for any number of facet filters (values or lists) and range filters.
-    In one REPEATABLE READ, READ ONLY snapshot the search reads which
-    generation is current and which records changed since it (the change
-    log, one statement), reads those records live (usually few), and counts
-    the generation's rows minus the changed ones plus their live rows
-    (``crmtasks.search.segments``). So the counts and total are exact for
-    the search's own snapshot, stamped ``as_of``, like a live count.
+    The search counts, and picks the page's ids, from this process's
+    overlay (``crmtasks.search.overlay``: the generation plus the rows
+    changed since it, as of a position), then sends ONE statement that
+    reads, in its own snapshot, the current generation, the changes since
+    the overlay's position and the page's records. When nothing changed
+    since and the generation is the same, that is the answer, exact for
+    the statement's snapshot and stamped with its ``statement_timestamp()``.
+    Otherwise, in one REPEATABLE READ, READ ONLY snapshot, it reads only
+    the changes since the position (since the generation when the overlay
+    is of another), reads those records live, advances the overlay and
+    counts the generation's rows minus the changed ones plus their live
+    rows (``crmtasks.search.segments``). Either way the counts and total
+    are exact for the search's own snapshot, stamped ``as_of``, like a
+    live count.
     Text ``q`` (crmtasks.search.text_filter) and ``user_id``
     (crmtasks.search.visibility_index) are position filters over the same
     segments, exact as ILIKE and ``sharing.visible`` are.
@@ -50,14 +58,24 @@ from pyroaring import BitMap
 
 from crmtasks import sharing
 from crmtasks.pg import db, transaction
+from crmtasks.search import change_log, statement_text
 from crmtasks.search import sql as facet_sql
+from crmtasks.search.change_log import STATE_COLUMNS, LogState
 from crmtasks.search.facets import Entity
 from crmtasks.search.index import EntityIndex
-from crmtasks.search.index_cache import CACHE, GenerationKey, changes_query
+from crmtasks.search.index_cache import CACHE
 from crmtasks.search.index_read import read_rows_of_ids
 from crmtasks.search.kinds import ROW_ALIAS
+from crmtasks.search.overlay import OVERLAYS, Overflow, Overlay, too_many
 from crmtasks.search.request import SearchRequest, build_request
-from crmtasks.search.segments import PositionFilter, Segment, count, matching_positions
+from crmtasks.search.segments import (
+    Matched,
+    PositionFilter,
+    Segment,
+    count_matched,
+    evaluate,
+    matching_ids,
+)
 from crmtasks.search.text_filter import text_filter
 from crmtasks.search.visibility_index import visibility_filter
 from crmtasks.settings import get_settings
@@ -125,31 +143,74 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
     if user_id is not None and (isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1):
         raise ValueError(f"user_id must be a positive whole number (got {user_id!r})")
     settings = get_settings()
-    where = facet_sql.where_clause(request)
-    with db.using_connection(connection) as conn, _session(conn) as (cur, own_transaction), \
-            _snapshot(cur, settings.search_timeout_ms, own_transaction) as as_of:
+    with db.using_connection(connection) as conn, _session(conn) as (cur, own_transaction):
         answer = None
-        if allow_precomputed:
-            answer = _filtered_index_answer(cur, request, where, user_id)
+        if allow_precomputed and user_id is None:
+            answer = _one_statement_answer(cur, request, settings.search_timeout_ms if own_transaction else None)
         if answer is None:
-            answer = _live_answer(cur, request, where, user_id)
-    source, facets, total, records = answer
+            where = facet_sql.where_clause(request)
+            with _snapshot(cur, settings.search_timeout_ms, own_transaction) as as_of:
+                if allow_precomputed:
+                    answer = _filtered_index_answer(cur, request, where, user_id, own_transaction)
+                if answer is None:
+                    answer = _live_answer(cur, request, where, user_id)
+            answer = (*answer, as_of)
+    source, facets, total, records, as_of = answer
     return SearchResult(entity=request.entity.name, records=records, total=total, page=request.page,
                         per_page=request.per_page, facets=facets, as_of=as_of, source=source)
 
 
-def _filtered_index_answer(cur, request: SearchRequest, where: sql.Composable, user_id: int | None):
+def _text_filters(cur, request: SearchRequest) -> list[PositionFilter] | None:
+    """Text ``q`` as a position filter (none without ``q``); None when the index cannot answer it."""
+    if request.q is None:
+        return []
+    text = text_filter(cur, request.entity, request.q)  # its statements read no table: any snapshot will do
+    if text is None:
+        return None  # the server's lower() is not code point by code point: ILIKE, live
+    return [_once_per_index(text)]
+
+
+def _one_statement_answer(cur, request: SearchRequest, timeout_ms: int | None):
+    """``(source, facets, total, records, as_of)`` in one statement, or None when it cannot tell.
+
+    The counts and the page's ids come from this process's overlay (``crmtasks.search.overlay``).
+    One statement, in one snapshot, reads the current generation, the changes since the overlay's
+    position and the page's rows. When the generation is the overlay's and nothing changed
+    since, the overlay's rows are exactly the statement's rows: the counts and the page are
+    exact for it, stamped with its ``statement_timestamp()``. Otherwise (None) the caller reads
+    in a snapshot of its own and advances the overlay.
+    """
+    held = OVERLAYS.get(request.entity.name)
+    if not isinstance(held, Overlay):
+        return None
+    extra = _text_filters(cur, request)
+    if extra is None:
+        return None
+    matched = evaluate(held.segments, request, extra)
+    page_request, ids = _page_ids(matched, request)
+    statement_text.execute(cur, page_request, held.key, held.position, ids, timeout_ms)
+    rows = cur.fetchall()
+    if not rows:
+        return None
+    state = LogState.from_row(rows[0])
+    if not state.since_position or state.changed:
+        return None
+    facets, total = count_matched(matched, request)
+    columns = [column.name for column in cur.description[STATE_COLUMNS:]]
+    records = [dict(zip(columns, row[STATE_COLUMNS:])) for row in rows if row[STATE_COLUMNS] is not None]
+    return PRECOMPUTED, facets, total, records, state.as_of
+
+
+def _filtered_index_answer(cur, request: SearchRequest, where: sql.Composable, user_id: int | None,
+                           own_transaction: bool):
     """The index's answer with text ``q`` and the user's visibility as position filters; None: answer live.
 
     The visibility is compiled once, in the search's snapshot: its bitmaps keep the counted rows,
     its SQL condition (crmtasks.sharing.filters) the page's.
     """
-    extra: list[PositionFilter] = []
-    if request.q is not None:
-        text = text_filter(cur, request.entity, request.q)
-        if text is None:
-            return None  # the server's lower() is not code point by code point: ILIKE, live
-        extra.append(_once_per_index(text))
+    extra = _text_filters(cur, request)
+    if extra is None:
+        return None
     if user_id is not None:
         visibility = sharing.visibility(user_id, cursor=cur)
         visible = visibility_filter(cur, visibility, request.entity.name)
@@ -157,64 +218,86 @@ def _filtered_index_answer(cur, request: SearchRequest, where: sql.Composable, u
             extra.append(_once_per_index(visible))
         where = sql.SQL("({}) AND ({})").format(
             where, sharing_filters.condition(visibility, request.entity.name, ROW_ALIAS))
-    return _index_answer(cur, request, where, extra)
+    return _index_answer(cur, request, where, extra, own_transaction)
 
 
 def _index_answer(cur, request: SearchRequest, where: sql.Composable,
-                  extra: Sequence[PositionFilter] = ()):
+                  extra: Sequence[PositionFilter], own_transaction: bool):
     """``(source, facets, total, records)`` from the index and the changes since it; None when it cannot answer.
 
     Runs in the caller's snapshot: the generation, the changed rows and the page are all read in it.
+    Reads the changes since this process's overlay when the snapshot contains its position (else
+    since the generation), and offers the overlay so made for later searches when the snapshot is
+    one this search opened (a caller's transaction may hold writes of its own, not yet committed).
     """
-    entity = request.entity
-    cur.execute(changes_query(entity))
-    row = cur.fetchone()
-    if row is None:
-        return None  # nothing published yet
-    *key, changed = row
-    if None in changed:
-        return None  # a table was truncated since the generation: live until the next build
-    loaded = CACHE.get(cur, entity.name, GenerationKey(*key))
-    changed_ids = np.array(sorted(changed), dtype=np.int64)
-    live = read_rows_of_ids(cur, entity, changed_ids) if len(changed_ids) else None
-    segments = loaded.segments(changed_ids, live)
-    facets, total = count(segments, request, extra)
-    cur.execute(facet_sql.page_query(*_narrowed(where, segments, request, extra, total)))
+    segments = _segments(cur, request.entity, own_transaction)
+    if segments is None:
+        return None
+    matched = evaluate(segments, request, extra)
+    facets, total = count_matched(matched, request)
+    cur.execute(facet_sql.page_query(*_narrowed(where, matched, request)))
     return PRECOMPUTED, facets, total, _records(cur)
 
 
-def _narrowed(where: sql.Composable, segments: Sequence[Segment], request: SearchRequest,
-              extra: Sequence[PositionFilter], total: int) -> tuple[SearchRequest, sql.Composable]:
-    """The page's ``(request, where)``, narrowed by ids for a text or per-user search.
+def _segments(cur, entity: Entity, own_transaction: bool) -> Sequence[Segment] | None:
+    """The cursor's snapshot's rows as segments of the index, the overlay advanced to it; None: answer live."""
+    held = OVERLAYS.get(entity.name)
+    overlay = held if isinstance(held, Overlay) else None
+    cur.execute(change_log.state_sql(entity, overlay and overlay.key, overlay and overlay.position))
+    row = cur.fetchone()
+    if row is None:
+        return None  # nothing published yet
+    state = LogState.from_row(row)
+    if overlay is not None and not state.since_position:  # another generation, or an older snapshot
+        cur.execute(change_log.state_sql(entity))
+        state = LogState.from_row(cur.fetchone())
+    if None in state.changed:
+        return None  # a table was truncated since the generation: live until the next build
+    changed = np.array(sorted(state.changed), dtype=np.int64)
+    rows = read_rows_of_ids(cur, entity, changed) if len(changed) else None
+    if state.since_position:
+        made = overlay.advanced(state.snapshot, changed, rows)
+    else:
+        loaded = CACHE.get(cur, entity.name, state.key)
+        made = Overlay.of_generation(loaded, state.snapshot, changed, rows)
+    if own_transaction:
+        OVERLAYS.offer(entity.name, held, Overflow(made.key) if too_many(made.changed) else made)
+    return made.segments
+
+
+def _page_ids(matched: Sequence[Matched], request: SearchRequest) -> tuple[SearchRequest, list[int] | None]:
+    """The page's request and the ids it is narrowed to (None: not narrowed), from the index.
 
     Ordered by id (the default), the page's ids are read from the index: the matching ids at
     ``offset .. offset + per_page`` in id order, then ``id = ANY(those)`` with offset 0. Ordered
-    otherwise and matching at most ``PAGE_BY_IDS_UP_TO`` rows, ``id = ANY(<every matching id>)``.
+    otherwise and matching at most ``PAGE_BY_IDS_UP_TO`` rows, ``id = ANY(<every matching id>)``;
+    beyond, the page is read by its SQL alone (an index range in page order).
     Either way the page's own conditions (ILIKE, the visibility) then run on those rows only, found
-    by primary key, whatever plan they would get alone (a rare ``q`` can walk the id index end to
-    end), and the ids are exactly the matching rows of this snapshot, so the page is the same.
+    by primary key, whatever plan they would get alone (a rare ``q`` or facet value can walk the id
+    index end to end), and the ids are exactly the matching rows of the snapshot the segments are
+    of, so the page is the same.
     """
     column, descending = request.order
     by_id = column == "id"
-    if not extra or (not by_id and total > PAGE_BY_IDS_UP_TO):
-        return request, where
+    if not by_id and sum(len(m) for m in matched) > PAGE_BY_IDS_UP_TO:
+        return request, None
     wanted = request.offset + request.per_page if by_id else None
-    parts = []
-    for segment in segments:
-        positions = matching_positions(segment, request, extra) if len(segment.index) else None
-        if positions is None:  # not with a position filter; an empty index has nothing to add
-            continue
-        if wanted is not None:  # ids ascend with positions: the first or last ``wanted`` are enough
-            positions = positions[-wanted:] if descending else positions[:wanted]
-        parts.append(segment.index.ids[positions])
-    matching = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+    matching = matching_ids(matched, wanted, descending)
     if by_id:
         matching = matching[::-1] if descending else matching
-        matching = matching[request.offset:request.offset + request.per_page]
+        matching = np.sort(matching[request.offset:request.offset + request.per_page])
         request = dataclasses.replace(request, page=1)
-    narrowed = sql.SQL("({}) AND {} = ANY({}::bigint[])").format(
-        where, sql.Identifier(ROW_ALIAS, "id"), sql.Literal(sorted(int(record_id) for record_id in matching)))
-    return request, narrowed
+    return request, matching.tolist()
+
+
+def _narrowed(where: sql.Composable, matched: Sequence[Matched],
+              request: SearchRequest) -> tuple[SearchRequest, sql.Composable]:
+    """The page's ``(request, where)``, narrowed to the ids the index says match (see ``_page_ids``)."""
+    request, ids = _page_ids(matched, request)
+    if ids is None:
+        return request, where
+    return request, sql.SQL("({}) AND {} = ANY({}::bigint[])").format(
+        where, sql.Identifier(ROW_ALIAS, "id"), sql.Literal(ids))
 
 
 def _once_per_index(position_filter: PositionFilter) -> PositionFilter:

@@ -100,6 +100,11 @@ def _order(request: SearchRequest, alias: tuple[str, ...], column_names: tuple[s
     return sql.SQL(", ").join(terms)
 
 
+def order_terms(request: SearchRequest, alias: tuple[str, ...]) -> sql.Composable:
+    """ORDER BY terms of the page over the record columns of ``alias`` (a subquery of ``page_query``)."""
+    return _order(request, alias)
+
+
 def page_query(request: SearchRequest, where: sql.Composable) -> sql.Composable:
     """One page of matching records, in a stable order (the id breaks ties)."""
     return sql.SQL("SELECT {columns} FROM {source} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}").format(
