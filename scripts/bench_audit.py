@@ -34,13 +34,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from _venv import use_project_venv  # scripts/_venv.py: this script's directory is first on sys.path
 
 use_project_venv()  # a fresh clone's python3 lacks psycopg2: re-run under the project's virtualenv
-
-import psycopg2
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
@@ -54,6 +51,7 @@ from benchsuite.audit import (
     latencies,
     latencies_by_step,
 )
+from benchsuite.dataset import BenchServer
 from benchsuite.timing import percentile
 
 from crmtasks.audit import codecs
@@ -62,10 +60,6 @@ from crmtasks.audit.months import current_month
 from crmtasks.audit.partitions import create_months
 from crmtasks.pg import migrate
 from crmtasks.settings import load_settings
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlsplit(url)._replace(path=f"/{name}").geturl()
 
 
 # Settings of each variant a run can alternate (environment variables on top of the run's own).
@@ -107,18 +101,12 @@ def main() -> int:
     if not server_url:
         print("bench_audit: set DATABASE_URL (a server where a database may be created)", file=sys.stderr)
         return 2
-    name = f"crmtasks_bench_audit_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(server_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(server_url, name)
+    server = BenchServer(server_url, f"audit_{uuid.uuid4().hex[:8]}")
     try:
-        return _bench(url, args)
+        return _bench(server.create(), args)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        server.drop_all()
+        server.close()
 
 
 # The oldest month archived is this many months before the current one, plus the rounds after it.

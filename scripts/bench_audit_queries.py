@@ -19,17 +19,15 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from _venv import use_project_venv  # scripts/_venv.py: this script's directory is first on sys.path
 
 use_project_venv()  # a fresh clone's python3 lacks psycopg2: re-run under the project's virtualenv
 
-import psycopg2
-
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
 from benchsuite import audit_queries
+from benchsuite.dataset import BenchServer
 
 from crmtasks.demo import seed_audit
 from crmtasks.pg import migrate
@@ -47,17 +45,12 @@ def main() -> int:
     if not server_url:
         print("bench_audit_queries: set DATABASE_URL (a server where a database may be created)", file=sys.stderr)
         return 2
-    name = f"crmtasks_bench_audit_queries_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(server_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+    server = BenchServer(server_url, f"audit_queries_{uuid.uuid4().hex[:8]}")
     try:
-        return _bench(urlsplit(server_url)._replace(path=f"/{name}").geturl(), args)
+        return _bench(server.create(), args)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        server.drop_all()
+        server.close()
 
 
 def _bench(url: str, args) -> int:
