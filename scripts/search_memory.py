@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     import peewee
     import psycopg2
 
+    from benchsuite.search_index import memory_row_searches
     from crmtasks.pg import db
     from crmtasks.search import faceted_search
     from crmtasks.search.facets import ENTITIES
@@ -53,16 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         imported = previous = _status_mib("VmRSS")
         print(f"resident at start {start:.1f} MiB, after importing search {imported:.1f} MiB")
         for name, entity in ENTITIES.items():
-            result = faceted_search(name)
+            result = memory_row_searches(name, entity)
             if result.source != "precomputed":
                 print(f"{name}: no published search index in this database (source {result.source})", file=sys.stderr)
                 return 2
-            filters = {}
-            for facet in entity.facets[:2]:
-                common = [value for value in result.facets.get(facet.name, {}) if value is not None]
-                if common:
-                    filters[facet.name] = common[0]
-            faceted_search(name, filters)
             now = _status_mib("VmRSS")
             print(f"after searching {name}: {now:.1f} MiB (+{now - previous:.1f})")
             previous = now
