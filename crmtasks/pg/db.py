@@ -33,9 +33,12 @@ database = peewee.DatabaseProxy()
 _bound_for: tuple[int, Settings] | None = None
 _binding = threading.Lock()
 
-# Sharing checks served at once per CPU core by default (CRMTASKS_SHARING_CHECKS_AT_ONCE=0): enough to keep
-# the cores and the server busy, few enough that the callers do not spend the GIL taking it from each other.
-_CHECKS_PER_CORE = 4
+# Sharing checks served at once per CPU core by default (CRMTASKS_SHARING_CHECKS_AT_ONCE=0), at least
+# _CHECKS_AT_LEAST: one server's round trip overlaps another's Python, and the callers beyond wait in line and
+# are served in batches. More servers make smaller batches: more statements and more GIL handovers per check
+# (at 40 threads on 2 cores, 4 per core cost about twice the CPU per check of 1 per core: benchsuite.load).
+_CHECKS_PER_CORE = 1
+_CHECKS_AT_LEAST = 2
 # Searches run at once per CPU core by default (CRMTASKS_SEARCHES_AT_ONCE=0): a search is mostly Python holding
 # the GIL around one round trip, so two per core keep the GIL and the server busy while the rest wait off the GIL.
 _SEARCHES_PER_CORE = 2
@@ -54,7 +57,7 @@ def open_database(url: str, *, pool_size: int = 20, pool_timeout_s: float = 30.0
       pool_timeout_s(float): Seconds a caller waits for a free connection
         before crmtasks.pg.pool.PoolExhausted.
       sharing_checks_at_once(int): Most sharing checks served at once (the
-        pool's short calls); 0: 4 per CPU core.
+        pool's short calls); 0: 1 per CPU core, at least 2.
       searches_at_once(int): Most searches run at once (the pool's
         search admission); 0: 2 per CPU core.
     """
@@ -64,7 +67,7 @@ def open_database(url: str, *, pool_size: int = 20, pool_timeout_s: float = 30.0
         dsn=url,
         max_connections=pool_size,
         pool_timeout_s=pool_timeout_s,
-        short_calls=sharing_checks_at_once or _CHECKS_PER_CORE * (os.cpu_count() or 1),
+        short_calls=sharing_checks_at_once or max(_CHECKS_AT_LEAST, _CHECKS_PER_CORE * (os.cpu_count() or 1)),
         searches=searches_at_once or _SEARCHES_PER_CORE * (os.cpu_count() or 1),
         stale_timeout=_STALE_TIMEOUT_S,
         register_hstore=False,

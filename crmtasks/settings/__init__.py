@@ -47,7 +47,7 @@ class Settings:
       db_pool_timeout_s(float): Seconds a caller waits for a free pooled
         connection (callers wait in turn) before crmtasks.pg.pool.PoolExhausted.
       sharing_checks_at_once(int): Most sharing checks one process runs at
-        once on pooled connections (the others wait in turn); 0: 4 per CPU core.
+        once on pooled connections (the others wait in turn); 0: 1 per CPU core, at least 2.
       searches_at_once(int): Most searches one process runs at once on pooled
         connections (the others wait in turn, crmtasks.pg.admission); 0: 2 per CPU core.
       api_processes(int): Processes of the application that call crmtasks'
