@@ -41,9 +41,13 @@ _ANSWERED, _SERVE, _RUN_ALONE = 1, 2, 3
 
 
 class _Ticket:
-    """One caller's request in line: a lock of its own, released once its outcome is set."""
+    """One caller's request in line: a lock of its own, released once its outcome is set.
 
-    __slots__ = ("answer", "key", "lock", "outcome", "request")
+    ``then``: the ticket answered by the same batch right after this one, whose caller this one's caller wakes as
+    soon as it is awake itself (``woken``): a batch wakes its callers one after another, in the order they came.
+    """
+
+    __slots__ = ("answer", "key", "lock", "outcome", "request", "then")
 
     def __init__(self, key: Hashable, request: object) -> None:
         self.key = key
@@ -52,11 +56,18 @@ class _Ticket:
         self.lock.acquire()
         self.outcome = 0
         self.answer = None
+        self.then = None
 
     def settle(self, outcome: int, answer: object = None) -> None:
         self.answer = answer
         self.outcome = outcome
         self.lock.release()
+
+    def woken(self) -> None:
+        """This ticket's caller is awake: wake the next caller of its batch, if any."""
+        following, self.then = self.then, None
+        if following is not None:
+            following.lock.release()
 
 
 class Combiner:
@@ -114,16 +125,16 @@ class Combiner:
         return run_one(request)
 
     def _wait(self, ticket: _Ticket) -> None:
-        if ticket.lock.acquire(timeout=self.timeout_s):
-            return
-        with self._lock:
-            try:
-                self._line.remove(ticket)
-            except ValueError:
-                pass  # taken by a server just as the wait ended: its outcome is on the way
-            else:
-                raise self._exhausted()
-        ticket.lock.acquire()
+        if not ticket.lock.acquire(timeout=self.timeout_s):
+            with self._lock:
+                try:
+                    self._line.remove(ticket)
+                except ValueError:
+                    pass  # taken by a server just as the wait ended: its outcome is on the way
+                else:
+                    raise self._exhausted()
+            ticket.lock.acquire()
+        ticket.woken()
 
     def _serve(self, own: _Ticket, run_one, run_many) -> None:
         """Answer ``own`` and the requests of its key waiting now; every ticket taken gets an outcome."""
@@ -150,16 +161,22 @@ class Combiner:
             if answers is None or len(answers) != len(batch):
                 answers = [ALONE] * len(batch)
             self.counts["batches"] += 1
+            waiters = []
             for ticket, answer in zip(batch, answers):
                 if answer is ALONE:
-                    outcome = _RUN_ALONE
+                    ticket.outcome = _RUN_ALONE
                 else:
-                    outcome = _ANSWERED
+                    ticket.outcome = _ANSWERED
                     self.counts["combined"] += 1
-                if ticket is own:
-                    own.answer, own.outcome = answer, outcome
-                else:
-                    ticket.settle(outcome, answer)
+                ticket.answer = answer
+                if ticket is not own:
+                    waiters.append(ticket)
+            # Woken one after another, in the order they came (each wakes the next, _Ticket.woken): one caller at a
+            # time wants the GIL instead of the whole batch at once, and the first to ask is the first answered.
+            for ticket, following in zip(waiters, waiters[1:]):
+                ticket.then = following
+            if waiters:
+                waiters[0].lock.release()
 
     def _pass_place(self) -> None:
         """The place goes to the longest waiter (who serves next), else it is free."""

@@ -33,15 +33,21 @@ database = peewee.DatabaseProxy()
 _bound_for: tuple[int, Settings] | None = None
 _binding = threading.Lock()
 
-# Sharing checks served at once per CPU core by default (CRMTASKS_SHARING_CHECKS_AT_ONCE=0): enough to keep
-# the cores and the server busy, few enough that the callers do not spend the GIL taking it from each other.
-_CHECKS_PER_CORE = 4
+# Sharing checks served at once per CPU core by default (CRMTASKS_SHARING_CHECKS_AT_ONCE=0), at least
+# _CHECKS_AT_LEAST: one server's round trip overlaps another's Python, and the callers beyond wait in line and
+# are served in batches. More servers make smaller batches: more statements and more GIL handovers per check
+# (at 40 threads on 2 cores, 4 per core cost about twice the CPU per check of 1 per core: benchsuite.load).
+_CHECKS_PER_CORE = 1
+_CHECKS_AT_LEAST = 2
+# Searches run at once per CPU core by default (CRMTASKS_SEARCHES_AT_ONCE=0): a search is mostly Python holding
+# the GIL around one round trip, so two per core keep the GIL and the server busy while the rest wait off the GIL.
+_SEARCHES_PER_CORE = 2
 # Seconds an idle pooled connection may live before it is replaced.
 _STALE_TIMEOUT_S = 300
 
 
 def open_database(url: str, *, pool_size: int = 20, pool_timeout_s: float = 30.0,
-                  sharing_checks_at_once: int = 0) -> TurnTakingPool:
+                  sharing_checks_at_once: int = 0, searches_at_once: int = 0) -> TurnTakingPool:
     """A pooled PostgreSQL database for ``url`` (connections are opened lazily).
 
     Parameters:
@@ -51,7 +57,9 @@ def open_database(url: str, *, pool_size: int = 20, pool_timeout_s: float = 30.0
       pool_timeout_s(float): Seconds a caller waits for a free connection
         before crmtasks.pg.pool.PoolExhausted.
       sharing_checks_at_once(int): Most sharing checks served at once (the
-        pool's short calls); 0: 4 per CPU core.
+        pool's short calls); 0: 1 per CPU core, at least 2.
+      searches_at_once(int): Most searches run at once (the pool's
+        search admission); 0: 2 per CPU core.
     """
     name = urlsplit(url).path.lstrip("/") or None
     return TurnTakingPool(
@@ -59,7 +67,8 @@ def open_database(url: str, *, pool_size: int = 20, pool_timeout_s: float = 30.0
         dsn=url,
         max_connections=pool_size,
         pool_timeout_s=pool_timeout_s,
-        short_calls=sharing_checks_at_once or _CHECKS_PER_CORE * (os.cpu_count() or 1),
+        short_calls=sharing_checks_at_once or max(_CHECKS_AT_LEAST, _CHECKS_PER_CORE * (os.cpu_count() or 1)),
+        searches=searches_at_once or _SEARCHES_PER_CORE * (os.cpu_count() or 1),
         stale_timeout=_STALE_TIMEOUT_S,
         register_hstore=False,
         application_name=f"crmtasks[{os.getpid()}]",
@@ -78,7 +87,8 @@ def bind(settings: Settings | None = None) -> peewee.Database:
             # end the parent's sessions on the sockets both processes share.
             database.initialize(open_database(services.database_url(settings), pool_size=settings.db_pool_size,
                                               pool_timeout_s=settings.db_pool_timeout_s,
-                                              sharing_checks_at_once=settings.sharing_checks_at_once))
+                                              sharing_checks_at_once=settings.sharing_checks_at_once,
+                                              searches_at_once=settings.searches_at_once))
             _bound_for = (os.getpid(), settings)
         return database.obj
 

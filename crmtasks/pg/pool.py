@@ -28,7 +28,6 @@ calls crmtasks from more threads than the pool has connections:
 
 from __future__ import annotations
 
-import collections
 import select
 import threading
 import time
@@ -40,7 +39,9 @@ from playhouse.pool import PoolConnection
 from playhouse.postgres_ext import PooledPostgresqlExtDatabase, PostgresqlExtDatabase
 
 from crmtasks.errors import CrmtasksError
+from crmtasks.pg.admission import Admission
 from crmtasks.pg.combining import Combiner
+from crmtasks.pg.turns import Turns
 
 _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 _UNKNOWN = psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN
@@ -61,83 +62,6 @@ class PoolExhausted(CrmtasksError):
             "(raise it, or CRMTASKS_DB_POOL_TIMEOUT_S)")
         self.pool_size = pool_size
         self.waited_s = waited_s
-
-
-class _Waiter:
-    """One caller waiting for a place: a lock of its own, released to hand it the place and its item."""
-
-    __slots__ = ("lock", "item")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.lock.acquire()
-        self.item = None
-
-
-class Turns:
-    """A counting gate whose waiters are served first come, first served, keeping what holders give back.
-
-    A place comes with an item: the one given back most recently (an idle
-    connection), or None when none is kept (the holder then makes one). A
-    released place goes straight to the longest waiter, with the item given
-    back (it is never put back for another thread to grab), so no caller
-    waits more than its turn; only that waiter is woken. With no waiter the
-    item is kept for the next holder, most recent first.
-
-    Parameters:
-      places(int): How many holders at once.
-    """
-
-    def __init__(self, places: int) -> None:
-        self._free = places
-        self._idle: list = []  # items kept, the most recently given back last (at most _free of them)
-        self._lock = threading.Lock()
-        self._waiters: collections.deque[_Waiter] = collections.deque()
-
-    def acquire(self, timeout_s: float) -> tuple[bool, object]:
-        """``(True, item or None)``: a place, waiting at most ``timeout_s`` seconds; ``(False, None)`` when none came."""
-        with self._lock:
-            if self._free and not self._waiters:
-                self._free -= 1
-                return True, (self._idle.pop() if self._idle else None)
-            waiter = _Waiter()
-            self._waiters.append(waiter)
-        if waiter.lock.acquire(timeout=timeout_s):
-            return True, waiter.item
-        with self._lock:
-            try:
-                self._waiters.remove(waiter)
-            except ValueError:
-                return True, waiter.item  # handed over (under this lock) just as the wait ended
-            return False, None
-
-    def release(self, item: object = None) -> None:
-        """Give the place back with ``item`` (None: nothing worth keeping): to the longest waiter if any, else kept."""
-        with self._lock:
-            if self._waiters:
-                waiter = self._waiters.popleft()
-                waiter.item = item
-                waiter.lock.release()
-                return
-            self._free += 1
-            if item is not None:
-                self._idle.append(item)
-
-    def drain(self) -> list:
-        """Take every kept item out (their places stay free)."""
-        with self._lock:
-            items, self._idle = self._idle, []
-        return items
-
-    @property
-    def waiting(self) -> int:
-        """Callers waiting for a place now."""
-        return len(self._waiters)
-
-    @property
-    def kept(self) -> int:
-        """Items kept for the next holders now."""
-        return len(self._idle)
 
 
 # fd -> a poll object watching that descriptor number, made once: a poll object only remembers numbers (each
@@ -195,6 +119,8 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
       pool_timeout_s(float): Seconds a caller waits for a connection before PoolExhausted.
       short_calls(int): Most short calls (``lend``) served at once; the others
         wait their turn before asking for a connection. 0: as many as connections.
+      searches(int): Most searches run at once (``search_admission``, crmtasks.pg.admission);
+        0, or at least ``max_connections``: no limit beyond the pool.
       kwargs: peewee's pool and psycopg2 connection arguments (``stale_timeout``, ``dsn``...).
 
     Why limit short calls below the connections: a sharing check holds the
@@ -205,8 +131,12 @@ class TurnTakingPool(PooledPostgresqlExtDatabase):
     """
 
     def __init__(self, database, *, max_connections: int, pool_timeout_s: float, short_calls: int = 0,
-                 **kwargs) -> None:
+                 searches: int = 0, **kwargs) -> None:
         self.pool_timeout_s = pool_timeout_s
+        # None: no limit beyond the pool's own line.
+        self.search_admission = (Admission(searches, pool_timeout_s, lambda: PoolExhausted(max_connections,
+                                                                                            pool_timeout_s))
+                                 if 0 < searches < max_connections else None)
         self._turns = Turns(max_connections)
         self._short_turns = Turns(short_calls) if 0 < short_calls < max_connections else None
         self._short_calls = short_calls if 0 < short_calls < max_connections else max_connections

@@ -47,7 +47,9 @@ class Settings:
       db_pool_timeout_s(float): Seconds a caller waits for a free pooled
         connection (callers wait in turn) before crmtasks.pg.pool.PoolExhausted.
       sharing_checks_at_once(int): Most sharing checks one process runs at
-        once on pooled connections (the others wait in turn); 0: 4 per CPU core.
+        once on pooled connections (the others wait in turn); 0: 1 per CPU core, at least 2.
+      searches_at_once(int): Most searches one process runs at once on pooled
+        connections (the others wait in turn, crmtasks.pg.admission); 0: 2 per CPU core.
       api_processes(int): Processes of the application that call crmtasks'
         library API (web server processes): ``crmtasks check`` counts each at
         ``db_pool_size`` connections, as it cannot see them.
@@ -147,6 +149,7 @@ class Settings:
     sharing_local_cache_records: int = 100_000
     db_pool_timeout_s: float = 30.0
     sharing_checks_at_once: int = 0
+    searches_at_once: int = 0
     api_processes: int = 0
     schedule_overrides: tuple[str, ...] = ()
 
@@ -287,6 +290,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         db_pool_timeout_s=values.seconds(environ, "CRMTASKS_DB_POOL_TIMEOUT_S", default=30.0, least=0.01, most=3600),
         sharing_checks_at_once=values.positive_int(environ, "CRMTASKS_SHARING_CHECKS_AT_ONCE", default=0, least=0,
                                                    most=500),
+        searches_at_once=values.positive_int(environ, "CRMTASKS_SEARCHES_AT_ONCE", default=0, least=0, most=500),
         api_processes=values.positive_int(environ, "CRMTASKS_API_PROCESSES", default=0, least=0, most=10_000),
     )
 

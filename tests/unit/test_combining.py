@@ -14,6 +14,13 @@ import pytest
 from crmtasks.pg.combining import ALONE, Combiner
 
 
+def _wait_until(predicate, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
 class Statements:
     """Numbered statements: ``run_one`` and ``run_many`` answer each request with the number of the statement."""
 
@@ -143,3 +150,33 @@ def test_a_caller_in_line_gives_up_after_its_wait():
     gate.set()
     holder.join(10)
     assert combiner.call("k", 2, lambda _: 2, None) == 2  # the place came back
+
+
+def test_a_batch_wakes_its_callers_one_after_another_in_the_order_they_came():
+    combiner = Combiner(1, 10, TimeoutError)
+    statements = Statements()
+    held, release = threading.Event(), threading.Event()
+    returned: list[int] = []
+
+    def hold_the_place(request):
+        held.set()
+        release.wait(10)
+        return statements.run_one(request)
+
+    holder = threading.Thread(target=combiner.call, args=("k", -1, hold_the_place, statements.run_many))
+    holder.start()
+    held.wait(10)
+    callers = []
+    for index in range(24):  # each in line before the next one asks
+        caller = threading.Thread(target=lambda index=index: (
+            combiner.call("k", index, statements.run_one, statements.run_many), returned.append(index)))
+        caller.start()
+        callers.append(caller)
+        _wait_until(lambda index=index: combiner.waiting == index + 1)
+    release.set()
+    holder.join()
+    for caller in callers:
+        caller.join()
+    # The first in line serves the 23 behind it in one statement; they are woken in the order they came.
+    assert statements.sizes == [24]
+    assert returned[1:] == list(range(1, 24))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 from psycopg2 import sql
 
 from crmtasks.jobs import registry
+from crmtasks.pg.db import open_database
 from crmtasks.settings import SettingsError, load_settings
 from crmtasks.sharing import filters
 from crmtasks.sharing.cache import (
@@ -154,8 +156,15 @@ def test_record_memory_drops_a_fill_that_a_notification_overtook_and_stays_bound
 
 
 def test_sharing_checks_at_once_setting():
-    assert load_settings({}).sharing_checks_at_once == 0  # 4 per CPU core (crmtasks.pg.db)
+    assert load_settings({}).sharing_checks_at_once == 0  # 1 per CPU core, at least 2 (crmtasks.pg.db)
     assert load_settings({"CRMTASKS_SHARING_CHECKS_AT_ONCE": "8"}).sharing_checks_at_once == 8
     for bad, problem in (("-1", "out of range (0 to 500)"), ("501", "out of range (0 to 500)"), ("8x", "is not a whole number")):
         with pytest.raises(SettingsError, match=f"^CRMTASKS_SHARING_CHECKS_AT_ONCE: .*{re.escape(problem)}"):
             load_settings({"CRMTASKS_SHARING_CHECKS_AT_ONCE": bad})
+
+
+def test_sharing_checks_served_at_once_default_to_one_per_core_and_at_least_two():
+    # Few servers make big batches: fewer statements and GIL handovers per check (README, Under load).
+    pool = open_database("postgresql://nobody@127.0.0.1:1/none")  # lazy: opens no connection
+    assert pool._short_calls == max(2, os.cpu_count() or 1)
+    assert open_database("postgresql://nobody@127.0.0.1:1/none", sharing_checks_at_once=5)._short_calls == 5
