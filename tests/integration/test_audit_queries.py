@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import threading
 
 import psycopg2
@@ -312,3 +313,30 @@ def test_history_inside_a_callers_transaction_prepares_nothing_and_keeps_it_open
     assert not {name for name in _prepared_names(audit_conn) if name.startswith("crmtasks_audit_history")}
     audit_conn.rollback()
     assert history("lead", 42, connection=audit_conn) == []
+
+
+def test_history_with_bounds_runs_its_generic_plan_from_the_first_call_and_prunes_at_executor_start(audit_conn):
+    """A bounded history is not planned on each call (a custom plan cost 0.2 ms of planning for 0.07 ms of
+    execution over 25 months); its generic plan still reads only the months in range, with the same rows."""
+    create_months(audit_conn, [current_month().plus(-back) for back in range(4)])
+    ids = {back: record("update", "lead", 7, occurred_at=_in_month(back), connection=audit_conn) for back in range(4)}
+    audit_conn.commit()
+    audit_conn.autocommit = True
+    since, until = current_month().plus(-2).start, current_month().plus(-1).end
+    for _ in range(3):
+        assert [row.id for row in history("lead", 7, since, connection=audit_conn)] == [ids[2], ids[1], ids[0]]
+        assert [row.id for row in history("lead", 7, since, until, connection=audit_conn)] == [ids[2], ids[1]]
+        assert [row.id for row in history("lead", 7, None, until, connection=audit_conn)] == [ids[3], ids[2], ids[1]]
+    with audit_conn.cursor() as cur:
+        cur.execute("SELECT name, generic_plans, custom_plans FROM pg_prepared_statements "
+                    "WHERE name LIKE 'crmtasks_audit_history_%' ORDER BY name")
+        assert cur.fetchall() == [("crmtasks_audit_history_01", 3, 0), ("crmtasks_audit_history_10", 3, 0),
+                                  ("crmtasks_audit_history_11", 3, 0)]
+        cur.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL plan_cache_mode = force_generic_plan; "
+                    "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE crmtasks_audit_history_11 ('lead', 7, %s, %s, NULL)",
+                    (since, until))
+        plan = json.dumps(cur.fetchone()[0])
+    assert '"Subplans Removed"' in plan  # the months out of range, at executor start
+    assert set(re.findall(r'"Relation Name": "(audit_log_p\d{6})"', plan)) == {
+        current_month().plus(-2).partition_name, current_month().plus(-1).partition_name}
+    assert "Bitmap" not in plan
