@@ -3,8 +3,8 @@
 The seed promises "optimized audit log query performance". The baseline is
 what a team without partitions would have: ``audit_log_flat``, a plain table
 holding the same rows in the same (time) order, with the same indexes as
-audit_log: the primary key, (entity, entity_id, occurred_at),
-(actor_id, occurred_at) and the BRIN on occurred_at. Both are vacuumed and
+audit_log (copied from the catalog): the primary key, (entity, entity_id,
+occurred_at), (actor_id, occurred_at) and the BRIN on occurred_at. Both are vacuumed and
 analyzed; each question is asked of both sides in turn (interleaved), every
 answer fetched into Python the same way, and checked equal.
 
@@ -37,6 +37,7 @@ from crmtasks.audit.activity import SORT_MEMORY, activity_statement, read_activi
 from crmtasks.audit.log import COLUMNS, HISTORY_PLANNING
 from crmtasks.audit.month_counts import count_past_months
 from crmtasks.audit.months import current_month
+from crmtasks.audit.index_retirement import retire_replaced_indexes
 from crmtasks.audit.partition_indexes import index_partitions
 
 FLAT = "audit_log_flat"
@@ -48,25 +49,41 @@ _COPY_FLAT = [
     "CREATE TABLE audit_log_flat (LIKE audit_log INCLUDING DEFAULTS)",
     "INSERT INTO audit_log_flat SELECT * FROM audit_log ORDER BY occurred_at, id",
     "ALTER TABLE audit_log_flat ADD PRIMARY KEY (id, occurred_at)",
-    "CREATE INDEX ON audit_log_flat (entity, entity_id, occurred_at)",
-    "CREATE INDEX ON audit_log_flat (actor_id, occurred_at)",
-    "CREATE INDEX ON audit_log_flat USING brin (occurred_at)",
-    "VACUUM (FREEZE, ANALYZE) audit_log_flat",
-    "VACUUM (FREEZE, ANALYZE) audit_log",
 ]
+_VACUUM = ["VACUUM (FREEZE, ANALYZE) audit_log_flat", "VACUUM (FREEZE, ANALYZE) audit_log"]
+# audit_log's own indexes other than its primary key, as "method (key) [WITH (...)]" from PostgreSQL's rendering.
+_PARENT_INDEXES = """
+SELECT substring(pg_get_indexdef(i.indexrelid) FROM ' USING (.*)$')
+FROM pg_index i
+WHERE i.indrelid = 'audit_log'::regclass AND NOT i.indisprimary
+ORDER BY i.indexrelid
+"""
 
 
 def prepare(conn) -> dict:
-    """Copy audit_log into the flat table, then run our maintenance steps (partition indexes, past months' counts)."""
+    """Run our maintenance steps (partition indexes, retired indexes, past months' counts), then copy audit_log
+    into the flat table with the same indexes as audit_log has then (read from the catalog, so an index added or
+    retired by a migration is mirrored without a second list here)."""
+    indexed = index_partitions(conn)
+    retired = retire_replaced_indexes(conn)
     for statement in _COPY_FLAT:
         with conn.cursor() as cur:
             cur.execute(statement)
-    indexed = index_partitions(conn)
+    with conn.cursor() as cur:
+        cur.execute(_PARENT_INDEXES)
+        definitions = [row[0] for row in cur.fetchall()]
+    for definition in definitions:  # PostgreSQL's own rendering of audit_log's index, not input
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE INDEX ON {} USING {}").format(sql.Identifier(FLAT), sql.SQL(definition)))
+    for statement in _VACUUM:
+        with conn.cursor() as cur:
+            cur.execute(statement)
     counted = count_past_months(conn, current_month())
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM audit_log_flat")
         rows = cur.fetchone()[0]
-    return {"rows": rows, "partition_indexes_built": indexed, "months_counted": counted}
+    return {"rows": rows, "partition_indexes_built": indexed, "indexes_retired": retired, "months_counted": counted,
+            "indexes": definitions}
 
 
 def _since_rows(table: str, since: datetime.datetime) -> sql.Composable:
