@@ -65,10 +65,14 @@ def _bench(url: str, args) -> int:
             cur.execute("VACUUM ANALYZE")
         print(f"seeded {args.rows:,} audit rows in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         speed_before = calibration_ms(conn)
-        rows, _raw = audit_queries.run(conn, args.repeat)
+        rows, raw = audit_queries.run(conn, args.repeat)
         speed_after = calibration_ms(conn)
     finally:
         conn.close()
+    prepared = raw["prepared"]
+    print(f"both sides' indexes besides the primary key: {'; '.join(prepared['indexes'])} "
+          f"(audit_log's partition indexes built: {prepared['partition_indexes_built']}, "
+          f"replaced indexes retired: {prepared['indexes_retired']})")
     for row in rows:
         verdict = "" if row.met is None else ("met" if row.met else "MISSED")
         print(f"{row.metric}: {row.baseline:.2f} vs {row.ours:.2f} {row.unit} ({row.target}) {verdict}")
