@@ -28,6 +28,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 from benchsuite import audit_queries
 from benchsuite.dataset import BenchServer
+from benchsuite.timing import calibration_ms
 
 from crmtasks.demo import seed_audit
 from crmtasks.pg import migrate
@@ -63,13 +64,21 @@ def _bench(url: str, args) -> int:
         with conn.cursor() as cur:
             cur.execute("VACUUM ANALYZE")
         print(f"seeded {args.rows:,} audit rows in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        rows, _raw = audit_queries.run(conn, args.repeat)
+        speed_before = calibration_ms(conn)
+        rows, raw = audit_queries.run(conn, args.repeat)
+        speed_after = calibration_ms(conn)
     finally:
         conn.close()
+    prepared = raw["prepared"]
+    print(f"both sides' indexes besides the primary key: {'; '.join(prepared['indexes'])} "
+          f"(audit_log's partition indexes built: {prepared['partition_indexes_built']}, "
+          f"replaced indexes retired: {prepared['indexes_retired']})")
     for row in rows:
         verdict = "" if row.met is None else ("met" if row.met else "MISSED")
         print(f"{row.metric}: {row.baseline:.2f} vs {row.ours:.2f} {row.unit} ({row.target}) {verdict}")
         print(f"    {row.detail}")
+    print(f"speed check (SELECT count(*) FROM generate_series(1, 1000000), median of 5): {speed_before:.0f} ms before, "
+          f"{speed_after:.0f} ms after")
     return 0
 
 

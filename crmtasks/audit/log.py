@@ -145,12 +145,14 @@ def history(entity: str, entity_id: int, since: datetime.datetime | None = None,
     a record's rows are a few per month, scattered, and one plain index scan
     per month costs half of a bitmap scan's setup, which the planner prefers
     for scattered rows (measured: 0.17 vs 0.32 ms of server time over 25
-    months for a record with 90 rows); with no bounds its generic plan is used
-    from the first call on. PostgreSQL prunes the partitions
-    outside ``since``/``until`` (at plan time for a custom plan, at executor
-    start for a generic one), so a one-month window reads one partition
-    whatever the size of the log. Archived months are not searched (restore
-    them first). Bad input raises ValueError before any SQL.
+    months for a record with 90 rows). Its generic plan is used from the
+    first call on, with or without bounds: PostgreSQL prunes the partitions
+    outside ``since``/``until`` at executor start, so a one-month window
+    still reads one partition whatever the size of the log, without planning
+    each call (a custom plan, which PostgreSQL otherwise keeps choosing for a
+    bounded history, costs 0.2 ms of planning for 0.07 ms of execution).
+    Archived months are not searched (restore them first). Bad input raises
+    ValueError before any SQL.
     """
     _check_history_input(entity, entity_id, since, until, limit)
     statement = _HISTORY[since is not None, until is not None]
@@ -169,12 +171,15 @@ def _entry(row: tuple) -> AuditEntry:
     return entry
 
 
-# How history's statement is planned (see ``history``): plain index scans; and, when no bound is given (nothing to
-# prune, so a custom plan is the generic plan plus planning every partition), the generic plan from the first call
-# on, not after five custom plans on each new connection. With a bound, PostgreSQL keeps its choice: a custom plan
-# prunes at plan time and locks only the months it reads.
-_HISTORY_PLANNING = {"enable_bitmapscan": "off"}
-_HISTORY_PLANNING_UNBOUNDED = {**_HISTORY_PLANNING, "plan_cache_mode": "force_generic_plan"}
+# How history's statement is planned (see ``history``): plain index scans, and the generic plan from the first call
+# on, not after five custom plans on each new connection. Without a bound there is nothing to prune, so a custom plan
+# is the generic plan plus planning every partition. With a bound, PostgreSQL's own choice stays with custom plans
+# (their estimate, pruned at plan time, is below the generic plan's, which covers every month), paying planning on
+# every call (measured over 25 months: 0.21 ms of planning for 0.07 ms of execution, against 0.03 ms to start the
+# generic plan, which prunes the months out of range at executor start). The generic plan takes an ACCESS SHARE lock
+# on every attached month for the statement's instant, which no maintenance step of ours conflicts with (counting a
+# month takes SHARE, detaching is CONCURRENTLY, and a dropped month is detached first).
+HISTORY_PLANNING = {"enable_bitmapscan": "off", "plan_cache_mode": "force_generic_plan"}
 
 
 def _history_statement(has_since: bool, has_until: bool) -> PreparedStatement:
@@ -194,7 +199,7 @@ def _history_statement(has_since: bool, has_until: bool) -> PreparedStatement:
             where=sql.SQL(" AND ").join(conditions), limit=params[-1])
 
     return PreparedStatement(f"crmtasks_audit_history_{int(has_since)}{int(has_until)}", kinds, build,
-                             local=_HISTORY_PLANNING if has_since or has_until else _HISTORY_PLANNING_UNBOUNDED)
+                             local=HISTORY_PLANNING)
 
 
 _HISTORY = {(since, until): _history_statement(since, until) for since in (False, True) for until in (False, True)}

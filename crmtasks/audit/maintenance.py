@@ -6,7 +6,10 @@
    partitions past CRMTASKS_AUDIT_RETENTION_MONTHS (crmtasks.audit.retention).
 3. ``index_partitions``: build an index a migration added ON ONLY audit_log
    on each older partition, CONCURRENTLY (crmtasks.audit.partition_indexes).
-4. ``count_past_months``: count each past month once for ``month_counts``
+4. ``retire_replaced_indexes``: drop an index a finer one replaced, once the
+   replacement is valid, waiting 50 ms at most for its lock
+   (crmtasks.audit.index_retirement).
+5. ``count_past_months``: count each past month once for ``month_counts``
    (crmtasks.audit.month_counts).
 
 There is no "move rows out of the DEFAULT partition" step because the design
@@ -27,6 +30,7 @@ import datetime
 import logging
 
 from crmtasks.audit import priority
+from crmtasks.audit.index_retirement import retire_replaced_indexes
 from crmtasks.audit.locking import maintenance_lock
 from crmtasks.audit.month_counts import count_past_months
 from crmtasks.audit.months import Month, current_month
@@ -89,6 +93,7 @@ def _run_steps(conn, settings: Settings, current: Month) -> dict:
         else:
             stats.update(dataclasses.asdict(apply_retention(conn, settings, current)))
         stats["indexed"] = index_partitions(conn)
+        stats["indexes_retired"] = retire_replaced_indexes(conn)
         stats["counted"] = count_past_months(conn, current)
         stats.update(policy=settings.audit_retention_policy, retention_months=settings.audit_retention_months,
                      hold=settings.audit_hold)

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import psycopg2
 import pytest
 
+from crmtasks.audit import record
+from crmtasks.audit.partition_indexes import index_partitions
 from crmtasks.models import ALL_MODELS
 from crmtasks.pg import migrate
 from tests.integration.schema_snapshot import differences, schema_of
@@ -296,3 +298,33 @@ def test_0017_drops_the_retired_facet_tables_while_a_writer_holds_crm_tables_ope
     writer.close()
     assert not RETIRED_FACET_TABLES & set(_tables(fresh_database))
     assert _migrate_to(fresh_database, 17) == []  # applied once
+
+
+def test_0019_waits_at_most_its_lock_timeout_for_an_audit_writer_and_applies_on_a_later_run(fresh_database):
+    """0019's CREATE INDEX ON ONLY audit_log needs a SHARE lock on audit_log: an open writer's transaction makes it
+    fail after 200 ms (inserts queue behind it no longer than that), and it applies once the writer is done."""
+    _migrate_to(fresh_database, 18)
+    writer = psycopg2.connect(fresh_database)  # an audit row written, its transaction still open
+    try:
+        record("update", "lead", 1, connection=writer)
+        started = time.monotonic()
+        with pytest.raises(psycopg2.errors.LockNotAvailable):
+            _migrate_to(fresh_database, 19)
+        assert time.monotonic() - started < 5
+        writer.commit()
+    finally:
+        writer.close()
+    assert [m.version for m in _migrate_to(fresh_database, 19)] == [19]
+    conn = psycopg2.connect(fresh_database)
+    conn.autocommit = True
+    try:
+        validity = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'audit_log_occurred_at_brin16'::regclass"
+        with conn.cursor() as cur:
+            cur.execute(validity)
+            assert cur.fetchone() == (False,)  # on the parent only: the month's partition waits for the maintenance
+        assert index_partitions(conn) == 1
+        with conn.cursor() as cur:
+            cur.execute(validity)
+            assert cur.fetchone() == (True,)
+    finally:
+        conn.close()
