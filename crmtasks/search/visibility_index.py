@@ -101,11 +101,44 @@ def _hierarchy_accounts(cur, owners: frozenset[int]) -> np.ndarray:
     return np.array(sorted(cur.fetchone()[0]), dtype=np.int64)
 
 
+def reads_accounts(visibility: Visibility, entity: str) -> bool:
+    """True when the user's filter needs the accounts their hierarchy owns (child access: deals, contacts)."""
+    return bool(visibility.active and not visibility.grants(entity).public_allows(READ)
+                and sharing.ENTITIES[entity].account_column and visibility.hierarchy_owners)
+
+
+class EpochSeen:
+    """The sharing epoch's token the last search of this process read (``LogState.sharing_token``).
+
+    A search as a user looks up the user's visibility compiled at that token in the sharing
+    checker's memory before sending anything: its statement reads the token again, in its own
+    snapshot, and the answer is used only when both agree (the rules are then exactly those of the
+    snapshot). A stale token costs a statement once per sharing change, never a wrong answer.
+    """
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+
+    def note(self, token: str | None) -> None:
+        self.token = token
+
+    def remembered(self, user_id: int) -> Visibility | None:
+        """``user_id``'s visibility at the token last seen, from memory (no round trip); None when not there."""
+        cache = sharing.checker().cache
+        if self.token is None or cache is None:
+            return None
+        return cache.current(user_id, self.token)
+
+
+EPOCH_SEEN = EpochSeen()
+
+
 def visibility_filter(cur, visibility: Visibility, entity: str, cache: GrantCache = CACHE) -> PositionFilter | None:
     """The positions of a segment the user of ``visibility`` may read, or None when every row is readable.
 
     ``visibility``: ``sharing.visibility(user_id, cursor=cur)``, compiled in the search's snapshot. For
-    deals and contacts the accounts the user's hierarchy owns are read through ``cur`` (same snapshot).
+    deals and contacts the accounts the user's hierarchy owns are read through ``cur`` (same snapshot);
+    when ``reads_accounts`` is false ``cur`` is not used (None will do).
     """
     user_id = visibility.user_id
     shared: SharedEntity = sharing.ENTITIES[entity]
@@ -113,9 +146,7 @@ def visibility_filter(cur, visibility: Visibility, entity: str, cache: GrantCach
         return lambda index: BitMap()
     if visibility.grants(entity).public_allows(READ):
         return None
-    accounts = None
-    if shared.account_column and visibility.hierarchy_owners:
-        accounts = _hierarchy_accounts(cur, visibility.hierarchy_owners)
+    accounts = _hierarchy_accounts(cur, visibility.hierarchy_owners) if reads_accounts(visibility, entity) else None
     token = visibility.epoch.token
 
     def positions(index: EntityIndex) -> BitMap:
