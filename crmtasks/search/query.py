@@ -77,7 +77,11 @@ from crmtasks.search.segments import (
     matching_ids,
 )
 from crmtasks.search.text_filter import text_filter
-from crmtasks.search.visibility_index import EPOCH_SEEN, reads_accounts, visibility_filter
+from crmtasks.search.visibility_index import (
+    EPOCH_SEEN,
+    reads_accounts,
+    visibility_filter,
+)
 from crmtasks.settings import get_settings
 from crmtasks.sharing import filters as sharing_filters
 
