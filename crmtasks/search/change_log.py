@@ -25,7 +25,7 @@ from crmtasks.search.facets import ENTITIES, Entity
 from crmtasks.search.index_cache import GenerationKey
 
 # Columns of ``state_sql``'s row, in order.
-STATE_COLUMNS = 8
+STATE_COLUMNS = 9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,8 @@ class LogState:
         position was asked (``changed`` are since the generation), or it is of another generation or not
         contained in the statement's snapshot (``changed`` are then meaningless: ask without a position).
       changed(list): Ids changed since then (None among them: a whole table was truncated).
+      sharing_token(str): The sharing epoch's token in the statement's snapshot: a user's visibility
+        compiled at that token is exactly the one ``sharing.visibility(user, cursor)`` would read in it.
     """
 
     key: GenerationKey
@@ -47,10 +49,11 @@ class LogState:
     snapshot: str
     since_position: bool
     changed: list
+    sharing_token: str
 
     @classmethod
     def from_row(cls, row) -> LogState:
-        return cls(GenerationKey(*row[:4]), row[4], row[5], bool(row[6]), list(row[7]))
+        return cls(GenerationKey(*row[:4]), row[4], row[5], bool(row[6]), list(row[7]), row[8])
 
 
 def _visible_changes(entity_name: str, since: sql.Composable) -> sql.Composable:
@@ -117,7 +120,8 @@ def _state_sql(entity: Entity, asked: tuple[sql.Composable, sql.Composable, sql.
         changed = changed_ids_sql(entity, snapshot)
     return sql.SQL(
         "SELECT g.id, g.as_of, b.id, b.as_of, statement_timestamp(), pg_current_snapshot()::text, u.usable, "
-        "ARRAY(SELECT DISTINCT c.record_id FROM ({changed}) AS c (record_id)) "
+        "ARRAY(SELECT DISTINCT c.record_id FROM ({changed}) AS c (record_id)), "
+        "(SELECT e.token::text FROM sharing_epoch AS e) "
         "FROM search_index_current AS cur JOIN search_index_generations AS g ON g.id = cur.generation_id "
         "JOIN search_index_generations AS b ON b.id = coalesce(g.base_id, g.id) "
         "CROSS JOIN LATERAL (SELECT {usable} AS usable) AS u"

@@ -77,7 +77,11 @@ from crmtasks.search.segments import (
     matching_ids,
 )
 from crmtasks.search.text_filter import text_filter
-from crmtasks.search.visibility_index import visibility_filter
+from crmtasks.search.visibility_index import (
+    EPOCH_SEEN,
+    reads_accounts,
+    visibility_filter,
+)
 from crmtasks.settings import get_settings
 from crmtasks.sharing import filters as sharing_filters
 
@@ -145,8 +149,9 @@ def faceted_search(entity: str, filters: Mapping[str, Any] | None = None, q: str
     settings = get_settings()
     with db.using_connection(connection) as conn, _session(conn) as (cur, own_transaction):
         answer = None
-        if allow_precomputed and user_id is None:
-            answer = _one_statement_answer(cur, request, settings.search_timeout_ms if own_transaction else None)
+        if allow_precomputed:
+            answer = _one_statement_answer(cur, request, settings.search_timeout_ms if own_transaction else None,
+                                           user_id)
         if answer is None:
             where = facet_sql.where_clause(request)
             with _snapshot(cur, settings.search_timeout_ms, own_transaction) as as_of:
@@ -170,15 +175,21 @@ def _text_filters(cur, request: SearchRequest) -> list[PositionFilter] | None:
     return [_once_per_index(text)]
 
 
-def _one_statement_answer(cur, request: SearchRequest, timeout_ms: int | None):
+def _one_statement_answer(cur, request: SearchRequest, timeout_ms: int | None, user_id: int | None):
     """``(source, facets, total, records, as_of)`` in one statement, or None when it cannot tell.
 
     The counts and the page's ids come from this process's overlay (``crmtasks.search.overlay``).
     One statement, in one snapshot, reads the current generation, the changes since the overlay's
-    position and the page's rows. When the generation is the overlay's and nothing changed
-    since, the overlay's rows are exactly the statement's rows: the counts and the page are
-    exact for it, stamped with its ``statement_timestamp()``. Otherwise (None) the caller reads
+    position, the sharing epoch's token and the page's rows. When the generation is the overlay's and
+    nothing changed since, the overlay's rows are exactly the statement's rows: the counts and the page
+    are exact for it, stamped with its ``statement_timestamp()``. Otherwise (None) the caller reads
     in a snapshot of its own and advances the overlay.
+
+    As a user: the user's visibility compiled at the epoch token this process last read, from the
+    sharing checker's memory (``visibility_index.EPOCH_SEEN``), filters the positions, and the answer
+    is used only when the statement read that same token (the rules of its snapshot). The page is then
+    read by the ids the index kept, which are exactly the rows the user may read. Not for a filter that
+    needs the hierarchy's accounts (deals, contacts) nor for a page read by its SQL: None.
     """
     held = OVERLAYS.get(request.entity.name)
     if not isinstance(held, Overlay):
@@ -186,15 +197,28 @@ def _one_statement_answer(cur, request: SearchRequest, timeout_ms: int | None):
     extra = _text_filters(cur, request)
     if extra is None:
         return None
+    visibility = None
+    if user_id is not None:
+        visibility = EPOCH_SEEN.remembered(user_id)
+        if visibility is None or reads_accounts(visibility, request.entity.name):
+            return None
+        visible = visibility_filter(None, visibility, request.entity.name)
+        if visible is not None:
+            extra.append(_once_per_index(visible))
     matched = evaluate(held.segments, request, extra)
     page_request, ids = _page_ids(matched, request)
+    if visibility is not None and ids is None:
+        return None  # the page by its SQL would need the visibility's condition: the snapshot path has it
     statement_text.execute(cur, page_request, held.key, held.position, ids, timeout_ms)
     rows = cur.fetchall()
     if not rows:
         return None
     state = LogState.from_row(rows[0])
+    EPOCH_SEEN.note(state.sharing_token)
     if not state.since_position or state.changed:
         return None
+    if visibility is not None and state.sharing_token != visibility.epoch.token:
+        return None  # the rules changed since this process last looked
     facets, total = count_matched(matched, request)
     columns = [column.name for column in cur.description[STATE_COLUMNS:]]
     records = [dict(zip(columns, row[STATE_COLUMNS:])) for row in rows if row[STATE_COLUMNS] is not None]
@@ -248,6 +272,7 @@ def _segments(cur, entity: Entity, own_transaction: bool) -> Sequence[Segment] |
     if row is None:
         return None  # nothing published yet
     state = LogState.from_row(row)
+    EPOCH_SEEN.note(state.sharing_token)
     if overlay is not None and not state.since_position:  # another generation, or an older snapshot
         cur.execute(change_log.state_sql(entity))
         state = LogState.from_row(cur.fetchone())

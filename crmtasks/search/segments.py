@@ -22,11 +22,13 @@ it matches every filter.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from pyroaring import BitMap
 
+from crmtasks.search.facets import Facet
 from crmtasks.search.index import (
     CodedColumn,
     EntityIndex,
@@ -37,8 +39,50 @@ from crmtasks.search.index import (
 from crmtasks.search.index_read import narrow_codes, text_data
 from crmtasks.search.request import SearchRequest
 
-# A position filter computed from a segment (text q, visibility): positions of that segment.
-PositionFilter = Callable[[EntityIndex], BitMap]
+# A KeptSet keeps its positions as an array too up to this many (256 KB; larger ones are made per search).
+KEPT_ARRAY_POSITIONS = 65_536
+
+
+class KeptSet:
+    """A set of positions of one index kept between searches (a user's visible rows), and what is
+    derived from it alone, made on first use: its counts per facet code, and the set minus the
+    positions a segment skips (the last skipped set only: it changes only when the overlay advances).
+
+    A search whose only filter is a kept set (a user's search with no other filter) counts from
+    these: the set's counts minus the counts of its skipped positions, no pass over the set.
+    Thread-safe: two threads may both compute a part; either result is the same.
+    """
+
+    def __init__(self, positions: BitMap) -> None:
+        self.positions = positions
+        self._counts: dict[int, tuple[CodedColumn, np.ndarray]] = {}
+        self._minus: tuple[BitMap, BitMap, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def counts(self, column: CodedColumn) -> np.ndarray:
+        """Rows of the set per code of ``column`` (a column of the set's index)."""
+        held = self._counts.get(id(column))
+        if held is None or held[0] is not column:
+            held = (column, np.bincount(column.codes[_array(self.positions)], minlength=len(column.keys)))
+            self._counts[id(column)] = held  # the column kept: its id is not reused meanwhile
+        return held[1]
+
+    def minus(self, skipped: BitMap) -> tuple[BitMap, np.ndarray]:
+        """``(positions - skipped, the same as an array)``; the array is kept only up to
+        ``KEPT_ARRAY_POSITIONS`` positions (memory: a process keeps many sets)."""
+        held = self._minus
+        if held is None or held[0] is not skipped:
+            left = self.positions - skipped if skipped else self.positions
+            held = (skipped, left, _array(left) if len(left) <= KEPT_ARRAY_POSITIONS else None)
+            self._minus = held
+        return held[1], (held[2] if held[2] is not None else _array(held[1]))
+
+
+# A position filter computed from a segment (text q, visibility): positions of that segment, as a
+# bitmap, or a KeptSet when the filter keeps its sets between searches.
+PositionFilter = Callable[[EntityIndex], "BitMap | KeptSet"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +104,7 @@ _CODE_TABLES_KEPT = 256
 _code_tables: dict[int, tuple[CodedColumn, dict]] = {}
 
 
-def _code_of(column: CodedColumn) -> dict:
+def column_codes(column: CodedColumn) -> dict:
     """``column.code_of()``, built once per column (a column is immutable)."""
     entry = _code_tables.get(id(column))
     if entry is None or entry[0] is not column:
@@ -72,7 +116,7 @@ def _code_of(column: CodedColumn) -> dict:
 
 
 def _facet_bitmap(column: CodedColumn, keys: Sequence[str], null_included: bool) -> BitMap:
-    code_of = _code_of(column)
+    code_of = column_codes(column)
     wanted = [code_of[key] for key in keys if key in code_of]
     if null_included and None in code_of:
         wanted.append(code_of[None])
@@ -88,16 +132,22 @@ def matching_positions(segment: Segment, request: SearchRequest,
 
 
 def _matching(segment: Segment, request: SearchRequest,
-              extra: Sequence[PositionFilter]) -> tuple[np.ndarray | None, BitMap | None]:
-    """``(positions, the same as a bitmap when one was at hand)``; positions None: every one not skipped."""
+              extra: Sequence[PositionFilter]) -> tuple[np.ndarray | None, BitMap | None, KeptSet | None]:
+    """``(positions, the same as a bitmap when one was at hand, the kept set when it is the only filter)``;
+    positions None: every one not skipped."""
     index = segment.index
     sets = [_facet_bitmap(index.facets[f.facet.name], f.keys, f.null_included) for f in request.facet_filters]
     sets += [position_filter(index) for position_filter in extra]
+    if len(sets) == 1 and isinstance(sets[0], KeptSet) and not request.range_filters:
+        kept = sets[0]
+        result, positions = kept.minus(segment.skipped)
+        return positions, result, kept
+    sets = [found.positions if isinstance(found, KeptSet) else found for found in sets]
     result: BitMap | None = None
     for bitmap in sorted(sets, key=len):
         result = bitmap if result is None else result & bitmap
         if not result:
-            return np.zeros(0, dtype=np.uint32), BitMap()
+            return np.zeros(0, dtype=np.uint32), BitMap(), None
     if result is not None:
         if segment.skipped:
             result = result - segment.skipped
@@ -107,12 +157,12 @@ def _matching(segment: Segment, request: SearchRequest,
         mask[_array(segment.skipped)] = False
         positions = np.flatnonzero(mask).astype(np.uint32)
     else:
-        return None, None
+        return None, None, None
     for range_filter in request.range_filters:
         mask = range_mask(index.numbers[range_filter.column], range_filter.kind, range_filter.bounds, positions)
         positions = positions[mask]
         result = None
-    return positions, result
+    return positions, result, None
 
 
 def _array(bitmap: BitMap) -> np.ndarray:
@@ -121,6 +171,10 @@ def _array(bitmap: BitMap) -> np.ndarray:
 
 def _counts(column: CodedColumn, matched: Matched) -> np.ndarray:
     positions, skipped = matched.positions, matched.segment.skipped
+    if matched.kept is not None:  # the kept set's counts, minus those of its skipped positions
+        whole = matched.kept.counts(column)
+        gone = matched.kept.positions & skipped if skipped else None
+        return whole - np.bincount(column.codes[_array(gone)], minlength=len(column.keys)) if gone else whole
     if positions is None:  # every row but the skipped ones: the totals minus what is skipped
         if not skipped:
             return column.totals
@@ -138,6 +192,7 @@ class Matched:
     segment: Segment
     positions: np.ndarray | None
     bitmap: BitMap | None = None  # the positions as a bitmap, when the filters made one
+    kept: KeptSet | None = None  # the only filter, when it is a kept set (its counts are kept with it)
 
     def __len__(self) -> int:
         if self.positions is None:
@@ -157,6 +212,12 @@ def count(segments: Sequence[Segment], request: SearchRequest,
     return count_matched(evaluate(segments, request, extra), request)
 
 
+# Per entity, the answer of a search with no filter and the segments it is of (weakly: an old
+# generation's index is not kept alive by it). An overlay's segments are the same objects until it
+# advances, so such a search counts once per change, not once per search.
+_unfiltered: dict[str, tuple[tuple[weakref.ref, ...], dict[str, dict], int]] = {}
+
+
 def count_matched(matched: Sequence[Matched], request: SearchRequest) -> tuple[dict[str, dict], int]:
     """``(facets, total)`` of evaluated segments.
 
@@ -164,30 +225,82 @@ def count_matched(matched: Sequence[Matched], request: SearchRequest) -> tuple[d
     ordered largest first, then by key (no value last), as live counts are.
     """
     entity = request.entity
+    unfiltered = all(m.positions is None for m in matched)
+    if unfiltered:
+        held = _unfiltered.get(entity.name)
+        if held is not None and len(held[0]) == len(matched) and all(
+                ref() is m.segment for ref, m in zip(held[0], matched)):
+            return {name: dict(counts) for name, counts in held[1].items()}, held[2]  # copies: the caller's own
     total = sum(len(m) for m in matched)
     facets = {}
     for facet in entity.facets:
-        keyed: dict = {}
-        for m in matched:
-            column = m.segment.index.facets[facet.name]
-            counts = _counts(column, m)
-            nonzero = np.flatnonzero(counts)
-            keys = column.keys
-            if not keyed:
-                keyed = {keys[code]: n for code, n in zip(nonzero.tolist(), counts[nonzero].tolist())}
-                continue
-            for code, n in zip(nonzero.tolist(), counts[nonzero].tolist()):
-                key = keys[code]
-                keyed[key] = keyed.get(key, 0) + n
-        ordered = sorted(keyed.items(), key=_largest_first)
-        decode = facet.kind.decode
-        facets[facet.name] = {None if key is None else decode(key): n for key, n in ordered if n > 0}
+        parts = [(m.segment.index.facets[facet.name], _counts(m.segment.index.facets[facet.name], m))
+                 for m in matched]
+        facets[facet.name] = _ordered_counts(facet, parts)
+    if unfiltered:
+        _unfiltered[entity.name] = (tuple(weakref.ref(m.segment) for m in matched), facets, total)
+        return {name: dict(counts) for name, counts in facets.items()}, total
     return facets, total
 
 
-def _largest_first(item: tuple) -> tuple:
-    key, n = item
-    return -n, key is None, key or ""
+@dataclasses.dataclass(frozen=True)
+class _KeyTable:
+    """Segments' keys of one facet merged, as the API returns them and in their order (no value last).
+
+    ``codes[i]``: the merged code of each code of the i-th column; ``decoded`` and ``rank`` are per merged code.
+    Made once per tuple of columns (columns are immutable).
+    """
+
+    codes: tuple[np.ndarray, ...]
+    decoded: tuple
+    rank: np.ndarray
+
+
+_KEY_TABLES_KEPT = 256
+_key_tables: dict[tuple[int, ...], tuple[tuple[CodedColumn, ...], _KeyTable]] = {}
+
+
+def _key_table(columns: tuple[CodedColumn, ...], facet: Facet) -> _KeyTable:
+    ids = tuple(map(id, columns))
+    entry = _key_tables.get(ids)
+    if entry is None or any(held is not column for held, column in zip(entry[0], columns)):
+        if len(_key_tables) >= _KEY_TABLES_KEPT:
+            _key_tables.clear()
+        merged: dict[str | None, int] = {}
+        codes = tuple(np.array([merged.setdefault(key, len(merged)) for key in column.keys], dtype=np.int64)
+                      for column in columns)
+        keys = list(merged)
+        decoded = tuple(None if key is None else facet.kind.decode(key) for key in keys)
+        by_key = sorted(range(len(keys)), key=lambda code: (keys[code] is None, keys[code] or ""))
+        rank = np.empty(len(keys), dtype=np.int64)
+        rank[by_key] = np.arange(len(keys), dtype=np.int64)
+        entry = (columns, _KeyTable(codes, decoded, rank))  # the columns kept: their ids are not reused meanwhile
+        _key_tables[ids] = entry
+    return entry[1]
+
+
+def _ordered_counts(facet: Facet, parts: Sequence[tuple[CodedColumn, np.ndarray]]) -> dict:
+    """``{value: count}`` of one facet over the segments' counts per code, largest first, then by key.
+
+    The segments' keys are merged, decoded and ranked once per tuple of columns (``_key_table``):
+    a search adds the counts and orders them with numpy, with no Python work per key but the dict.
+    """
+    if not parts:
+        return {}
+    table = _key_table(tuple(column for column, _ in parts), facet)
+    if len(parts) == 1:
+        total = parts[0][1]
+    else:
+        total = np.zeros(len(table.rank), dtype=np.int64)
+        for codes, (_, counts) in zip(table.codes, parts):
+            total[codes] += counts  # a column's keys are distinct: no merged code twice in one part
+    nonzero = np.flatnonzero(total > 0)
+    if not len(nonzero):
+        return {}
+    values = total[nonzero]
+    order = np.lexsort((table.rank[nonzero], -values))
+    decoded = table.decoded
+    return dict(zip([decoded[code] for code in nonzero[order].tolist()], values[order].tolist()))
 
 
 def unskipped_positions(segment: Segment, wanted: int, last: bool) -> np.ndarray:

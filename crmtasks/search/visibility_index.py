@@ -31,7 +31,7 @@ from pyroaring import BitMap
 from crmtasks import sharing
 from crmtasks.pg import load_sql
 from crmtasks.search.index import EntityIndex
-from crmtasks.search.segments import PositionFilter
+from crmtasks.search.segments import KeptSet, PositionFilter, column_codes
 from crmtasks.search.text_index import uint32_bitmap
 from crmtasks.sharing.entities import READ, SharedEntity
 from crmtasks.sharing.visibility import Visibility
@@ -39,19 +39,22 @@ from crmtasks.sharing.visibility import Visibility
 # Segments of at least this many rows (the base) keep their grant bitmaps per user and epoch.
 CACHE_FROM_ROWS = 50_000
 # Users' grant bitmaps kept per process (one per user and base index; oldest dropped first). One
-# bitmap takes at most rows/8 bytes (125 KB at 1M rows), so at most 8 MB at 1M leads.
+# bitmap takes at most rows/8 bytes (125 KB at 1M rows), its counts per facet code a few KB, the
+# positions left after skipping as an array at most 256 KB (segments.KEPT_ARRAY_POSITIONS): at most
+# 26 MB at 1M leads.
 CACHED_GRANTS = 64
 
 
 class GrantCache:
-    """Bounded LRU of (index, user, epoch token) -> the owner-and-criteria positions; thread-safe."""
+    """Bounded LRU of (index, user, epoch token) -> the owner-and-criteria positions (a ``KeptSet``: with
+    them, their counts per facet, made on first use); thread-safe."""
 
     def __init__(self, size: int = CACHED_GRANTS) -> None:
         self.size = size
         self._lock = threading.Lock()
-        self._entries: collections.OrderedDict[tuple, tuple[EntityIndex, BitMap]] = collections.OrderedDict()
+        self._entries: collections.OrderedDict[tuple, tuple[EntityIndex, KeptSet]] = collections.OrderedDict()
 
-    def get(self, index: EntityIndex, user_id: int, token: str) -> BitMap | None:
+    def get(self, index: EntityIndex, user_id: int, token: str) -> KeptSet | None:
         with self._lock:
             entry = self._entries.get((id(index), user_id, token))
             if entry is None or entry[0] is not index:
@@ -59,7 +62,7 @@ class GrantCache:
             self._entries.move_to_end((id(index), user_id, token))
             return entry[1]
 
-    def put(self, index: EntityIndex, user_id: int, token: str, positions: BitMap) -> None:
+    def put(self, index: EntityIndex, user_id: int, token: str, positions: KeptSet) -> None:
         with self._lock:
             self._entries[(id(index), user_id, token)] = (index, positions)  # the index kept: its id is not reused
             while len(self._entries) > self.size:
@@ -77,11 +80,11 @@ def granted_positions(index: EntityIndex, visibility: Visibility, entity: str) -
     """Positions of ``index`` the owner and criteria grants of ``visibility`` admit (not child access)."""
     grants = visibility.grants(entity)
     owner = index.facets["owner"]
-    code_of = owner.code_of()
+    code_of = column_codes(owner)
     parts = [owner.bitmaps[code_of[str(owner_id)]] for owner_id in grants.read_owners if str(owner_id) in code_of]
     for field, value in grants.read_criteria:
         column = index.facets[field]
-        code = column.code_of().get(value)
+        code = column_codes(column).get(value)
         if code is not None:
             parts.append(column.bitmaps[code])
     return BitMap.union(*parts) if parts else BitMap()
@@ -101,11 +104,44 @@ def _hierarchy_accounts(cur, owners: frozenset[int]) -> np.ndarray:
     return np.array(sorted(cur.fetchone()[0]), dtype=np.int64)
 
 
+def reads_accounts(visibility: Visibility, entity: str) -> bool:
+    """True when the user's filter needs the accounts their hierarchy owns (child access: deals, contacts)."""
+    return bool(visibility.active and not visibility.grants(entity).public_allows(READ)
+                and sharing.ENTITIES[entity].account_column and visibility.hierarchy_owners)
+
+
+class EpochSeen:
+    """The sharing epoch's token the last search of this process read (``LogState.sharing_token``).
+
+    A search as a user looks up the user's visibility compiled at that token in the sharing
+    checker's memory before sending anything: its statement reads the token again, in its own
+    snapshot, and the answer is used only when both agree (the rules are then exactly those of the
+    snapshot). A stale token costs a statement once per sharing change, never a wrong answer.
+    """
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+
+    def note(self, token: str | None) -> None:
+        self.token = token
+
+    def remembered(self, user_id: int) -> Visibility | None:
+        """``user_id``'s visibility at the token last seen, from memory (no round trip); None when not there."""
+        cache = sharing.checker().cache
+        if self.token is None or cache is None:
+            return None
+        return cache.current(user_id, self.token)
+
+
+EPOCH_SEEN = EpochSeen()
+
+
 def visibility_filter(cur, visibility: Visibility, entity: str, cache: GrantCache = CACHE) -> PositionFilter | None:
     """The positions of a segment the user of ``visibility`` may read, or None when every row is readable.
 
     ``visibility``: ``sharing.visibility(user_id, cursor=cur)``, compiled in the search's snapshot. For
-    deals and contacts the accounts the user's hierarchy owns are read through ``cur`` (same snapshot).
+    deals and contacts the accounts the user's hierarchy owns are read through ``cur`` (same snapshot);
+    when ``reads_accounts`` is false ``cur`` is not used (None will do).
     """
     user_id = visibility.user_id
     shared: SharedEntity = sharing.ENTITIES[entity]
@@ -113,17 +149,20 @@ def visibility_filter(cur, visibility: Visibility, entity: str, cache: GrantCach
         return lambda index: BitMap()
     if visibility.grants(entity).public_allows(READ):
         return None
-    accounts = None
-    if shared.account_column and visibility.hierarchy_owners:
-        accounts = _hierarchy_accounts(cur, visibility.hierarchy_owners)
+    accounts = _hierarchy_accounts(cur, visibility.hierarchy_owners) if reads_accounts(visibility, entity) else None
     token = visibility.epoch.token
 
-    def positions(index: EntityIndex) -> BitMap:
-        granted = cache.get(index, user_id, token) if len(index) >= CACHE_FROM_ROWS else None
-        if granted is None:
+    def positions(index: EntityIndex) -> BitMap | KeptSet:
+        if len(index) < CACHE_FROM_ROWS:
             granted = granted_positions(index, visibility, entity)
-            if len(index) >= CACHE_FROM_ROWS:
-                cache.put(index, user_id, token, granted)
+        else:
+            kept = cache.get(index, user_id, token)
+            if kept is None:
+                kept = KeptSet(granted_positions(index, visibility, entity))
+                cache.put(index, user_id, token, kept)
+            if accounts is None or not len(accounts):
+                return kept  # the same object while the epoch holds: its counts are kept with it
+            granted = kept.positions
         if accounts is not None and len(accounts):
             return granted | child_positions(index, shared.account_column, accounts)
         return granted
