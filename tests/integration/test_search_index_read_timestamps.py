@@ -28,14 +28,6 @@ OLD_SQL = ("CASE WHEN isfinite({c}) THEN (extract(epoch FROM {c}) * 1000000)::bi
            "WHEN {c} > 'epoch'::timestamptz THEN (%(max)s)::bigint ELSE (%(min)s)::bigint END")
 
 
-@pytest.fixture()
-def conn(crm_db, migrated_database_url):
-    connection = psycopg2.connect(migrated_database_url)
-    connection.autocommit = True
-    yield connection
-    connection.close()
-
-
 def _write(cur, pairs) -> None:
     cur.execute("TRUNCATE leads RESTART IDENTITY CASCADE")
     for created, updated in pairs:
@@ -52,9 +44,9 @@ def _instant_sql(value) -> str:
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pairs=st.lists(st.tuples(instants, instants), max_size=20), batch=st.integers(1, 8))
 @example(pairs=[(0, -1), (946_684_800_000_000, 946_684_800_000_001), ("infinity", "-infinity"), (FIRST, LATE)], batch=2)
-def test_timestamps_read_equal_extract_epoch(conn, monkeypatch, pairs, batch):
+def test_timestamps_read_equal_extract_epoch(crm_conn, monkeypatch, pairs, batch):
     monkeypatch.setattr(index_read, "BATCH_IDS", batch)
-    with conn.cursor() as cur:
+    with crm_conn.cursor() as cur:
         _write(cur, pairs)
         cur.execute("SELECT " + ", ".join(OLD_SQL.format(c=c) for c in ("created_at", "updated_at"))
                     + " FROM leads ORDER BY id", {"max": INT64_MAX, "min": INT64_MIN})
@@ -65,8 +57,8 @@ def test_timestamps_read_equal_extract_epoch(conn, monkeypatch, pairs, batch):
     assert index.numbers["updated_at"].values.tolist() == [row[1] for row in expected]
 
 
-def test_a_timestamp_past_bigint_microseconds_is_refused_as_the_server_refuses_it(conn):
-    with conn.cursor() as cur:
+def test_a_timestamp_past_bigint_microseconds_is_refused_as_the_server_refuses_it(crm_conn):
+    with crm_conn.cursor() as cur:
         _write(cur, [(0, 0)])
         cur.execute("UPDATE leads SET created_at = '294270-06-01 00:00:00+00'")
         with pytest.raises(psycopg2.errors.NumericValueOutOfRange):
