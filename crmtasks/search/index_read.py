@@ -75,7 +75,7 @@ def _unix_microseconds(sent: np.ndarray) -> np.ndarray:
     finite = (sent != INT64_MIN) & (sent != INT64_MAX)
     if np.any(sent[finite] > INT64_MAX - _POSTGRES_EPOCH_US):
         raise ValueError("a timestamp after the year 294247 has no bigint microseconds since 1970")
-    return np.where(finite, sent + np.where(finite, _POSTGRES_EPOCH_US, 0), sent)
+    return sent + np.where(finite, _POSTGRES_EPOCH_US, 0)  # the infinities stay the int64 extremes
 
 
 def _facet_split(entity: Entity) -> tuple[list, list]:
