@@ -46,6 +46,7 @@ def stored_columns(entity: Entity) -> tuple[list[str], list[str]]:
 
 
 def _number_sql(entity: Entity, column: str) -> sql.Composable:
+    """The column in whole units (an int8 expression, or a timestamptz sent as is): NULL exactly when it is."""
     c = sql.Identifier(ROW_ALIAS, column)
     kind = entity.ranges.get(column)
     if isinstance(kind, Timestamp):
@@ -94,8 +95,11 @@ def _integers_query(entity: Entity, where: sql.Composable) -> sql.Composable:
         # every field 8 bytes: a NULL timestamptz is sent as any one (its flag says NULL)
         value = (sql.SQL("coalesce({e}, 'epoch'::timestamptz)") if column in timestamps
                  else sql.SQL("coalesce(({e})::int8, 0)"))
+        # a number column's value is NULL exactly when the column is: its flag tests the column, so the
+        # expression (numeric for an amount, a CASE for a date) is computed once per row, not twice
+        nullable = expression if column is None else sql.Identifier(ROW_ALIAS, column)
         columns.append(sql.SQL("{value}, (({e}) IS NULL)::int::int8").format(value=value.format(e=expression),
-                                                                          e=expression))
+                                                                          e=nullable))
     return sql.SQL("COPY (SELECT {columns} FROM {source} WHERE {where} ORDER BY {id}) TO STDOUT (FORMAT binary)").format(
         columns=sql.SQL(", ").join(columns), source=entity.from_sql(), where=where, id=sql.Identifier(ROW_ALIAS, "id"))
 

@@ -5,7 +5,9 @@ The index's integer ``COPY`` sends a timestamptz as it is (binary: int64 microse
 (``index_read._unix_microseconds``), instead of the numeric ``extract(epoch FROM c) * 1000000`` the
 server computed before. Random instants from 4713 BC to the year 294246, at any microsecond, and both
 infinities, are written and read back through ``read_index`` (in batches of a few ids): each must
-equal that SQL expression, as the old read computed it.
+equal that SQL expression, as the old read computed it. A number column's NULL flag tests the
+column itself (not its whole-unit expression a second time): deals' amounts, close dates and
+probabilities, NULL or not, must equal the SQL too.
 """
 
 from __future__ import annotations
@@ -65,3 +67,34 @@ def test_a_timestamp_past_bigint_microseconds_is_refused_as_the_server_refuses_i
             cur.execute("SELECT " + OLD_SQL.format(c="created_at") + " FROM leads", {"max": INT64_MAX, "min": INT64_MIN})
         with pytest.raises(ValueError, match="294247"):
             read_index(cur, LEADS)
+
+
+DEALS = get_entity("deals")
+deal_rows = st.lists(st.tuples(st.none() | st.integers(0, 10**9), st.none() | st.integers(-40_000, 40_000)
+                               | st.sampled_from(["infinity", "-infinity"]), st.none() | st.integers(0, 100)), max_size=20)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=deal_rows)
+@example(rows=[(None, None, None), (123456, "infinity", 0), (0, "-infinity", None), (None, 0, 100)])
+def test_number_columns_are_null_exactly_where_the_column_is(crm_conn, rows):
+    """A number column's NULL flag tests the column itself (its whole-unit expression is computed once per row):
+    values and NULLs of a deal's amount (cents), close date (days, infinities) and probability equal the SQL."""
+    with crm_conn.cursor() as cur:
+        cur.execute("TRUNCATE deals RESTART IDENTITY CASCADE")
+        for cents, day, probability in rows:
+            close = ("NULL" if day is None else f"'{day}'::date" if isinstance(day, str)
+                     else f"DATE '1970-01-01' + {day}")
+            cur.execute("INSERT INTO deals (name, stage, amount, close_date, probability) "
+                        f"VALUES ('d', 'New', %s / 100.0, {close}, %s)", (cents, probability))
+        cur.execute("SELECT (amount * 100)::bigint, CASE WHEN close_date IS NULL THEN NULL "
+                    "WHEN isfinite(close_date) THEN close_date - DATE '1970-01-01' "
+                    "WHEN close_date > DATE '1970-01-01' THEN (%(max)s)::bigint ELSE (%(min)s)::bigint END, probability "
+                    "FROM deals ORDER BY id", {"max": INT64_MAX, "min": INT64_MIN})
+        expected = cur.fetchall()
+        index = read_index(cur, DEALS)
+    for i, column in enumerate(("amount", "close_date", "probability")):
+        number = index.numbers[column]
+        present = [True] * len(rows) if number.present is None else number.present.tolist()
+        assert present == [row[i] is not None for row in expected], column
+        assert [int(v) if p else None for v, p in zip(number.values, present)] == [row[i] for row in expected], column
