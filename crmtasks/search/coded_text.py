@@ -24,6 +24,7 @@ Exact: ``value`` gives back the lowered value byte for byte (``before``, then th
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -110,46 +111,57 @@ class CodedText:
         return total
 
 
-def _code(parts: list[bytes], table: dict) -> np.ndarray:
-    """The code of each of ``parts`` in ``table`` (value -> code), the values not in it added in order.
+def _code(parts: list[bytes], first: tuple = (b"",)) -> tuple[np.ndarray, list]:
+    """``(codes, values)``: the code of each of ``parts``, and the distinct values by code, ``first`` first,
+    then the others in the order they first appear.
 
-    One dict pass: about 0.1 s per 300k rows.
+    One pass of C loops (a ``defaultdict`` whose missing key gets the table's length as its code, looked
+    up through ``map``), no Python frame per row: about half the cost of a generator of ``setdefault``.
     """
-    add = table.setdefault
-    return np.fromiter((add(value, len(table)) for value in parts), dtype=np.uint32, count=len(parts))
+    table: collections.defaultdict = collections.defaultdict(None, zip(first, range(len(first))))
+    table.default_factory = table.__len__  # called before the key is inserted: the next code
+    codes = np.fromiter(map(table.__getitem__, parts), dtype=np.uint32, count=len(parts))
+    return codes, list(table)
 
 
 def _rows(blob: bytes, count: int) -> list[bytes]:
     return blob.split(b"\0")[:count] if count else []
 
 
+def _whole_bytes(parts: list[bytes]) -> int:
+    """Bytes of the ``ValueList`` of the distinct values of ``parts`` with the empty value: a set, not a coding."""
+    distinct = set(parts)
+    distinct.add(b"")
+    return sum(map(len, distinct)) + len(distinct)
+
+
 def code_text(text: TextData) -> CodedText:
     """``text`` (a ``TextData``) dictionary-coded: split at its separator, or whole where that is smaller.
 
-    An e-mail column is always split at ``@``. Another is first coded whole; it is split at the first
-    space only when its distinct values take more than a byte per row (companies, deal names: their
-    first words and the rest repeat far more than the whole). Names, whose few thousand distinct
-    values already take less, stay whole: one code per row, and one list of rows per value in the
-    trigram index instead of two.
+    An e-mail column is always split at ``@``. Another is split at the first space only when its distinct
+    values would take more than a byte per row whole (companies, deal names: their first words and the
+    rest repeat far more than the whole), which a set of the rows tells without coding them. Names, whose
+    few thousand distinct values already take less, stay whole: one code per row, and one list of rows
+    per value in the trigram index instead of two.
     """
     rows = len(text.offsets) - 1
-    parts = _rows(text.lowered, rows)
     if b"@" in text.lowered:
         separator = AT
     else:
-        separator, table = SPACE, {b"": 0}
-        codes = _code(parts, table)
-        whole = ValueList.of(list(table))
-        if b" " not in text.lowered or len(whole.blob) <= rows:
+        separator = SPACE
+        parts = _rows(text.lowered, rows)
+        if b" " not in text.lowered or _whole_bytes(parts) <= rows:
+            codes, values = _code(parts)
+            whole = ValueList.of(values)
             return CodedText(whole, narrow_unsigned(codes, len(whole)), None, None, separator)
+        del parts
     before, after, split = split_at_first(text, separator)
-    table = {b"": 0}
-    before_codes = _code(_rows(before, rows), table)
-    before_values = ValueList.of(list(table))
-    after_table: dict[bytes | None, int] = {None: 0}  # 0: no separator; an empty part after one has an id of its own
-    after_codes = _code(_rows(after, rows), after_table)
+    before_codes, values = _code(_rows(before, rows))
+    before_values = ValueList.of(values)
+    # 0: no separator; an empty part after one has an id of its own
+    after_codes, values = _code(_rows(after, rows), (None,))
     after_codes[~split] = 0
-    after_values = ValueList.of([b""] + list(after_table)[1:])
+    after_values = ValueList.of([b""] + values[1:])
     return CodedText(before_values, narrow_unsigned(before_codes, len(before_values)), after_values,
                      narrow_unsigned(after_codes, len(after_values)), separator)
 

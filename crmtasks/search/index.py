@@ -39,6 +39,7 @@ rows changed since the generation read live), see ``crmtasks.search.segments``.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import datetime
 import decimal
@@ -53,6 +54,17 @@ INT64_MIN = int(np.iinfo(np.int64).min)
 INT64_MAX = int(np.iinfo(np.int64).max)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _EPOCH_DAY = datetime.date(1970, 1, 1)
+
+
+def uint32_bitmap(positions: np.ndarray) -> BitMap:
+    """A BitMap of ``positions`` (any integer array), through pyroaring's fast ``array.array`` path.
+
+    Why: ``BitMap(ndarray)`` iterates the array element by element, a Python object each (about
+    0.1 s per million positions); from an ``array.array`` pyroaring adds them in bulk, 10-15 times faster.
+    """
+    values = array.array("I")
+    values.frombytes(np.ascontiguousarray(positions, dtype=np.uint32).tobytes())
+    return BitMap(values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +89,7 @@ class CodedColumn:
         codes = np.ascontiguousarray(codes)
         order = np.argsort(codes, kind="stable").astype(np.uint32)
         bounds = np.searchsorted(codes[order], np.arange(len(keys) + 1, dtype=np.uint32))
-        bitmaps = tuple(BitMap(order[bounds[i]:bounds[i + 1]]) for i in range(len(keys)))
+        bitmaps = tuple(uint32_bitmap(order[bounds[i]:bounds[i + 1]]) for i in range(len(keys)))
         return cls(codes, tuple(keys), bitmaps, np.diff(bounds).astype(np.int64))
 
     def code_of(self) -> dict[str | None, int]:

@@ -24,24 +24,16 @@ kept only when it holds the bytes of ``lower(q)``.
 
 from __future__ import annotations
 
-import array
 import dataclasses
 
 import numpy as np
 from pyroaring import BitMap
 
 from crmtasks.search.coded_text import CodedText, ValueList, code_text
-from crmtasks.search.index import EntityIndex, TextData, bitmap_bytes
+from crmtasks.search.index import EntityIndex, TextData, bitmap_bytes, uint32_bitmap
 
 # Bytes gathered at once when candidate values are checked (bounds the temporary array).
 _CHECK_CHUNK_BYTES = 4 << 20
-
-
-def uint32_bitmap(positions: np.ndarray) -> BitMap:
-    """A BitMap of ``positions`` (any integer array), through pyroaring's fast array.array path."""
-    values = array.array("I")
-    values.frombytes(np.ascontiguousarray(positions, dtype=np.uint32).tobytes())
-    return BitMap(values)
 
 
 def _compact(offsets: np.ndarray) -> np.ndarray:

@@ -49,6 +49,39 @@ def test_coded_column_gives_back_every_value_and_finds_what_a_substring_search_f
         assert sorted(trigrams.positions_holding(needle)) == _found(rows, needle), needle
 
 
+def _in_order(first, parts) -> list:
+    return list(dict.fromkeys([*first, *parts]))
+
+
+@given(values, st.integers(1, 4))
+@example([b"ab cd", b"x", b"", b"ab cd", b"e f"], 1)
+@example([b"a@", b"b", b"@c", b"a@"], 1)
+def test_the_coding_is_exactly_first_appearance_order_and_the_stated_split(rows, repeat):
+    """The stored base is the same whatever builds it: parts in the order they first appear (the empty one
+    first), codes their indexes, the separator and the split chosen by the rule of ``code_text``."""
+    rows = rows * repeat
+    coded = code_text(text_data(rows))
+    whole = _in_order([b""], rows)
+    if any(b"@" in row for row in rows):
+        separator = AT
+    elif not any(b" " in row for row in rows) or sum(len(v) + 1 for v in whole) <= len(rows):
+        assert coded.after is None and coded.separator == SPACE
+        assert [coded.before[i] for i in range(len(coded.before))] == whole
+        assert coded.before_codes.tolist() == [whole.index(row) for row in rows]
+        assert coded.before_codes.dtype == (np.uint8 if len(whole) <= 256 else np.uint16)
+        return
+    else:
+        separator = SPACE
+    assert coded.separator == separator and coded.after is not None
+    cut = [row.partition(bytes((separator,))) for row in rows]
+    heads = _in_order([b""], [head for head, _, _ in cut])
+    tails = _in_order([None], [tail for _, _, tail in cut])  # rows without the separator code b"" too, then 0
+    assert [coded.before[i] for i in range(len(coded.before))] == heads
+    assert [coded.after[i] for i in range(len(coded.after))] == [b"", *tails[1:]]
+    assert coded.before_codes.tolist() == [heads.index(head) for head, _, _ in cut]
+    assert coded.after_codes.tolist() == [tails.index(tail) if found else 0 for _, found, tail in cut]
+
+
 def test_coding_shrinks_repeated_parts():
     """Company-like values (many distinct, made of a few first words and rests) are split at the first space;
     name-like ones (few distinct) are kept whole. Either way far fewer bytes than the rows."""
