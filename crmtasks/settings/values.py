@@ -53,7 +53,7 @@ VARIABLES = (
     "CRMTASKS_DASHBOARD_PASSWORD", "CRMTASKS_AUDIT_PREMAKE_MONTHS", "CRMTASKS_AUDIT_RETENTION_MONTHS",
     "CRMTASKS_AUDIT_RETENTION_POLICY", "CRMTASKS_ARCHIVE_DIR", "CRMTASKS_ARCHIVE_URL",
     "CRMTASKS_S3_ENDPOINT_URL", "CRMTASKS_S3_PART_MB", "CRMTASKS_AUDIT_HOLD", "CRMTASKS_AUDIT_PAUSE_AT",
-    "CRMTASKS_AUDIT_MAINTENANCE_NICENESS", "CRMTASKS_ARCHIVE_DUTY_PERCENT",
+    "CRMTASKS_AUDIT_MAINTENANCE_NICENESS", "CRMTASKS_AUDIT_MAINTENANCE_IDLE", "CRMTASKS_ARCHIVE_DUTY_PERCENT",
     "CRMTASKS_AGGREGATES_REBUILD_HOURS", "CRMTASKS_SEARCH_TIMEOUT_MS", "CRMTASKS_SHARING_CACHE_TTL_S",
     "CRMTASKS_SHARING_LOCAL_CACHE_USERS", "CRMTASKS_SHARING_LOCAL_CACHE_RECORDS", "CRMTASKS_SHARING_CONSISTENCY",
     "CRMTASKS_ALERT_URLS", "CRMTASKS_HISTORY_DAYS", "CRMTASKS_DB_POOL_TIMEOUT_S", "CRMTASKS_API_PROCESSES",
@@ -237,8 +237,8 @@ def log_file(value: str | None) -> Path | None:
     return path
 
 
-def flag(environ: Mapping[str, str], variable: str) -> bool:
-    value = (empty_to_none(environ.get(variable)) or "0").lower()
+def flag(environ: Mapping[str, str], variable: str, *, default: bool = False) -> bool:
+    value = (empty_to_none(environ.get(variable)) or ("1" if default else "0")).lower()
     if value in _TRUE_WORDS:
         return True
     if value in _FALSE_WORDS:
