@@ -160,6 +160,16 @@ def test_the_pass_scans_months_without_parallel_workers(audit_conn, tmp_path):
     assert "Gather" not in plan, plan
 
 
+def test_a_callers_connection_gets_its_server_process_priority_back(audit_conn, tmp_path):
+    """run_maintenance puts the server process of the caller's connection in SCHED_IDLE (niced) for the pass
+    only: a library caller that goes on using the connection gets it back as it was (root or same user here)."""
+    backend = audit_conn.get_backend_pid()
+    before = (os.sched_getscheduler(backend), os.getpriority(os.PRIO_PROCESS, backend))
+    fill_month(audit_conn, old_months(1)[0], 50)
+    assert run_maintenance(audit_conn, audit_settings(tmp_path))["dropped"] == 1
+    assert (os.sched_getscheduler(backend), os.getpriority(os.PRIO_PROCESS, backend)) == before
+
+
 def test_retention_uses_catalog_bounds_not_names(audit_conn, tmp_path):
     settings = audit_settings(tmp_path)
     expired = old_months(1)[0]
