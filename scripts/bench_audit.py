@@ -72,10 +72,11 @@ VARIANTS = {
     "niced": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "10", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "100", **_NOT_IDLE},
     "paced50": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "10", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "50", **_NOT_IDLE},
     "niced19": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "19", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "100", **_NOT_IDLE},
-    # The defaults before SCHED_IDLE: niceness 10, paced at 70%.
+    # The defaults: niceness 10, paced at 70%, without SCHED_IDLE.
     "paced70": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "10", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "70", **_NOT_IDLE},
-    # SCHED_IDLE, unpaced: what the archive's pacing still buys once the pass is in the idle class.
-    "idle": {"CRMTASKS_ARCHIVE_DUTY_PERCENT": "100"},
+    # SCHED_IDLE (CRMTASKS_AUDIT_MAINTENANCE_IDLE) with the default pacing, and unpaced.
+    "idle": {"CRMTASKS_AUDIT_MAINTENANCE_IDLE": "1"},
+    "idle-unpaced": {"CRMTASKS_AUDIT_MAINTENANCE_IDLE": "1", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "100"},
 }
 
 

@@ -18,7 +18,7 @@ The maintenance is not in a hurry; writers are. So:
   session, and ``restore_backend`` puts its priority back where the OS
   allows (lowering niceness again needs privileges: the maintenance job
   closes its connection anyway).
-- With ``idle`` (CRMTASKS_AUDIT_MAINTENANCE_IDLE, the default) both also go
+- With ``idle`` (CRMTASKS_AUDIT_MAINTENANCE_IDLE, off by default) both also go
   to Linux's SCHED_IDLE class. Niceness only weighs the shares: a niced
   thread that holds a core keeps it until its time slice ends (about a
   millisecond or more on the EEVDF scheduler) before a writer that wakes up
@@ -26,7 +26,9 @@ The maintenance is not in a hurry; writers are. So:
   p99 still grew two to three times while a month was being counted.
   A SCHED_IDLE thread is preempted as soon as a normal one wakes up.
   The cost: on a host whose cores are never idle the pass only gets the
-  leftovers (it still progresses: SCHED_IDLE keeps a small share).
+  leftovers (it still progresses: SCHED_IDLE keeps a small share). Off by
+  default: interleaved bench runs have not shown the writers' p99 to gain
+  from it yet, and on a saturated host the archive ran 2-3x slower.
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ class Settings:
     audit_hold: bool = False
     audit_pause_at: str | None = None
     audit_maintenance_niceness: int = 10
-    audit_maintenance_idle: bool = True
+    audit_maintenance_idle: bool = False
     archive_duty_percent: int = 70
     aggregates_rebuild_hours: int = 24
     search_timeout_ms: int = 5_000
@@ -275,7 +275,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         audit_pause_at=values.pause_point(environ.get("CRMTASKS_AUDIT_PAUSE_AT")),
         audit_maintenance_niceness=values.positive_int(environ, "CRMTASKS_AUDIT_MAINTENANCE_NICENESS", default=10,
                                                        least=0, most=19),
-        audit_maintenance_idle=values.flag(environ, "CRMTASKS_AUDIT_MAINTENANCE_IDLE", default=True),
+        audit_maintenance_idle=values.flag(environ, "CRMTASKS_AUDIT_MAINTENANCE_IDLE"),
         archive_duty_percent=values.positive_int(environ, "CRMTASKS_ARCHIVE_DUTY_PERCENT", default=70, least=10,
                                                  most=100, unit="percent"),
         aggregates_rebuild_hours=values.hours(environ, "CRMTASKS_AGGREGATES_REBUILD_HOURS", default=24),

@@ -237,8 +237,8 @@ def log_file(value: str | None) -> Path | None:
     return path
 
 
-def flag(environ: Mapping[str, str], variable: str, *, default: bool = False) -> bool:
-    value = (empty_to_none(environ.get(variable)) or ("1" if default else "0")).lower()
+def flag(environ: Mapping[str, str], variable: str) -> bool:
+    value = (empty_to_none(environ.get(variable)) or "0").lower()
     if value in _TRUE_WORDS:
         return True
     if value in _FALSE_WORDS:

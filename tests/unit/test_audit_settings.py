@@ -23,7 +23,7 @@ def test_audit_defaults(tmp_path):
     assert settings.audit_hold is False
     assert settings.audit_pause_at is None
     assert settings.audit_maintenance_niceness == 10
-    assert settings.audit_maintenance_idle is True
+    assert settings.audit_maintenance_idle is False
     assert settings.archive_duty_percent == 70
 
 
@@ -33,10 +33,10 @@ def test_audit_values_are_kept(tmp_path):
         "CRMTASKS_AUDIT_RETENTION_POLICY": "Delete", "CRMTASKS_ARCHIVE_DIR": str(tmp_path / "arch"),
         "CRMTASKS_AUDIT_HOLD": "yes", "CRMTASKS_AUDIT_PAUSE_AT": "before_drop",
         "CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "0", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "60",
-        "CRMTASKS_AUDIT_MAINTENANCE_IDLE": "off",
+        "CRMTASKS_AUDIT_MAINTENANCE_IDLE": "on",
     })
     assert (settings.audit_maintenance_niceness, settings.archive_duty_percent) == (0, 60)
-    assert settings.audit_maintenance_idle is False
+    assert settings.audit_maintenance_idle is True
     assert (settings.audit_premake_months, settings.audit_retention_months) == (0, 24)
     assert settings.audit_retention_policy == "delete"
     assert settings.audit_archive_dir == tmp_path / "arch"
