@@ -63,15 +63,20 @@ from crmtasks.settings import load_settings
 
 
 # Settings of each variant a run can alternate (environment variables on top of the run's own).
+_NOT_IDLE = {"CRMTASKS_AUDIT_MAINTENANCE_IDLE": "0"}
 VARIANTS = {
     "default": {},
     # As before crmtasks.audit.priority: the pass and its server process at normal priority (the compressing
     # thread alone niced), unpaced.
-    "unthrottled": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "0", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "100"},
-    "niced": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "10", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "100"},
-    "paced50": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "10", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "50"},
-    "niced19": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "19", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "100"},
-    "paced70": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "10", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "70"},
+    "unthrottled": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "0", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "100", **_NOT_IDLE},
+    "niced": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "10", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "100", **_NOT_IDLE},
+    "paced50": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "10", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "50", **_NOT_IDLE},
+    "niced19": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "19", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "100", **_NOT_IDLE},
+    # The defaults: niceness 10, paced at 70%, without SCHED_IDLE.
+    "paced70": {"CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "10", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "70", **_NOT_IDLE},
+    # SCHED_IDLE (CRMTASKS_AUDIT_MAINTENANCE_IDLE) with the default pacing, and unpaced.
+    "idle": {"CRMTASKS_AUDIT_MAINTENANCE_IDLE": "1"},
+    "idle-unpaced": {"CRMTASKS_AUDIT_MAINTENANCE_IDLE": "1", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "100"},
 }
 
 

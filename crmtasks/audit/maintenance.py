@@ -18,9 +18,11 @@ someone adds one anyway, retention is skipped and reported, because
 PostgreSQL refuses DETACH ... CONCURRENTLY while a DEFAULT partition exists.
 
 The pass yields the CPU to the application's writers: it runs at
-CRMTASKS_AUDIT_MAINTENANCE_NICENESS, in a thread of its own and, where the
+CRMTASKS_AUDIT_MAINTENANCE_NICENESS and in SCHED_IDLE
+(CRMTASKS_AUDIT_MAINTENANCE_IDLE), in a thread of its own and, where the
 OS allows, in its PostgreSQL server process (crmtasks.audit.priority); its
-index builds use no parallel workers (each would take a core).
+index builds and scans use no parallel workers (each would take a core, at
+normal priority).
 """
 
 from __future__ import annotations
@@ -64,10 +66,10 @@ def run_maintenance(conn, settings: Settings, *, now: datetime.datetime | None =
     Idempotent; safe to kill -9 at any point and run again.
     """
     conn.autocommit = True
-    niceness = settings.audit_maintenance_niceness
-    backend_before = priority.lower_backend(conn, niceness)
+    niceness, idle = settings.audit_maintenance_niceness, settings.audit_maintenance_idle
+    backend_before = priority.lower_backend(conn, niceness, idle=idle)
     try:
-        return priority.run_niced(lambda: _run_steps(conn, settings, current_month(now)), niceness,
+        return priority.run_niced(lambda: _run_steps(conn, settings, current_month(now)), niceness, idle=idle,
                                   cancel=conn.cancel)
     finally:
         priority.restore_backend(conn, backend_before)
@@ -81,6 +83,9 @@ def _run_steps(conn, settings: Settings, current: Month) -> dict:
             cur.execute("SET lock_timeout = '60s'")
             # CREATE INDEX CONCURRENTLY on a big partition would take a core per worker from the writers.
             cur.execute("SET max_parallel_maintenance_workers = 0")
+            # So would the scans of a month (the archive's and the drop's count(*)): parallel workers are
+            # server processes of their own, at normal priority whatever this session's process runs at.
+            cur.execute("SET max_parallel_workers_per_gather = 0")
         created = create_months(conn, premake_months(current, settings.audit_premake_months))
         if created:
             pause_point(settings, "after_premake")

@@ -84,6 +84,9 @@ class Settings:
         maintenance's own work: its thread (and the archive's threads) and, where the
         PostgreSQL server runs on this host and allows it, its server process, so the
         application's writers get a core first (crmtasks.audit.priority).
+      audit_maintenance_idle(bool): Also put those threads and that process in Linux's
+        SCHED_IDLE class, so a writer waking up takes the core at once instead of after
+        the pass's time slice (crmtasks.audit.priority).
       archive_duty_percent(int): Share of the time (10..100) the archive's COPY may run; it
         rests the remainder, in slices of a tenth of a second, leaving the cores to writers
         (70: the archive had ~1.8x of throughput over its target, the writers' p99 none).
@@ -138,6 +141,7 @@ class Settings:
     audit_hold: bool = False
     audit_pause_at: str | None = None
     audit_maintenance_niceness: int = 10
+    audit_maintenance_idle: bool = False
     archive_duty_percent: int = 70
     aggregates_rebuild_hours: int = 24
     search_timeout_ms: int = 5_000
@@ -274,6 +278,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         audit_pause_at=values.pause_point(environ.get("CRMTASKS_AUDIT_PAUSE_AT")),
         audit_maintenance_niceness=values.positive_int(environ, "CRMTASKS_AUDIT_MAINTENANCE_NICENESS", default=10,
                                                        least=0, most=19),
+        audit_maintenance_idle=values.flag(environ, "CRMTASKS_AUDIT_MAINTENANCE_IDLE"),
         archive_duty_percent=values.positive_int(environ, "CRMTASKS_ARCHIVE_DUTY_PERCENT", default=70, least=10,
                                                  most=100, unit="percent"),
         aggregates_rebuild_hours=values.hours(environ, "CRMTASKS_AGGREGATES_REBUILD_HOURS", default=24),

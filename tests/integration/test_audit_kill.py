@@ -130,32 +130,36 @@ def test_kill_a_paced_archive_midway_then_rerun(audit_conn, tmp_path, archive_ta
     assert len(archived_ids(settings)) == 2 * PACED_ROWS_PER_MONTH
 
 
-def _thread_niceness(pid: int) -> dict[int, int]:
-    """Niceness of each thread of process ``pid`` (/proc/<pid>/task/<tid>/stat, field 19)."""
+def _thread_priorities(pid: int) -> dict[int, tuple[int, int]]:
+    """(niceness, scheduling policy) of each thread of process ``pid`` (/proc/<pid>/task/<tid>/stat, fields 19
+    and 41)."""
     found = {}
     for task in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{task}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        found[int(task)] = int(fields[16])
+        found[int(task)] = (int(fields[16]), int(fields[38]))
     return found
 
 
-@pytest.mark.parametrize("niceness", [0, 13])
-def test_the_job_runs_niced_but_not_its_process(audit_conn, tmp_path, niceness):
-    """CRMTASKS_AUDIT_MAINTENANCE_NICENESS: the pass's thread and its PostgreSQL process (local, same user or root
-    here) get it; the job process's main thread keeps its own (never os.nice)."""
+@pytest.mark.parametrize("niceness, idle", [(0, "0"), (13, "0"), (10, "1")])
+def test_the_job_runs_niced_but_not_its_process(audit_conn, tmp_path, niceness, idle):
+    """CRMTASKS_AUDIT_MAINTENANCE_NICENESS and _IDLE: the pass's thread and its PostgreSQL process (local, same
+    user or root here) get that niceness and, with _IDLE, the SCHED_IDLE class; the job process's main thread
+    keeps its own (never os.nice)."""
     target = {"CRMTASKS_ARCHIVE_DIR": str(tmp_path / "archive")}
     _prepare(audit_conn)
     child = _start_job(target, CRMTASKS_AUDIT_PAUSE_AT="after_premake",
-                       CRMTASKS_AUDIT_MAINTENANCE_NICENESS=str(niceness))
+                       CRMTASKS_AUDIT_MAINTENANCE_NICENESS=str(niceness), CRMTASKS_AUDIT_MAINTENANCE_IDLE=idle)
+    policy = os.SCHED_IDLE if idle == "1" else os.SCHED_OTHER
     try:
         line = child.stdout.readline().strip()
         assert line == "paused at after_premake", child.stderr.read() if not line else line
-        threads = _thread_niceness(child.pid)
-        assert threads[child.pid] == 0  # the main thread
-        assert max(threads.values()) == niceness
+        threads = _thread_priorities(child.pid)
+        assert threads[child.pid] == (0, os.SCHED_OTHER)  # the main thread
+        assert max(threads.values()) == (niceness, policy)
         [(backend,)] = _maintenance_sessions(audit_conn)
         assert os.getpriority(os.PRIO_PROCESS, backend) == niceness
+        assert os.sched_getscheduler(backend) == policy
     finally:
         child.kill()
         child.wait(timeout=10)

@@ -145,6 +145,32 @@ def test_premake_and_archive_then_drop(audit_conn, tmp_path):
     assert (again["created"], again["archived"], again["dropped"]) == (0, 0, 0)
 
 
+def test_the_pass_scans_months_without_parallel_workers(audit_conn, tmp_path):
+    """Parallel workers are server processes at normal priority: the pass's counts of a month must not start
+    any, even where the planner would (here it is told every parallel plan is free)."""
+    fill_month(audit_conn, old_months(1)[0], 200)
+    with audit_conn.cursor() as cur:
+        for setting in ("parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size"):
+            cur.execute(sql.SQL("SET {} = 0").format(sql.Identifier(setting)))
+    audit_conn.commit()
+    assert run_maintenance(audit_conn, audit_settings(tmp_path))["dropped"] == 1
+    with audit_conn.cursor() as cur:
+        cur.execute("EXPLAIN SELECT count(*), min(id) FROM audit_log")
+        plan = "\n".join(line for (line,) in cur.fetchall())
+    assert "Gather" not in plan, plan
+
+
+def test_a_callers_connection_gets_its_server_process_priority_back(audit_conn, tmp_path):
+    """run_maintenance puts the server process of the caller's connection in SCHED_IDLE (niced) for the pass
+    only: a library caller that goes on using the connection gets it back as it was (root or same user here)."""
+    backend = audit_conn.get_backend_pid()
+    before = (os.sched_getscheduler(backend), os.getpriority(os.PRIO_PROCESS, backend))
+    fill_month(audit_conn, old_months(1)[0], 50)
+    settings = audit_settings(tmp_path, CRMTASKS_AUDIT_MAINTENANCE_IDLE=1)
+    assert run_maintenance(audit_conn, settings)["dropped"] == 1
+    assert (os.sched_getscheduler(backend), os.getpriority(os.PRIO_PROCESS, backend)) == before
+
+
 def test_retention_uses_catalog_bounds_not_names(audit_conn, tmp_path):
     settings = audit_settings(tmp_path)
     expired = old_months(1)[0]

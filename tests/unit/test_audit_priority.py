@@ -35,6 +35,18 @@ def test_threads_the_pass_starts_inherit_its_niceness():
     assert priority.run_niced(start_a_thread, 11) >= 11
 
 
+def test_idle_puts_the_pass_and_the_threads_it_starts_in_sched_idle_and_not_the_caller():
+    def policies():
+        found = []
+        thread = threading.Thread(target=lambda: found.append(os.sched_getscheduler(0)))
+        thread.start()
+        thread.join()
+        return os.sched_getscheduler(0), found[0]
+
+    assert priority.run_niced(policies, 0, idle=True) == (os.SCHED_IDLE, os.SCHED_IDLE)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
 def test_niceness_zero_runs_in_the_callers_thread():
     assert priority.run_niced(threading.get_native_id, 0) == threading.get_native_id()
 

@@ -23,6 +23,7 @@ def test_audit_defaults(tmp_path):
     assert settings.audit_hold is False
     assert settings.audit_pause_at is None
     assert settings.audit_maintenance_niceness == 10
+    assert settings.audit_maintenance_idle is False
     assert settings.archive_duty_percent == 70
 
 
@@ -32,8 +33,10 @@ def test_audit_values_are_kept(tmp_path):
         "CRMTASKS_AUDIT_RETENTION_POLICY": "Delete", "CRMTASKS_ARCHIVE_DIR": str(tmp_path / "arch"),
         "CRMTASKS_AUDIT_HOLD": "yes", "CRMTASKS_AUDIT_PAUSE_AT": "before_drop",
         "CRMTASKS_AUDIT_MAINTENANCE_NICENESS": "0", "CRMTASKS_ARCHIVE_DUTY_PERCENT": "60",
+        "CRMTASKS_AUDIT_MAINTENANCE_IDLE": "on",
     })
     assert (settings.audit_maintenance_niceness, settings.archive_duty_percent) == (0, 60)
+    assert settings.audit_maintenance_idle is True
     assert (settings.audit_premake_months, settings.audit_retention_months) == (0, 24)
     assert settings.audit_retention_policy == "delete"
     assert settings.audit_archive_dir == tmp_path / "arch"
@@ -52,6 +55,7 @@ def test_audit_values_are_kept(tmp_path):
     ("CRMTASKS_AUDIT_MAINTENANCE_NICENESS", "20", "out of range (0 to 19)"),
     ("CRMTASKS_AUDIT_MAINTENANCE_NICENESS", "-5", "out of range (0 to 19)"),
     ("CRMTASKS_AUDIT_MAINTENANCE_NICENESS", "low", "is not a whole number"),
+    ("CRMTASKS_AUDIT_MAINTENANCE_IDLE", "lowest", "is not a yes/no value"),
     ("CRMTASKS_ARCHIVE_DUTY_PERCENT", "5", "5 percent is out of range (10 to 100)"),
     ("CRMTASKS_ARCHIVE_DUTY_PERCENT", "101", "out of range (10 to 100)"),
     ("CRMTASKS_ARCHIVE_DUTY_PERCENT", "50%", "is not a whole number of percent"),
