@@ -217,16 +217,43 @@ def test_a_run_folds_every_log_and_deletes_emptied_groups_in_one_statement(conn,
         job_conn.close()
     assert stats.mode == "incremental" and stats.aggregate_rows_removed > 0
     assert all(stats.rows_read[source] > 0 for source in ("deals", "leads", "accounts"))
-    # Lock, BEGIN, the snapshot's first query, [the owners' new names: edit() renames users], the fold, COMMIT,
-    # unlock: every log, every table, the emptied groups and as_of in one statement.
-    first_query = next(i for i, text in enumerate(statements) if text.startswith("SELECT statement_timestamp()"))
-    commit = statements.index("COMMIT")
-    work = [text for text in statements[first_query + 1:commit] if "DELETE FROM report_owner_changes" not in text]
-    assert len(work) == 1 and work[0].startswith("WITH deal_images AS"), work
-    assert stats.owners_refreshed > 0 and commit - first_query == 3
-    assert len(statements) == commit + 2 == 7 and "pg_advisory_unlock" in statements[-1], statements
+    # BEGIN with the snapshot's first query and the lock, [the owners' new names: edit() renames users], the fold
+    # (prepared in the same round trip on this new connection), COMMIT: every log, every table, the emptied groups
+    # and as_of in one statement; no unlock (the lock ends with the transaction).
+    assert statements[0].startswith("BEGIN ISOLATION LEVEL REPEATABLE READ") and "pg_try_advisory_xact_lock" in statements[0]
+    assert "DELETE FROM report_owner_changes" in statements[1] and stats.owners_refreshed > 0
+    assert statements[2].startswith('PREPARE "crmtasks_report_fold_deals_leads_accounts" (timestamptz) AS WITH deal_images AS')
+    assert statements[2].endswith('EXECUTE "crmtasks_report_fold_deals_leads_accounts" (%s)')
+    assert statements[3:] == ["COMMIT"], statements
     _aggregate_contents(conn)  # no emptied group left behind
     assert_reports_equal_live(conn, random.Random(21))
+
+
+def test_later_runs_on_a_connection_only_execute_the_prepared_fold_and_stay_exact(conn, migrated_database_url):
+    RandomCRM(conn, 41).create(deals=150, leads=60, accounts=20)
+    job_conn = psycopg2.connect(migrated_database_url, connection_factory=_StatementLog)
+    job_conn.autocommit = True
+    try:
+        assert aggregates.refresh(job_conn).mode == "full"
+        trips = []
+        for round_number in range(4):
+            with conn.cursor() as cur:
+                cur.execute("UPDATE deals SET amount = coalesce(amount, 0) + 1, owner_id = NULL WHERE id %% 7 = %s",
+                            (round_number,))
+            if round_number == 2:
+                with job_conn.cursor() as cur:
+                    cur.execute("DEALLOCATE ALL")  # as a pooler's DISCARD ALL would
+            job_conn.statements.clear()
+            stats = aggregates.refresh(job_conn)
+            trips.append([" ".join(text.split())[:40] for text in job_conn.statements])
+            assert stats.mode == "incremental" and stats.rows_read["deals"] > 0
+            assert_reports_equal_live(conn, random.Random(41))
+    finally:
+        job_conn.close()
+    # Prepared on the connection's first fold of deals, then executed only; prepared again once it was lost.
+    prepared, executed = 'PREPARE "crmtasks_report_fold_deals" (ti', 'EXECUTE "crmtasks_report_fold_deals" (%s'
+    assert [trip[1] for trip in trips] == [prepared, executed, prepared, executed], trips
+    assert all(len(trip) == 3 and trip[2] == "COMMIT" for trip in trips), trips
 
 
 def test_the_job_vacuums_the_logs_it_consumed_so_they_stop_growing(conn):
@@ -291,7 +318,7 @@ def _wait_until_blocked(conn, pid, timeout_s=20):
         if row and row[0] == "Lock":
             return
         time.sleep(0.02)
-    raise AssertionError("the run never blocked on the change log")
+    raise AssertionError("the run never blocked on a lock")
 
 
 def test_a_failed_run_changes_nothing_and_the_next_run_catches_up(conn, migrated_database_url):
@@ -330,6 +357,31 @@ def test_a_second_concurrent_run_is_skipped(conn, migrated_database_url):
         other.close()
     assert stats.mode == "skipped"
     assert aggregates.state(conn)["as_of"] is None
+
+
+def test_a_run_whose_snapshot_went_stale_before_it_locked_the_state_runs_again(conn, migrated_database_url):
+    RandomCRM(conn, 12).create(deals=60, leads=10, accounts=5)
+    aggregates.refresh(conn)
+    writer = psycopg2.connect(migrated_database_url)
+    job_conn = psycopg2.connect(migrated_database_url)
+    job_conn.autocommit = True
+    result = {}
+    try:
+        with writer.cursor() as cur:
+            # As a run publishing (or a TRUNCATE asking for a rebuild) would: the state row changes after the
+            # snapshot the next run's first query takes, and before that query locks the row.
+            cur.execute("UPDATE report_aggregate_state SET rebuild_required = true")
+            job = threading.Thread(target=lambda: result.update(stats=aggregates.refresh(job_conn)))
+            job.start()
+            _wait_until_blocked(conn, job_conn.get_backend_pid())
+        writer.commit()
+        job.join(timeout=30)
+    finally:
+        writer.close()
+        job_conn.close()
+    # Not a serialization error: the run started again with a fresh snapshot, and saw the rebuild asked for.
+    assert result["stats"].mode == "full" and result["stats"].reason.startswith("rebuild required")
+    assert_reports_equal_live(conn, random.Random(12))
 
 
 def test_truncate_and_age_trigger_full_rebuilds(conn):
