@@ -281,24 +281,12 @@ def test_a_change_committed_during_a_run_is_left_for_the_next_run(conn, migrated
     with conn.cursor() as cur:
         # Committed before the run: something in the log, so the run folds deals (and blocks on the log below).
         cur.execute("UPDATE deals SET amount = amount + 1 WHERE id = %s", (earlier_id,))
-    writer = psycopg2.connect(migrated_database_url)
-    job_conn = psycopg2.connect(migrated_database_url)
-    job_conn.autocommit = True
-    result = {}
-    try:
-        with writer.cursor() as cur:
-            # Hold the change log so the run blocks right after taking its snapshot.
-            cur.execute("LOCK TABLE report_deal_changes IN EXCLUSIVE MODE")
-            job = threading.Thread(target=lambda: result.update(stats=aggregates.refresh(job_conn)))
-            job.start()
-            _wait_until_blocked(conn, job_conn.get_backend_pid())
-            # Committed after the run's snapshot: the run must neither fold nor delete it.
-            cur.execute("UPDATE deals SET amount = amount + 1000 WHERE id = %s", (deal_id,))
-        writer.commit()
-        job.join(timeout=30)
-    finally:
-        writer.close()
-    assert result["stats"].mode == "incremental" and result["stats"].rows_read["deals"] == 2  # the earlier change
+    # Hold the change log so the run blocks right after taking its snapshot; then commit a change after that
+    # snapshot: the run must neither fold nor delete it.
+    stats = _run_while_blocked(
+        conn, migrated_database_url, "LOCK TABLE report_deal_changes IN EXCLUSIVE MODE",
+        then=("UPDATE deals SET amount = amount + 1000 WHERE id = %s", (deal_id,)))
+    assert stats.mode == "incremental" and stats.rows_read["deals"] == 2  # the earlier change
     assert aggregates.state(conn)["pending_changes"] == 2  # still waiting in the log
     live = live_reports.revenue(conn, grain="month")
     assert [tuple(r.values())[1:] for r in reports.revenue(connection=conn).rows] != live
@@ -306,7 +294,29 @@ def test_a_change_committed_during_a_run_is_left_for_the_next_run(conn, migrated
     caught_up = aggregates.refresh(conn)
     assert caught_up.rows_read["deals"] == 2
     assert [tuple(r.values())[1:] for r in reports.revenue(connection=conn).rows] == live
-    job_conn.close()
+
+
+def _run_while_blocked(conn, database_url, hold: str, then: tuple | None = None) -> aggregates.RefreshStats:
+    """A run on a connection of its own while another transaction runs ``hold`` (which the run waits for), and
+    once the run waits, ``then`` (statement, params); that transaction commits, and the run's stats come back."""
+    writer = psycopg2.connect(database_url)
+    job_conn = psycopg2.connect(database_url)
+    job_conn.autocommit = True
+    result = {}
+    try:
+        with writer.cursor() as cur:
+            cur.execute(hold)
+            job = threading.Thread(target=lambda: result.update(stats=aggregates.refresh(job_conn)))
+            job.start()
+            _wait_until_blocked(conn, job_conn.get_backend_pid())
+            if then:
+                cur.execute(*then)
+        writer.commit()
+        job.join(timeout=30)
+    finally:
+        writer.close()
+        job_conn.close()
+    return result["stats"]
 
 
 def _wait_until_blocked(conn, pid, timeout_s=20):
@@ -362,25 +372,11 @@ def test_a_second_concurrent_run_is_skipped(conn, migrated_database_url):
 def test_a_run_whose_snapshot_went_stale_before_it_locked_the_state_runs_again(conn, migrated_database_url):
     RandomCRM(conn, 12).create(deals=60, leads=10, accounts=5)
     aggregates.refresh(conn)
-    writer = psycopg2.connect(migrated_database_url)
-    job_conn = psycopg2.connect(migrated_database_url)
-    job_conn.autocommit = True
-    result = {}
-    try:
-        with writer.cursor() as cur:
-            # As a run publishing (or a TRUNCATE asking for a rebuild) would: the state row changes after the
-            # snapshot the next run's first query takes, and before that query locks the row.
-            cur.execute("UPDATE report_aggregate_state SET rebuild_required = true")
-            job = threading.Thread(target=lambda: result.update(stats=aggregates.refresh(job_conn)))
-            job.start()
-            _wait_until_blocked(conn, job_conn.get_backend_pid())
-        writer.commit()
-        job.join(timeout=30)
-    finally:
-        writer.close()
-        job_conn.close()
+    # As a run publishing (or a TRUNCATE asking for a rebuild) would: the state row changes after the snapshot the
+    # next run's first query takes, and before that query locks the row.
+    stats = _run_while_blocked(conn, migrated_database_url, "UPDATE report_aggregate_state SET rebuild_required = true")
     # Not a serialization error: the run started again with a fresh snapshot, and saw the rebuild asked for.
-    assert result["stats"].mode == "full" and result["stats"].reason.startswith("rebuild required")
+    assert stats.mode == "full" and stats.reason.startswith("rebuild required")
     assert_reports_equal_live(conn, random.Random(12))
 
 
