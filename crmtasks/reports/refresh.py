@@ -46,7 +46,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 
 from crmtasks.pg import AdvisoryLock, load_sql, transaction
-from crmtasks.reports import fold
+from crmtasks.reports import fold, payloads
 
 # Memory for the fold's hash aggregates and sorts (PostgreSQL's default 4MB spills to disk on a rebuild).
 _WORK_MEM = "128MB"
@@ -269,6 +269,21 @@ def vacuum_consumed_logs(conn: PgConnection, stats: RefreshStats) -> list[str]:
         with conn.cursor() as cur:
             cur.execute(sql.SQL("VACUUM (TRUNCATE false) {}").format(sql.SQL(", ").join(map(sql.Identifier, logs))))
     return logs
+
+
+def tidy_up(conn: PgConnection, stats: RefreshStats) -> dict:
+    """What the job does after a run has published, outside its transaction: delete the report payloads of earlier
+    generations (never served again), vacuum the change logs the run emptied; what each cost. The reports bench
+    times it too, apart from the run."""
+    result = {}
+    if stats.as_of is not None:
+        started = time.perf_counter()
+        result["payloads_deleted"] = payloads.forget_older(conn, stats.as_of)
+        result["payloads_delete_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    started = time.perf_counter()
+    result["logs_vacuumed"] = vacuum_consumed_logs(conn, stats)
+    result["logs_vacuum_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
 
 
 def state(conn: PgConnection) -> dict:

@@ -35,7 +35,6 @@ from psycopg2 import sql
 from benchsuite.rows import Row
 from benchsuite.timing import ms_since
 from crmtasks import reports
-from crmtasks.jobs import precompute_aggregates
 from crmtasks.reports import queries, render
 from crmtasks.reports import refresh as aggregates
 
@@ -214,7 +213,7 @@ def change_cycles(conn, users: int, deals: int, cycles: int) -> dict:
         # the views' side leaves its dead rows to autovacuum; and the next cycle starts from a vacuumed log, as the
         # job's next run does.
         started = time.perf_counter()
-        precompute_aggregates.tidy_up(conn, stats)
+        aggregates.tidy_up(conn, stats)
         tidy.append(ms_since(started))
     return {
         "deals_changed": deals // 100,
