@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import datetime
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -354,6 +357,60 @@ def test_a_failed_run_changes_nothing_and_the_next_run_catches_up(conn, migrated
     assert aggregates.state(conn)["pending_changes"] == pending  # the log was not consumed
     assert aggregates.refresh(conn).mode == "incremental"
     assert_reports_equal_live(conn, random.Random(9))
+
+
+def test_a_run_killed_with_sigkill_commits_nothing_and_the_next_run_folds_the_same_changes(conn, migrated_database_url):
+    RandomCRM(conn, 14).create(deals=120, leads=30, accounts=10)
+    aggregates.refresh(conn)
+    before = _aggregate_contents(conn)
+    RandomCRM(conn, 15).edit()
+    pending = aggregates.state(conn)["pending_changes"]
+    logged = _log_rows(conn)
+    blocker = psycopg2.connect(migrated_database_url)
+    child = None
+    try:
+        with blocker.cursor() as cur:
+            # The run waits here, mid-run: after consuming the owners' log or the change logs, before its COMMIT.
+            cur.execute("LOCK TABLE report_deal_periods IN EXCLUSIVE MODE")
+        child = subprocess.Popen([sys.executable, "-c", "import sys, psycopg2; from crmtasks.reports import refresh; "
+                                  "c = psycopg2.connect(sys.argv[1], application_name='killed_run'); c.autocommit = True; "
+                                  "refresh.refresh(c)",
+                                  migrated_database_url])
+        deadline = time.monotonic() + 30
+        while not _killed_run(conn):
+            assert time.monotonic() < deadline and child.poll() is None, "the child's run never reached the fold"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        blocker.close()  # the orphaned run goes on, then finds no client to commit for, and rolls back
+        if child is not None and child.poll() is None:
+            child.kill()
+    deadline = time.monotonic() + 30
+    while _killed_run(conn, state="any"):
+        assert time.monotonic() < deadline, "the orphaned run never ended"
+        time.sleep(0.05)
+    assert _aggregate_contents(conn) == before and aggregates.state(conn)["pending_changes"] == pending
+    stats = aggregates.refresh(conn)
+    assert stats.mode == "incremental" and stats.rows_read == logged  # the same changes, folded once
+    assert aggregates.state(conn)["pending_changes"] == 0
+    assert_reports_equal_live(conn, random.Random(14))
+
+
+def _killed_run(conn, state: str = "waiting") -> bool:
+    """Whether the killed run's backend is there (waiting for a lock, or in any state)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'killed_run' "
+                    "AND datname = current_database() AND (%s = 'any' OR wait_event_type = 'Lock')", (state,))
+        return cur.fetchone()[0] > 0
+
+
+def _log_rows(conn) -> dict:
+    """Change-log rows waiting per source."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT (SELECT count(*) FROM report_deal_changes), (SELECT count(*) FROM report_lead_changes), "
+                    "(SELECT count(*) FROM report_account_changes)")
+        return dict(zip(("deals", "leads", "accounts"), cur.fetchone()))
 
 
 def test_a_second_concurrent_run_is_skipped(conn, migrated_database_url):
