@@ -82,6 +82,14 @@ class RefreshStats:
     owners_refreshed: int = 0
     months_touched: list = dataclasses.field(default_factory=list)
     duration_ms: float = 0.0
+    previous_as_of: datetime.datetime | None = None
+
+    def unchanged_sources(self) -> list[str]:
+        """The sources whose aggregates this run left as they were (none after a rebuild, or when owners' names
+        changed: every per-owner row may carry them)."""
+        if self.mode != "incremental" or self.owners_refreshed:
+            return []
+        return [name for name in fold.SOURCES if not self.rows_read.get(name)]
 
     def as_dict(self) -> dict:
         return {
@@ -182,7 +190,8 @@ def _refresh_in_transaction(cur, found: tuple, *, full: bool, rebuild_after_hour
     as_of, previous_as_of, rebuild_required, last_rebuild_at, *waiting, prepared = found
     pending = dict(zip((*fold.SOURCES, "owners"), waiting))
     reason = _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, as_of, rebuild_after_hours)
-    stats = RefreshStats(mode="full" if reason else "incremental", reason=reason or "changes", as_of=as_of)
+    stats = RefreshStats(mode="full" if reason else "incremental", reason=reason or "changes", as_of=as_of,
+                         previous_as_of=previous_as_of)
 
     if reason:
         for log in _LOGS:
@@ -272,12 +281,15 @@ def vacuum_consumed_logs(conn: PgConnection, stats: RefreshStats) -> list[str]:
 
 
 def tidy_up(conn: PgConnection, stats: RefreshStats) -> dict:
-    """What the job does after a run has published, outside its transaction: delete the report payloads of earlier
-    generations (never served again), vacuum the change logs the run emptied; what each cost. The reports bench
-    times it too, apart from the run."""
+    """What the job does after a run has published, outside its transaction: carry the row payloads of the
+    reports the run did not touch to its generation, delete the other payloads of earlier generations (never
+    served again), vacuum the change logs the run emptied; what each cost. The reports bench times it too, apart
+    from the run. A kill before the end leaves old payloads for the next run to delete (never served meanwhile)."""
     result = {}
     if stats.as_of is not None:
         started = time.perf_counter()
+        result["payloads_carried"] = payloads.carry_forward(conn, stats.previous_as_of, stats.as_of,
+                                                            stats.unchanged_sources())
         result["payloads_deleted"] = payloads.forget_older(conn, stats.as_of)
         result["payloads_delete_ms"] = round((time.perf_counter() - started) * 1000, 1)
     started = time.perf_counter()
