@@ -13,12 +13,9 @@ leaves those payloads for the next run.
 
 from __future__ import annotations
 
-import time
-
 from crmtasks.jobs import registry
 from crmtasks.pg.db import database
-from crmtasks.reports import payloads
-from crmtasks.reports.refresh import refresh, vacuum_consumed_logs
+from crmtasks.reports.refresh import refresh, tidy_up
 from crmtasks.settings import get_settings
 
 JOB_NAME = "precompute_aggregates"
@@ -32,12 +29,5 @@ def run() -> dict:
     # The time limit is also the statement_timeout: it stops SQL that Python cannot interrupt.
     stats = refresh(conn, rebuild_after_hours=settings.aggregates_rebuild_hours,
                     statement_timeout_s=registry.get(JOB_NAME).time_limit_s)
-    result = stats.as_dict()
-    if stats.as_of is not None:
-        started = time.perf_counter()
-        result["payloads_deleted"] = payloads.forget_older(conn, stats.as_of)
-        result["payloads_delete_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    started = time.perf_counter()
-    result["logs_vacuumed"] = vacuum_consumed_logs(conn, stats)
-    result["logs_vacuum_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    return result
+    return {**stats.as_dict(), **tidy_up(conn, stats)}
+

@@ -30,7 +30,7 @@ class AdvisoryLock(enum.IntEnum):
     BOOTSTRAP = _key(b"crmboot!")
     #: Publishing a facet generation: one precompute_facets run at a time (session lock).
     FACET_PUBLISH = _key(b"crmfacet")
-    #: Refreshing the report aggregates: one precompute_aggregates run at a time (session lock).
+    #: Refreshing the report aggregates: one precompute_aggregates run at a time (transaction lock).
     AGGREGATES_REFRESH = _key(b"crmaggr")
     #: Audit maintenance and restore: one at a time (session lock).
     AUDIT_MAINTENANCE = _key(b"auditmnt")

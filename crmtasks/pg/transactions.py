@@ -23,7 +23,7 @@ _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 @contextlib.contextmanager
 def transaction(conn, *, repeatable_read: bool = False, read_only: bool = False,
                 local: Mapping[str, str] | None = None,
-                stamped: bool = False) -> Iterator[psycopg2.extensions.cursor]:
+                stamped: bool = False, first: tuple | None = None) -> Iterator[psycopg2.extensions.cursor]:
     """Run the block as one transaction on ``conn``; yields a cursor.
 
     Parameters:
@@ -40,6 +40,9 @@ def transaction(conn, *, repeatable_read: bool = False, read_only: bool = False,
         the block's first query: it takes the snapshot, and the yielded
         cursor's ``fetchone()[0]`` is the moment it was taken (an ``as_of``
         that every commit before it is visible in), at no extra round trip.
+      first(tuple): (statement, params): the block's first query, sent in
+        that same round trip (the yielded cursor holds its rows); it takes
+        the snapshot. Not with ``stamped``.
 
     Atomic: a kill -9 or a raised error inside the block leaves nothing
     behind. A rollback that fails because the connection broke is ignored,
@@ -47,9 +50,17 @@ def transaction(conn, *, repeatable_read: bool = False, read_only: bool = False,
     """
     if conn.get_transaction_status() != _IDLE:
         raise RuntimeError("transaction() needs a connection with no transaction open")
+    if first is not None and stamped:
+        raise ValueError("transaction(): first and stamped are two first queries; pass one")
+    begin = _begin_statement(conn.autocommit, repeatable_read, read_only, local or {}, stamped)
     with conn.cursor() as cur:
-        cur.execute(_begin_statement(conn.autocommit, repeatable_read, read_only, local or {}, stamped))
+        if first is None:
+            cur.execute(begin)
         try:
+            if first is not None:  # inside the try: a failed first query leaves the transaction open, aborted
+                statement, params = first
+                cur.execute(sql.SQL("{}; {}").format(begin, sql.SQL(statement) if isinstance(statement, str)
+                                                     else statement), params)
             yield cur
         except BaseException:
             _rollback_quietly(conn, cur)

@@ -96,13 +96,33 @@ _PUBLISH = sql.SQL("""published AS (
         rebuild_required = CASE WHEN {full} THEN false ELSE rebuild_required END,
         last_rebuild_at = CASE WHEN {full} THEN {as_of} ELSE last_rebuild_at END
     RETURNING 1
-)""").format(as_of=sql.Placeholder("as_of"), full=sql.Placeholder("full"))
+)""")
+
+# Prepared incremental statements are named after the sources they fold (a run folds only the logs with rows).
+PREPARED_PREFIX = "crmtasks_report_fold_"
 
 
-def run_statement(sources: list[str], *, full: bool) -> sql.Composed:
+def prepared_name(sources: list[str]) -> str:
+    """The name of the prepared incremental statement folding ``sources`` (one per set of sources)."""
+    return PREPARED_PREFIX + "_".join(sources)
+
+
+def prepare_statement(sources: list[str]) -> sql.Composed:
+    """``PREPARE`` of the incremental run folding ``sources``; its one parameter, ``$1``, is as_of (timestamptz).
+
+    Why prepared: the statement is dozens of CTEs over partitioned tables, and parsing and planning it cost
+    about as much as folding a 1% change (tens of milliseconds at 300k deals on a slow machine). A worker runs
+    the job on the same connection every time: prepared once, each later run only executes it.
+    """
+    return sql.SQL("PREPARE {} (timestamptz) AS ").format(sql.Identifier(prepared_name(sources))) + run_statement(
+        sources, full=False, as_of=sql.SQL("$1"))
+
+
+def run_statement(sources: list[str], *, full: bool,
+                  as_of: sql.Composable = sql.Placeholder("as_of")) -> sql.Composed:
     """The run's statement: fold ``sources`` (their logs, or their raw tables if ``full``) and publish as_of.
 
-    Parameters ``%(as_of)s`` (timestamptz) and ``%(full)s`` (bool). Returns one row: rows read per source
+    Parameter ``%(as_of)s`` (timestamptz; or the given ``as_of``). Returns one row: rows read per source
     (json), aggregate rows written, aggregate rows removed, months touched (date[] or NULL).
     """
     ctes, tables = [], []
@@ -113,7 +133,7 @@ def run_statement(sources: list[str], *, full: bool) -> sql.Composed:
         for table in spec["tables"]:
             ctes += [_insert(table, name=f"{table}_inserted")] if full else _merge(table)
             tables.append(table)
-    ctes.append(_PUBLISH)
+    ctes.append(_PUBLISH.format(as_of=as_of, full=sql.Literal(full)))
     return sql.SQL("WITH {ctes}\nSELECT {read}, {written}, {removed}, {months}").format(
         ctes=sql.SQL(",\n").join(ctes),
         read=_rows_read(sources),

@@ -44,12 +44,17 @@ _LOOKUP = PreparedStatement("crmtasks_report_payload", ("text", "text"), lambda 
     FROM report_aggregate_state s
 """).format(*params))
 _STORE = """
-    INSERT INTO report_payloads AS stored (digest, kind, as_of, data)
-    VALUES (%(digest)s, %(kind)s, %(as_of)s, %(data)s)
-    ON CONFLICT (digest, kind) DO UPDATE SET as_of = excluded.as_of, data = excluded.data
+    INSERT INTO report_payloads AS stored (digest, kind, as_of, data, source)
+    VALUES (%(digest)s, %(kind)s, %(as_of)s, %(data)s, %(source)s)
+    ON CONFLICT (digest, kind) DO UPDATE SET as_of = excluded.as_of, data = excluded.data, source = excluded.source
     WHERE stored.as_of < excluded.as_of
 """
 _FORGET_OLDER = "DELETE FROM report_payloads WHERE as_of < %s"
+# Only the row columns: the csv and json bytes hold as_of in their text.
+_CARRY_FORWARD = """
+    UPDATE report_payloads SET as_of = %(as_of)s
+    WHERE as_of = %(previous)s AND kind = 'columns' AND source = ANY (%(sources)s)
+"""
 
 
 def columnar_statement(inner: sql.Composable, names: tuple[str, ...], kinds: tuple[str, ...]) -> sql.Composed:
@@ -89,16 +94,32 @@ def lookup(cur, digest: str, kind: str) -> tuple[datetime.datetime | None, bytes
     return (None, None) if found is None else found
 
 
-def store(conn, digest: str, kind: str, as_of: datetime.datetime, data: bytes) -> None:
-    """Keep ``data`` for generation ``as_of`` (never over a newer one); only in autocommit, never raises."""
+def store(conn, digest: str, kind: str, as_of: datetime.datetime, data: bytes, source: str | None = None) -> None:
+    """Keep ``data`` for generation ``as_of`` (never over a newer one); only in autocommit, never raises.
+
+    ``source``: the change log that feeds the report's aggregates (``deals``, ``leads``, ``accounts``), so that
+    a run which folds none of its changes carries the payload to its generation (``carry_forward``).
+    """
     if not conn.autocommit:
         return
     try:
         with conn.cursor() as cur:
-            cur.execute(_STORE, {"digest": digest, "kind": kind, "as_of": as_of, "data": data.decode()})
+            cur.execute(_STORE, {"digest": digest, "kind": kind, "as_of": as_of, "data": data.decode(),
+                                 "source": source})
     except psycopg2.Error as error:
         logger.warning("report payload not kept (the next call reads the aggregates again): %s",
                        str(error).strip().splitlines()[0])
+
+
+def carry_forward(conn, previous, as_of, sources: list[str]) -> int:
+    """Move the row-column payloads of generation ``previous`` whose source is in ``sources`` (ones the run that
+    published ``as_of`` did not fold: their rows are the same) to generation ``as_of``; how many. Run after the
+    publish and before ``forget_older``: a reader that stored one for ``as_of`` meanwhile is left alone."""
+    if previous is None or not sources:
+        return 0
+    with conn.cursor() as cur:
+        cur.execute(_CARRY_FORWARD, {"previous": previous, "as_of": as_of, "sources": list(sources)})
+        return cur.rowcount
 
 
 def forget_older(conn, as_of) -> int:

@@ -56,6 +56,12 @@ COLUMN_KINDS = {
 }
 
 
+# The change log feeding each report's aggregates (crmtasks.reports.fold.SOURCES): a run that folds none of its
+# changes leaves its rows as they were, and its payloads are carried to the new generation.
+REPORT_SOURCES = {"pipeline": "deals", "revenue": "deals", "win_rate": "deals", "sales_cycle": "deals",
+                  "lead_conversion": "leads", "accounts": "accounts"}
+
+
 def read(query, conn, cur) -> tuple:
     """(as_of, row count, columns as sent, payload key) of ``query``: the payload kept, else read and kept."""
     digest = digest_of(query, cur)
@@ -71,7 +77,8 @@ def read(query, conn, cur) -> tuple:
         if as_of is None:
             raise AggregatesNotReady()
         if count:
-            payloads.store(conn, digest, "columns", as_of, payloads.encode(count, columns))
+            payloads.store(conn, digest, "columns", as_of, payloads.encode(count, columns),
+                           source=REPORT_SOURCES.get(query.name))
     return as_of, count, columns, digest
 
 

@@ -22,10 +22,16 @@ Guarantees:
 - ``as_of`` is the start of the run's first statement: every change committed
   before it is in the aggregates (some committed a moment later may be too).
 - Idempotent and safe to kill: an interrupted run rolls back and leaves the
-  log in place. Two runs never interleave: a session advisory lock makes a
-  second concurrent run return at once (``skipped``), and should both run,
-  the second would fail with a serialization error (retried) rather than
-  fold the same changes twice.
+  log in place. Two runs never interleave: a transaction advisory lock,
+  taken by the run's first query, makes a second concurrent run return at
+  once (``skipped``). That query takes the snapshot before the lock, so a
+  run that published in between leaves it a stale snapshot: locking the
+  state row FOR UPDATE then fails with a serialization error before
+  anything is folded (never the same changes folded twice), and the run
+  starts again once with a fresh snapshot.
+- Three round trips when only changes are folded (BEGIN with the lock and the
+  state; the fold, a statement prepared once per connection; COMMIT), one
+  more when owners were renamed.
 - May block writers? No: writers only append to the log.
 """
 
@@ -35,11 +41,12 @@ import dataclasses
 import datetime
 import time
 
+import psycopg2.errors
 from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 
-from crmtasks.pg import AdvisoryLock, load_sql, quietly, transaction
-from crmtasks.reports import fold
+from crmtasks.pg import AdvisoryLock, load_sql, transaction
+from crmtasks.reports import fold, payloads
 
 # Memory for the fold's hash aggregates and sorts (PostgreSQL's default 4MB spills to disk on a rebuild).
 _WORK_MEM = "128MB"
@@ -63,7 +70,7 @@ class RefreshStats:
       aggregate_rows_removed(int): Aggregate rows deleted: groups that emptied, or all rows on a full rebuild.
       owners_refreshed(int): Owners whose new name or active flag was copied into their rows.
       months_touched(list[str]): Months (YYYY-MM) whose deal or lead aggregates changed.
-      duration_ms(float): Wall-clock milliseconds, lock to commit.
+      duration_ms(float): Wall-clock milliseconds, BEGIN to COMMIT (retry included).
     """
 
     mode: str
@@ -75,6 +82,14 @@ class RefreshStats:
     owners_refreshed: int = 0
     months_touched: list = dataclasses.field(default_factory=list)
     duration_ms: float = 0.0
+    previous_as_of: datetime.datetime | None = None
+
+    def unchanged_sources(self) -> list[str]:
+        """The sources whose aggregates this run left as they were (none after a rebuild, or when owners' names
+        changed: every per-owner row may carry them)."""
+        if self.mode != "incremental" or self.owners_refreshed:
+            return []
+        return [name for name in fold.SOURCES if not self.rows_read.get(name)]
 
     def as_dict(self) -> dict:
         return {
@@ -109,18 +124,42 @@ def refresh(conn: PgConnection, *, full: bool = False, rebuild_after_hours: int 
     if not conn.autocommit:
         raise ValueError("refresh() needs a connection in autocommit mode: it manages its own transaction")
     started = time.perf_counter()
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s)", (AdvisoryLock.AGGREGATES_REFRESH.key,))
-        if not cur.fetchone()[0]:
-            return RefreshStats(mode="skipped", reason="another precompute_aggregates run holds the lock")
-        try:
-            with transaction(conn, repeatable_read=True, local=_settings(statement_timeout_s)) as refresh_cur:
-                stats = _refresh_in_transaction(refresh_cur, full=full, rebuild_after_hours=rebuild_after_hours)
-        finally:
-            # A lost connection has already released the session lock.
-            quietly(cur, "SELECT pg_advisory_unlock(%s)", (AdvisoryLock.AGGREGATES_REFRESH.key,))
+    try:
+        stats = _run(conn, full=full, rebuild_after_hours=rebuild_after_hours, statement_timeout_s=statement_timeout_s)
+    except psycopg2.errors.SerializationFailure:
+        # The snapshot is taken by the statement that takes the lock, so a run that published (and let go of the
+        # lock) in between leaves this one a stale snapshot: the state row it locks has changed since, and
+        # PostgreSQL refuses it before anything is folded. Again with a fresh snapshot.
+        stats = _run(conn, full=full, rebuild_after_hours=rebuild_after_hours, statement_timeout_s=statement_timeout_s)
     stats.duration_ms = (time.perf_counter() - started) * 1000
     return stats
+
+
+def _run(conn: PgConnection, *, full: bool, rebuild_after_hours: int, statement_timeout_s: int) -> RefreshStats:
+    """One attempt: three round trips when the run folds changes (BEGIN with the lock and the state, the fold,
+    COMMIT); the transaction-scoped lock ends with the transaction, kill -9 included."""
+    first = (_FIRST_QUERY, (fold.PREPARED_PREFIX, AdvisoryLock.AGGREGATES_REFRESH.key))
+    with transaction(conn, repeatable_read=True, local=_settings(statement_timeout_s), first=first) as cur:
+        found = cur.fetchone()
+        if found is None:
+            return RefreshStats(mode="skipped", reason="another precompute_aggregates run holds the lock")
+        return _refresh_in_transaction(cur, found, full=full, rebuild_after_hours=rebuild_after_hours)
+
+
+# The run's first query, sent with its BEGIN: it takes the snapshot (statement_timestamp() was fixed just before, so
+# every commit earlier than as_of is visible to this run), then the lock (transaction-scoped: no unlock to send, and
+# no row of the state when another run holds it), the state row FOR UPDATE (should two runs ever overlap, the second
+# fails with a serialization error instead of folding the same changes twice), which logs hold rows in this snapshot
+# (a run skips the statements of the empty ones) and which fold statements this connection has prepared.
+_FIRST_QUERY = """
+    SELECT statement_timestamp(), as_of, rebuild_required, last_rebuild_at,
+           EXISTS (SELECT FROM report_deal_changes), EXISTS (SELECT FROM report_lead_changes),
+           EXISTS (SELECT FROM report_account_changes), EXISTS (SELECT FROM report_owner_changes),
+           ARRAY(SELECT name FROM pg_prepared_statements WHERE starts_with(name, %s))
+    FROM report_aggregate_state
+    WHERE pg_try_advisory_xact_lock(%s)
+    FOR UPDATE
+"""
 
 
 def _settings(statement_timeout_s: int) -> dict:
@@ -135,28 +174,24 @@ def _settings(statement_timeout_s: int) -> dict:
     emptied-group lookups counted for every changed group), so PostgreSQL
     would compile it to machine code first, for seconds, to save
     microseconds.
+
+    plan_cache_mode force_generic_plan: the prepared fold is planned once,
+    on its first run on the connection, not on each of its first five (its
+    one parameter, as_of, is only written, never searched).
     """
-    settings = {"work_mem": _WORK_MEM, "synchronous_commit": "off", "jit": "off"}
+    settings = {"work_mem": _WORK_MEM, "synchronous_commit": "off", "jit": "off",
+                "plan_cache_mode": "force_generic_plan"}
     if statement_timeout_s:
         settings["statement_timeout"] = f"{int(statement_timeout_s)}s"
     return settings
 
 
-def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int) -> RefreshStats:
-    # This must be the transaction's first query: it takes the snapshot, and
-    # statement_timestamp() was fixed just before, so every commit earlier
-    # than as_of is visible to this run.
-    # Which logs hold rows in this snapshot comes with it: a run skips the statements of the empty ones.
-    cur.execute("""
-        SELECT statement_timestamp(), as_of, rebuild_required, last_rebuild_at,
-               EXISTS (SELECT FROM report_deal_changes), EXISTS (SELECT FROM report_lead_changes),
-               EXISTS (SELECT FROM report_account_changes), EXISTS (SELECT FROM report_owner_changes)
-        FROM report_aggregate_state FOR UPDATE
-    """)
-    as_of, previous_as_of, rebuild_required, last_rebuild_at, *waiting = cur.fetchone()
+def _refresh_in_transaction(cur, found: tuple, *, full: bool, rebuild_after_hours: int) -> RefreshStats:
+    as_of, previous_as_of, rebuild_required, last_rebuild_at, *waiting, prepared = found
     pending = dict(zip((*fold.SOURCES, "owners"), waiting))
     reason = _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, as_of, rebuild_after_hours)
-    stats = RefreshStats(mode="full" if reason else "incremental", reason=reason or "changes", as_of=as_of)
+    stats = RefreshStats(mode="full" if reason else "incremental", reason=reason or "changes", as_of=as_of,
+                         previous_as_of=previous_as_of)
 
     if reason:
         for log in _LOGS:
@@ -175,13 +210,39 @@ def _refresh_in_transaction(cur, *, full: bool, rebuild_after_hours: int) -> Ref
     # No ANALYZE after a full rebuild (it cost a quarter of one): every read is a scan of one leaf partition in
     # key order, whose plan does not hinge on statistics, and autovacuum analyzes the rewritten leaves anyway.
     sources = [name for name in fold.SOURCES if reason or pending[name]]
-    cur.execute(fold.run_statement(sources, full=bool(reason)), {"as_of": as_of, "full": bool(reason)})
+    if reason or not sources:  # a rebuild (rare), or nothing to fold but as_of to publish
+        cur.execute(fold.run_statement(sources, full=bool(reason)), {"as_of": as_of})
+    else:
+        _execute_prepared(cur, sources, as_of, prepared)
     rows_read, rows_written, rows_removed, months = cur.fetchone()
     stats.rows_read = {name: int(rows_read.get(name, 0)) for name in fold.SOURCES}
     stats.aggregate_rows_written += int(rows_written)
     stats.aggregate_rows_removed += int(rows_removed)
     stats.months_touched = [month.strftime("%Y-%m") for month in months or ()]
     return stats
+
+
+def _execute_prepared(cur, sources: list[str], as_of, prepared: list[str]) -> None:
+    """Run the incremental fold of ``sources`` as a prepared statement: PREPARE it in the same round trip the
+    first time this connection folds these sources (a prepared statement outlives the transaction, even one
+    rolled back), EXECUTE it from then on."""
+    name = fold.prepared_name(sources)
+    execute = sql.SQL("EXECUTE {} (%s)").format(sql.Identifier(name))
+    if name not in prepared:
+        text = _prepare_text(tuple(sources), cur.connection)
+        execute = sql.SQL(text.replace("%", "%%") + "; ") + execute
+    cur.execute(execute, (as_of,))
+
+
+_PREPARE_TEXTS: dict[tuple[str, ...], str] = {}
+
+
+def _prepare_text(sources: tuple[str, ...], conn) -> str:
+    """The PREPARE of ``sources``' fold as text, composed once per process (it is the same on every connection)."""
+    text = _PREPARE_TEXTS.get(sources)
+    if text is None:
+        text = _PREPARE_TEXTS[sources] = fold.prepare_statement(list(sources)).as_string(conn)
+    return text
 
 
 def _rebuild_reason(full, previous_as_of, rebuild_required, last_rebuild_at, now, rebuild_after_hours) -> str | None:
@@ -217,6 +278,24 @@ def vacuum_consumed_logs(conn: PgConnection, stats: RefreshStats) -> list[str]:
         with conn.cursor() as cur:
             cur.execute(sql.SQL("VACUUM (TRUNCATE false) {}").format(sql.SQL(", ").join(map(sql.Identifier, logs))))
     return logs
+
+
+def tidy_up(conn: PgConnection, stats: RefreshStats) -> dict:
+    """What the job does after a run has published, outside its transaction: carry the row payloads of the
+    reports the run did not touch to its generation, delete the other payloads of earlier generations (never
+    served again), vacuum the change logs the run emptied; what each cost. The reports bench times it too, apart
+    from the run. A kill before the end leaves old payloads for the next run to delete (never served meanwhile)."""
+    result = {}
+    if stats.as_of is not None:
+        started = time.perf_counter()
+        result["payloads_carried"] = payloads.carry_forward(conn, stats.previous_as_of, stats.as_of,
+                                                            stats.unchanged_sources())
+        result["payloads_deleted"] = payloads.forget_older(conn, stats.as_of)
+        result["payloads_delete_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    started = time.perf_counter()
+    result["logs_vacuumed"] = vacuum_consumed_logs(conn, stats)
+    result["logs_vacuum_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
 
 
 def state(conn: PgConnection) -> dict:

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import datetime
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -217,16 +220,43 @@ def test_a_run_folds_every_log_and_deletes_emptied_groups_in_one_statement(conn,
         job_conn.close()
     assert stats.mode == "incremental" and stats.aggregate_rows_removed > 0
     assert all(stats.rows_read[source] > 0 for source in ("deals", "leads", "accounts"))
-    # Lock, BEGIN, the snapshot's first query, [the owners' new names: edit() renames users], the fold, COMMIT,
-    # unlock: every log, every table, the emptied groups and as_of in one statement.
-    first_query = next(i for i, text in enumerate(statements) if text.startswith("SELECT statement_timestamp()"))
-    commit = statements.index("COMMIT")
-    work = [text for text in statements[first_query + 1:commit] if "DELETE FROM report_owner_changes" not in text]
-    assert len(work) == 1 and work[0].startswith("WITH deal_images AS"), work
-    assert stats.owners_refreshed > 0 and commit - first_query == 3
-    assert len(statements) == commit + 2 == 7 and "pg_advisory_unlock" in statements[-1], statements
+    # BEGIN with the snapshot's first query and the lock, [the owners' new names: edit() renames users], the fold
+    # (prepared in the same round trip on this new connection), COMMIT: every log, every table, the emptied groups
+    # and as_of in one statement; no unlock (the lock ends with the transaction).
+    assert statements[0].startswith("BEGIN ISOLATION LEVEL REPEATABLE READ") and "pg_try_advisory_xact_lock" in statements[0]
+    assert "DELETE FROM report_owner_changes" in statements[1] and stats.owners_refreshed > 0
+    assert statements[2].startswith('PREPARE "crmtasks_report_fold_deals_leads_accounts" (timestamptz) AS WITH deal_images AS')
+    assert statements[2].endswith('EXECUTE "crmtasks_report_fold_deals_leads_accounts" (%s)')
+    assert statements[3:] == ["COMMIT"], statements
     _aggregate_contents(conn)  # no emptied group left behind
     assert_reports_equal_live(conn, random.Random(21))
+
+
+def test_later_runs_on_a_connection_only_execute_the_prepared_fold_and_stay_exact(conn, migrated_database_url):
+    RandomCRM(conn, 41).create(deals=150, leads=60, accounts=20)
+    job_conn = psycopg2.connect(migrated_database_url, connection_factory=_StatementLog)
+    job_conn.autocommit = True
+    try:
+        assert aggregates.refresh(job_conn).mode == "full"
+        trips = []
+        for round_number in range(4):
+            with conn.cursor() as cur:
+                cur.execute("UPDATE deals SET amount = coalesce(amount, 0) + 1, owner_id = NULL WHERE id %% 7 = %s",
+                            (round_number,))
+            if round_number == 2:
+                with job_conn.cursor() as cur:
+                    cur.execute("DEALLOCATE ALL")  # as a pooler's DISCARD ALL would
+            job_conn.statements.clear()
+            stats = aggregates.refresh(job_conn)
+            trips.append([" ".join(text.split())[:40] for text in job_conn.statements])
+            assert stats.mode == "incremental" and stats.rows_read["deals"] > 0
+            assert_reports_equal_live(conn, random.Random(41))
+    finally:
+        job_conn.close()
+    # Prepared on the connection's first fold of deals, then executed only; prepared again once it was lost.
+    prepared, executed = 'PREPARE "crmtasks_report_fold_deals" (ti', 'EXECUTE "crmtasks_report_fold_deals" (%s'
+    assert [trip[1] for trip in trips] == [prepared, executed, prepared, executed], trips
+    assert all(len(trip) == 3 and trip[2] == "COMMIT" for trip in trips), trips
 
 
 def test_the_job_vacuums_the_logs_it_consumed_so_they_stop_growing(conn):
@@ -254,24 +284,12 @@ def test_a_change_committed_during_a_run_is_left_for_the_next_run(conn, migrated
     with conn.cursor() as cur:
         # Committed before the run: something in the log, so the run folds deals (and blocks on the log below).
         cur.execute("UPDATE deals SET amount = amount + 1 WHERE id = %s", (earlier_id,))
-    writer = psycopg2.connect(migrated_database_url)
-    job_conn = psycopg2.connect(migrated_database_url)
-    job_conn.autocommit = True
-    result = {}
-    try:
-        with writer.cursor() as cur:
-            # Hold the change log so the run blocks right after taking its snapshot.
-            cur.execute("LOCK TABLE report_deal_changes IN EXCLUSIVE MODE")
-            job = threading.Thread(target=lambda: result.update(stats=aggregates.refresh(job_conn)))
-            job.start()
-            _wait_until_blocked(conn, job_conn.get_backend_pid())
-            # Committed after the run's snapshot: the run must neither fold nor delete it.
-            cur.execute("UPDATE deals SET amount = amount + 1000 WHERE id = %s", (deal_id,))
-        writer.commit()
-        job.join(timeout=30)
-    finally:
-        writer.close()
-    assert result["stats"].mode == "incremental" and result["stats"].rows_read["deals"] == 2  # the earlier change
+    # Hold the change log so the run blocks right after taking its snapshot; then commit a change after that
+    # snapshot: the run must neither fold nor delete it.
+    stats = _run_while_blocked(
+        conn, migrated_database_url, "LOCK TABLE report_deal_changes IN EXCLUSIVE MODE",
+        then=("UPDATE deals SET amount = amount + 1000 WHERE id = %s", (deal_id,)))
+    assert stats.mode == "incremental" and stats.rows_read["deals"] == 2  # the earlier change
     assert aggregates.state(conn)["pending_changes"] == 2  # still waiting in the log
     live = live_reports.revenue(conn, grain="month")
     assert [tuple(r.values())[1:] for r in reports.revenue(connection=conn).rows] != live
@@ -279,7 +297,29 @@ def test_a_change_committed_during_a_run_is_left_for_the_next_run(conn, migrated
     caught_up = aggregates.refresh(conn)
     assert caught_up.rows_read["deals"] == 2
     assert [tuple(r.values())[1:] for r in reports.revenue(connection=conn).rows] == live
-    job_conn.close()
+
+
+def _run_while_blocked(conn, database_url, hold: str, then: tuple | None = None) -> aggregates.RefreshStats:
+    """A run on a connection of its own while another transaction runs ``hold`` (which the run waits for), and
+    once the run waits, ``then`` (statement, params); that transaction commits, and the run's stats come back."""
+    writer = psycopg2.connect(database_url)
+    job_conn = psycopg2.connect(database_url)
+    job_conn.autocommit = True
+    result = {}
+    try:
+        with writer.cursor() as cur:
+            cur.execute(hold)
+            job = threading.Thread(target=lambda: result.update(stats=aggregates.refresh(job_conn)))
+            job.start()
+            _wait_until_blocked(conn, job_conn.get_backend_pid())
+            if then:
+                cur.execute(*then)
+        writer.commit()
+        job.join(timeout=30)
+    finally:
+        writer.close()
+        job_conn.close()
+    return result["stats"]
 
 
 def _wait_until_blocked(conn, pid, timeout_s=20):
@@ -291,7 +331,7 @@ def _wait_until_blocked(conn, pid, timeout_s=20):
         if row and row[0] == "Lock":
             return
         time.sleep(0.02)
-    raise AssertionError("the run never blocked on the change log")
+    raise AssertionError("the run never blocked on a lock")
 
 
 def test_a_failed_run_changes_nothing_and_the_next_run_catches_up(conn, migrated_database_url):
@@ -319,6 +359,60 @@ def test_a_failed_run_changes_nothing_and_the_next_run_catches_up(conn, migrated
     assert_reports_equal_live(conn, random.Random(9))
 
 
+def test_a_run_killed_with_sigkill_commits_nothing_and_the_next_run_folds_the_same_changes(conn, migrated_database_url):
+    RandomCRM(conn, 14).create(deals=120, leads=30, accounts=10)
+    aggregates.refresh(conn)
+    before = _aggregate_contents(conn)
+    RandomCRM(conn, 15).edit()
+    pending = aggregates.state(conn)["pending_changes"]
+    logged = _log_rows(conn)
+    blocker = psycopg2.connect(migrated_database_url)
+    child = None
+    try:
+        with blocker.cursor() as cur:
+            # The run waits here, mid-run: after consuming the owners' log or the change logs, before its COMMIT.
+            cur.execute("LOCK TABLE report_deal_periods IN EXCLUSIVE MODE")
+        child = subprocess.Popen([sys.executable, "-c", "import sys, psycopg2; from crmtasks.reports import refresh; "
+                                  "c = psycopg2.connect(sys.argv[1], application_name='killed_run'); c.autocommit = True; "
+                                  "refresh.refresh(c)",
+                                  migrated_database_url])
+        deadline = time.monotonic() + 30
+        while not _killed_run(conn):
+            assert time.monotonic() < deadline and child.poll() is None, "the child's run never reached the fold"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        blocker.close()  # the orphaned run goes on, then finds no client to commit for, and rolls back
+        if child is not None and child.poll() is None:
+            child.kill()
+    deadline = time.monotonic() + 30
+    while _killed_run(conn, state="any"):
+        assert time.monotonic() < deadline, "the orphaned run never ended"
+        time.sleep(0.05)
+    assert _aggregate_contents(conn) == before and aggregates.state(conn)["pending_changes"] == pending
+    stats = aggregates.refresh(conn)
+    assert stats.mode == "incremental" and stats.rows_read == logged  # the same changes, folded once
+    assert aggregates.state(conn)["pending_changes"] == 0
+    assert_reports_equal_live(conn, random.Random(14))
+
+
+def _killed_run(conn, state: str = "waiting") -> bool:
+    """Whether the killed run's backend is there (waiting for a lock, or in any state)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'killed_run' "
+                    "AND datname = current_database() AND (%s = 'any' OR wait_event_type = 'Lock')", (state,))
+        return cur.fetchone()[0] > 0
+
+
+def _log_rows(conn) -> dict:
+    """Change-log rows waiting per source."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT (SELECT count(*) FROM report_deal_changes), (SELECT count(*) FROM report_lead_changes), "
+                    "(SELECT count(*) FROM report_account_changes)")
+        return dict(zip(("deals", "leads", "accounts"), cur.fetchone()))
+
+
 def test_a_second_concurrent_run_is_skipped(conn, migrated_database_url):
     other = psycopg2.connect(migrated_database_url)
     other.autocommit = True
@@ -330,6 +424,17 @@ def test_a_second_concurrent_run_is_skipped(conn, migrated_database_url):
         other.close()
     assert stats.mode == "skipped"
     assert aggregates.state(conn)["as_of"] is None
+
+
+def test_a_run_whose_snapshot_went_stale_before_it_locked_the_state_runs_again(conn, migrated_database_url):
+    RandomCRM(conn, 12).create(deals=60, leads=10, accounts=5)
+    aggregates.refresh(conn)
+    # As a run publishing (or a TRUNCATE asking for a rebuild) would: the state row changes after the snapshot the
+    # next run's first query takes, and before that query locks the row.
+    stats = _run_while_blocked(conn, migrated_database_url, "UPDATE report_aggregate_state SET rebuild_required = true")
+    # Not a serialization error: the run started again with a fresh snapshot, and saw the rebuild asked for.
+    assert stats.mode == "full" and stats.reason.startswith("rebuild required")
+    assert_reports_equal_live(conn, random.Random(12))
 
 
 def test_truncate_and_age_trigger_full_rebuilds(conn):

@@ -107,13 +107,37 @@ def test_a_payload_of_another_generation_is_never_served_nor_kept_over_a_newer_o
     assert _api_rows(reports.revenue(connection=conn, by_owner=True)) == _api_rows(new)
 
 
-def test_the_job_deletes_the_payloads_of_earlier_generations(computed):
+def test_the_job_deletes_old_payloads_but_carries_the_rows_of_reports_its_run_did_not_touch(computed):
     conn = computed
     for name, spec in reports.REPORTS.items():
         spec.function(connection=conn, by_owner=True)
     assert len(_kept(conn)) == len(reports.REPORTS)
+    with conn.cursor() as cur:
+        cur.execute("UPDATE deals SET amount = coalesce(amount, 0) + 1 WHERE id = (SELECT min(id) FROM deals)")
     stats = precompute_aggregates.run()
-    assert _kept(conn) == [] and stats["mode"] == "incremental" and stats["payloads_deleted"] == len(reports.REPORTS)
+    as_of = aggregates.state(conn)["as_of"]
+    # Only deals changed: the deal reports' payloads are gone, the lead and account reports' rows are carried to
+    # the new generation, and are what their next calls answer, equal to live SQL.
+    assert stats["mode"] == "incremental" and stats["payloads_carried"] == 2
+    assert stats["payloads_deleted"] == len(reports.REPORTS) - 2
+    assert [kept_as_of for _, _, kept_as_of in _kept(conn)] == [as_of, as_of]
+    leads = reports.lead_conversion(connection=conn, by_owner=True)
+    assert leads.as_of == as_of and _api_rows(leads) == _live_rows(conn, "lead_conversion", by_owner=True)
+    assert _api_rows(reports.accounts(connection=conn, by_owner=True)) == _live_rows(conn, "accounts", by_owner=True)
+
+    with conn.cursor() as cur:  # now a lead changes: its report is read again, never carried stale
+        cur.execute("UPDATE leads SET status = CASE WHEN status = 'Converted' THEN 'New' ELSE 'Converted' END "
+                    "WHERE id = (SELECT min(id) FROM leads)")
+    stats = precompute_aggregates.run()
+    assert stats["payloads_carried"] == 1 and stats["payloads_deleted"] == 1  # accounts carried, leads deleted
+    leads = reports.lead_conversion(connection=conn, by_owner=True)
+    assert leads.as_of > as_of and _api_rows(leads) == _live_rows(conn, "lead_conversion", by_owner=True)
+
+    with conn.cursor() as cur:  # a new owner name is in every per-owner row: nothing is carried
+        cur.execute("UPDATE users SET full_name = full_name || ' Jr' WHERE id = (SELECT min(owner_id) FROM accounts)")
+    stats = precompute_aggregates.run()
+    assert stats["payloads_carried"] == 0 and _kept(conn) == []
+    assert _api_rows(reports.accounts(connection=conn, by_owner=True)) == _live_rows(conn, "accounts", by_owner=True)
 
 
 def test_a_callers_own_transaction_is_never_written_to(computed, migrated_database_url):

@@ -1,0 +1,14 @@
+-- Report payloads that outlive a run which did not touch their report (issue 14: cheaper upkeep).
+--
+-- A payload (crmtasks/reports/payloads.py) is served only for the generation
+-- (as_of) it was read in, and the job deleted every older one after each run,
+-- so a run that folded only deal changes made every lead and account report
+-- cold again (the first call of the generation reads the aggregates and
+-- rebuilds its payload: up to a second at 1M leads). source says which change
+-- log feeds the report's aggregates (deals, leads, accounts); after a run the
+-- job moves the row-column payloads of the sources it did not fold to the new
+-- generation (crmtasks.reports.refresh.tidy_up). NULL (rows kept before this
+-- migration): never carried. The csv/json bytes carry as_of in their text, so
+-- they are rebuilt from the carried columns, without reading the aggregates.
+-- The table is UNLOGGED and small; adding a nullable column rewrites nothing.
+ALTER TABLE report_payloads ADD COLUMN source text;
