@@ -19,7 +19,7 @@ from crmtasks.settings import get_settings
 
 # Seconds long_haul works: long enough to kill, restart or stop things around it.
 LONG_HAUL_S = 6
-# Seconds long_haul may go on past LONG_HAUL_S while a test holds it (see long_haul_hold_key).
+# Seconds long_haul may go on past LONG_HAUL_S while a test holds it (see long_haul_held).
 LONG_HAUL_HOLD_CAP_S = 120
 # Seconds db_victim's statement sleeps inside PostgreSQL.
 DB_VICTIM_S = 3
@@ -41,14 +41,15 @@ def tick_fails_key() -> str:
     return key(get_settings(), "test", "tick_fails")
 
 
-def long_haul_hold_key() -> str:
-    """Redis key that, while set, keeps ``long_haul`` working past LONG_HAUL_S (up to LONG_HAUL_HOLD_CAP_S).
+def long_haul_held() -> bool:
+    """Whether a test holds ``long_haul`` past LONG_HAUL_S: the file ``CRMTASKS_TEST_LONG_HAUL_HOLD`` names exists.
 
-    A test that must act while a run is still going sets it, so a slow machine
-    (a new process can take seconds to start under load) cannot let the run
-    end first.
+    A test that must act while a run is still going creates it, so a slow
+    machine (a new process can take seconds to start under load) cannot let
+    the run end first. A file, not a Redis key: tests stop Redis mid-run.
     """
-    return key(get_settings(), "test", "long_haul_hold")
+    hold = os.environ.get("CRMTASKS_TEST_LONG_HAUL_HOLD")
+    return bool(hold) and os.path.exists(hold)
 
 
 def _complete(task: str) -> int:
@@ -67,7 +68,7 @@ def long_haul() -> dict:
     started = time.monotonic()
     while True:
         elapsed = time.monotonic() - started
-        held = elapsed < LONG_HAUL_HOLD_CAP_S and get_redis().exists(long_haul_hold_key())
+        held = elapsed < LONG_HAUL_HOLD_CAP_S and long_haul_held()
         if elapsed >= LONG_HAUL_S and not held:
             break
         time.sleep(0.2)

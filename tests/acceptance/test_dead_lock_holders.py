@@ -118,14 +118,15 @@ def test_a_killed_workers_lock_is_taken_over_by_a_manual_run(proc_db, processes,
 
 def test_a_live_holder_is_respected(proc_db, processes, tmp_path):
     prefix = unique_prefix("live-run")
-    env = base_env(tmp_path, CRMTASKS_REDIS_PREFIX=prefix, CRMTASKS_TEST_TASKS="long_haul")
-    hold = f"{prefix}:test:long_haul_hold"  # the first run goes on until the second has tried
-    redis.Redis.from_url(os.environ["REDIS_URL"]).set(hold, 1)
+    hold = tmp_path / "long_haul.hold"  # the first run goes on until the second has tried
+    hold.touch()
+    env = base_env(tmp_path, CRMTASKS_REDIS_PREFIX=prefix, CRMTASKS_TEST_TASKS="long_haul",
+                   CRMTASKS_TEST_LONG_HAUL_HOLD=str(hold))
     processes.start("first_run", [*RUN, "--task", "long_haul"], env)
     wait_for(lambda: _running("long_haul"), timeout=30, what="the first run to start", processes=processes)
 
     result, _ = _run_now(env, "long_haul")
-    redis.Redis.from_url(os.environ["REDIS_URL"]).delete(hold)
+    hold.unlink()
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)[0]["stats"] == {"skip_reason": "overlap"}
     wait_for(lambda: completions("long_haul") == 1 and not _running("long_haul"), timeout=LONG_HAUL_S + 30,
