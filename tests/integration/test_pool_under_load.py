@@ -7,8 +7,6 @@ long gets PoolExhausted. Correctness only: no timing is asserted.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import os
 import subprocess
@@ -27,8 +25,8 @@ from crmtasks.pg.pool import PoolExhausted
 from crmtasks.reports.refresh import refresh
 from crmtasks.search import faceted_search
 from crmtasks.search.precompute import precompute
-from crmtasks.settings import get_settings
 from tests.integration.pool_load_process import hammer, workload
+from tests.integration.pool_support import bound_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = DemoSize(users=20, accounts=100, contacts=100, leads=1_000, deals=300)
@@ -58,17 +56,9 @@ def loaded_crm(migrated_database_url):
         conn.close()
 
 
-@contextlib.contextmanager
 def pool_of(size: int, timeout_s: float = 30.0):
     """crmtasks bound to a pool of ``size`` connections and a ``timeout_s`` wait; the default pool after."""
-    settings = dataclasses.replace(get_settings(), db_pool_size=size, db_pool_timeout_s=timeout_s)
-    pool = db.bind(settings)
-    try:
-        yield pool
-    finally:
-        db.release_connection()
-        pool.close_all()
-        db.bind(get_settings())
+    return bound_pool(size, timeout_s=timeout_s)
 
 
 def test_forty_threads_share_a_pool_of_five(loaded_crm):

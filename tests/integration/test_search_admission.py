@@ -9,7 +9,6 @@ waits for a place. Correctness only: no timing is asserted.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 import time
 
@@ -19,22 +18,13 @@ import pytest
 from crmtasks.pg import db
 from crmtasks.pg.pool import PoolExhausted
 from crmtasks.search import faceted_search, query
-from crmtasks.settings import get_settings
+from tests.integration.pool_support import bound_pool
 from tests.integration.test_pool_under_load import SIZE, loaded_crm  # noqa: F401 - the module's fixture
 
 
-@contextlib.contextmanager
 def pool_with_searches(places: int, size: int = 10, timeout_s: float = 30.0):
     """crmtasks bound to a pool of ``size`` that runs ``places`` searches at once; the default pool after."""
-    settings = dataclasses.replace(get_settings(), db_pool_size=size, db_pool_timeout_s=timeout_s,
-                                   searches_at_once=places)
-    pool = db.bind(settings)
-    try:
-        yield pool
-    finally:
-        db.release_connection()
-        pool.close_all()
-        db.bind(get_settings())
+    return bound_pool(size, timeout_s=timeout_s, searches_at_once=places)
 
 
 def _wait_until(predicate, timeout_s: float = 20.0) -> None:

@@ -6,8 +6,6 @@ timing is asserted (the bench measures the speed).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import threading
 
 import psycopg2
@@ -21,24 +19,15 @@ from crmtasks.settings import get_settings
 from crmtasks.sharing.entities import ENTITIES
 from crmtasks.sharing.records import _record_query
 from tests.integration import test_sharing_model as hand_made
+from tests.integration.pool_support import bound_pool
 from tests.integration.test_sharing_model import CEO, LEADS, SUPPORT
 
 organization = hand_made.organization  # the fixture writing the hand-made organization
 
 
-@contextlib.contextmanager
 def pool_of(size: int, *, checks_at_once: int = 0, timeout_s: float = 30.0):
     """crmtasks bound to a pool of ``size`` connections, this thread holding none; the default pool after."""
-    db.release_connection()  # crm_db's fixture leaves this thread one
-    settings = dataclasses.replace(get_settings(), db_pool_size=size, db_pool_timeout_s=timeout_s,
-                                   sharing_checks_at_once=checks_at_once)
-    pool = db.bind(settings)
-    try:
-        yield pool
-    finally:
-        db.release_connection()
-        pool.close_all()
-        db.bind(get_settings())
+    return bound_pool(size, timeout_s=timeout_s, sharing_checks_at_once=checks_at_once)
 
 
 def _answers(checker) -> list[bool]:
